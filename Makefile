@@ -1,0 +1,44 @@
+# sipcm build, test and benchmark entry points. Every target installs what it needs.
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+SIPCM   := $(VENV)/bin/sipcm
+STAMP   := $(VENV)/.installed
+ARGS    ?= doctor
+
+.PHONY: setup system venv run test test-unit test-netns lint bench clean
+
+setup: system venv
+
+system:
+	@bash scripts/setup-system.sh
+
+# The venv sits on Debian's python3 with system site packages so that `import bcc` works.
+$(STAMP): pyproject.toml
+	test -x $(PY) || /usr/bin/python3 -m venv --system-site-packages $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+run: setup
+	$(SIPCM) $(ARGS)
+
+test: setup
+	$(PY) -m pytest -q tests
+
+test-unit: venv
+	$(PY) -m pytest -q tests --ignore=tests/netns
+
+test-netns: setup
+	$(PY) -m pytest -q tests/netns
+
+lint: venv
+	$(VENV)/bin/ruff check sipcm tests bench
+	$(VENV)/bin/ruff format --check sipcm tests bench
+
+bench: venv
+	$(PY) -m bench.run
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,0 +1,3 @@
+from sipcm.cli import main
+
+main()

@@ -1,0 +1,45 @@
+"""RecordBatch: the one shape in which frames leave every capture source.
+
+A batch holds many frames of one link type back to back in `data`; per-frame values live in
+parallel numpy arrays. Sources (pcap reader, live ring reader) build batches; `decode/` reads
+them. Nothing here allocates per frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# Direction codes carried in `RecordBatch.direction` (mirrors bpf/sipcm.h).
+DIR_UNKNOWN = 0
+DIR_INGRESS = 1
+DIR_EGRESS = 2
+DIRECTION_NAMES = {DIR_UNKNOWN: None, DIR_INGRESS: "ingress", DIR_EGRESS: "egress"}
+
+# Link types (pcap LINKTYPE_* values) the decoder understands.
+LINKTYPE_NULL = 0  # BSD loopback: 4-byte host-order address family
+LINKTYPE_ETHERNET = 1
+LINKTYPE_RAW = 101  # raw IPv4 or IPv6, version from the first nibble
+LINKTYPE_LOOP = 108  # OpenBSD loopback: 4-byte network-order address family
+LINKTYPE_LINUX_SLL = 113
+LINKTYPE_IPV4 = 228
+LINKTYPE_IPV6 = 229
+LINKTYPE_LINUX_SLL2 = 276
+
+
+@dataclass(slots=True)
+class RecordBatch:
+    """Frames of one link type: frame i is `data[offset[i]:offset[i] + caplen[i]]`."""
+
+    data: bytes | memoryview
+    offset: np.ndarray  # int64, start of each frame in `data`
+    caplen: np.ndarray  # uint32, bytes captured
+    origlen: np.ndarray  # uint32, length on the wire
+    ts_ns: np.ndarray  # int64, capture time, ns since the Unix epoch
+    ifindex: np.ndarray  # uint32, 0 when unknown (replay)
+    direction: np.ndarray  # uint8, DIR_* codes
+    linktype: int = LINKTYPE_ETHERNET
+
+    def __len__(self) -> int:
+        return len(self.offset)

@@ -1,0 +1,29 @@
+"""User-facing errors: one line naming the problem and the fix, non-zero exit, no traceback."""
+
+from __future__ import annotations
+
+
+class SipcmError(Exception):
+    """An error the user can act on. `hint` says how to fix it; `exit_code` is the CLI status."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class CaptureFileError(SipcmError):
+    """A capture file is missing, unreadable or not pcap/pcapng."""
+
+
+class ConfigError(SipcmError):
+    """A configuration file, key or value is invalid."""
+
+
+class CaptureError(SipcmError):
+    """Live capture cannot start: not root, BPF or headers missing, interface not found."""

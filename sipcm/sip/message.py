@@ -1,0 +1,111 @@
+"""The facts the parser hands to `track/`: SipMessage, its parts, and ParseError.
+
+Field list (documented once, here):
+- `Uri`: `original` text; `scheme` ("sip", "sips", "tel", ... lower case); `user` (user part or
+  tel number, None if absent); `host`; `port` (None if absent); `params` (URI parameters, names
+  lower-cased, value "" for a flag).
+- `NameAddr`: From, To, Contact and P-Asserted-Identity values: `display` (unquoted display
+  name or None), `uri`, `tag` (From/To tag), `params` (header parameters, lower-cased names,
+  e.g. "expires", "q").
+- `Via`: `transport` (upper case), `host`, `port`, `branch`, `params`.
+- `Credentials`: from Authorization / Proxy-Authorization: `scheme`, `username`, `realm`,
+  `proxy` (True for Proxy-Authorization). Nonces and digest responses are never kept.
+- `SipMessage`: start line, the mandatory headers (Call-ID, From, To, CSeq), the optional ones
+  sipcm uses, the raw text of every other header, and counts of what could not be parsed.
+- `ParseError`: `reason` (stable snake_case, also used as the parse-error event reason),
+  `offset` (byte offset in the payload where parsing stopped), `probe` (True when the payload
+  is not SIP text at all: too short or not starting with a letter -> msg-probe).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sipcm.decode.packet import Payload
+
+
+@dataclass(slots=True)
+class Uri:
+    original: str
+    scheme: str = ""
+    user: str | None = None
+    host: str = ""
+    port: int | None = None
+    params: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class NameAddr:
+    uri: Uri
+    display: str | None = None
+    tag: str | None = None
+    params: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def expires(self) -> int | None:
+        """The Contact `expires` parameter as an int, None if absent or not a number."""
+        v = self.params.get("expires")
+        return int(v) if v is not None and v.isdigit() else None
+
+
+@dataclass(slots=True)
+class Via:
+    transport: str
+    host: str
+    port: int | None = None
+    branch: str | None = None
+    params: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Credentials:
+    scheme: str
+    username: str | None
+    realm: str | None
+    proxy: bool = False
+
+
+@dataclass(slots=True)
+class SipMessage:
+    """One parsed SIP request or response."""
+
+    is_request: bool
+    method: str | None  # request method (upper case) or None for a response
+    uri: Uri | None  # request URI
+    status: int | None  # response status code
+    reason: str | None  # response reason phrase
+    call_id: str
+    from_: NameAddr
+    to: NameAddr
+    cseq: int
+    cseq_method: str  # upper case
+    vias: list[Via] = field(default_factory=list)
+    contacts: list[NameAddr] = field(default_factory=list)
+    contact_star: bool = False  # "Contact: *"
+    expires: int | None = None  # Expires header
+    user_agent: str | None = None
+    server: str | None = None
+    reason_hdr: str | None = None  # Reason header (RFC 3326), raw text
+    pai: list[NameAddr] = field(default_factory=list)  # P-Asserted-Identity
+    credentials: Credentials | None = None
+    content_length: int | None = None
+    body: bytes = b""
+    headers: dict[str, list[str]] = field(default_factory=dict)  # other headers, lower-case names
+    bad_headers: int = 0  # optional headers that were malformed and kept raw
+    size: int = 0  # bytes of the whole message
+    payload: Payload | None = None  # network context, set by the pipeline
+
+    @property
+    def branch(self) -> str | None:
+        """Branch of the topmost Via, the transaction id in RFC 3261."""
+        return self.vias[0].branch if self.vias else None
+
+
+@dataclass(slots=True)
+class ParseError:
+    reason: str
+    offset: int
+    probe: bool = False
+    payload: Payload | None = None
