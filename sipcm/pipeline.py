@@ -1,0 +1,202 @@
+"""The pipeline: the only module that knows every stage.
+
+RecordBatch (capture) -> Payload (decode) -> SipMessage | ParseError (sip) -> Outcome (track)
+-> ECS document (events) -> outputs. Data flows one way; each stage keeps its own counter group
+in one `Counters` registry so stats events and tests read a single snapshot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from sipcm.capture.records import RecordBatch
+from sipcm.counters import Counters
+from sipcm.decode.decoder import Decoder
+from sipcm.decode.stream import TcpReassembler
+from sipcm.errors import ConfigError
+from sipcm.events.build import EventBuilder
+from sipcm.events.filters import TypeBlacklist
+from sipcm.outputs.base import Output
+from sipcm.sip.message import ParseError
+from sipcm.sip.parser import parse
+from sipcm.track.outcome import Outcome
+from sipcm.track.tracker import Tracker
+
+if TYPE_CHECKING:
+    from sipcm.config import Config
+
+NS = 1_000_000_000
+
+
+@dataclass(slots=True)
+class FileTotals:
+    """Per-input counts reported after a replay."""
+
+    name: str
+    packets: int = 0
+    payloads: int = 0
+    messages: int = 0
+    parse_errors: int = 0
+    probes: int = 0
+    reassembled: int = 0
+    events: int = 0
+    truncated: str | None = None
+    extra: dict[str, int] = field(default_factory=dict)
+
+
+class Pipeline:
+    """Drives one run: feed batches, tick the clock, finish; events go to `outputs`."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        outputs: Sequence[Output],
+        *,
+        hostname: str,
+        ifnames: dict[int, str] | None = None,
+        heuristic: bool = True,
+        counters: Counters | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.counters = counters or Counters()
+        # Extra counter sources (e.g. the kernel program's per-CPU counters) for snapshots.
+        self.gauges: dict[str, Callable[[], dict[str, int]]] = {}
+        self.outputs = list(outputs)
+        self._sip = self.counters.group("sip")
+        self._ev = self.counters.group("events")
+        tcp = TcpReassembler(
+            self.counters.group("tcp"),
+            max_streams=cfg.tcp_max_streams,
+            max_stream_bytes=cfg.tcp_max_stream_bytes,
+            max_message_bytes=cfg.tcp_max_message_bytes,
+            max_ooo_segments=cfg.tcp_max_ooo_segments,
+            idle_timeout_s=cfg.tcp_idle_timeout,
+        )
+        self.decoder = Decoder(
+            self.counters.group("decode"),
+            sip_ports=tuple(cfg.sip_ports),
+            vxlan_ports=tuple(cfg.vxlan_ports),
+            heuristic=heuristic,
+            frag_max_datagrams=cfg.frag_max_datagrams,
+            frag_timeout_s=cfg.frag_timeout,
+            frag_max_bytes=cfg.frag_max_bytes,
+            tcp=tcp,
+        )
+        try:
+            self.tracker = Tracker(
+                self.counters.group("track"),
+                timeouts=dict(cfg.calls_timeouts),
+                reg_grace_s=cfg.reg_exp_delta,
+                max_calls=cfg.calls_max_entries,
+                max_regs=cfg.regs_max_entries,
+            )
+        except ValueError as exc:
+            raise ConfigError(f"calls_timeouts: {exc}", "see `sipcm config-keys`") from exc
+        self.builder = EventBuilder(cfg.observer_name or hostname, ifnames or {})
+        self.blacklist = TypeBlacklist(cfg.event_types_blst, self._ev)
+        self._stats_ns = int(cfg.stats_interval * NS)
+        self._next_stats: int | None = None
+        self._clock = 0
+        self.totals: FileTotals | None = None
+        self.on_event: Callable[[dict], None] | None = None
+
+    # -- input -------------------------------------------------------------------------------
+
+    def feed(self, batch: RecordBatch) -> None:
+        """Decode, parse, correlate and publish one batch of frames."""
+        totals = self.totals
+        if totals is not None:
+            totals.packets += len(batch)
+        payloads = self.decoder.decode(batch)
+        if not payloads:
+            return
+        outcomes: list[Outcome] = []
+        sip = self._sip
+        tracker = self.tracker
+        for p in payloads:
+            res = parse(p.data)
+            if p.reassembled:
+                sip["reassembled"] += 1
+            if isinstance(res, ParseError):
+                res.payload = p
+                if not p.on_sip_port:
+                    sip["heuristic_not_sip"] += 1
+                    continue
+                action = "msg-probe" if res.probe else "parse-error"
+                sip["probes" if res.probe else "parse_errors"] += 1
+                outcomes.extend(tracker.advance(p.ts_ns))
+                outcomes.append(Outcome(action, p.ts_ns, error=res, payload=p))
+                continue
+            sip["messages"] += 1
+            res.payload = p
+            outcomes.extend(tracker.process(res))
+        last = payloads[-1].ts_ns
+        if last > self._clock:
+            self._clock = last
+        self._publish(outcomes)
+        self._maybe_stats(self._clock)
+
+    def tick(self, now_ns: int) -> None:
+        """Advance the clock without traffic (live idle links): fire due timers and stats."""
+        if now_ns <= self._clock:
+            return
+        self._clock = now_ns
+        self.decoder.expire(now_ns)
+        self._publish(self.tracker.advance(now_ns))
+        self._maybe_stats(now_ns)
+
+    def finish(self, mode: str) -> None:
+        """End of input: conclude pending work per `mode` and flush outputs."""
+        self._publish(self.tracker.finish(mode))
+        for out in self.outputs:
+            out.flush()
+
+    def close(self) -> None:
+        """Flush and close every output."""
+        for out in self.outputs:
+            out.close()
+
+    # -- output ------------------------------------------------------------------------------
+
+    def _publish(self, outcomes: list[Outcome]) -> None:
+        if not outcomes:
+            return
+        allows = self.blacklist.allows
+        build = self.builder.build
+        docs = [build(o) for o in outcomes if allows(o.action)]
+        self._ev["generated"] += len(outcomes)
+        self._emit(docs)
+
+    def _emit(self, docs: list[dict]) -> None:
+        if not docs:
+            return
+        self._ev["published"] += len(docs)
+        if self.totals is not None:
+            self.totals.events += len(docs)
+        if self.on_event is not None:
+            for d in docs:
+                self.on_event(d)
+        for out in self.outputs:
+            out.write(docs)
+
+    def _maybe_stats(self, now_ns: int) -> None:
+        if self._stats_ns <= 0:
+            return
+        if self._next_stats is None:
+            self._next_stats = now_ns + self._stats_ns
+            return
+        if now_ns < self._next_stats:
+            return
+        self._next_stats = now_ns + self._stats_ns
+        if self.blacklist.allows("stats"):
+            self._emit([self.builder.build_stats(now_ns, self.snapshot())])
+
+    def snapshot(self) -> dict[str, dict[str, int]]:
+        """All pipeline counters plus the tracker's gauges."""
+        snap = self.counters.snapshot()
+        snap["track_active"] = dict(self.tracker.stats())
+        for name, fn in self.gauges.items():
+            snap[name] = dict(fn())
+        return snap

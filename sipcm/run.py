@@ -1,0 +1,204 @@
+"""Run drivers: replay of capture files and live capture, both feeding one Pipeline."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, TextIO
+
+from sipcm.capture.pcapfile import PcapReader
+from sipcm.counters import Counters
+from sipcm.errors import CaptureError
+from sipcm.outputs.base import Output
+from sipcm.pipeline import NS, FileTotals, Pipeline
+
+if TYPE_CHECKING:
+    from sipcm.config import Config
+
+Progress = Callable[[str], None]
+
+
+def build_outputs(cfg: Config, *, stdout: TextIO | None = None, pretty: bool | None = None) -> list[Output]:
+    """Instantiate the outputs the configuration enables."""
+    from sipcm.outputs.console import ConsoleOutput
+    from sipcm.outputs.file import FileOutput
+
+    outs: list[Output] = []
+    oc = cfg.outputs
+    if oc.console.enabled:
+        outs.append(
+            ConsoleOutput(
+                stdout or sys.stdout, pretty=oc.console.pretty if pretty is None else pretty
+            )
+        )
+    if oc.file.enabled:
+        outs.append(FileOutput(oc.file.path, rotate_bytes=oc.file.rotate_bytes, keep=oc.file.keep))
+    if oc.elasticsearch.enabled:
+        from sipcm.outputs.elasticsearch import ElasticsearchOutput
+
+        es = oc.elasticsearch
+        outs.append(
+            ElasticsearchOutput(
+                list(es.hosts),
+                data_stream=es.data_stream,
+                api_key=es.api_key or None,
+                username=es.username or None,
+                password=es.password or None,
+                ca_file=es.ca_file or None,
+                fingerprint=es.fingerprint or None,
+                verify_certs=es.verify_certs,
+                batch_size=es.batch_size,
+                flush_interval_s=es.flush_interval,
+                queue_size=es.queue_size,
+                spool_dir=es.spool_dir,
+                spool_max_bytes=es.spool_max_bytes,
+                max_retries=es.max_retries,
+            )
+        )
+    return outs
+
+
+def _delta(before: dict[str, int], after: dict[str, int], key: str) -> int:
+    return after.get(key, 0) - before.get(key, 0)
+
+
+def replay(
+    cfg: Config,
+    files: Sequence[str],
+    make_outputs: Callable[[], list[Output]],
+    *,
+    end: str,
+    speed: float | None = None,
+    progress: Progress | None = None,
+) -> list[FileTotals]:
+    """Replay `files` in order through one pipeline (state carries over, as for a rotated
+    capture); `speed` paces by capture timestamps (1.0 = real time). Returns per-file totals."""
+    readers = [PcapReader(f) for f in files]  # open all first: a bad file fails before output
+    pipe = Pipeline(cfg, [], hostname=socket.gethostname(), heuristic=True)
+    pipe.outputs = make_outputs()
+    results: list[FileTotals] = []
+    try:
+        for path, reader in zip(files, readers, strict=True):
+            results.append(_replay_one(pipe, path, reader, speed, progress))
+        pipe.finish(end)
+    finally:
+        pipe.close()
+    return results
+
+
+def _replay_one(
+    pipe: Pipeline, path: str, reader: PcapReader, speed: float | None, progress: Progress | None
+) -> FileTotals:
+    totals = FileTotals(path)
+    pipe.totals = totals
+    sip_before = dict(pipe.counters.group("sip"))
+    pacer = _Pacer(speed) if speed else None
+    last_report = time.monotonic()
+    for batch in reader.batches(1 if pacer else 4096):
+        if pacer is not None and len(batch):
+            pacer.wait(int(batch.ts_ns[0]))
+        pipe.feed(batch)
+        if progress is not None and time.monotonic() - last_report > 2.0:
+            last_report = time.monotonic()
+            progress(f"{path}: {totals.packets} packets, {totals.events} events ...")
+    sip_after = pipe.counters.group("sip")
+    totals.messages = _delta(sip_before, sip_after, "messages")
+    totals.parse_errors = _delta(sip_before, sip_after, "parse_errors")
+    totals.probes = _delta(sip_before, sip_after, "probes")
+    totals.reassembled = _delta(sip_before, sip_after, "reassembled")
+    totals.payloads = totals.messages + totals.parse_errors + totals.probes
+    totals.payloads += _delta(sip_before, sip_after, "heuristic_not_sip")
+    totals.truncated = reader.truncated
+    pipe.totals = None
+    return totals
+
+
+class _Pacer:
+    """Sleeps so that capture time advances at `speed` times wall time."""
+
+    def __init__(self, speed: float) -> None:
+        self.speed = speed
+        self.t0_cap: int | None = None
+        self.t0_wall = 0.0
+
+    def wait(self, ts_ns: int) -> None:
+        if self.t0_cap is None:
+            self.t0_cap, self.t0_wall = ts_ns, time.monotonic()
+            return
+        due = self.t0_wall + (ts_ns - self.t0_cap) / NS / self.speed
+        delay = due - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+
+
+def live(
+    cfg: Config,
+    ifaces: Sequence[str],
+    make_outputs: Callable[[], list[Output]],
+    *,
+    progress: Progress,
+) -> int:
+    """Capture on `ifaces` until SIGINT/SIGTERM; always detaches. Returns the exit status."""
+    from sipcm.capture.live import LiveCapture
+
+    stop = threading.Event()
+    counters = Counters()
+
+    def _stop(signum: int, _frame: object) -> None:
+        stop.set()
+
+    capture = LiveCapture(
+        list(ifaces),
+        counters=counters.group("capture"),
+        sip_ports=tuple(cfg.sip_ports),
+        vxlan_ports=tuple(cfg.vxlan_ports),
+        heuristic=cfg.sip_detect == "heuristic",
+        snap_len=cfg.snap_len,
+        ring_size=cfg.ring_size,
+        attach_mode=cfg.attach_mode,
+        egress=cfg.egress,
+        poll_interval_s=cfg.poll_interval,
+    )
+    pipe = Pipeline(
+        cfg,
+        [],
+        hostname=socket.gethostname(),
+        ifnames=_ifindexes(ifaces),
+        heuristic=cfg.sip_detect == "heuristic",
+        counters=counters,
+    )
+    pipe.gauges["kernel"] = capture.kernel_counters
+    pipe.outputs = make_outputs()
+    old = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with capture:
+            progress(f"attached to {', '.join(ifaces)}; Ctrl-C to stop")
+            for batch in capture.batches(stop):
+                if len(batch):
+                    pipe.feed(batch)
+                else:
+                    pipe.tick(time.time_ns())
+        pipe.finish("none")
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        pipe.close()
+    progress("detached")
+    return 0
+
+
+def _ifindexes(ifaces: Sequence[str]) -> dict[int, str]:
+    """Map interface index to name, failing clearly on a name that does not exist."""
+    out: dict[int, str] = {}
+    for name in ifaces:
+        try:
+            out[socket.if_nametoindex(name)] = name
+        except OSError:
+            raise CaptureError(
+                f"interface {name!r} not found", "`ip link` lists the interfaces"
+            ) from None
+    return out
