@@ -47,7 +47,22 @@ class NameAddr:
     def expires(self) -> int | None:
         """The Contact `expires` parameter as an int, None if absent or not a number."""
         v = self.params.get("expires")
-        return int(v) if v is not None and v.isdigit() else None
+        # isascii: str.isdigit() accepts "²", which int() rejects; length: int() limits digits.
+        if v is not None and 0 < len(v) <= 10 and v.isascii() and v.isdigit():
+            return int(v)
+        return None
+
+    @property
+    def q(self) -> float | None:
+        """The Contact `q` parameter (0 to 1, RFC 3261 20.10), None if absent or malformed."""
+        v = self.params.get("q")
+        if v is None or not 0 < len(v) <= 5 or not v.isascii():
+            return None
+        head, _, tail = v.partition(".")
+        if head not in ("0", "1") or not (tail.isdigit() or tail == ""):
+            return None
+        value = float(v)
+        return value if value <= 1.0 else None
 
 
 @dataclass(slots=True)
@@ -96,6 +111,9 @@ class SipMessage:
     bad_headers: int = 0  # optional headers that were malformed and kept raw
     size: int = 0  # bytes of the whole message
     payload: Payload | None = None  # network context, set by the pipeline
+    # No blank line ended the headers, or the body is shorter than Content-Length (e.g. the
+    # first fragment of a datagram); what was there is parsed and kept.
+    truncated: bool = False
 
     @property
     def branch(self) -> str | None:

@@ -1,0 +1,217 @@
+"""URIs, name-addr / addr-spec values, parameters and comma lists (RFC 3261 sections 19, 20, 25).
+
+Input: header value text (already unfolded and stripped by the parser). Output: `Uri` and
+`NameAddr` objects, or None when the text is not a usable URI / address. Never raises, never
+keeps a URI password (it is cut from `Uri.original` too), and every scan is linear: each loop
+step advances past at least one character and the regexes have no nested ambiguity.
+"""
+
+from __future__ import annotations
+
+import re
+
+from sipcm.sip.message import NameAddr, Uri
+
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*")
+_HOST = re.compile(r"[A-Za-z0-9._~%!$&'()*+=\-]+")
+_IPV6 = re.compile(r"[0-9A-Fa-f:.]+(?:%[A-Za-z0-9._~\-]+)?")
+_UNESCAPE = re.compile(r"\\(.)", re.S)
+# Next character that matters when splitting on `sep` outside quotes and <...>.
+_SPECIAL = {",": re.compile(r'[,"<\\]'), ";": re.compile(r'[;"<\\]')}
+_QEND = re.compile(r'["\\]')
+
+
+def quote_end(s: str, i: int) -> int:
+    """Index of the quote closing a quoted-string whose body starts at `i`, or -1."""
+    search = _QEND.search
+    while True:
+        m = search(s, i)
+        if m is None:
+            return -1
+        k = m.start()
+        if s[k] == '"':
+            return k
+        i = k + 2  # backslash escapes the next character (RFC 3261 section 25.1 quoted-pair)
+
+
+def split_outside(s: str, sep: str) -> list[str]:
+    """Split `s` on `sep` (',' or ';') except inside quoted strings and <...> brackets.
+
+    A backslash escapes the next character inside and outside quotes (some UAs write
+    `\\"name\\"` unquoted). An unterminated quote or bracket keeps the rest as one piece.
+    """
+    if '"' not in s and "<" not in s and "\\" not in s:
+        return s.split(sep)
+    out: list[str] = []
+    search = _SPECIAL[sep].search
+    start = pos = 0
+    while True:
+        m = search(s, pos)
+        if m is None:
+            break
+        j = m.start()
+        c = s[j]
+        if c == sep:
+            out.append(s[start:j])
+            start = pos = j + 1
+        elif c == "<":
+            k = s.find(">", j + 1)
+            if k < 0:
+                break
+            pos = k + 1
+        elif c == "\\":
+            pos = j + 2
+        else:
+            k = quote_end(s, j + 1)
+            if k < 0:
+                break
+            pos = k + 1
+    out.append(s[start:])
+    return out
+
+
+def split_values(s: str) -> list[str]:
+    """Comma-separated header values, stripped, empty elements dropped."""
+    return [v for v in (p.strip(" \t") for p in split_outside(s, ",")) if v]
+
+
+def parse_params(s: str) -> dict[str, str]:
+    """`name=value;flag;...` -> {lower-case name: value}; flags get "", quotes are removed.
+
+    The first occurrence of a name wins.
+    """
+    params: dict[str, str] = {}
+    for piece in split_outside(s, ";") if '"' in s else s.split(";"):
+        name, _, value = piece.partition("=")
+        name = name.strip(" \t").lower()
+        if not name or name in params:
+            continue
+        value = value.strip(" \t")
+        if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
+            value = value[1:-1]
+        params[name] = value
+    return params
+
+
+def parse_hostport(s: str) -> tuple[str, int | None] | None:
+    """`host[:port]` or `[v6]:port` -> (host without brackets, lower case; port), None if bad."""
+    if s.startswith("["):
+        k = s.find("]")
+        if k < 0 or not _IPV6.fullmatch(s, 1, k):
+            return None
+        host = s[1:k].lower()
+        rest = s[k + 1 :]
+        if not rest:
+            return host, None
+        if rest[0] != ":":
+            return None
+        port_s = rest[1:]
+    else:
+        host, colon, port_s = s.partition(":")
+        if colon and ":" in port_s:
+            # Unbracketed IPv6 literal (invalid, but seen): the whole text is the host.
+            if not _IPV6.fullmatch(s):
+                return None
+            return s.lower(), None
+        if not _HOST.fullmatch(host):
+            return None
+        host = host.lower()
+        if not colon:
+            return host, None
+    if not port_s:
+        return host, None
+    if len(port_s) > 5 or not (port_s.isascii() and port_s.isdigit()):
+        return None
+    port = int(port_s)
+    return (host, port) if port <= 65535 else None
+
+
+def parse_uri(text: str) -> Uri | None:
+    """Parse a sip/sips/tel or other absolute URI; None if it has no scheme or a bad host."""
+    t = text.strip(" \t")
+    scheme, colon, rest = t.partition(":")
+    if not colon or not rest or not _SCHEME.fullmatch(scheme) or " " in t or "\t" in t:
+        return None
+    scheme = scheme.lower()
+    if scheme == "sip" or scheme == "sips":
+        return _sip_uri(t, scheme, rest)
+    if scheme == "tel":
+        number, _, ptext = rest.partition(";")
+        if not number:
+            return None
+        return Uri(t, "tel", number, "", None, parse_params(ptext) if ptext else {})
+    return Uri(t, scheme)
+
+
+def _sip_uri(t: str, scheme: str, rest: str) -> Uri | None:
+    q = rest.find("?")
+    main = rest if q < 0 else rest[:q]
+    at = main.find("@")
+    user: str | None = None
+    if at >= 0:
+        user, colon, _password = main[:at].partition(":")
+        if colon:  # drop the password, also from the original text
+            p0 = len(scheme) + 1 + len(user)
+            t = t[:p0] + t[len(scheme) + 1 + at :]
+        user = user or None
+        main = main[at + 1 :]
+    hostport, semi, ptext = main.partition(";")
+    hp = parse_hostport(hostport)
+    if hp is None:
+        return None
+    return Uri(t, scheme, user, hp[0], hp[1], parse_params(ptext) if semi else {})
+
+
+def parse_name_addr(text: str) -> NameAddr | None:
+    """Parse `"Display" <uri>;params`, `Display <uri>;params` or `uri;params`.
+
+    `tag` goes to `NameAddr.tag` (not `params`); None when the address is unusable.
+    """
+    s = text.strip(" \t")
+    if not s:
+        return None
+    display: str | None = None
+    if s[0] == '"':
+        end = quote_end(s, 1)
+        if end < 0:
+            return None
+        display = s[1:end]
+        if "\\" in display:
+            display = _UNESCAPE.sub(r"\1", display)
+        rest = s[end + 1 :].lstrip(" \t")
+        if not rest.startswith("<"):
+            return None
+    else:
+        lt = s.find("<")
+        semi = s.find(";")
+        if lt < 0 or 0 <= semi < lt:
+            return _addr_spec(s)
+        display = s[:lt].strip(" \t") or None
+        rest = s[lt:]
+    gt = rest.find(">", 1)
+    if gt < 0:
+        return None
+    uri = parse_uri(rest[1:gt])
+    if uri is None:
+        return None
+    tail = rest[gt + 1 :].strip(" \t")
+    if not tail:
+        return NameAddr(uri, display)
+    if tail[0] != ";":
+        return None
+    params = parse_params(tail[1:])
+    tag = params.pop("tag", None)
+    return NameAddr(uri, display, tag or None, params)
+
+
+def _addr_spec(s: str) -> NameAddr | None:
+    # Without <...> everything after the first ';' is a header parameter (RFC 3261 20.10).
+    utext, semi, ptext = s.partition(";")
+    uri = parse_uri(utext)
+    if uri is None:
+        return None
+    if not semi:
+        return NameAddr(uri)
+    params = parse_params(ptext)
+    tag = params.pop("tag", None)
+    return NameAddr(uri, None, tag or None, params)

@@ -1,0 +1,26 @@
+"""The msg-probe rule: is a payload SIP text at all?
+
+Input: raw payload bytes. Output: where the SIP text would start (after leading CR/LF
+keep-alives, RFC 3261 section 7.5) and a probe reason, or None when it looks like text.
+Same rule as sipcmbeat: 12 bytes or fewer, or a first byte that is not an ASCII letter, is a
+probe (keep-alives, STUN, RTP, binary junk), not a parse error.
+"""
+
+from __future__ import annotations
+
+MIN_SIZE = 13  # sipcmbeat: payloads of <= 12 bytes are probes
+
+# bytes.translate table check is slower than this for one byte; ASCII letters only.
+_LETTERS = frozenset(range(ord("A"), ord("Z") + 1)) | frozenset(range(ord("a"), ord("z") + 1))
+
+
+def probe(data: bytes) -> tuple[int, str | None]:
+    """Return (start, reason): reason is "too_short", "not_text" or None for SIP-like text."""
+    start = 0
+    if data[:1] in (b"\r", b"\n"):
+        start = len(data) - len(data.lstrip(b"\r\n"))
+    if len(data) - start < MIN_SIZE:
+        return start, "too_short"
+    if data[start] not in _LETTERS:
+        return start, "not_text"
+    return start, None

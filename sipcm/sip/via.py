@@ -1,0 +1,36 @@
+"""Via header values (RFC 3261 section 20.42): `SIP/2.0/UDP host:port;branch=..;received=..`.
+
+Input: one Via value (the parser splits comma lists first). Output: a `Via`, or None when the
+sent-protocol or sent-by is unusable. Never raises.
+"""
+
+from __future__ import annotations
+
+import re
+
+from sipcm.sip.message import Via
+from sipcm.sip.nameaddr import parse_hostport, parse_params
+
+_SLASH_LWS = re.compile(r"[ \t]*/[ \t]*")
+
+
+def parse_via(value: str) -> Via | None:
+    """Parse one Via value; `branch` is taken out of `params`, other params stay."""
+    head, semi, ptext = value.partition(";")
+    parts = head.split()
+    if len(parts) != 2 or parts[0].count("/") != 2:
+        # LWS is allowed around the slashes of sent-protocol: "SIP / 2.0 / UDP host".
+        parts = _SLASH_LWS.sub("/", head).split()
+        if len(parts) != 2:
+            return None
+    proto = parts[0].split("/")
+    if len(proto) != 3 or proto[0].upper() != "SIP" or not proto[2]:
+        return None
+    hp = parse_hostport(parts[1])
+    if hp is None:
+        return None
+    if not semi:
+        return Via(proto[2].upper(), hp[0], hp[1])
+    params = parse_params(ptext)
+    branch = params.pop("branch", None)
+    return Via(proto[2].upper(), hp[0], hp[1], branch or None, params)
