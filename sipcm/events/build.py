@@ -96,22 +96,29 @@ def _ip_literal(host: str) -> str | None:
         return None
 
 
+def _relate(u: Uri, users: list[str], hosts: list[str], ips: list[str]) -> None:
+    """Add a URI's user and host (name or IP literal) to the related.* lists."""
+    if u.user:
+        users.append(u.user)
+    if u.host:
+        ip = _ip_literal(u.host)
+        if ip is None:
+            hosts.append(u.host)
+        else:
+            ips.append(ip)
+
+
 def _uri(u: Uri, users: list[str], hosts: list[str], ips: list[str]) -> dict[str, Any]:
     d: dict[str, Any] = {"original": u.original}
     if u.scheme:
         d["scheme"] = u.scheme
     if u.user:
         d["username"] = u.user
-        users.append(u.user)
     if u.host:
         d["host"] = u.host
-        ip = _ip_literal(u.host)
-        if ip is None:
-            hosts.append(u.host)
-        else:
-            ips.append(ip)
     if u.port is not None:
         d["port"] = u.port
+    _relate(u, users, hosts, ips)
     return d
 
 
@@ -329,6 +336,8 @@ class EventBuilder:
         if first is not None:
             if first.pai:
                 sip["pai"] = [p.uri.original for p in first.pai]
+                for p in first.pai:
+                    _relate(p.uri, users, hosts, ips)
             creds = first.credentials
             if creds is not None:
                 auth = {}
