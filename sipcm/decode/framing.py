@@ -216,6 +216,10 @@ class SipFramer:
             self._scan = max(scan, end - 3)
             return -1
         c = self._c
+        if hdr_end - pos > self._max:
+            c["tcp_message_too_big"] += 1
+            self._started = False
+            return hdr_end  # a body, if any, is garbage up to the next start line
         m = _CONTENT_LENGTH.search(work, pos, hdr_end)
         if m is None:
             c["tcp_no_content_length"] += 1
