@@ -32,6 +32,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen: set = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` may be overridden
+                continue
             name = self.construct_object(key_node, deep=True)
             if name in seen and isinstance(name, str):
                 raise yaml.constructor.ConstructorError(

@@ -452,6 +452,24 @@ def test_duplicate_key_is_an_error(tmp_path):
     assert exc.message == f"invalid YAML in {path} at line 3, column 3: duplicate key 'http_port'"
 
 
+def test_yaml_merge_keys_may_be_overridden(tmp_path):
+    path = write(
+        tmp_path,
+        """\
+        sipcm:
+          outputs:
+            file: {enabled: true, path: /tmp/a, keep: 3}
+            console: {enabled: false}
+          calls_timeouts:
+            <<: {inv_1st: 1s, inv_established: 1h}
+            inv_1st: 2s
+        """,
+    )
+    cfg = load_config(path, [])
+    assert (cfg.outputs.file.path, cfg.outputs.file.keep) == ("/tmp/a", 3)
+    assert cfg.calls_timeouts == {"inv_1st": 2.0, "inv_established": 3600.0}
+
+
 @pytest.mark.parametrize(
     ("text", "message", "hint"),
     [
