@@ -98,7 +98,10 @@ class ElasticsearchOutput(_Section):
 
     enabled: bool = key(k.boolean(), False, "send events to Elasticsearch")
     hosts: tuple[str, ...] = key(
-        k.list_of(k.string("an http(s)://host[:port] URL", k.is_http_url), non_empty=True),
+        k.list_of(
+            k.string("an http(s)://host[:port] URL", k.is_http_url, quote_hint=False),
+            non_empty=True,
+        ),
         ["http://127.0.0.1:9200"],
         "Elasticsearch node URLs",
     )
@@ -115,7 +118,11 @@ class ElasticsearchOutput(_Section):
     )
     verify_certs: bool = key(k.boolean(), True, "verify the server TLS certificate")
     data_stream: str = key(
-        k.string('a lower-case data stream name without spaces or \\/*?"<>|,#:', k.is_data_stream),
+        k.string(
+            'a lower-case data stream name without spaces or \\/*?"<>|,#:',
+            k.is_data_stream,
+            quote_hint=False,
+        ),
         "logs-sipcm.sip-default",
         "target data stream",
     )
@@ -142,7 +149,13 @@ class Config(_Section):
 
     # capture
     interfaces: tuple[str, ...] = key(
-        k.list_of(k.string("an interface name (1-15 chars, no '/', ':' or spaces)", k.is_ifname)),
+        k.list_of(
+            k.string(
+                "an interface name (1-15 chars, no '/', ':' or spaces)",
+                k.is_ifname,
+                quote_hint=False,
+            )
+        ),
         [],
         "interfaces to attach to (the attach command line adds to these)",
     )
