@@ -543,3 +543,17 @@ def test_stats_document() -> None:
 def test_unknown_action_is_rejected() -> None:
     with pytest.raises(KeyError):
         BUILDER.build(Outcome("call-unknown", T0))
+
+
+def test_every_type_is_expected_for_every_category() -> None:
+    """Stricter than the validator (which needs one category): no mixed-up categorisation."""
+    from sipcm.events.build import _CATEGORISE, _WITH_AUTH
+    from tests.ecs import ecs_fields
+
+    expected = {
+        a["name"]: set(a["expected_event_types"])
+        for a in ecs_fields()["event.category"]["allowed_values"]
+    }
+    for action, (cats, types, _) in _CATEGORISE.items():
+        for cat in cats + (_WITH_AUTH if action in ("call-start", "reg-new") else ()):
+            assert set(types) <= expected[cat], (action, cat)

@@ -1,0 +1,35 @@
+"""The Output protocol every sink implements, and the NDJSON encoding they share.
+
+Input: lists of event documents (nested dicts from `sipcm.events.build`). Outputs never change
+the documents they are given and never build or filter events.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Any, Protocol, runtime_checkable
+
+_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False)
+
+
+def ndjson_line(doc: dict[str, Any]) -> str:
+    """One compact JSON line (with its newline); key order is the document's, which the event
+    builder fixes, so the same events always give the same bytes."""
+    return _encoder.encode(doc) + "\n"
+
+
+@runtime_checkable
+class Output(Protocol):
+    """An event sink. `counters` holds at least `published` (events written) and `write_errors`."""
+
+    counters: Counter[str]
+
+    def write(self, events: list[dict[str, Any]]) -> None:
+        """Accept a batch of events (may buffer)."""
+
+    def flush(self) -> None:
+        """Push buffered events to their destination."""
+
+    def close(self) -> None:
+        """Flush and release resources; the output is unusable afterwards."""

@@ -1,0 +1,147 @@
+"""Console output: NDJSON (one compact JSON document per line) or, with `pretty=True`, one
+human-readable line per event, to a text stream (stdout by default).
+
+It never reorders, filters or modifies events.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from typing import Any, TextIO
+
+from sipcm.outputs.base import ndjson_line
+
+_ACTION_WIDTH = 13  # len("other-timeout")
+
+
+def _endpoint(party: dict[str, Any] | None) -> str:
+    """`user@host` of a sip.from/sip.to object, or its URI text."""
+    if not party:
+        return "?"
+    uri = party.get("uri", {})
+    user, host = uri.get("username"), uri.get("host")
+    if user and host:
+        return f"{user}@{host}"
+    return uri.get("original") or host or "?"
+
+
+def _addr(obj: dict[str, Any] | None) -> str:
+    if not obj:
+        return "?"
+    ip = obj.get("ip", "?")
+    if ":" in ip:
+        ip = f"[{ip}]"
+    return f"{ip}:{obj['port']}" if "port" in obj else ip
+
+
+def _ms(v: float) -> str:
+    return f"{v:.0f}ms"
+
+
+def _metric(doc: dict[str, Any]) -> str:
+    """The few numbers that matter for this event type, as `key=value` words."""
+    action = doc.get("event", {}).get("action")
+    sip = doc.get("sip", {})
+    call = sip.get("call", {})
+    words = []
+    if action in ("call-start", "call-attempt"):
+        for key, label in (("pdd", "pdd"), ("ring_time", "ring"), ("setup_time", "setup")):
+            if key in call:
+                words.append(f"{label}={_ms(call[key])}")
+    duration = doc.get("event", {}).get("duration")
+    if duration is not None:
+        words.append(f"duration={duration / 1e9:.3f}s")
+    if "originator" in call:
+        words.append(f"by={call['originator']}")
+    if call.get("reconstructed"):
+        words.append(f"reconstructed={call.get('reconstructed_from', 'yes')}")
+    reg = sip.get("reg", {})
+    if "expires" in reg:
+        words.append(f"expires={reg['expires']}s")
+    user = doc.get("user", {}).get("name")
+    if user and action == "auth-failed":
+        words.append(f"user={user}")
+    err = doc.get("error")
+    if err:
+        words.append(err.get("code", ""))
+        parse = doc.get("sipcm", {}).get("parse")
+        if parse:
+            words.append(f"offset={parse['offset']}")
+        size = doc.get("sipcm", {}).get("payload", {}).get("size")
+        if size is not None:
+            words.append(f"size={size}")
+    return " ".join(words)
+
+
+def pretty_line(doc: dict[str, Any]) -> str:
+    """`<date time.ms> <action> <call-id> <from> -> <to> <code> <reason> <metrics>` (+newline).
+
+    Events without From/To (parse-error, msg-probe) show source -> destination addresses;
+    stats events show their counter total.
+    """
+    ts = doc.get("@timestamp", "")
+    when = ts[:23].replace("T", " ") if len(ts) >= 23 else ts
+    event = doc.get("event", {})
+    action = event.get("action", "?")
+    parts = [when, f"{action:<{_ACTION_WIDTH}}"]
+    if action == "stats":
+        counters = doc.get("sipcm", {}).get("counters", {})
+        total = sum(sum(g.values()) for g in counters.values())
+        parts.append(f"groups={len(counters)} total={total}")
+        return " ".join(parts) + "\n"
+    sip = doc.get("sip", {})
+    if "call_id" in sip:
+        parts.append(sip["call_id"])
+    if "from" in sip or "to" in sip:
+        parts.append(f"{_endpoint(sip.get('from'))} -> {_endpoint(sip.get('to'))}")
+    else:
+        parts.append(f"{_addr(doc.get('source'))} -> {_addr(doc.get('destination'))}")
+    if "code" in sip:
+        parts.append(str(sip["code"]))
+    reason = sip.get("status") or (event.get("reason") if "error" not in doc else None)
+    if reason:
+        parts.append(reason)
+    metric = _metric(doc)
+    if metric:
+        parts.append(metric)
+    return " ".join(parts) + "\n"
+
+
+class ConsoleOutput:
+    """Writes events to a text stream, NDJSON or pretty lines; flushes after every batch."""
+
+    def __init__(
+        self,
+        stream: TextIO | None = None,
+        pretty: bool = False,
+        counters: Counter[str] | None = None,
+    ) -> None:
+        self.stream = stream if stream is not None else sys.stdout
+        self.pretty = pretty
+        self.counters: Counter[str] = counters if counters is not None else Counter()
+        self._render = pretty_line if pretty else ndjson_line
+
+    def write(self, events: list[dict[str, Any]]) -> None:
+        """Write a batch as one string (one syscall when the stream is unbuffered)."""
+        if not events:
+            return
+        render = self._render
+        text = "".join([render(e) for e in events])
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except OSError:
+            # A closed pipe (`sipcm replay x | head`) or a full disk: count, let the caller stop.
+            self.counters["write_errors"] += 1
+            self.counters["dropped"] += len(events)
+            raise
+        self.counters["published"] += len(events)
+
+    def flush(self) -> None:
+        """Flush the stream."""
+        self.stream.flush()
+
+    def close(self) -> None:
+        """Flush. The stream belongs to the caller (stdout by default) and stays open."""
+        self.stream.flush()

@@ -1,0 +1,142 @@
+"""Console output: NDJSON bytes and the one-line human format."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+
+from sipcm.events.build import EventBuilder
+from sipcm.outputs.base import Output, ndjson_line
+from sipcm.outputs.console import ConsoleOutput, pretty_line
+from sipcm.sip.message import ParseError
+from tests.unit.events.factories import (
+    BOB,
+    T0,
+    CallMetrics,
+    Credentials,
+    Outcome,
+    RegInfo,
+    invite,
+    payload,
+    register,
+    response,
+)
+
+S = 1_000_000_000
+B = EventBuilder("sensor1")
+
+
+def call_start() -> dict:
+    inv = invite()
+    ok = response(inv, 200, "OK")
+    return B.build(
+        Outcome(
+            "call-start",
+            T0 + 2 * S,
+            msg=ok,
+            request=inv,
+            response=ok,
+            status=200,
+            reason="OK",
+            call=CallMetrics(pdd_ms=120.4, ring_time_ms=1879.6, setup_time_ms=2000.0),
+        )
+    )
+
+
+def test_ndjson_compact_unicode_one_line_per_event() -> None:
+    out = io.StringIO()
+    con = ConsoleOutput(out)
+    assert isinstance(con, Output)
+    docs = [{"a": "é\nx", "b": [1, 2]}, {"z": 1, "a": 2}]
+    con.write(docs)
+    con.write([])
+    assert out.getvalue() == '{"a":"é\\nx","b":[1,2]}\n{"z":1,"a":2}\n'
+    assert con.counters == {"published": 2}
+    assert [json.loads(line) for line in out.getvalue().splitlines()] == docs
+
+
+def test_ndjson_of_a_built_event_is_stable() -> None:
+    doc = call_start()
+    line = ndjson_line(doc)
+    assert line.startswith('{"@timestamp":"2023-11-14T22:13:22.123456789Z","ecs":{"version":')
+    assert line == ndjson_line(call_start())
+
+
+def test_pretty_call_start() -> None:
+    assert pretty_line(call_start()) == (
+        "2023-11-14 22:13:22.123 call-start    a84b4c76e66710@pc33.atlanta.example.com "
+        "alice@atlanta.example.com -> bob@biloxi.example.com 200 OK "
+        "pdd=120ms ring=1880ms setup=2000ms\n"
+    )
+
+
+def test_pretty_call_end_auth_reg_parse_stats() -> None:
+    inv = invite()
+    end = B.build(
+        Outcome(
+            "call-end",
+            T0 + 62 * S,
+            request=inv,
+            status=200,
+            reason="OK",
+            call=CallMetrics(originator="callee", duration_ns=60_500_000_000),
+        )
+    )
+    assert pretty_line(end).endswith(" 200 OK duration=60.500s by=callee\n")
+    creds = invite(credentials=Credentials("Digest", "1001", "pbx"))
+    af = B.build(Outcome("auth-failed", T0, request=creds, status=403, reason="Forbidden"))
+    assert pretty_line(af).endswith(" 403 Forbidden user=1001\n")
+    req = register()
+    reg = B.build(
+        Outcome(
+            "reg-new",
+            T0,
+            request=req,
+            status=200,
+            reason="OK",
+            reg=RegInfo("sip:bob@biloxi.example.com", req.contacts[0], 1800),
+        )
+    )
+    assert pretty_line(reg) == (
+        "2023-11-14 22:13:20.123 reg-new       843817637684230@998sdasdh09 "
+        "bob@biloxi.example.com -> bob@biloxi.example.com 200 OK expires=1800s\n"
+    )
+    pl = payload(("2001:db8::5", 5070), BOB, data=b"\x80\x00" * 10, ip_version=6)
+    probe = B.build(
+        Outcome("msg-probe", T0, error=ParseError("not_text", 0, probe=True, payload=pl))
+    )
+    assert pretty_line(probe) == (
+        "2023-11-14 22:13:20.123 msg-probe     [2001:db8::5]:5070 -> 192.0.2.20:5062 "
+        "not_text size=20\n"
+    )
+    pe = B.build(Outcome("parse-error", T0, error=ParseError("bad_cseq", 40), payload=payload()))
+    assert pretty_line(pe).endswith(
+        " 192.0.2.10:5060 -> 192.0.2.20:5062 bad_cseq offset=40 size=100\n"
+    )
+    stats = B.build_stats(T0, {"decode": {"a": 2, "b": 3}, "sip": {"c": 1}})
+    assert pretty_line(stats) == "2023-11-14 22:13:20.123 stats         groups=2 total=6\n"
+
+
+def test_pretty_mode_writes_pretty_lines() -> None:
+    out = io.StringIO()
+    con = ConsoleOutput(out, pretty=True)
+    con.write([call_start(), call_start()])
+    con.flush()
+    con.close()
+    assert out.getvalue() == pretty_line(call_start()) * 2
+    assert con.counters["published"] == 2
+    assert not out.closed  # the caller's stream stays open
+
+
+class Broken(io.StringIO):
+    def write(self, s: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_broken_pipe_is_counted_and_raised() -> None:
+    con = ConsoleOutput(Broken())
+    with pytest.raises(BrokenPipeError):
+        con.write([{"a": 1}, {"b": 2}])
+    assert con.counters == {"write_errors": 1, "dropped": 2}
