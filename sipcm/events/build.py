@@ -26,7 +26,8 @@ exactly start/end/info. Caller-side facts (From, To, request URI, User-Agent, CS
 `Outcome.request`, falling back to the triggering message; callee-side ones (Server) from
 `Outcome.response`. VXLAN and other tunnels: `source.*`/`destination.*` are the inner addresses;
 ECS has no tunnel fields (`network.inner` only describes an inner VLAN), so the outer addresses
-and the VNI go under `sipcm.tunnel.*`.
+and the VNI go under `sipcm.tunnel.*`. `Outcome.extra` maps dotted field names (declared in
+`schema.py`, e.g. `sipcm.rate.exceeded`) to values; they are set last, nested.
 """
 
 from __future__ import annotations
