@@ -40,6 +40,7 @@ class RecordBatch:
     ifindex: np.ndarray  # uint32, 0 when unknown (replay)
     direction: np.ndarray  # uint8, DIR_* codes
     linktype: int = LINKTYPE_ETHERNET
+    first_frame: int = 0  # 1-based number of frame 0 in its capture file; 0 when live
 
     def __len__(self) -> int:
         return len(self.offset)
