@@ -1,0 +1,272 @@
+"""A fake Elasticsearch HTTP server for tests: the part of the REST API sipcm's output uses.
+
+It serves `GET /` (info, with the `X-Elastic-Product` header the client checks),
+`PUT|GET /_index_template/<name>`, `PUT|GET /_data_stream/<name>` and
+`POST|PUT /_bulk`, `/<index>/_bulk` (NDJSON action and source lines, per-item results) on
+127.0.0.1 with an ephemeral port, one thread per connection. Every accepted document is
+recorded in `docs` in arrival order, so a test can assert exactly what arrived.
+
+Failures are programmable: `script_bulk()` queues whole-request statuses, per-item statuses or
+connection drops for the next bulk requests; `reject` is a per-document hook (a mapping error
+that never goes away); `stop()`/`start()` take the port down (refused connections) and back up.
+It never persists anything and accepts only loopback connections.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+_ERRORS = {
+    400: ("document_parsing_exception", "failed to parse field [x] of type [long]"),
+    401: ("security_exception", "missing authentication credentials"),
+    429: ("es_rejected_execution_exception", "rejected execution of coordinating operation"),
+    500: ("internal_server_error", "simulated failure"),
+    503: ("unavailable_shards_exception", "primary shard is not active"),
+}
+DROP = "drop"  # a scripted bulk step: close the connection without answering
+
+
+@dataclass
+class Request:
+    """One received request (headers lower-cased)."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class FakeES:
+    """The server. Use as a context manager or call `start()`/`stop()`."""
+
+    version: str = "9.1.0"
+    product_header: bool = True
+    reject: Callable[[dict[str, Any]], int | None] | None = None
+    docs: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    requests: list[Request] = field(default_factory=list)
+    bulk_sizes: list[int] = field(default_factory=list)
+    templates: dict[str, dict[str, Any]] = field(default_factory=dict)
+    data_streams: set[str] = field(default_factory=set)
+    port: int = 0
+
+    def __post_init__(self) -> None:
+        self._script: deque[int | str | list[int]] = deque()
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._conns: set[socket.socket] = set()
+
+    # -- control --------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> FakeES:
+        """Listen (again, on the same port after a `stop()`) and serve in a daemon thread."""
+        server = ThreadingHTTPServer(("127.0.0.1", self.port), _handler(self))
+        server.daemon_threads = True
+        self.port = server.server_address[1]
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Close the listening socket and every open connection: clients see refusals."""
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        with self._lock:
+            conns, self._conns = list(self._conns), set()
+        for c in conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        assert self._thread is not None
+        self._thread.join(5)
+        self._server = None
+
+    def __enter__(self) -> FakeES:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def script_bulk(self, *steps: int | str | list[int]) -> None:
+        """Queue the answers of the next bulk requests, one step per request.
+
+        An int is a whole-request HTTP status (429, 500, ...); a list gives per-item statuses
+        in item order (missing ones are 201; a failed item is not recorded); `DROP` closes the
+        connection without an answer. Requests beyond the script succeed.
+        """
+        with self._lock:
+            self._script.extend(steps)
+
+    @property
+    def sources(self) -> list[dict[str, Any]]:
+        """The recorded documents without their index, in arrival order."""
+        with self._lock:
+            return [d for _, d in self.docs]
+
+    def headers_of(self, path_prefix: str) -> list[dict[str, str]]:
+        """Headers of every request whose path starts with `path_prefix`."""
+        with self._lock:
+            return [r.headers for r in self.requests if r.path.startswith(path_prefix)]
+
+    # -- request handling (called from handler threads) ---------------------------------------
+
+    def _next_step(self) -> int | str | list[int] | None:
+        with self._lock:
+            return self._script.popleft() if self._script else None
+
+    def _record(self, req: Request) -> None:
+        with self._lock:
+            self.requests.append(req)
+
+    def _bulk(self, index: str | None, body: bytes, step: list[int] | None) -> dict[str, Any]:
+        lines = [ln for ln in body.split(b"\n") if ln.strip()]
+        items = []
+        took: list[tuple[str, dict[str, Any]]] = []
+        for i in range(0, len(lines) - 1, 2):
+            action = json.loads(lines[i])
+            (op, meta) = next(iter(action.items()))
+            target = meta.get("_index", index) or ""
+            doc = json.loads(lines[i + 1])
+            status = 201
+            if step is not None and i // 2 < len(step):
+                status = step[i // 2]
+            elif self.reject is not None:
+                status = self.reject(doc) or 201
+            if op != "create" and target in self.data_streams:
+                status = 400
+            if status < 300:
+                took.append((target, doc))
+                items.append({op: {"_index": target, "status": status, "result": "created"}})
+            else:
+                items.append({op: {"_index": target, "status": status, "error": _error(status)}})
+        with self._lock:
+            self.docs.extend(took)
+            self.bulk_sizes.append(len(items))
+            self.data_streams.update(t for t, _ in took)
+        errors = any("error" in next(iter(it.values())) for it in items)
+        return {"took": 1, "errors": errors, "items": items}
+
+    def _template(self, method: str, name: str, body: bytes) -> tuple[int, dict[str, Any]]:
+        with self._lock:
+            if method == "PUT":
+                self.templates[name] = json.loads(body)
+                return 200, {"acknowledged": True}
+            if name not in self.templates:
+                return 404, {"error": _error(404, "resource_not_found_exception"), "status": 404}
+            tpl = {"name": name, "index_template": self.templates[name]}
+            return 200, {"index_templates": [tpl]}
+
+    def _data_stream(self, method: str, name: str) -> tuple[int, dict[str, Any]]:
+        with self._lock:
+            if method == "PUT":
+                self.data_streams.add(name)
+                return 200, {"acknowledged": True}
+            if name not in self.data_streams:
+                return 404, {"error": _error(404, "index_not_found_exception"), "status": 404}
+            return 200, {"data_streams": [{"name": name}]}
+
+    def _info(self) -> dict[str, Any]:
+        return {
+            "name": "fake-node",
+            "cluster_name": "fake",
+            "cluster_uuid": "fakeuuid",
+            "version": {"number": self.version, "build_flavor": "default"},
+            "tagline": "You Know, for Search",
+        }
+
+
+def _error(status: int, etype: str | None = None) -> dict[str, Any]:
+    t, reason = _ERRORS.get(status, ("error", f"status {status}"))
+    return {"type": etype or t, "reason": reason}
+
+
+def _handler(es: FakeES) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body go out in two writes
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def setup(self) -> None:
+            super().setup()
+            with es._lock:
+                es._conns.add(self.connection)
+
+        def finish(self) -> None:
+            with es._lock:
+                es._conns.discard(self.connection)
+            try:
+                super().finish()
+            except OSError:
+                pass
+
+        def do_GET(self) -> None:
+            self._route()
+
+        def do_HEAD(self) -> None:
+            self._route()
+
+        def do_PUT(self) -> None:
+            self._route()
+
+        def do_POST(self) -> None:
+            self._route()
+
+        def _route(self) -> None:
+            n = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(n) if n else b""
+            path = self.path.split("?", 1)[0]
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            es._record(Request(self.command, self.path, headers, body))
+            parts = [p for p in path.split("/") if p]
+            if parts and parts[-1] == "_bulk" and len(parts) <= 2:
+                self._do_bulk(parts[0] if len(parts) == 2 else None, body)
+            elif not parts:
+                self._send(200, es._info())
+            elif parts[0] == "_index_template" and len(parts) == 2:
+                self._send(*es._template(self.command, parts[1], body))
+            elif parts[0] == "_data_stream" and len(parts) == 2:
+                self._send(*es._data_stream(self.command, parts[1]))
+            else:
+                self._send(404, {"error": _error(404, "no_handler_found"), "status": 404})
+
+        def _do_bulk(self, index: str | None, body: bytes) -> None:
+            step = es._next_step()
+            if step == DROP:
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            if isinstance(step, int):
+                self._send(step, {"error": _error(step), "status": step})
+                return
+            self._send(200, es._bulk(index, body, step if isinstance(step, list) else None))
+
+        def _send(self, status: int, obj: dict[str, Any]) -> None:
+            data = json.dumps(obj).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            if es.product_header:
+                self.send_header("X-Elastic-Product", "Elasticsearch")
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(data)
+
+    return Handler
