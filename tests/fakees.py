@@ -15,6 +15,7 @@ It never persists anything and accepts only loopback connections.
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 from collections import deque
@@ -26,6 +27,7 @@ from typing import Any
 _ERRORS = {
     400: ("document_parsing_exception", "failed to parse field [x] of type [long]"),
     401: ("security_exception", "missing authentication credentials"),
+    403: ("security_exception", "action is unauthorized"),
     429: ("es_rejected_execution_exception", "rejected execution of coordinating operation"),
     500: ("internal_server_error", "simulated failure"),
     503: ("unavailable_shards_exception", "primary shard is not active"),
@@ -49,6 +51,7 @@ class FakeES:
 
     version: str = "9.1.0"
     product_header: bool = True
+    template_status: int = 200  # answer to PUT _index_template (403: no privilege)
     reject: Callable[[dict[str, Any]], int | None] | None = None
     docs: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     requests: list[Request] = field(default_factory=list)
@@ -76,7 +79,7 @@ class FakeES:
         server.daemon_threads = True
         self.port = server.server_address[1]
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
         self._thread.start()
         return self
 
@@ -164,6 +167,9 @@ class FakeES:
 
     def _template(self, method: str, name: str, body: bytes) -> tuple[int, dict[str, Any]]:
         with self._lock:
+            if method == "PUT" and self.template_status != 200:
+                st = self.template_status
+                return st, {"error": _error(st, "security_exception"), "status": st}
             if method == "PUT":
                 self.templates[name] = json.loads(body)
                 return 200, {"acknowledged": True}
@@ -180,6 +186,19 @@ class FakeES:
             if name not in self.data_streams:
                 return 404, {"error": _error(404, "index_not_found_exception"), "status": 404}
             return 200, {"data_streams": [{"name": name}]}
+
+    def _media_type_error(self, headers: dict[str, str]) -> dict[str, str] | None:
+        """Elasticsearch's REST compatibility rule: a requested `compatible-with` must be this
+        major or the previous one, and Accept and Content-Type must agree."""
+        major = int(self.version.split(".")[0])
+        asked = {
+            h: int(m.group(1))
+            for h in ("accept", "content-type")
+            if (m := re.search(r"compatible-with=(\d+)", headers.get(h, "")))
+        }
+        if any(v not in (major, major - 1) for v in asked.values()) or len(set(asked.values())) > 1:
+            return {"reason": f"Invalid media-type value on headers {sorted(asked)}: {asked}"}
+        return None
 
     def _info(self) -> dict[str, Any]:
         return {
@@ -236,7 +255,10 @@ def _handler(es: FakeES) -> type[BaseHTTPRequestHandler]:
             headers = {k.lower(): v for k, v in self.headers.items()}
             es._record(Request(self.command, self.path, headers, body))
             parts = [p for p in path.split("/") if p]
-            if parts and parts[-1] == "_bulk" and len(parts) <= 2:
+            bad = es._media_type_error(headers)
+            if bad:
+                self._send(400, {"error": _error(400, "media_type_header_exception") | bad})
+            elif parts and parts[-1] == "_bulk" and len(parts) <= 2:
                 self._do_bulk(parts[0] if len(parts) == 2 else None, body)
             elif not parts:
                 self._send(200, es._info())

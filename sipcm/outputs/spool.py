@@ -66,7 +66,7 @@ class Spool:
             raise SipcmError(f"spool size limit must be positive, got {max_bytes}")
         self.dir = Path(directory)
         self.max_bytes = max_bytes
-        self.segment_bytes = segment_bytes or max(4096, min(max_bytes // 8, _MAX_SEGMENT))
+        self.segment_bytes = segment_bytes or max(1, min(max_bytes // 8, _MAX_SEGMENT))
         self.counters = counters
         self._lock = threading.RLock()
         self._segs: dict[int, _Segment] = {}
@@ -93,14 +93,15 @@ class Spool:
             lines = self._fit(lines, evict=True)
             if not lines:
                 return
-            sid, f = self._open_tail()
-            data = b"".join(line + b"\n" for line in lines)
-            f.write(data)
-            f.flush()
-            self._segs[sid].size += len(data)
+            for line in lines:
+                sid, f = self._open_tail()
+                f.write(line + b"\n")
+                self._segs[sid].size += len(line) + 1
+                if self._segs[sid].size >= self.segment_bytes:
+                    self._seal()
+            if self._tail is not None:
+                self._tail[1].flush()
             self.counters["spooled"] += len(lines)
-            if self._segs[sid].size >= self.segment_bytes:
-                self._seal()
 
     def prepend(self, lines: list[bytes]) -> None:
         """Put `lines` back before everything else (they are older than all spooled data)."""

@@ -1,0 +1,325 @@
+"""The Elasticsearch output against a fake server: batching, retries, spool, restart, auth."""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from elasticsearch import BadRequestError, Elasticsearch
+
+from sipcm.errors import SipcmError
+from sipcm.outputs.elasticsearch import ElasticsearchOutput
+from tests.fakees import DROP, FakeES
+
+STREAM = "logs-sipcm.sip-default"
+
+
+@pytest.fixture
+def es() -> Iterator[FakeES]:
+    with FakeES() as server:
+        yield server
+
+
+def events(a: int, b: int, pad: int = 0) -> list[dict[str, Any]]:
+    return [{"n": i, "pad": "x" * pad} if pad else {"n": i} for i in range(a, b)]
+
+
+def make(url: str, tmp_path: Path, c: Counter[str], **kw: Any) -> ElasticsearchOutput:
+    """An output with test-sized timings: 20 ms flush interval, millisecond backoff."""
+    opts: dict[str, Any] = {
+        "counters": c,
+        "spool_dir": str(tmp_path / "spool"),
+        "batch_size": 10,
+        "flush_interval_s": 0.02,
+        "retry_backoff_s": 0.002,
+        "retry_backoff_max_s": 0.01,
+        "request_timeout_s": 2.0,
+        "flush_timeout_s": 5.0,
+        "max_retries": 3,
+    }
+    opts.update(kw)
+    return ElasticsearchOutput([url], **opts)
+
+
+def wait_for(cond: Callable[[], bool], timeout: float = 10.0) -> None:
+    end = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > end:
+            pytest.fail("condition not reached in time")
+        time.sleep(0.01)
+
+
+def segments(tmp_path: Path) -> list[Path]:
+    return sorted((tmp_path / "spool").glob("seg-*.ndjson"))
+
+
+def test_happy_path(es: FakeES, tmp_path: Path) -> None:
+    c: Counter[str] = Counter()
+    out = make(es.url, tmp_path, c)
+    out.write(events(0, 25))
+    out.flush()
+    assert es.sources == events(0, 25)
+    assert {idx for idx, _ in es.docs} == {STREAM}
+    assert es.bulk_sizes == [10, 10, 5]
+    # The schema's template, under the dataset's name, above the built-in logs-*-* (100).
+    tpl = es.templates["logs-sipcm.sip"]
+    assert tpl["index_patterns"] == ["logs-sipcm.sip-*"]
+    assert tpl["priority"] == 200
+    assert tpl["data_stream"] == {}
+    assert "sip" in tpl["template"]["mappings"]["properties"]
+    out.write(events(25, 28))
+    out.close()
+    assert es.sources == events(0, 28)
+    assert c == Counter(published=28, bulk_requests=4, template_installed=1)
+    assert [r.method for r in es.requests if r.path == "/"] == ["GET"]
+    assert len([r for r in es.requests if r.path.startswith("/_index_template")]) == 1
+    bulk = next(r for r in es.requests if r.path.endswith("/_bulk"))
+    assert bulk.path == f"/{STREAM}/_bulk"
+    assert bulk.body.split(b"\n")[0] == b'{"create":{}}'
+    assert segments(tmp_path) == []
+
+
+def test_write_encodes_at_once(es: FakeES, tmp_path: Path) -> None:
+    c: Counter[str] = Counter()
+    out = make(es.url, tmp_path, c)
+    ev = {"n": 1, "sip": {"method": "INVITE"}}
+    out.write([ev, {"bad": float("nan")}, {"obj": object()}])
+    ev["sip"]["method"] = "BYE"  # the caller may reuse its dicts after write()
+    out.close()
+    assert es.sources == [{"n": 1, "sip": {"method": "INVITE"}}]
+    assert c["dropped"] == 2
+    assert c["dropped_unserializable"] == 2
+
+
+@pytest.mark.parametrize("failure", [429, 500, 503, DROP])
+def test_whole_request_failures_are_retried(es: FakeES, tmp_path: Path, failure: Any) -> None:
+    c: Counter[str] = Counter()
+    es.script_bulk(failure, failure)
+    out = make(es.url, tmp_path, c)
+    out.write(events(0, 5))
+    out.close()
+    assert es.sources == events(0, 5)
+    assert c["published"] == 5
+    assert c["retried"] == 10
+    assert c["bulk_requests"] == 3
+    assert c["bulk_errors"] == 2
+    assert c["dropped"] == 0
+
+
+def test_per_item_failures(es: FakeES, tmp_path: Path) -> None:
+    c: Counter[str] = Counter()
+    es.script_bulk([201, 429, 400, 503, 201])
+    out = make(es.url, tmp_path, c)
+    out.write(events(0, 5))
+    out.close()
+    # Only the 429 and 503 items went again; the mapping error was dropped.
+    assert es.sources == [{"n": 0}, {"n": 4}, {"n": 1}, {"n": 3}]
+    assert es.bulk_sizes == [5, 2]
+    assert c == Counter(
+        published=4,
+        retried=2,
+        dropped=1,
+        dropped_rejected=1,
+        write_errors=1,
+        bulk_requests=2,
+        bulk_errors=1,
+        template_installed=1,
+    )
+
+
+def test_mapping_errors_are_never_retried(es: FakeES, tmp_path: Path) -> None:
+    es.reject = lambda doc: 400 if doc["n"] % 2 else None
+    c: Counter[str] = Counter()
+    out = make(es.url, tmp_path, c)
+    out.write(events(0, 6))
+    out.close()
+    assert es.sources == [{"n": 0}, {"n": 2}, {"n": 4}]
+    assert c["dropped_rejected"] == 3
+    assert c["published"] == 3
+    assert c["bulk_requests"] == 1
+    assert c["retried"] == 0
+
+
+def test_whole_request_400_drops_the_batch(es: FakeES, tmp_path: Path) -> None:
+    c: Counter[str] = Counter()
+    es.script_bulk(400)
+    out = make(es.url, tmp_path, c)
+    out.write(events(0, 3))
+    out.flush()
+    out.write(events(3, 4))
+    out.close()
+    assert es.sources == [{"n": 3}]
+    assert c["dropped_rejected"] == 3
+    assert c["retried"] == 0
+
+
+def test_outage_spools_then_delivers_once_in_order(es: FakeES, tmp_path: Path) -> None:
+    c: Counter[str] = Counter()
+    out = make(es.url, tmp_path, c, queue_size=20, batch_size=5, max_retries=1)
+    out.write(events(0, 10))
+    out.flush()
+    assert es.sources == events(0, 10)
+    es.stop()
+    for i in range(10, 60, 7):
+        out.write(events(i, min(i + 7, 60)))
+    wait_for(lambda: c["spooled"] >= 50 and not out._queue)
+    assert es.sources == events(0, 10)
+    assert segments(tmp_path)
+    es.start()
+    wait_for(lambda: len(es.docs) >= 60)
+    out.write(events(60, 63))
+    out.close()
+    assert es.sources == events(0, 63)
+    assert c["published"] == 63
+    assert c["unspooled"] == c["spooled"]
+    assert c["dropped"] == 0
+    assert c["retried"] > 0
+    assert segments(tmp_path) == []
+
+
+def test_close_while_down_spools_and_restart_resends(es: FakeES, tmp_path: Path) -> None:
+    es.stop()
+    c1: Counter[str] = Counter()
+    out = make(es.url, tmp_path, c1)
+    out.write(events(0, 30))
+    out.close()
+    assert c1["spooled"] == 30
+    assert c1["published"] == 0
+    assert c1["connect_errors"] >= 1
+    assert segments(tmp_path)
+    es.start()
+    c2: Counter[str] = Counter()
+    out2 = make(es.url, tmp_path, c2)
+    out2.write(events(30, 35))
+    out2.close()
+    assert es.sources == events(0, 35)
+    assert c2["unspooled"] == 30
+    assert c2["published"] == 35
+    assert c2["template_installed"] == 1
+    assert segments(tmp_path) == []
+
+
+def test_spool_bound_drops_oldest(es: FakeES, tmp_path: Path) -> None:
+    es.stop()
+    c: Counter[str] = Counter()
+    # 100 bytes per line on disk, so the 8000-byte spool holds 80 events in 1000-byte segments.
+    out = make(es.url, tmp_path, c, queue_size=10, spool_max_bytes=8000)
+    docs = events(100, 300, pad=81)
+    assert len(b'{"n":100,"pad":""}\n') + 81 == 100
+    # The queue keeps 10: 190 spill at once and only the newest 80 fit (110 dropped); at
+    # close the last 10 need a segment, so the oldest (10 events) goes too.
+    out.write(docs)
+    out.close()
+    assert c["dropped_spool_full"] == 120
+    assert c["dropped"] == 120
+    assert sum(p.stat().st_size for p in segments(tmp_path)) == 8000
+    es.start()
+    c2: Counter[str] = Counter()
+    make(es.url, tmp_path, c2, spool_max_bytes=8000).close()
+    assert es.sources == docs[120:]
+
+
+@pytest.mark.parametrize("version", ["8.15.3", "9.1.0"])
+def test_elasticsearch_8_and_9(tmp_path: Path, version: str) -> None:
+    with FakeES(version=version) as server:
+        # The fake refuses what a real 8.x refuses: the v9 client's default compat-9 headers.
+        plain = Elasticsearch([server.url])
+        if version.startswith("8"):
+            with pytest.raises(BadRequestError, match="media_type_header_exception"):
+                plain.info()
+        else:
+            assert plain.info()["version"]["number"] == version
+        plain.close()
+        c: Counter[str] = Counter()
+        out = make(server.url, tmp_path, c)
+        out.write(events(0, 3))
+        out.close()
+        assert server.sources == events(0, 3)
+        assert c["template_installed"] == 1
+        accept = {h["accept"] for h in server.headers_of("/logs-sipcm.sip-default/_bulk")}
+        assert accept == {"application/vnd.elasticsearch+json; compatible-with=8"}
+
+
+def test_api_key_reaches_server(es: FakeES, tmp_path: Path) -> None:
+    out = make(es.url, tmp_path, Counter(), api_key="Zm9vOmJhcg==")
+    out.write(events(0, 1))
+    out.close()
+    auth = {h.get("authorization") for h in es.headers_of("/")}
+    assert auth == {"ApiKey Zm9vOmJhcg=="}
+    assert len(es.requests) == 3  # info, template, bulk
+
+
+def test_basic_auth_reaches_server(es: FakeES, tmp_path: Path) -> None:
+    out = make(es.url, tmp_path, Counter(), username="elastic", password="s3cret")
+    out.write(events(0, 1))
+    out.close()
+    want = "Basic " + base64.b64encode(b"elastic:s3cret").decode()
+    assert {h.get("authorization") for h in es.headers_of("/")} == {want}
+
+
+def test_server_that_is_not_elasticsearch(tmp_path: Path) -> None:
+    with FakeES(product_header=False) as server:
+        c: Counter[str] = Counter()
+        out = make(server.url, tmp_path, c)
+        out.write(events(0, 4))
+        out.close()
+        assert [r.path for r in server.requests] == ["/"] * len(server.requests)
+        assert c["connect_errors"] == len(server.requests) >= 1
+        assert c["spooled"] == 4
+        assert c["published"] == 0
+
+
+def test_template_without_privilege_still_ships(tmp_path: Path) -> None:
+    with FakeES(template_status=403) as server:
+        c: Counter[str] = Counter()
+        out = make(server.url, tmp_path, c, template={"template": {"mappings": {}}})
+        out.write(events(0, 2))
+        out.close()
+        assert server.sources == events(0, 2)
+        assert c["template_errors"] == 1
+        assert c["template_installed"] == 0
+
+
+def test_custom_data_stream_and_template(es: FakeES, tmp_path: Path) -> None:
+    out = make(es.url, tmp_path, Counter(), data_stream="logs-voip-lab", template={"x": 1})
+    out.write(events(0, 1))
+    out.close()
+    assert es.templates == {
+        "logs-voip": {"x": 1, "index_patterns": ["logs-voip-*"], "data_stream": {}, "priority": 200}
+    }
+    assert es.docs == [("logs-voip-lab", {"n": 0})]
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"hosts": []}, "no Elasticsearch hosts"),
+        ({"hosts": ["ftp://es:9200"]}, "need an http"),
+        ({"hosts": ["http://es:99999"]}, "invalid Elasticsearch host"),
+        ({"api_key": "k", "username": "u", "password": "p"}, "api_key and username"),
+        ({"ca_file": "/nonexistent/ca.pem"}, "cannot use CA file"),
+        ({"fingerprint": "ab:cd"}, "invalid certificate fingerprint"),
+        ({"data_stream": "Logs-sipcm"}, "invalid data stream"),
+        ({"data_stream": "logs sipcm"}, "invalid data stream"),
+        ({"batch_size": 0}, "batch_size must be positive"),
+        ({"queue_size": 5, "batch_size": 10}, "queue_size must be at least batch_size"),
+    ],
+)
+def test_bad_settings(tmp_path: Path, kw: dict[str, Any], match: str) -> None:
+    hosts = kw.pop("hosts", ["http://127.0.0.1:9"])
+    with pytest.raises(SipcmError, match=match):
+        ElasticsearchOutput(hosts, counters=Counter(), spool_dir=str(tmp_path), **kw)
+
+
+def test_ca_file_that_is_not_pem(tmp_path: Path) -> None:
+    bad = tmp_path / "ca.pem"
+    bad.write_text("not a certificate\n")
+    with pytest.raises(SipcmError, match="cannot use CA file"):
+        ElasticsearchOutput(
+            ["https://127.0.0.1:9"], counters=Counter(), spool_dir=str(tmp_path), ca_file=str(bad)
+        )
