@@ -1,0 +1,325 @@
+"""Decoder: RecordBatch -> list[Payload], through link, IP, transport and tunnel layers.
+
+Input: batches from `capture/` (pcap replay or the live ring). Output: one `Payload` per UDP
+datagram, or per SIP message framed by the TCP reassembler, that is a SIP candidate (on a SIP
+port, or starting with a SIP start line when `heuristic`). IP fragments are reassembled
+(`frag.py`); TCP segments go to `stream.TcpReassembler`.
+
+The dispatch tables below are the only place that says which layer follows which. Layers are
+plain functions over `(data, offset, end)` using struct.unpack_from; no per-layer objects.
+Ethernet/IPv4/UDP frames without fragments or tunnels take an inline fast path. Never raises
+on any frame: every rejected frame increments one named counter of the `decode` group.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from collections import Counter
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+from sipcm.capture import records as rec
+from sipcm.decode import ip4, ip6, link, tcp, tunnels, udp
+from sipcm.decode.detect import looks_sip
+from sipcm.decode.frag import FragmentReassembler
+from sipcm.decode.packet import Payload, Tunnel
+
+if TYPE_CHECKING:
+    from sipcm.decode.stream import TcpReassembler
+
+# -- dispatch tables -----------------------------------------------------------------------------
+
+LINK_TYPES: dict[int, Callable] = {
+    rec.LINKTYPE_ETHERNET: link.ethernet,
+    rec.LINKTYPE_LINUX_SLL: link.linux_sll,
+    rec.LINKTYPE_LINUX_SLL2: link.linux_sll2,
+    rec.LINKTYPE_NULL: link.null,
+    rec.LINKTYPE_LOOP: link.loop,
+    rec.LINKTYPE_RAW: link.raw,
+    rec.LINKTYPE_IPV4: link.ipv4,
+    rec.LINKTYPE_IPV6: link.ipv6,
+}
+ETHER_TYPES: dict[int, Callable] = {
+    link.ETH_IP4: ip4.decode,
+    link.ETH_IP6: ip6.decode,
+    **dict.fromkeys(link.ETH_VLAN, link.vlan),
+    link.ETH_PPPOE_SESSION: link.pppoe,
+}
+IP_PROTOS: dict[int, Callable] = {
+    17: udp.decode,
+    6: tcp.decode,
+    4: tunnels.ipip4,
+    41: tunnels.ipip6,
+    47: tunnels.gre,
+}
+# UDP tunnels: VXLAN by destination port (configurable, wins over SIP ports); GTP-U on either
+# port unless the datagram is on a SIP port.
+UDP_PORT_TUNNELS: dict[int, Callable] = {tunnels.GTP_U_PORT: tunnels.gtp_u}
+
+MAX_DEPTH = 24  # nested headers (tags, tunnels) per frame: bounds crafted recursion
+_TCP_CONTROL = 0x07  # FIN, SYN, RST
+_FAST = struct.Struct("!12xHBxH2xHxB2x4s4sHHH")  # Ethernet + IPv4 (IHL 5) + UDP ports, length
+_ETH_IP4_UDP_MIN = 42
+# NAT keep-alives: CRLF (RFC 5626 section 3.5.1), spaces or NULs, never a SIP message.
+_KEEPALIVE = frozenset(b"\r\n \t\x00")
+
+
+def is_keepalive(data: bytes, off: int, end: int) -> bool:
+    """True when `data[off:end]` holds only keep-alive filler bytes."""
+    return not data[off:end].strip(b"\r\n \t\x00")
+
+
+class Decoder:
+    """Turns batches of frames into SIP candidate payloads; keeps fragment and TCP state."""
+
+    def __init__(
+        self,
+        counters: Counter[str],
+        *,
+        sip_ports: Iterable[int] = (5060,),
+        vxlan_ports: Iterable[int] = (4789,),
+        heuristic: bool = True,
+        frag_max_datagrams: int = 1024,
+        frag_timeout_s: float = 30.0,
+        frag_max_bytes: int = 65535,
+        tcp: TcpReassembler | None = None,
+    ) -> None:
+        self.c = counters
+        self.heuristic = heuristic
+        self.frag = FragmentReassembler(
+            counters,
+            max_datagrams=frag_max_datagrams,
+            timeout_s=frag_timeout_s,
+            max_bytes=frag_max_bytes,
+        )
+        self.tcp = tcp
+        self._addr: dict[bytes, str] = {}
+        self.set_ports(sip_ports, vxlan_ports)
+        # Context of the frame being decoded (read by the layer functions).
+        self.ts = 0
+        self.fno = 0
+        self.ifx = 0
+        self.dirname: str | None = None
+        self.vlan: int | None = None
+        self.tunnel: Tunnel | None = None
+        self.reasm = False
+        self.depth = 0
+        self.out: list[Payload] = []
+
+    def set_ports(self, sip_ports: Iterable[int], vxlan_ports: Iterable[int]) -> None:
+        """Replace the SIP and VXLAN port sets."""
+        self.sip_ports = frozenset(sip_ports)
+        self.udp_dport_tunnels = dict.fromkeys(vxlan_ports, tunnels.vxlan)
+        self.udp_port_tunnels = dict(UDP_PORT_TUNNELS)
+        self._tunnel_ports = frozenset(self.udp_dport_tunnels) | frozenset(UDP_PORT_TUNNELS)
+
+    def expire(self, now_ns: int) -> None:
+        """Drop fragment sets and TCP streams that timed out by capture time `now_ns`."""
+        self.frag.expire(now_ns)
+        if self.tcp is not None:
+            self.tcp.expire(now_ns)
+
+    # -- per batch ---------------------------------------------------------------------------
+
+    def decode(self, batch: rec.RecordBatch) -> list[Payload]:
+        """Decode every frame of `batch`; return its SIP candidate payloads in frame order."""
+        n = len(batch)
+        if not n:
+            return []
+        c = self.c
+        c["frames"] += n
+        handler = LINK_TYPES.get(batch.linktype)
+        if handler is None:
+            c["link_unsupported"] += n
+            return []
+        data = batch.data if isinstance(batch.data, bytes) else bytes(batch.data)
+        offs = batch.offset.tolist()
+        caps = batch.caplen.tolist()
+        tss = batch.ts_ns.tolist()
+        ifxs = batch.ifindex.tolist()
+        dirs = batch.direction.tolist()
+        first = batch.first_frame
+        out: list[Payload] = []
+        self.out = out
+        fast = batch.linktype == rec.LINKTYPE_ETHERNET
+        unpack = _FAST.unpack_from
+        sip_ports = self.sip_ports
+        tun_ports = self._tunnel_ports
+        heuristic = self.heuristic
+        addr = self._addr
+        names = rec.DIRECTION_NAMES
+        not_sip = 0
+        for i in range(n):
+            s = offs[i]
+            e = s + caps[i]
+            if fast and e - s >= _ETH_IP4_UDP_MIN:
+                et, vihl, tot, frag, proto, src, dst, sport, dport, ulen = unpack(data, s)
+                if (
+                    et == 0x0800
+                    and vihl == 0x45
+                    and proto == 17
+                    and not frag & 0x3FFF
+                    and 28 <= tot <= e - s - 14
+                    and 8 < ulen <= tot - 20
+                    and sport not in tun_ports
+                    and dport not in tun_ports
+                ):
+                    on = sport in sip_ports or dport in sip_ports
+                    if not on and not (heuristic and looks_sip(data, s + 42)):
+                        not_sip += 1
+                        continue
+                    if data[s + 42] in _KEEPALIVE and is_keepalive(data, s + 42, s + 34 + ulen):
+                        c["udp_keepalive"] += 1
+                        continue
+                    out.append(
+                        Payload(
+                            data[s + 42 : s + 34 + ulen],
+                            tss[i],
+                            addr.get(src) or self.ntop(src),
+                            addr.get(dst) or self.ntop(dst),
+                            sport,
+                            dport,
+                            "udp",
+                            4,
+                            on,
+                            ifxs[i],
+                            names.get(dirs[i]),
+                            None,
+                            None,
+                            False,
+                            first + i if first else 0,
+                        )
+                    )
+                    continue
+            self.ts = tss[i]
+            self.fno = first + i if first else 0
+            self.ifx = ifxs[i]
+            self.dirname = names.get(dirs[i])
+            self.vlan = None
+            self.tunnel = None
+            self.reasm = False
+            self.depth = 0
+            try:
+                handler(self, data, s, e)
+            except (struct.error, IndexError, ValueError):
+                c["decode_error"] += 1  # a layer bug, never a crash of the sensor
+        if not_sip:
+            c["not_sip_candidate"] += not_sip
+        if out:
+            c["payloads"] += len(out)
+        self.expire(tss[-1])
+        return out
+
+    # -- called by the layer modules ---------------------------------------------------------
+
+    def ethertype(self, etype: int, data: bytes, off: int, end: int) -> None:
+        """Decode `data[off:end]` as the protocol named by an ethertype."""
+        handler = ETHER_TYPES.get(etype)
+        if handler is None:
+            self.c["ethertype_other"] += 1
+            return
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            self.c["too_deep"] += 1
+            return
+        handler(self, data, off, end)
+
+    def ip_proto(
+        self, proto: int, data: bytes, off: int, end: int, src: bytes, dst: bytes, ver: int
+    ) -> None:
+        """Decode an IP payload by its protocol number."""
+        handler = IP_PROTOS.get(proto)
+        if handler is None:
+            self.c["ip_proto_other"] += 1
+            return
+        handler(self, data, off, end, src, dst, ver)
+
+    def enter(
+        self,
+        kind: str,
+        src: bytes,
+        dst: bytes,
+        sport: int | None = None,
+        dport: int | None = None,
+        vni: int | None = None,
+    ) -> None:
+        """Record a decapsulated tunnel; only the outermost one per frame is kept."""
+        if self.tunnel is None:
+            self.tunnel = Tunnel(kind, self.ntop(src), self.ntop(dst), sport, dport, vni)
+
+    def ntop(self, raw: bytes) -> str:
+        """Text form of a 4- or 16-byte address (cached: captures repeat few addresses)."""
+        txt = self._addr.get(raw)
+        if txt is None:
+            if len(self._addr) > 65536:
+                self._addr.clear()
+            fam = socket.AF_INET if len(raw) == 4 else socket.AF_INET6
+            txt = self._addr[raw] = socket.inet_ntop(fam, raw)
+        return txt
+
+    def _payload(
+        self,
+        data: bytes,
+        src: bytes,
+        dst: bytes,
+        sport: int,
+        dport: int,
+        transport: str,
+        ver: int,
+        on: bool,
+        reasm: bool,
+    ) -> Payload:
+        return Payload(
+            data, self.ts, self.ntop(src), self.ntop(dst), sport, dport, transport, ver, on,
+            self.ifx, self.dirname, self.vlan, self.tunnel, reasm, self.fno,
+        )  # fmt: skip
+
+    def emit_udp(
+        self, data: bytes, off: int, end: int, src: bytes, dst: bytes, sport: int, dport: int,
+        ver: int,
+    ) -> None:  # fmt: skip
+        """A UDP payload: keep it when it is a SIP candidate."""
+        if off >= end:
+            self.c["udp_empty"] += 1
+            return
+        on = sport in self.sip_ports or dport in self.sip_ports
+        if not on and not (self.heuristic and looks_sip(data, off)):
+            self.c["not_sip_candidate"] += 1
+            return
+        if data[off] in _KEEPALIVE and is_keepalive(data, off, end):
+            self.c["udp_keepalive"] += 1
+            return
+        self.out.append(
+            self._payload(data[off:end], src, dst, sport, dport, "udp", ver, on, self.reasm)
+        )
+
+    def emit_tcp(
+        self, data: bytes, off: int, end: int, src: bytes, dst: bytes, sport: int, dport: int,
+        seq: int, flags: int, ver: int,
+    ) -> None:  # fmt: skip
+        """A TCP segment: feed candidate streams to the reassembler, keep the messages."""
+        on = sport in self.sip_ports or dport in self.sip_ports
+        has_data = off < end
+        tcp = self.tcp
+        key = (self.ntop(src), sport, self.ntop(dst), dport)
+        if not (
+            on
+            or (tcp is not None and tcp.has(key))
+            or (self.heuristic and has_data and looks_sip(data, off))
+        ):
+            if has_data:
+                self.c["not_sip_candidate"] += 1
+            return
+        if tcp is None:  # no reassembler: each segment's data is a payload as it stands
+            if has_data:
+                self.out.append(
+                    self._payload(data[off:end], src, dst, sport, dport, "tcp", ver, on, self.reasm)
+                )
+            return
+        if not has_data and not flags & _TCP_CONTROL:
+            return  # a bare ACK carries nothing for the stream
+        for msg, spans in tcp.segment(key, seq, flags, data[off:end], self.ts):
+            self.out.append(
+                self._payload(msg, src, dst, sport, dport, "tcp", ver, on, spans or self.reasm)
+            )
