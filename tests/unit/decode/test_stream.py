@@ -377,3 +377,73 @@ def test_request_line_split_inside_sip_version_is_not_garbage():
         r, c = new()
         assert msgs(send(r, [OPTIONS[:cut], OPTIONS[cut:]])) == [OPTIONS]
         assert +c == Counter()
+
+
+def _tcp_segments(path):
+    """(key, seq, flags, payload, ts) of every IPv4 TCP segment in a capture (tiny parser:
+    DLT_NULL or Ethernet, IPv4, optional IP-in-IP; just enough for these corpus files)."""
+    import struct
+
+    from sipcm.capture.pcapfile import PcapReader
+
+    for b in PcapReader(path).batches():
+        for i in range(len(b)):
+            off, cap = int(b.offset[i]), int(b.caplen[i])
+            frame = bytes(b.data[off : off + cap])
+            ip = frame[4:] if b.linktype == 0 else frame[14:]
+            while ip[9] == 4:  # IP-in-IP
+                ip = ip[(ip[0] & 15) * 4 :]
+            assert ip[9] == 6
+            total, ihl = struct.unpack_from("!H", ip, 2)[0], (ip[0] & 15) * 4
+            tcp = ip[ihl:total]
+            sport, dport, seq = struct.unpack_from("!HHI", tcp)
+            src, dst = ".".join(map(str, ip[12:16])), ".".join(map(str, ip[16:20]))
+            yield (src, sport, dst, dport), seq, tcp[13], tcp[(tcp[12] >> 4) * 4 :], int(b.ts_ns[i])
+
+
+IPIP_URI = b"1bdaa608131517540001@172.28.1.3;transport=tcp"
+
+
+@pytest.mark.parametrize(
+    ("name", "expected", "counters"),
+    [
+        (
+            "suricata-verify/sip-body-large.pcap",
+            [(b"INVITE sip:bob@target.com SIP/2.0", 65793, 65536, True),
+             (b"SIP/2.0 100 Trying", 207, 0, False)],
+            {},
+        ),
+        (
+            "suricata-verify/sip-tcp-method.pcap",
+            [(b"REGISTER sip:192.168.43.100;transport=TCP SIP/2.0", 585, 0, True),
+             (b"SIP/2.0 200 OK", 491, 0, False)],
+            {},
+        ),
+        (
+            "suricata-verify/sip-tcp-pattern-matching.pcap",
+            [(b"REGISTER sip:sip.cybercity.dk SIP/2.0", 467, 0, False),
+             (b"SIP/2.0 401 Unauthorized", 492, 0, False)],
+            {},
+        ),
+        (
+            "sngrep/ipip.pcap",
+            [(b"INVITE sip:" + IPIP_URI + b" SIP/2.0", 1103, 649, False),
+             (b"SIP/2.0 183 Ringing", 621, 263, False),
+             (b"SIP/2.0 200 OK", 616, 263, False),
+             (b"BYE sip:" + IPIP_URI + b" SIP/2.0", 409, 0, False)],
+            {"tcp_midstream_start": 2},
+        ),
+    ],
+)  # fmt: skip
+def test_corpus_tcp_sip(corpus, name, expected, counters):
+    c: Counter[str] = Counter()
+    r = TcpReassembler(c)
+    out = []
+    for key, seq, flags, payload, ts in _tcp_segments(corpus / name):
+        out += r.segment(key, seq, flags, payload, ts)
+    got = [
+        (m.split(b"\r\n", 1)[0], len(m), len(m) - m.index(b"\r\n\r\n") - 4, spans)
+        for m, spans in out
+    ]
+    assert got == expected
+    assert dict(+c) == counters
