@@ -15,10 +15,23 @@ from sipcm.sip.message import NameAddr, Uri
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*")
 _HOST = re.compile(r"[A-Za-z0-9._~%!$&'()*+=\-]+")
 _IPV6 = re.compile(r"[0-9A-Fa-f:.]+(?:%[A-Za-z0-9._~\-]+)?")
+_PARAMS_SLOW = re.compile(r'[;" \t]')  # more than one plain `name=value`
 _UNESCAPE = re.compile(r"\\(.)", re.S)
 # Next character that matters when splitting on `sep` outside quotes and <...>.
 _SPECIAL = {",": re.compile(r'[,"<\\]'), ";": re.compile(r'[;"<\\]')}
 _QEND = re.compile(r'["\\]')
+
+# Fast paths for the common shapes: lower-case sip/sips, no password, plain host name or IPv4.
+# Every repetition is possessive, so a failed match never backtracks into a run (linear time);
+# whatever they reject takes the general path below.
+_SIP_RE = (
+    r"(sips?):(?:([^:@?<>\s]*+)@)?+([A-Za-z0-9._\-]++)(?::([0-9]{1,5}+))?+"
+    r"(?:;([^?<>\s]*+))?+(?:\?[^<>\s]*+)?+"
+)
+_SIP_URI = re.compile(_SIP_RE)
+_NAME_ADDR = re.compile(
+    r'(?:"([^"\\]*+)"[ \t]*+|([^"<;\\]*+))<(' + _SIP_RE + r")>(?:;tag=([^;\"\s]*+))?+(?:;(.*+))?+"
+)
 
 
 def quote_end(s: str, i: int) -> int:
@@ -80,14 +93,19 @@ def parse_params(s: str) -> dict[str, str]:
 
     The first occurrence of a name wins.
     """
+    if not _PARAMS_SLOW.search(s):  # one plain `name=value` or flag: the usual case
+        name, _, value = s.partition("=")
+        return {name.lower(): value} if name else {}
     params: dict[str, str] = {}
     for piece in split_outside(s, ";") if '"' in s else s.split(";"):
         name, _, value = piece.partition("=")
-        name = name.strip(" \t").lower()
+        if " " in piece or "\t" in piece:
+            name = name.strip(" \t")
+            value = value.strip(" \t")
+        name = name.lower()
         if not name or name in params:
             continue
-        value = value.strip(" \t")
-        if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
+        if value[:1] == '"' and len(value) >= 2 and value[-1] == '"':
             value = value[1:-1]
         params[name] = value
     return params
@@ -129,6 +147,18 @@ def parse_hostport(s: str) -> tuple[str, int | None] | None:
 def parse_uri(text: str) -> Uri | None:
     """Parse a sip/sips/tel or other absolute URI; None if it has no scheme or a bad host."""
     t = text.strip(" \t")
+    m = _SIP_URI.fullmatch(t)
+    if m is not None:
+        scheme, user, host, port, params = m.groups()
+        if port is None or int(port) <= 65535:
+            return Uri(
+                t,
+                scheme,
+                user or None,
+                host.lower(),
+                None if port is None else int(port),
+                parse_params(params) if params else {},
+            )
     scheme, colon, rest = t.partition(":")
     if not colon or not rest or not _SCHEME.fullmatch(scheme) or " " in t or "\t" in t:
         return None
@@ -167,6 +197,28 @@ def parse_name_addr(text: str) -> NameAddr | None:
 
     `tag` goes to `NameAddr.tag` (not `params`); None when the address is unusable.
     """
+    m = _NAME_ADDR.fullmatch(text)
+    if m is not None:
+        display, bare, utext, scheme, user, host, port, uparams, tag, hparams = m.groups()
+        if port is None or int(port) <= 65535:
+            uri = Uri(
+                utext,
+                scheme,
+                user or None,
+                host.lower(),
+                None if port is None else int(port),
+                parse_params(uparams) if uparams else {},
+            )
+            if display is None:
+                display = bare.strip(" \t") or None
+            if hparams is None:
+                return NameAddr(uri, display, tag or None, {})
+            params = parse_params(hparams)
+            if tag is None:
+                tag = params.pop("tag", None)
+            else:
+                params.pop("tag", None)
+            return NameAddr(uri, display, tag or None, params)
     s = text.strip(" \t")
     if not s:
         return None

@@ -20,7 +20,7 @@ import re
 
 from sipcm.sip.auth import parse_credentials, redact_challenge
 from sipcm.sip.headers import ADDRESS_LISTS, CANON, CHALLENGES, COMPACT
-from sipcm.sip.message import Credentials, NameAddr, ParseError, SipMessage, Uri, Via
+from sipcm.sip.message import Credentials, NameAddr, ParseError, SipMessage, Uri
 from sipcm.sip.nameaddr import parse_name_addr, parse_uri, split_values
 from sipcm.sip.probe import probe
 from sipcm.sip.via import parse_via
@@ -28,14 +28,19 @@ from sipcm.sip.via import parse_via
 _FOLD = re.compile(r"\r?\n[ \t]+")
 _TOKEN = re.compile(r"[!%*_+`'~.0-9A-Za-z\-]+")
 _MAX_CSEQ = 2**32 - 1
+# The usual start lines; anything else goes through the general checks in _start_line.
+_REQUEST = re.compile(r"([A-Z]++) ([^ \t\r]++) SIP/2\.0\r?")
+_STATUS = re.compile(r"SIP/2\.0 ([1-6][0-9][0-9]) ([^\r]*+)\r?")
 
-# What the header loop does with each canonical name.
+# What the header loop does with each canonical name (absent: kept raw as written).
 _SINGLE = 1  # first value kept, later copies are raw and counted bad
 _VIA = 2
 _CONTACT = 3
 _PAI = 4
 _AUTH = 5
 _REASON = 6  # several Reason headers are legitimate (RFC 3326: SIP and Q.850)
+_ALIST = 7  # raw, split into one entry per name-addr
+_CHALLENGE = 8  # raw text reduced to scheme and realm
 _KIND: dict[str, int] = {
     "from": _SINGLE,
     "to": _SINGLE,
@@ -52,6 +57,10 @@ _KIND: dict[str, int] = {
     "proxy-authorization": _AUTH,
     "reason": _REASON,
 }
+_KIND.update(dict.fromkeys(ADDRESS_LISTS, _ALIST))
+_KIND.update(dict.fromkeys(CHALLENGES, _CHALLENGE))
+# Exact wire spelling -> (canonical name, kind): one dict lookup per header on the hot path.
+_EXACT: dict[str, tuple[str, int | None]] = {n: (c, _KIND.get(c)) for n, c in CANON.items()}
 
 
 def parse(data: bytes) -> SipMessage | ParseError:
@@ -71,150 +80,132 @@ def _small_int(s: str, digits: int) -> int | None:
     return None
 
 
-def _end_of_headers(data: bytes, start: int) -> tuple[int, int]:
-    """(end of header block, start of body); (-1, len) when there is no blank line."""
-    a = data.find(b"\n\r\n", start)
-    b = data.find(b"\n\n", start, a if a >= 0 else len(data))
-    if b >= 0:
-        return b, b + 2
-    if a >= 0:
-        return a, a + 3
-    return -1, len(data)
+def _header_name(name: str) -> tuple[str, int | None] | None:
+    """(canonical name, kind) of a name not in _EXACT; None if it is not a token."""
+    key = name.rstrip(" \t").lower()
+    if not key or " " in key or "\t" in key:
+        return None
+    key = COMPACT.get(key, key)
+    return key, _KIND.get(key)
 
 
-class _Block:
-    """The decoded header block and how to map its character offsets back to bytes."""
+class _Where:
+    """Maps problems back to byte offsets; built only on the error path."""
 
     __slots__ = ("start", "text", "wide")
 
-    def __init__(self, data: bytes, start: int, end: int) -> None:
-        raw = data[start:end]
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            text = raw.decode("latin-1")  # one char per byte; never surrogates in output
+    def __init__(self, start: int, text: str, nbytes: int) -> None:
         self.start = start
         self.text = text
-        self.wide = len(text) != len(raw)
+        self.wide = len(text) != nbytes
 
     def offset(self, ci: int) -> int:
-        """Byte offset in the payload of character `ci` of the block."""
+        """Byte offset in the payload of character `ci` of the header block."""
         if self.wide:
             return self.start + len(self.text[:ci].encode("utf-8"))
         return self.start + ci
 
-    def value_offset(self, logical: int) -> int:
-        """Byte offset of the value of logical header line `logical` (folding undone)."""
+    def value_offset(self, key: str) -> int:
+        """Byte offset of the value of the first header whose canonical name is `key`."""
         text = self.text
-        pos = 0
-        line = 0
         n = len(text)
+        pos = text.find("\n") + 1 if "\n" in text else n  # skip the start line
         while pos < n:
-            nl = text.find("\n", pos)
-            nxt = n if nl < 0 else nl + 1
-            if line == logical:
-                colon = text.find(":", pos, nxt)
-                if colon < 0:
-                    return self.offset(pos)
-                i = colon + 1
-                while i < nxt and text[i] in " \t":
-                    i += 1
-                return self.offset(i)
-            if nxt >= n or text[nxt] not in " \t":
-                line += 1
+            nxt = pos
+            while True:  # the logical line ends at a newline not followed by SP/HT
+                nl = text.find("\n", nxt)
+                nxt = n if nl < 0 else nl + 1
+                if nxt >= n or text[nxt] not in " \t":
+                    break
+            colon = text.find(":", pos, nxt)
+            if colon >= 0:
+                known = _EXACT.get(text[pos:colon]) or _header_name(text[pos:colon])
+                if known is not None and known[0] == key:
+                    i = colon + 1
+                    while i < nxt and text[i] in " \t":
+                        i += 1
+                    return self.offset(i)
             pos = nxt
         return self.offset(n)
 
 
-def _parse(data: bytes) -> SipMessage | ParseError:
+def _parse(data: bytes, lf_end: int | None = None) -> SipMessage | ParseError:
+    """`lf_end`: where a bare-LF blank line ends the header block, once found."""
     start, probe_reason = probe(data)
     if probe_reason is not None:
         return ParseError(probe_reason, start, probe=True)
-    hdr_end, body_start = _end_of_headers(data, start)
-    complete = hdr_end >= 0
-    block = _Block(data, start, hdr_end if complete else len(data))
-    text = block.text
-    if "\n " in text or "\n\t" in text:
-        text = _FOLD.sub(" ", text)
+    if lf_end is None:
+        end = data.find(b"\n\r\n", start)
+        body_start = end + 3
+    else:
+        end = lf_end
+        body_start = end + 2
+    complete = end >= 0
+    raw = data[start:end] if complete else data[start:]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = raw.decode("latin-1")  # one char per byte, so never surrogates in the output
     lines = text.split("\n")
-    first = _start_line(lines[0], block)
-    if isinstance(first, ParseError):
-        return first
-    eoh_offset = hdr_end + 1 if complete else len(data)  # where the blank line is (or is not)
-
-    headers: dict[str, list[str]] = {}
-    single: dict[str, tuple[int, str]] = {}
-    vias: list[str] = []
-    contacts: list[str] = []
-    pais: list[str] = []
-    auths: list[tuple[str, str]] = []
-    reasons: list[str] = []
-    bad = 0
-    for idx in range(1, len(lines)):
-        name, sep, value = lines[idx].partition(":")
-        if not sep:
-            if lines[idx].strip():
-                bad += 1
-            continue
-        key = CANON.get(name)
-        if key is None:
-            key = name.rstrip(" \t").lower()
-            if not key or " " in key or "\t" in key:
-                bad += 1
-                continue
-            key = COMPACT.get(key, key)
-        value = value.strip()
-        kind = _KIND.get(key)
-        if kind is None:
-            if key in ADDRESS_LISTS:
-                vals = split_values(value)
-            elif key in CHALLENGES:
-                red = redact_challenge(value)
-                if red is None:
-                    continue
-                vals = [red]
-            else:
-                vals = [value]
-            lst = headers.get(key)
-            if lst is None:
-                headers[key] = vals
-            else:
-                lst.extend(vals)
-        elif kind == _SINGLE:
-            if key in single:
-                headers.setdefault(key, []).append(value)
-                bad += 1
-            else:
-                single[key] = (idx, value)
-        elif kind == _VIA:
-            vias.append(value)
-        elif kind == _CONTACT:
-            contacts.append(value)
-        elif kind == _PAI:
-            pais.append(value)
-        elif kind == _AUTH:
-            auths.append((key, value))
-        else:
-            reasons.append(value)
-
-    mandatory = _mandatory(single, block, eoh_offset)
-    if isinstance(mandatory, ParseError):
-        return mandatory
-    from_, to, call_id, cseq, cseq_method = mandatory
+    got = _collect(lines)
+    if got is None:  # folded lines: undo the folding (RFC 3261 7.3.1) and collect again
+        lines = _FOLD.sub(" ", text).split("\n")
+        got = _collect(lines)
+    if type(got) is int:  # an empty line: a bare-LF "\n\n" ended the headers earlier
+        lf = data.find(b"\n\n", start)
+        if lf_end is not None or lf < 0:  # cannot happen: the block had an empty line
+            return ParseError("internal_error", start)
+        return _parse(data, lf)
+    headers, single, vias, contacts, pais, auths, reasons, bad = got  # type: ignore[misc]
+    first = _start_line(lines[0])
+    if len(first) == 2:  # (reason, character offset)
+        return ParseError(first[0], _Where(start, text, len(raw)).offset(first[1]))
+    mandatory = _mandatory(single)
+    if type(mandatory) is str:
+        if mandatory.startswith("missing_"):  # offset: where the blank line is (or is not)
+            return ParseError(mandatory, end + 1 if complete else len(data))
+        where = _Where(start, text, len(raw))
+        return ParseError(mandatory, where.value_offset(_CHECKED[mandatory]))
+    from_, to, cseq, cseq_method = mandatory  # type: ignore[misc]
     is_request, method, ruri, status, reason = first
 
-    via_list, nbad = _vias(vias, headers)
-    bad += nbad
-    contact_list, star, nbad = _addresses(contacts, "contact", headers, allow_star=True)
-    bad += nbad
-    pai_list, _, nbad = _addresses(pais, "p-asserted-identity", headers, allow_star=False)
-    bad += nbad
-    creds, nbad = _credentials(auths)
-    bad += nbad
-    expires, nbad = _optional_int(single, "expires", headers, 10)
-    bad += nbad
-    clen, nbad = _optional_int(single, "content-length", headers, 10)
-    bad += nbad
+    via_list = []
+    for value in vias:
+        for piece in split_values(value) if "," in value else (value,):
+            via = parse_via(piece)
+            if via is None:
+                headers.setdefault("via", []).append(piece)
+                bad += 1
+            else:
+                via_list.append(via)
+    contact_list: list[NameAddr] = []
+    star = False
+    if contacts:
+        contact_list, star, nbad = _addresses(contacts, "contact", headers, allow_star=True)
+        bad += nbad
+    pai_list: list[NameAddr] = []
+    if pais:
+        pai_list, _, nbad = _addresses(pais, "p-asserted-identity", headers, allow_star=False)
+        bad += nbad
+    creds: Credentials | None = None
+    if auths:
+        creds, nbad = _credentials(auths)
+        bad += nbad
+    expires = clen = None
+    value = single.get("content-length")
+    if value is not None:
+        clen = _small_int(value, 10)
+        if clen is None or clen > _MAX_CSEQ:
+            clen = None
+            headers.setdefault("content-length", []).append(value)
+            bad += 1
+    value = single.get("expires")
+    if value is not None:
+        expires = _small_int(value, 10)
+        if expires is None or expires > _MAX_CSEQ:
+            expires = None
+            headers.setdefault("expires", []).append(value)
+            bad += 1
     if len(reasons) > 1:
         headers.setdefault("reason", []).extend(reasons[1:])
 
@@ -226,15 +217,13 @@ def _parse(data: bytes) -> SipMessage | ParseError:
     else:
         body = data[body_start : body_start + clen]
         truncated = len(body) < clen
-    ua = single.get("user-agent")
-    srv = single.get("server")
     return SipMessage(
         is_request,
         method,
         ruri,
         status,
         reason,
-        call_id,
+        single["call-id"],
         from_,
         to,
         cseq,
@@ -243,8 +232,8 @@ def _parse(data: bytes) -> SipMessage | ParseError:
         contact_list,
         star,
         expires,
-        ua[1] if ua is not None else None,
-        srv[1] if srv is not None else None,
+        single.get("user-agent"),
+        single.get("server"),
         reasons[0] if reasons else None,
         pai_list,
         creds,
@@ -258,74 +247,150 @@ def _parse(data: bytes) -> SipMessage | ParseError:
     )
 
 
+_Collected = tuple[
+    dict[str, list[str]],  # headers kept raw
+    dict[str, str],  # first value of each _SINGLE header
+    list[str],  # Via values
+    list[str],  # Contact values
+    list[str],  # P-Asserted-Identity values
+    list[tuple[str, str]],  # (name, value) of Authorization / Proxy-Authorization
+    list[str],  # Reason values
+    int,  # malformed headers so far
+]
+
+
+def _collect(lines: list[str]) -> _Collected | int | None:
+    """Sort header lines by what is done with them.
+
+    Returns None at the first folded line (the caller unfolds and calls again) and the index
+    of an empty line if there is one (the block really ended there).
+    """
+    headers: dict[str, list[str]] = {}
+    single: dict[str, str] = {}
+    vias: list[str] = []
+    contacts: list[str] = []
+    pais: list[str] = []
+    auths: list[tuple[str, str]] = []
+    reasons: list[str] = []
+    bad = 0
+    exact = _EXACT.get
+    for idx in range(1, len(lines)):
+        line = lines[idx]
+        name, sep, value = line.partition(":")
+        known = exact(name)
+        if known is None:
+            if not line:
+                if idx == len(lines) - 1:
+                    continue  # the block ended with a newline (no blank line seen)
+                return idx
+            if line[0] in " \t":
+                return None
+            known = _header_name(name) if sep else None
+            if known is None:
+                if line.strip(" \t\r"):
+                    bad += 1
+                continue
+        key, kind = known
+        value = value.strip()
+        if kind is None:
+            lst = headers.get(key)
+            if lst is None:
+                headers[key] = [value]
+            else:
+                lst.append(value)
+        elif kind == _SINGLE:
+            if single.setdefault(key, value) is not value:
+                headers.setdefault(key, []).append(value)
+                bad += 1
+        elif kind == _VIA:
+            vias.append(value)
+        elif kind == _CONTACT:
+            contacts.append(value)
+        elif kind == _ALIST:
+            headers.setdefault(key, []).extend(split_values(value))
+        elif kind == _PAI:
+            pais.append(value)
+        elif kind == _AUTH:
+            auths.append((key, value))
+        elif kind == _CHALLENGE:
+            red = redact_challenge(value)
+            if red is not None:
+                headers.setdefault(key, []).append(red)
+        else:
+            reasons.append(value)
+    return headers, single, vias, contacts, pais, auths, reasons, bad
+
+
 _StartLine = tuple[bool, str | None, Uri | None, int | None, str | None]
 
 
-def _start_line(line: str, block: _Block) -> _StartLine | ParseError:
-    """Request-Line or Status-Line (RFC 3261 7.1, 7.2)."""
+def _start_line(line: str) -> _StartLine | tuple[str, int]:
+    """Request-Line or Status-Line (RFC 3261 7.1, 7.2); on error (reason, char offset)."""
+    m = _REQUEST.fullmatch(line)
+    if m is not None:
+        uri = parse_uri(m.group(2))
+        if uri is not None:
+            return True, m.group(1), uri, None, None
+    else:
+        m = _STATUS.fullmatch(line)
+        if m is not None:
+            return False, None, None, int(m.group(1)), m.group(2).strip()
     line = line.rstrip("\r")
     if line[:4].upper() == "SIP/":
         parts = line.split(None, 2)
         if parts[0].upper() != "SIP/2.0":
-            return ParseError("bad_version", block.offset(0))
+            return "bad_version", 0
         if len(parts) < 2:
-            return ParseError("bad_start_line", block.offset(len(line)))
+            return "bad_start_line", len(line)
         code = _small_int(parts[1], 3)
         if code is None or not 100 <= code <= 699 or len(parts[1]) != 3:
-            return ParseError("bad_status", block.offset(line.find(parts[1], 7)))
+            return "bad_status", line.find(parts[1], 7)
         return False, None, None, code, parts[2].strip() if len(parts) == 3 else ""
     parts = line.split()
     if len(parts) != 3:
-        return ParseError("bad_start_line", block.offset(0))
+        return "bad_start_line", 0
     method, uri_text, version = parts
     if not _TOKEN.fullmatch(method):
-        return ParseError("bad_method", block.offset(0))
+        return "bad_method", 0
     if version.upper() != "SIP/2.0":
-        return ParseError("bad_version", block.offset(line.rfind(version)))
+        return "bad_version", line.rfind(version)
     uri = parse_uri(uri_text)
     if uri is None:
-        return ParseError("bad_request_uri", block.offset(line.find(uri_text, len(method))))
+        return "bad_request_uri", line.find(uri_text, len(method))
     return True, method.upper(), uri, None, None
 
 
-def _mandatory(
-    single: dict[str, tuple[int, str]], block: _Block, eoh: int
-) -> tuple[NameAddr, NameAddr, str, int, str] | ParseError:
-    """From, To, Call-ID and CSeq, checked in that order."""
-    got = []
-    for key, what in (("from", "from"), ("to", "to"), ("call-id", "call_id"), ("cseq", "cseq")):
-        item = single.get(key)
-        if item is None:
-            return ParseError("missing_" + what, eoh)
-        got.append(item)
-    (fi, fv), (ti, tv), (ci, cv), (si, sv) = got
+# Error reason -> the canonical header it is about.
+_CHECKED = {"bad_from": "from", "bad_to": "to", "bad_call_id": "call-id", "bad_cseq": "cseq"}
+
+
+def _mandatory(single: dict[str, str]) -> tuple[NameAddr, NameAddr, int, str] | str:
+    """From, To, Call-ID and CSeq, checked in that order; a reason string on error."""
+    fv = single.get("from")
+    if fv is None:
+        return "missing_from"
+    tv = single.get("to")
+    if tv is None:
+        return "missing_to"
+    cv = single.get("call-id")
+    if cv is None:
+        return "missing_call_id"
+    sv = single.get("cseq")
+    if sv is None:
+        return "missing_cseq"
     from_ = parse_name_addr(fv)
     if from_ is None:
-        return ParseError("bad_from", block.value_offset(fi))
+        return "bad_from"
     to = parse_name_addr(tv)
     if to is None:
-        return ParseError("bad_to", block.value_offset(ti))
+        return "bad_to"
     if not cv:
-        return ParseError("bad_call_id", block.value_offset(ci))
+        return "bad_call_id"
     parts = sv.split()
     num = _small_int(parts[0], 10) if len(parts) == 2 else None
     if num is None or num > _MAX_CSEQ or not _TOKEN.fullmatch(parts[1]):
-        return ParseError("bad_cseq", block.value_offset(si))
-    return from_, to, cv, num, parts[1].upper()
-
-
-def _vias(raw: list[str], headers: dict[str, list[str]]) -> tuple[list[Via], int]:
-    out: list[Via] = []
-    bad = 0
-    for value in raw:
-        for piece in split_values(value) if "," in value else (value,):
-            via = parse_via(piece)
-            if via is None:
-                headers.setdefault("via", []).append(piece)
-                bad += 1
-            else:
-                out.append(via)
-    return out, bad
+        return "bad_cseq"
+    return from_, to, num, parts[1].upper()
 
 
 def _addresses(
@@ -359,16 +424,3 @@ def _credentials(raw: list[tuple[str, str]]) -> tuple[Credentials | None, int]:
         elif found is None:
             found = cred
     return found, bad
-
-
-def _optional_int(
-    single: dict[str, tuple[int, str]], key: str, headers: dict[str, list[str]], digits: int
-) -> tuple[int | None, int]:
-    item = single.get(key)
-    if item is None:
-        return None, 0
-    num = _small_int(item[1], digits)
-    if num is None:
-        headers.setdefault(key, []).append(item[1])
-        return None, 1
-    return num, 0

@@ -12,10 +12,31 @@ from sipcm.sip.message import Via
 from sipcm.sip.nameaddr import parse_hostport, parse_params
 
 _SLASH_LWS = re.compile(r"[ \t]*/[ \t]*")
+# Common shape; possessive runs keep a failed match linear. Anything else: general path.
+_FAST = re.compile(
+    r"SIP/2\.0/([A-Za-z]++)[ \t]++([A-Za-z0-9._\-]++)(?::([0-9]{1,5}+))?+[ \t]*+"
+    r"(?:;branch=([^;\"\s]*+))?+(?:;(.*+))?+"
+)
 
 
 def parse_via(value: str) -> Via | None:
     """Parse one Via value; `branch` is taken out of `params`, other params stay."""
+    m = _FAST.fullmatch(value)
+    if m is not None:
+        transport, host, port, branch, ptext = m.groups()
+        if port is None or int(port) <= 65535:
+            params = parse_params(ptext) if ptext else {}
+            if branch is None:
+                branch = params.pop("branch", None)
+            else:
+                params.pop("branch", None)  # a second branch: the first one wins
+            return Via(
+                transport.upper(),
+                host.lower(),
+                None if port is None else int(port),
+                branch or None,
+                params,
+            )
     head, semi, ptext = value.partition(";")
     parts = head.split()
     if len(parts) != 2 or parts[0].count("/") != 2:
