@@ -68,6 +68,7 @@ class LiveCapture:
         self._ring: RingReader | None = None
         self._attached: list[Attachment] = []
         self._last_sync = 0.0
+        self._kernel: dict[str, int] = {}
 
     def __enter__(self) -> LiveCapture:
         from sipcm.capture.program import BuildOptions, Program
@@ -124,13 +125,13 @@ class LiveCapture:
         self.sip_ports, self.vxlan_ports = tuple(sip_ports), tuple(vxlan_ports)
 
     def kernel_counters(self) -> dict[str, int]:
-        """The program's per-CPU counters, summed."""
-        if self._program is None:
-            raise RuntimeError("capture not started")
-        return self._program.counters()
+        """The program's per-CPU counters, summed (the final values once closed)."""
+        if self._program is not None:
+            self._kernel = self._program.counters()
+        return dict(self._kernel)
 
     def _sync_counters(self) -> None:
-        for name, value in self._program.counters().items():
+        for name, value in self.kernel_counters().items():
             self.counters[f"bpf_{name}"] = value
         self._last_sync = time.monotonic()
 
