@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import ssl
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -52,6 +53,7 @@ class FakeES:
     version: str = "9.1.0"
     product_header: bool = True
     template_status: int = 200  # answer to PUT _index_template (403: no privilege)
+    tls: ssl.SSLContext | None = None  # serve https with this server-side context
     reject: Callable[[dict[str, Any]], int | None] | None = None
     docs: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     requests: list[Request] = field(default_factory=list)
@@ -71,12 +73,18 @@ class FakeES:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     def start(self) -> FakeES:
         """Listen (again, on the same port after a `stop()`) and serve in a daemon thread."""
         server = ThreadingHTTPServer(("127.0.0.1", self.port), _handler(self))
         server.daemon_threads = True
+        if self.tls is not None:
+            # Handshake in the connection's thread (on first read), not in the accept loop.
+            server.socket = self.tls.wrap_socket(
+                server.socket, server_side=True, do_handshake_on_connect=False
+            )
         self.port = server.server_address[1]
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
@@ -115,6 +123,11 @@ class FakeES:
         """
         with self._lock:
             self._script.extend(steps)
+
+    def clear_script(self) -> None:
+        """Forget the scripted steps not used yet."""
+        with self._lock:
+            self._script.clear()
 
     @property
     def sources(self) -> list[dict[str, Any]]:

@@ -128,7 +128,7 @@ class ElasticsearchOutput:
         for ev in events:
             try:
                 lines.append(_encode(ev).encode())
-            except (TypeError, ValueError) as e:
+            except (TypeError, ValueError, RecursionError) as e:
                 self._drop(1, "unserializable", str(e))
         with self._cond:
             if self._closed:
@@ -181,13 +181,24 @@ class ElasticsearchOutput:
                     self._cond.wait(self.flush_interval_s)
                 if self._stopping:
                     return
-            if not self._ready and not self._connect():
-                self._failed_attempt()
-                if self._streak > self.max_retries:
-                    self._give_up([])
+            try:
+                self._step()
+            except Exception:  # the sender must outlive any surprise (disk, odd answers)
+                log.exception("Elasticsearch output: unexpected error; retrying")
+                self.counters["sender_errors"] += 1
+                with self._cond:
+                    self._inflight = 0
+                self._streak += 1
                 self._backoff()
-                continue
-            self._drain()
+
+    def _step(self) -> None:
+        if not self._ready and not self._connect():
+            self._streak += 1
+            if self._streak > self.max_retries:
+                self._give_up([])
+            self._backoff()
+            return
+        self._drain()
 
     def _due(self) -> bool:
         if len(self._queue) >= self.batch_size:
@@ -200,7 +211,12 @@ class ElasticsearchOutput:
             lines, token = self._take()
             if not lines:
                 return
-            rest = self._send(lines)
+            try:
+                rest = self._send(lines)
+            except Exception:  # keep the batch: it is spooled like any undeliverable one
+                log.exception("Elasticsearch output: unexpected error while sending")
+                self.counters["sender_errors"] += 1
+                rest = lines
             with self._cond:
                 if token is not None and len(rest) == len(lines):
                     self._spool.release(token)
@@ -237,7 +253,7 @@ class ElasticsearchOutput:
                 self._streak = 0
                 self._down = False
                 return []
-            self._failed_attempt()
+            self._streak += 1
             attempt += 1
             if attempt > self.max_retries or self._stopping or not self._backoff():
                 return retry
@@ -265,9 +281,9 @@ class ElasticsearchOutput:
             return lines
         return self._items(lines, resp.body)
 
-    def _items(self, lines: list[bytes], body: dict[str, Any]) -> list[bytes]:
-        items = body.get("items") or []
-        if not body.get("errors") and len(items) == len(lines):
+    def _items(self, lines: list[bytes], body: Any) -> list[bytes]:
+        items = (body.get("items") or []) if isinstance(body, dict) else []
+        if len(items) == len(lines) and not body.get("errors"):
             self.counters["published"] += len(lines)
             return []
         self.counters["bulk_errors"] += 1
@@ -343,9 +359,6 @@ class ElasticsearchOutput:
         if rest:
             self._note("down", f"Elasticsearch unavailable; {len(rest)} event(s) spooled")
 
-    def _failed_attempt(self) -> None:
-        self._streak += 1
-
     def _backoff(self) -> bool:
         """Sleep the capped exponential backoff; False if stopping interrupted it."""
         delay = min(self.retry_backoff_max_s, self.retry_backoff_s * 2 ** min(self._streak, 30))
@@ -359,10 +372,11 @@ class ElasticsearchOutput:
     def _drop(self, n: int, kind: str, reason: str) -> None:
         if n <= 0:
             return
-        self.counters["dropped"] += n
-        self.counters["write_errors"] += n
-        self.counters[f"dropped_{kind}"] += n
-        self._note(kind, reason, logging.WARNING)
+        with self._cond:  # the spool counts drops too, under this lock, from both threads
+            self.counters["dropped"] += n
+            self.counters["write_errors"] += n
+            self.counters[f"dropped_{kind}"] += n
+        self._note(kind, reason)
 
     def _note(self, kind: str, msg: str, level: int = logging.WARNING) -> None:
         """Log the first few messages of a kind, then every 1000th, so floods stay readable."""

@@ -7,7 +7,8 @@ appended to, and fsync'd (file and directory) when it is sealed. `seg-<id>.ack` 
 bytes of that segment were delivered, so a restart resends only the rest. `.lock` (flock) keeps
 a second process off the same directory. The whole spool stays under `max_bytes`: the oldest
 segments are deleted first and their events counted as `dropped`. It never parses or changes
-the lines it stores, and never raises on a torn last line left by a crash (it is trimmed).
+the lines it stores, and never raises on write once open: a torn last line left by a crash is
+trimmed, and lines a full or failing disk cannot take are counted as dropped.
 """
 
 from __future__ import annotations
@@ -93,15 +94,20 @@ class Spool:
             lines = self._fit(lines, evict=True)
             if not lines:
                 return
-            for line in lines:
-                sid, f = self._open_tail()
-                f.write(line + b"\n")
-                self._segs[sid].size += len(line) + 1
-                if self._segs[sid].size >= self.segment_bytes:
-                    self._seal()
-            if self._tail is not None:
-                self._tail[1].flush()
-            self.counters["spooled"] += len(lines)
+            done = 0
+            try:
+                for line in lines:
+                    sid, f = self._open_tail()
+                    f.write(line + b"\n")
+                    self._segs[sid].size += len(line) + 1
+                    done += 1
+                    if self._segs[sid].size >= self.segment_bytes:
+                        self._seal()
+                if self._tail is not None:
+                    self._tail[1].flush()
+            except OSError as e:
+                self._io_error(e, len(lines) - done)
+            self.counters["spooled"] += done
 
     def prepend(self, lines: list[bytes]) -> None:
         """Put `lines` back before everything else (they are older than all spooled data)."""
@@ -114,11 +120,16 @@ class Spool:
             sid = min(self._segs, default=_BASE_ID + 1) - 1
             path = self._path(sid)
             data = b"".join(line + b"\n" for line in lines)
-            with open(path, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            self._fsync_dir()
+            try:
+                with open(path, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+                self._fsync_dir()
+            except OSError as e:
+                path.unlink(missing_ok=True)
+                self._io_error(e, len(lines))
+                return
             self._segs[sid] = _Segment(path, len(data))
             self.counters["spooled"] += len(lines)
 
@@ -247,10 +258,12 @@ class Spool:
         return acked if 0 <= acked <= size else 0
 
     def _write_ack(self, seg: _Segment) -> None:
-        ack = seg.path.with_suffix(".ack")
         tmp = seg.path.with_suffix(".ack.tmp")
-        tmp.write_text(str(seg.acked))
-        os.replace(tmp, ack)
+        try:
+            tmp.write_text(str(seg.acked))
+            os.replace(tmp, seg.path.with_suffix(".ack"))
+        except OSError as e:  # only costs duplicates after a restart
+            log.warning("spool %s: cannot record progress: %s", self.dir, e)
 
     def _fit(self, lines: list[bytes], *, evict: bool) -> list[bytes]:
         """Make room for `lines`: evict the oldest segments (append) or the oldest lines."""
@@ -286,6 +299,13 @@ class Spool:
         self._count_dropped(lost)
         log.warning("spool %s full: deleted segment %d (%d events)", self.dir, sid, lost)
 
+    def _io_error(self, e: OSError, lost: int) -> None:
+        """Disk trouble (full, read-only): the lines not stored are counted, never raised."""
+        self.counters["dropped"] += lost
+        self.counters["write_errors"] += lost
+        self.counters["dropped_spool_error"] += lost
+        log.error("spool %s: %s; %d event(s) lost", self.dir, e, lost)
+
     def _count_dropped(self, n: int) -> None:
         self.counters["dropped"] += n
         self.counters["write_errors"] += n
@@ -304,10 +324,13 @@ class Spool:
             return
         sid, f = self._tail
         self._tail = None
-        f.flush()
-        os.fsync(f.fileno())
-        f.close()
-        self._fsync_dir()
+        try:
+            f.flush()
+            os.fsync(f.fileno())
+            f.close()
+            self._fsync_dir()
+        except OSError as e:
+            log.error("spool %s: cannot sync segment %d: %s", self.dir, sid, e)
         self._segs[sid].sealed = True
 
     def _delete(self, sid: int) -> None:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import ssl
+import subprocess
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -204,6 +207,28 @@ def test_close_while_down_spools_and_restart_resends(es: FakeES, tmp_path: Path)
     assert segments(tmp_path) == []
 
 
+def test_restart_after_partial_resend_sends_only_the_rest(es: FakeES, tmp_path: Path) -> None:
+    es.stop()
+    out = make(es.url, tmp_path, Counter())
+    out.write(events(0, 30))
+    out.close()
+    es.start()
+    # The first spooled batch is accepted, then Elasticsearch fails until the output closes.
+    es.script_bulk([], *[500] * 100)
+    c2: Counter[str] = Counter()
+    out2 = make(es.url, tmp_path, c2, max_retries=1)
+    wait_for(lambda: c2["bulk_requests"] >= 3)
+    out2.close()
+    assert es.sources == events(0, 10)
+    assert c2["unspooled"] == 10
+    es.clear_script()
+    c3: Counter[str] = Counter()
+    make(es.url, tmp_path, c3).close()
+    assert es.sources == events(0, 30)
+    assert c3["unspooled"] == 20
+    assert segments(tmp_path) == []
+
+
 def test_spool_bound_drops_oldest(es: FakeES, tmp_path: Path) -> None:
     es.stop()
     c: Counter[str] = Counter()
@@ -243,6 +268,57 @@ def test_elasticsearch_8_and_9(tmp_path: Path, version: str) -> None:
         assert c["template_installed"] == 1
         accept = {h["accept"] for h in server.headers_of("/logs-sipcm.sip-default/_bulk")}
         assert accept == {"application/vnd.elasticsearch+json; compatible-with=8"}
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A throw-away CA and a server certificate for 127.0.0.1 it signed (openssl, EC P-256)."""
+    d = tmp_path_factory.mktemp("certs")
+    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    sign = "x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out srv.pem"
+    cmds = [
+        ["req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-subj", "/CN=t-ca"],
+        ["req", *ec, "-keyout", "srv.key", "-out", "srv.csr", "-subj", "/CN=127.0.0.1"],
+        [*sign.split(), "-days", "2", "-extfile", "san.ext"],
+    ]
+    for cmd in cmds:
+        subprocess.run(["openssl", *cmd], cwd=d, check=True, capture_output=True, timeout=30)
+    der = ssl.PEM_cert_to_DER_cert((d / "srv.pem").read_text())
+    return {
+        "ca": str(d / "ca.pem"),
+        "cert": str(d / "srv.pem"),
+        "key": str(d / "srv.key"),
+        "fingerprint": hashlib.sha256(der).hexdigest(),
+    }
+
+
+@pytest.mark.parametrize(
+    ("how", "delivered"),
+    [("ca_file", True), ("fingerprint", True), ("wrong_fingerprint", False), ("none", False)],
+)
+def test_tls(tmp_path: Path, certs: dict[str, str], how: str, delivered: bool) -> None:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(certs["cert"], certs["key"])
+    fp = certs["fingerprint"]
+    kw = {
+        "ca_file": {"ca_file": certs["ca"]},
+        "fingerprint": {"fingerprint": ":".join(fp[i : i + 2] for i in range(0, 64, 2))},
+        "wrong_fingerprint": {"fingerprint": "00" * 32},
+        "none": {},  # self-signed CA not in the system store: verification fails
+    }[how]
+    with FakeES(tls=ctx) as server:
+        c: Counter[str] = Counter()
+        out = make(server.url, tmp_path, c, max_retries=1, **kw)
+        out.write(events(0, 3))
+        out.close()
+        if delivered:
+            assert server.sources == events(0, 3)
+            assert c["published"] == 3
+        else:
+            assert server.docs == []
+            assert c["connect_errors"] >= 1
+            assert c["spooled"] == 3
 
 
 def test_api_key_reaches_server(es: FakeES, tmp_path: Path) -> None:

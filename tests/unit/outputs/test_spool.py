@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import io
 from collections import Counter
 from pathlib import Path
 
@@ -144,3 +146,15 @@ def test_unusable_directory(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(SipcmError, match="cannot use spool directory"):
         Spool(tmp_path / "file" / "spool", max_bytes=1000, counters=Counter())
+
+
+def test_disk_error_counts_lost_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    class Full(io.BytesIO):
+        def write(self, b: object) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    c: Counter[str] = Counter()
+    sp = Spool(tmp_path, max_bytes=1000, counters=c)
+    monkeypatch.setattr(sp, "_open_tail", lambda: (1, Full()))
+    sp.append(lines(0, 3))  # counted, not raised: the output's sender must keep going
+    assert c == Counter(dropped=3, write_errors=3, dropped_spool_error=3)
