@@ -30,6 +30,7 @@ from urllib.parse import quote, urlsplit
 from elasticsearch import ApiError, Elasticsearch, TransportError, UnsupportedProductError
 
 from sipcm.errors import SipcmError
+from sipcm.events.template import index_template
 from sipcm.outputs.spool import Spool, SpoolBatch
 
 log = logging.getLogger(__name__)
@@ -493,8 +494,6 @@ def _template_for(data_stream: str, template: dict[str, Any] | None) -> tuple[st
     prefix = "-".join(parts[:-1]) if len(parts) >= 3 else data_stream
     pattern = f"{prefix}-*" if len(parts) >= 3 else data_stream
     if template is None:
-        from sipcm.events.template import index_template
-
         return prefix, index_template(pattern)
     body = dict(template)
     body.setdefault("index_patterns", [pattern])

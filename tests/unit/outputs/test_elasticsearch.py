@@ -161,6 +161,21 @@ def test_whole_request_400_drops_the_batch(es: FakeES, tmp_path: Path) -> None:
     assert c["retried"] == 0
 
 
+def test_full_queue_spills_oldest_and_keeps_order(es: FakeES, tmp_path: Path) -> None:
+    c: Counter[str] = Counter()
+    out = make(es.url, tmp_path, c, queue_size=10)
+    out.write(events(0, 200))  # 190 go to the spool at once; the queue keeps the newest 10
+    assert c["spooled"] == 190
+    for i in range(200, 300, 7):
+        out.write(events(i, min(i + 7, 300)))
+    out.close()
+    assert es.sources == events(0, 300)
+    assert c["published"] == 300
+    assert c["unspooled"] == c["spooled"]
+    assert c["dropped"] == 0
+    assert segments(tmp_path) == []
+
+
 def test_outage_spools_then_delivers_once_in_order(es: FakeES, tmp_path: Path) -> None:
     c: Counter[str] = Counter()
     out = make(es.url, tmp_path, c, queue_size=20, batch_size=5, max_retries=1)
