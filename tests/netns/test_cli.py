@@ -1,0 +1,280 @@
+"""The real `sipcm attach` inside the namespace of the host it watches, with sipp and Kamailio
+generating the traffic; the test reads the NDJSON events on stdout.
+
+Topologies: direct (uac -- srv), registrar (uac -- kamailio), proxy (uac -- kamailio proxy --
+uas) with the sensor on both proxy interfaces (ingress + egress of every message twice).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.netns.conftest import capture, collect, l4, need
+
+pytestmark = pytest.mark.netns
+REPO = Path(__file__).resolve().parents[2]
+SCN = Path(__file__).parent / "scenarios"
+SIPP = ["-nostdin", "-timeout", "30"]
+
+
+def start_sensor(net, ns: str, ifaces: list[str], *overrides: str) -> subprocess.Popen:
+    """`sipcm attach` in `ns`; returns once it reports being attached."""
+    args = [sys.executable, "-m", "sipcm", "-E", "http_port=0"]
+    for o in overrides:
+        args += ["-E", o]
+    proc = net.popen(ns, *args, "attach", *ifaces, stdout=subprocess.PIPE, cwd=REPO)
+    deadline, err = time.monotonic() + 20, b""
+    while time.monotonic() < deadline and b"attached to" not in err:
+        ready, _, _ = select.select([proc.stderr], [], [], 0.5)
+        if ready:
+            chunk = os.read(proc.stderr.fileno(), 4096)
+            if not chunk:
+                break
+            err += chunk
+    if b"attached to" not in err:
+        proc.kill()
+        pytest.fail(f"sensor did not attach: {err.decode()[-1500:]}")
+    return proc
+
+
+def stop_sensor(proc: subprocess.Popen) -> list[dict]:
+    time.sleep(0.5)  # a few poll intervals: the last records reach the pipeline
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err.decode()[-1500:]
+    assert b"Traceback" not in err
+    return [json.loads(line) for line in out.decode().splitlines() if line.strip()]
+
+
+def actions(events: list[dict]) -> Counter:
+    return Counter(e["event"]["action"] for e in events if e["event"]["action"] != "stats")
+
+
+def call_ids(events: list[dict], action: str) -> list[str]:
+    return sorted(e["sip"]["call_id"] for e in events if e["event"]["action"] == action)
+
+
+@pytest.fixture
+def direct(net):
+    need("sipp")
+    a, b = net.ns("uac"), net.ns("srv")
+    net.veth(a, "v0", ("10.95.0.1/24",), b, "v1", ("10.95.0.2/24",))
+    return net, a, b
+
+
+def kamailio(net, ns: str, *defines: str) -> subprocess.Popen:
+    need("kamailio")
+    args = ["kamailio", "-f", str(SCN / "kamailio.cfg"), "-DD", "-E", "-m", "32", "-M", "8"]
+    for d in defines:
+        args += ["-A", d]
+    proc = net.popen(ns, *args, "-Y", f"/tmp/{ns}")
+    os.makedirs(f"/tmp/{ns}", exist_ok=True)
+    time.sleep(1.0)
+    assert proc.poll() is None, proc.stderr.read().decode()[-1500:]
+    return proc
+
+
+@pytest.fixture
+def proxy(net):
+    need("sipp")
+    u, p, s = net.ns("uac"), net.ns("px"), net.ns("uas")
+    net.veth(u, "v0", ("10.96.1.1/24",), p, "v1", ("10.96.1.2/24",))
+    net.veth(p, "v2", ("10.96.2.1/24",), s, "v3", ("10.96.2.2/24",))
+    assert net.run(u, "ip", "route", "add", "default", "via", "10.96.1.2").returncode == 0
+    assert net.run(s, "ip", "route", "add", "default", "via", "10.96.2.1").returncode == 0
+    kam = kamailio(
+        net, p, "LISTEN_ADDR=10.96.1.2", "LISTEN_ADDR2=10.96.2.1", 'UAS_ADDR="10.96.2.2"'
+    )
+    yield net, u, p, s
+    kam.terminate()
+    kam.wait(10)
+
+
+def proxy_calls(net, u, s, n: int) -> None:
+    uas = net.popen(s, "sipp", "-sn", "uas", "-i", "10.96.2.2", "-p", "5060", "-m", str(n), *SIPP)
+    uac = net.run(
+        u,
+        "sipp",
+        "-sn",
+        "uac",
+        "10.96.1.2:5060",
+        "-i",
+        "10.96.1.1",
+        "-p",
+        "5062",
+        "-m",
+        str(n),
+        "-r",
+        "10",
+        *SIPP,
+    )
+    assert uac.returncode == 0, uac.stderr[-800:]
+    assert uas.wait(30) == 0
+
+
+def test_proxy_capture_sees_each_message_on_both_interfaces(proxy):
+    net, u, p, s = proxy
+    with capture(p, ["v1", "v2"]) as cap:
+        proxy_calls(net, u, s, 3)
+        frames = collect(cap, timeout=3, settle=0.5)
+        names = cap.ifnames()
+        k = cap.kernel_counters()
+    assert sorted(names.values()) == ["v1", "v2"]
+    starts = Counter()
+    for d, f in frames:
+        payload = l4(f)[4]
+        line = payload.split(b"\r\n", 1)[0]
+        if line.startswith((b"INVITE", b"BYE")):
+            starts[(line.split(b" ")[0], d)] += 1
+    # Each request enters the proxy on v1 (XDP ingress) and leaves on v2 (egress).
+    assert starts == {(b"INVITE", 1): 3, (b"INVITE", 2): 3, (b"BYE", 1): 3, (b"BYE", 2): 3}
+    assert k["ring_full_lost"] == 0
+
+
+def test_cli_udp_calls_give_call_start_and_end(direct):
+    net, a, b = direct
+    sensor = start_sensor(net, b, ["v1"])
+    uas = net.popen(b, "sipp", "-sn", "uas", "-i", "10.95.0.2", "-p", "5060", "-m", "5", *SIPP)
+    uac = net.run(
+        a,
+        "sipp",
+        "-sn",
+        "uac",
+        "10.95.0.2:5060",
+        "-i",
+        "10.95.0.1",
+        "-p",
+        "5062",
+        "-m",
+        "5",
+        "-r",
+        "10",
+        *SIPP,
+    )
+    assert uac.returncode == 0
+    assert uas.wait(30) == 0
+    events = stop_sensor(sensor)
+    assert actions(events) == {"call-start": 5, "call-end": 5}
+    assert call_ids(events, "call-start") == call_ids(events, "call-end")
+    assert len(set(call_ids(events, "call-start"))) == 5
+
+
+def test_cli_tcp_calls(direct):
+    net, a, b = direct
+    sensor = start_sensor(net, b, ["v1"])
+    uas = net.popen(
+        b, "sipp", "-sn", "uas", "-t", "t1", "-i", "10.95.0.2", "-p", "5060", "-m", "3", *SIPP
+    )
+    uac = net.run(
+        a,
+        "sipp",
+        "-sn",
+        "uac",
+        "-t",
+        "t1",
+        "10.95.0.2:5060",
+        "-i",
+        "10.95.0.1",
+        "-p",
+        "5062",
+        "-m",
+        "3",
+        "-r",
+        "10",
+        *SIPP,
+    )
+    assert uac.returncode == 0
+    uas.wait(30)  # exits 1 over TCP when the UAC hangs up the connection (see test_live)
+    events = stop_sensor(sensor)
+    assert actions(events) == {"call-start": 3, "call-end": 3}
+
+
+def test_cli_registrations_with_kamailio_registrar(direct):
+    net, a, b = direct
+    kam = kamailio(net, b, "LISTEN_ADDR=10.95.0.2")
+    try:
+        sensor = start_sensor(net, b, ["v1"])
+        reg = net.run(
+            a,
+            "sipp",
+            "-sf",
+            str(SCN / "uac_register.xml"),
+            "10.95.0.2:5060",
+            "-i",
+            "10.95.0.1",
+            "-p",
+            "5063",
+            "-m",
+            "4",
+            "-r",
+            "10",
+            *SIPP,
+        )
+        assert reg.returncode == 0, reg.stderr[-800:]
+        events = stop_sensor(sensor)
+    finally:
+        kam.terminate()
+        kam.wait(10)
+    assert actions(events) == {"reg-new": 4, "reg-del": 4}
+
+
+def test_cli_proxy_gives_one_start_and_one_end_per_call(proxy):
+    net, u, p, s = proxy
+    sensor = start_sensor(net, p, ["v1", "v2"])
+    proxy_calls(net, u, s, 4)
+    events = stop_sensor(sensor)
+    assert actions(events) == {"call-start": 4, "call-end": 4}
+    assert len(set(call_ids(events, "call-start"))) == 4
+    assert call_ids(events, "call-start") == call_ids(events, "call-end")
+
+
+def test_cli_killed_sensor_leaves_nothing_and_detach_says_so(direct):
+    net, _, b = direct
+    sensor = start_sensor(net, b, ["v1"])
+    os.kill(sensor.pid, signal.SIGKILL)
+    sensor.wait(10)
+    assert "xdp" not in net.run(b, "ip", "link", "show", "dev", "v1").stdout
+    assert net.run(b, "tc", "filter", "show", "dev", "v1", "egress").stdout.strip() == ""
+    r = net.run(b, sys.executable, "-m", "sipcm", "detach", "v1")
+    assert r.returncode == 0
+    assert r.stderr.strip().endswith("v1: nothing attached") or r.stdout.strip().endswith(
+        "v1: nothing attached"
+    )
+
+
+def test_cli_bad_interface_is_one_line_and_leaves_nothing(direct):
+    net, _, b = direct
+    r = subprocess.run(
+        [
+            "ip",
+            "netns",
+            "exec",
+            b,
+            sys.executable,
+            "-m",
+            "sipcm",
+            "-E",
+            "http_port=0",
+            "attach",
+            "v1",
+            "nope0",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr
+    assert "nope0" in r.stderr.strip().splitlines()[-1]
+    assert "xdp" not in net.run(b, "ip", "link", "show", "dev", "v1").stdout
