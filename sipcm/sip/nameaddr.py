@@ -159,6 +159,11 @@ def parse_uri(text: str) -> Uri | None:
                 None if port is None else int(port),
                 parse_params(params) if params else {},
             )
+    return uri_general(t)
+
+
+def uri_general(t: str) -> Uri | None:
+    """parse_uri without the fast path (also the reference the fast path is tested against)."""
     scheme, colon, rest = t.partition(":")
     if not colon or not rest or not _SCHEME.fullmatch(scheme) or " " in t or "\t" in t:
         return None
@@ -219,6 +224,11 @@ def parse_name_addr(text: str) -> NameAddr | None:
             else:
                 params.pop("tag", None)
             return NameAddr(uri, display, tag or None, params)
+    return name_addr_general(text)
+
+
+def name_addr_general(text: str) -> NameAddr | None:
+    """parse_name_addr without the fast path (also the reference it is tested against)."""
     s = text.strip(" \t")
     if not s:
         return None

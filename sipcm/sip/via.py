@@ -11,7 +11,7 @@ import re
 from sipcm.sip.message import Via
 from sipcm.sip.nameaddr import parse_hostport, parse_params
 
-_SLASH_LWS = re.compile(r"[ \t]*/[ \t]*")
+_SEP_LWS = re.compile(r"[ \t]*([/:])[ \t]*")
 # Common shape; possessive runs keep a failed match linear. Anything else: general path.
 _FAST = re.compile(
     r"SIP/2\.0/([A-Za-z]++)[ \t]++([A-Za-z0-9._\-]++)(?::([0-9]{1,5}+))?+[ \t]*+"
@@ -40,8 +40,9 @@ def parse_via(value: str) -> Via | None:
     head, semi, ptext = value.partition(";")
     parts = head.split()
     if len(parts) != 2 or parts[0].count("/") != 2:
-        # LWS is allowed around the slashes of sent-protocol: "SIP / 2.0 / UDP host".
-        parts = _SLASH_LWS.sub("/", head).split()
+        # LWS is allowed around the slashes of sent-protocol and the colon of sent-by:
+        # "SIP / 2.0 / UDP first.example.com: 4000" (RFC 3261 20.42 example).
+        parts = _SEP_LWS.sub(r"\1", head).split()
         if len(parts) != 2:
             return None
     proto = parts[0].split("/")
