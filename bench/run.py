@@ -60,7 +60,7 @@ def time_replay(files: list[str], repeat: int = 3) -> tuple[float, int]:
         out = NullOutput()
         gc.collect()
         t0 = time.perf_counter()
-        replay(cfg, files, lambda o=out: [o], end="expire-all")
+        replay(cfg, files, lambda _c, o=out: [o], end="expire-all")
         best = min(best, time.perf_counter() - t0)
         events = out.count
     return best, events
@@ -68,10 +68,11 @@ def time_replay(files: list[str], repeat: int = 3) -> tuple[float, int]:
 
 def memory_per_entry(n: int) -> tuple[float, float]:
     """Bytes of tracker memory per established dialog and per registration binding."""
+    from sipcm.track.tracker import Tracker
+
     from sipcm.counters import Counters
     from sipcm.decode.packet import Payload
     from sipcm.sip.parser import parse
-    from sipcm.track.tracker import Tracker
 
     def feed(tracker: Tracker, msgs: list[tuple[bytes, int]]) -> None:
         for raw, ts in msgs:
@@ -110,8 +111,18 @@ def memory_per_entry(n: int) -> tuple[float, float]:
             leg.to_tag = f"rt{i}"
             reg = leg.req("REGISTER", headers=("Expires: 3600",))
             t = T0 + i * MS
-            out += [(reg.raw, t), (leg.resp(reg, 200, "OK", headers=(
-                f"Contact: <sip:u{i}@192.0.2.10:5060>;expires=3600",)), t + MS)]
+            out += [
+                (reg.raw, t),
+                (
+                    leg.resp(
+                        reg,
+                        200,
+                        "OK",
+                        headers=(f"Contact: <sip:u{i}@192.0.2.10:5060>;expires=3600",),
+                    ),
+                    t + MS,
+                ),
+            ]
         return out
 
     return measure(calls), measure(regs)

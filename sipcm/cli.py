@@ -109,7 +109,7 @@ def replay(
     results = run.replay(
         cfg,
         files,
-        lambda: run.build_outputs(cfg, pretty=True if pretty else None),
+        lambda c: run.build_outputs(cfg, c, pretty=True if pretty else None),
         end=end or cfg.replay_end,
         speed=pace,
         progress=progress,
@@ -127,7 +127,9 @@ def replay(
         if t.truncated:
             truncated.append(f"{t.name}: {t.truncated}")
     if truncated:
-        raise CaptureFileError("; ".join(truncated), "the file was cut short; the rest was replayed")
+        raise CaptureFileError(
+            "; ".join(truncated), "the file was cut short; the rest was replayed"
+        )
 
 
 def vars_of(obj: object) -> dict[str, Any]:
@@ -155,7 +157,7 @@ def attach(
     run.live(
         cfg,
         list(ifaces),
-        lambda: run.build_outputs(cfg, pretty=True if pretty else None),
+        lambda c: run.build_outputs(cfg, c, pretty=True if pretty else None),
         progress=_say,
     )
 

@@ -27,6 +27,5 @@ class Counters:
     def snapshot(self) -> dict[str, dict[str, int]]:
         """A sorted, plain-dict copy of every non-zero counter."""
         return {
-            g: {k: v for k, v in sorted(c.items()) if v}
-            for g, c in sorted(self._groups.items())
+            g: {k: v for k, v in sorted(c.items()) if v} for g, c in sorted(self._groups.items())
         }

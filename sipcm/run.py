@@ -22,8 +22,10 @@ if TYPE_CHECKING:
 Progress = Callable[[str], None]
 
 
-def build_outputs(cfg: Config, *, stdout: TextIO | None = None, pretty: bool | None = None) -> list[Output]:
-    """Instantiate the outputs the configuration enables."""
+def build_outputs(
+    cfg: Config, counters: Counters, *, stdout: TextIO | None = None, pretty: bool | None = None
+) -> list[Output]:
+    """Instantiate the outputs the configuration enables, each with its own counter group."""
     from sipcm.outputs.console import ConsoleOutput
     from sipcm.outputs.file import FileOutput
 
@@ -32,11 +34,20 @@ def build_outputs(cfg: Config, *, stdout: TextIO | None = None, pretty: bool | N
     if oc.console.enabled:
         outs.append(
             ConsoleOutput(
-                stdout or sys.stdout, pretty=oc.console.pretty if pretty is None else pretty
+                stdout or sys.stdout,
+                pretty=oc.console.pretty if pretty is None else pretty,
+                counters=counters.group("output_console"),
             )
         )
     if oc.file.enabled:
-        outs.append(FileOutput(oc.file.path, rotate_bytes=oc.file.rotate_bytes, keep=oc.file.keep))
+        outs.append(
+            FileOutput(
+                oc.file.path,
+                rotate_bytes=oc.file.rotate_bytes,
+                keep=oc.file.keep,
+                counters=counters.group("output_file"),
+            )
+        )
     if oc.elasticsearch.enabled:
         from sipcm.outputs.elasticsearch import ElasticsearchOutput
 
@@ -44,6 +55,7 @@ def build_outputs(cfg: Config, *, stdout: TextIO | None = None, pretty: bool | N
         outs.append(
             ElasticsearchOutput(
                 list(es.hosts),
+                counters=counters.group("output_elasticsearch"),
                 data_stream=es.data_stream,
                 api_key=es.api_key or None,
                 username=es.username or None,
@@ -69,7 +81,7 @@ def _delta(before: dict[str, int], after: dict[str, int], key: str) -> int:
 def replay(
     cfg: Config,
     files: Sequence[str],
-    make_outputs: Callable[[], list[Output]],
+    make_outputs: Callable[[Counters], list[Output]],
     *,
     end: str,
     speed: float | None = None,
@@ -79,7 +91,7 @@ def replay(
     capture); `speed` paces by capture timestamps (1.0 = real time). Returns per-file totals."""
     readers = [PcapReader(f) for f in files]  # open all first: a bad file fails before output
     pipe = Pipeline(cfg, [], hostname=socket.gethostname(), heuristic=True)
-    pipe.outputs = make_outputs()
+    pipe.outputs = make_outputs(pipe.counters)
     results: list[FileTotals] = []
     try:
         for path, reader in zip(files, readers, strict=True):
@@ -138,7 +150,7 @@ class _Pacer:
 def live(
     cfg: Config,
     ifaces: Sequence[str],
-    make_outputs: Callable[[], list[Output]],
+    make_outputs: Callable[[Counters], list[Output]],
     *,
     progress: Progress,
 ) -> int:
@@ -172,7 +184,7 @@ def live(
         counters=counters,
     )
     pipe.gauges["kernel"] = capture.kernel_counters
-    pipe.outputs = make_outputs()
+    pipe.outputs = make_outputs(pipe.counters)
     old = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         with capture:

@@ -32,7 +32,7 @@ def replay_docs(
     """Replay `files` with config overrides; return (documents, per-file totals)."""
     cfg = load_config(None, ["stats_interval=0", *overrides])
     out = Collect()
-    totals = replay(cfg, [str(f) for f in files], lambda: [out], end=end)
+    totals = replay(cfg, [str(f) for f in files], lambda _c: [out], end=end)
     return out.docs, totals
 
 

@@ -177,7 +177,9 @@ class Capture:
         return path
 
 
-def basic_call(cap: Capture, leg: Leg, t: int, *, talk_s: int = 10, bye_from_callee: bool = False) -> int:
+def basic_call(
+    cap: Capture, leg: Leg, t: int, *, talk_s: int = 10, bye_from_callee: bool = False
+) -> int:
     """INVITE, 100, 180, 200, ACK, talk, BYE, 200. Returns the time of the last packet."""
     leg.to_tag = None
     inv = leg.req("INVITE", body=SDP, headers=("Content-Type: application/sdp",))

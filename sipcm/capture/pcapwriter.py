@@ -26,8 +26,17 @@ def ip_packet(src: str, dst: str, proto: int, l4: bytes, ident: int = 0) -> tupl
     s, d = ipaddress.ip_address(src), ipaddress.ip_address(dst)
     if s.version == 4:
         hdr = struct.pack(
-            "!BBHHHBBH4s4s", 0x45, 0, 20 + len(l4), ident & 0xFFFF, 0, 64, proto, 0,
-            s.packed, d.packed,
+            "!BBHHHBBH4s4s",
+            0x45,
+            0,
+            20 + len(l4),
+            ident & 0xFFFF,
+            0,
+            64,
+            proto,
+            0,
+            s.packed,
+            d.packed,
         )
         hdr = hdr[:10] + struct.pack("!H", _ip4_checksum(hdr)) + hdr[12:]
         return 0x0800, hdr + l4
