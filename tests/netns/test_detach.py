@@ -131,3 +131,15 @@ def test_detach_leaves_foreign_programs_and_reports_missing_interface(host, tmp_
         assert state(net, ns, "v1")[0]
     finally:
         obj.unlink(missing_ok=True)
+
+
+def test_failed_multi_interface_attach_leaves_nothing(host):
+    net, ns = host
+    from sipcm.capture.live import LiveCapture
+    from sipcm.errors import CaptureError
+
+    cap = LiveCapture(["v1", "nope0"], counters=Counter())
+    with in_ns(ns), pytest.raises(CaptureError, match="interface nope0 not found"):
+        cap.__enter__()
+    assert state(net, ns, "v1") == (False, "")
+    assert tcx_count(ns, "v1") == 0

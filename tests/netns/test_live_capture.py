@@ -281,3 +281,17 @@ def test_vxlan_overlay_through_a_bridge_and_multiple_interfaces(net):
     assert k["vxlan_inner"] == len(outer)
     assert k["ring_full_lost"] == 0
     assert sorted(names.values()) == ["p0", "u1"]
+
+
+@pytest.mark.parametrize(
+    ("mode", "expect"), [("auto", "native"), ("native", "native"), ("generic", "generic")]
+)
+def test_attach_modes(net, pair, mode, expect):
+    a, b = pair
+    msg = b"OPTIONS sip:a SIP/2.0\r\nCall-ID: m\r\n\r\n"
+    with capture(b, ["v1"], attach_mode=mode) as cap:
+        assert cap.attachments()[0].xdp_mode == expect
+        with in_ns(a), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.sendto(msg, ("10.99.0.2", 5060))
+        frames = collect(cap, timeout=3, until=lambda r: len(r) >= 1)
+    assert [(d, l4(f)[4]) for d, f in frames] == [(DIR_INGRESS, msg)]

@@ -285,3 +285,34 @@ def test_ring_full_counted_and_recovers(small):
         "ring_full_lost": 49,
     }
     assert r.run(f)[0] == [f[:128]]
+
+
+def test_print_bpf_shows_flags_and_all_sources():
+    from sipcm.capture.program import BuildOptions, print_bpf
+
+    text = print_bpf(BuildOptions(snap_len=1500, ring_size=1 << 20))
+    first = text.splitlines()[0]
+    assert "-DSIPCM_SNAP_LEN=1500" in first
+    assert "-DSIPCM_SNAP_MASK=0x7ff" in first
+    assert "-DSIPCM_RING_PAGES=256" in first
+    for name in ("sipcm.h", "parsing.h", "sipcm.bpf.c"):
+        assert f"// ===== bpf/{name} =====" in text
+    assert "int sipcm_xdp(struct xdp_md *ctx)" in text
+
+
+@pytest.mark.parametrize(
+    ("opts", "message"),
+    [
+        ({"snap_len": 10}, "snap length 10 out of range"),
+        ({"snap_len": 70000}, "snap length 70000 out of range"),
+        ({"ring_size": 3 * 4096}, "ring size 12288 is not a power-of-two number of pages"),
+        ({"ring_size": 1000}, "ring size 1000 is not a power-of-two number of pages"),
+    ],
+)
+def test_bad_build_options_are_capture_errors(opts, message):
+    from sipcm.capture.program import BuildOptions, cflags
+    from sipcm.errors import CaptureError
+
+    with pytest.raises(CaptureError) as err:
+        cflags(BuildOptions(**opts))
+    assert err.value.message == message
