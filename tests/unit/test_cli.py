@@ -1,0 +1,74 @@
+"""The command line: help everywhere, one-line user errors, exit codes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import CORPUS, REPO
+
+
+def sipcm(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sipcm", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    "cmd", [[], ["replay"], ["attach"], ["detach"], ["doctor"], ["config"], ["config-keys"]]
+)
+def test_help_everywhere(cmd: list[str]) -> None:
+    res = sipcm(*cmd, "--help")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("Usage: sipcm")
+
+
+def test_unknown_override_key_names_the_closest_spelling() -> None:
+    res = sipcm("-E", "sip_prots=[5060]", "replay", str(CORPUS / "PcapPlusPlus/sdp.pcap"))
+    assert res.returncode == 2
+    assert res.stderr.count("\n") == 1
+    assert "sip_prots" in res.stderr
+    assert "sip_ports" in res.stderr
+    assert res.stdout == ""
+
+
+def test_config_options_after_the_subcommand(tmp_path) -> None:
+    cfg = tmp_path / "c.yml"
+    cfg.write_text("sipcm:\n  sip_ports: [5060, 5080]\n  http_port: 0\n")
+    res = sipcm("config", "-c", str(cfg), "-E", "outputs.console.pretty=true")
+    assert res.returncode == 0, res.stderr
+    assert "- 5080" in res.stdout
+    assert "pretty: true" in res.stdout
+
+
+def test_bad_flag_is_a_usage_error() -> None:
+    res = sipcm("replay", "--no-such-flag", "x.pcap")
+    assert res.returncode == 2
+    assert "No such option" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_replay_prints_ndjson_events_on_stdout() -> None:
+    import json
+
+    res = sipcm("replay", "--summary", "none", str(CORPUS / "zeek/sip-wireshark.pcap"))
+    assert res.returncode == 0, res.stderr
+    docs = [json.loads(line) for line in res.stdout.splitlines()]
+    assert docs, "no events"
+    assert {d["event"]["action"] for d in docs} == {"auth-failed", "reg-new", "call-attempt"}
+    assert res.stderr == ""
+
+
+def test_attach_unknown_interface_is_one_line_error() -> None:
+    res = sipcm("-E", "http_port=0", "attach", "no-such-if0")
+    assert res.returncode != 0
+    assert "no-such-if0" in res.stderr
+    assert "Traceback" not in res.stderr
+    assert res.stderr.count("\n") == 1
