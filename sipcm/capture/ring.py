@@ -41,7 +41,12 @@ REC_DTYPE = np.dtype(
     ]
 )
 REC_SIZE = REC_DTYPE.itemsize
-_HDR_IDX = np.arange(REC_SIZE, dtype=np.int64)
+# Field offsets in 4-byte words (the ring keeps records 8-byte aligned, so whole-word gathers
+# from a uint32/uint64 view of the copied span replace a per-byte gather).
+_W_ORIGLEN = REC_DTYPE.fields["origlen"][1] // 4
+_W_CAPLEN = REC_DTYPE.fields["caplen"][1] // 4
+_W_IFINDEX = REC_DTYPE.fields["ifindex"][1] // 4
+_B_DIRECTION = REC_DTYPE.fields["direction"][1]
 
 
 def empty_batch() -> RecordBatch:
@@ -107,15 +112,16 @@ class RingReader:
         if not starts:
             return empty_batch()
         rec_at = np.asarray(starts, dtype=np.int64) + RB_HDR
-        hdrs = buf[rec_at[:, None] + _HDR_IDX].view(REC_DTYPE)[:, 0]
+        w32 = rec_at >> 2
+        u32 = buf.view(np.uint32)  # span is a multiple of 8 bytes
         return RecordBatch(
             data=memoryview(buf),
             offset=rec_at + REC_SIZE,
-            caplen=hdrs["caplen"].copy(),
-            origlen=hdrs["origlen"].copy(),
-            ts_ns=hdrs["ts_ns"].astype(np.int64) + clock_offset_ns,
-            ifindex=hdrs["ifindex"].copy(),
-            direction=hdrs["direction"].copy(),
+            caplen=u32[w32 + _W_CAPLEN],
+            origlen=u32[w32 + _W_ORIGLEN],
+            ts_ns=buf.view(np.int64)[rec_at >> 3] + clock_offset_ns,
+            ifindex=u32[w32 + _W_IFINDEX],
+            direction=buf[rec_at + _B_DIRECTION],
             linktype=LINKTYPE_ETHERNET,
         )
 
