@@ -1,7 +1,7 @@
 """IPv4 and IPv6 fragment reassembly, bounded in datagrams, bytes and capture time.
 
-Input: one fragment at a time (key, byte offset, more-fragments flag, data, capture time,
-frame number). Output: the reassembled IP payload once every byte from 0 to the end given by
+Input: one fragment at a time (key, byte offset, more-fragments flag, data, capture time).
+Output: the reassembled IP payload once every byte from 0 to the end given by
 the last fragment is present. Out of order and duplicate fragments are fine; where fragments
 overlap the bytes that arrived first are kept (counted `frag_overlap`; RFC 5722 would drop the
 datagram, but a passive sensor prefers to see what the receiver most likely saw).
@@ -20,14 +20,13 @@ FragKey = tuple[int, bytes, bytes, int, int]  # (ip version, src, dst, protocol,
 class _Set:
     """The fragments of one datagram collected so far."""
 
-    __slots__ = ("buf", "first_ts", "frame_no", "have", "total")
+    __slots__ = ("buf", "first_ts", "have", "total")
 
-    def __init__(self, ts_ns: int, frame_no: int) -> None:
+    def __init__(self, ts_ns: int) -> None:
         self.buf = bytearray()
         self.have: list[tuple[int, int]] = []  # sorted, merged [start, end) ranges present
         self.total = -1  # datagram payload length, known once the last fragment arrived
         self.first_ts = ts_ns
-        self.frame_no = frame_no
 
 
 class FragmentReassembler:
@@ -50,10 +49,8 @@ class FragmentReassembler:
     def __len__(self) -> int:
         return len(self._sets)
 
-    def add(
-        self, key: FragKey, off: int, more: bool, data: bytes, ts_ns: int, frame_no: int = 0
-    ) -> tuple[bytes, int] | None:
-        """Add one fragment; return (payload, frame number of its first fragment) when complete."""
+    def add(self, key: FragKey, off: int, more: bool, data: bytes, ts_ns: int) -> bytes | None:
+        """Add one fragment; return the reassembled payload when this one completes it."""
         c = self._c
         c["frag_fragments"] += 1
         end = off + len(data)
@@ -77,7 +74,7 @@ class FragmentReassembler:
             while len(sets) >= self._max:
                 sets.popitem(last=False)
                 c["frag_limit_evicted"] += 1
-            st = sets[key] = _Set(ts_ns, frame_no)
+            st = sets[key] = _Set(ts_ns)
         if not more:
             if st.have and st.have[-1][1] > end:
                 c["frag_bad_length"] += 1
@@ -88,7 +85,7 @@ class FragmentReassembler:
         if st.total >= 0 and st.have == [(0, st.total)]:
             del sets[key]
             c["frag_reassembled"] += 1
-            return bytes(st.buf[: st.total]), st.frame_no
+            return bytes(st.buf[: st.total])
         return None
 
     def _place(self, st: _Set, off: int, end: int, data: bytes) -> None:

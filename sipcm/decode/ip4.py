@@ -39,17 +39,11 @@ def decode(d: Decoder, data: bytes, off: int, end: int) -> None:
         return
     end = off + tot  # drop link-layer padding
     if frag & FRAG_MASK:
-        got = d.frag.add(
-            (4, src, dst, proto, ident),
-            (frag & 0x1FFF) * 8,
-            bool(frag & MF),
-            data[off + ihl : end],
-            d.ts,
-            d.fno,
-        )
+        key = (4, src, dst, proto, ident)
+        got = d.frag.add(key, (frag & 0x1FFF) * 8, bool(frag & MF), data[off + ihl : end], d.ts)
         if got is None:
             return
-        data, d.fno = got
+        data = got
         d.reasm = True
         d.ip_proto(proto, data, 0, len(data), src, dst, 4)
         return

@@ -60,10 +60,10 @@ def walk(d: Decoder, nh: int, data: bytes, off: int, end: int, src: bytes, dst: 
                 nh = nxt
                 continue
             key = (6, src, dst, nxt, ident)
-            got = d.frag.add(key, fo & 0xFFF8, bool(fo & 1), data[off + 8 : end], d.ts, d.fno)
+            got = d.frag.add(key, fo & 0xFFF8, bool(fo & 1), data[off + 8 : end], d.ts)
             if got is None:
                 return
-            data, d.fno = got
+            data = got
             d.reasm = True
             off, end, nh = 0, len(data), nxt
             continue

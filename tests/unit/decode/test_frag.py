@@ -23,14 +23,14 @@ def fr(**kw) -> tuple[FragmentReassembler, Counter]:
 
 
 def feed(r, parts, ts=T0, key=KEY):
-    got = [r.add(key, o, m, d, ts, frame_no=i + 1) for i, (o, m, d) in enumerate(parts)]
+    got = [r.add(key, o, m, d, ts) for o, m, d in parts]
     return [g for g in got if g is not None]
 
 
 def test_in_order_and_reverse_order():
     r, c = fr()
-    assert feed(r, pieces(DATA, 256)) == [(DATA, 1)]
-    assert feed(r, pieces(DATA, 256)[::-1]) == [(DATA, 1)]  # frame of the first one to arrive
+    assert feed(r, pieces(DATA, 256)) == [DATA]
+    assert feed(r, pieces(DATA, 256)[::-1]) == [DATA]
     assert len(r) == 0
     assert +c == Counter(frag_fragments=6, frag_reassembled=2)
 
@@ -38,7 +38,7 @@ def test_in_order_and_reverse_order():
 def test_duplicate_fragment_is_counted_and_harmless():
     r, c = fr()
     p = pieces(DATA, 256)
-    assert feed(r, [p[0], p[0], p[2], p[1]]) == [(DATA, 1)]
+    assert feed(r, [p[0], p[0], p[2], p[1]]) == [DATA]
     assert +c == Counter(frag_fragments=4, frag_duplicate=1, frag_reassembled=1)
 
 
@@ -47,11 +47,11 @@ def test_overlap_keeps_the_first_bytes():
     first = (0, True, b"A" * 16)
     overlapping = (8, True, b"B" * 16)  # bytes 8..15 overlap: A is kept, 16..23 come from B
     last = (24, False, b"C" * 8)
-    assert feed(r, [first, overlapping, last]) == [(b"A" * 16 + b"B" * 8 + b"C" * 8, 1)]
+    assert feed(r, [first, overlapping, last]) == [b"A" * 16 + b"B" * 8 + b"C" * 8]
     assert c["frag_overlap"] == 1
     r, c = fr()
     inside = (4, True, b"Z" * 4)  # entirely inside, different bytes
-    assert feed(r, [first, inside, (16, False, b"D" * 8)]) == [(b"A" * 16 + b"D" * 8, 1)]
+    assert feed(r, [first, inside, (16, False, b"D" * 8)]) == [b"A" * 16 + b"D" * 8]
     assert (c["frag_overlap"], c["frag_duplicate"]) == (1, 0)
 
 
@@ -77,7 +77,7 @@ def test_concurrent_limit_evicts_oldest():
     assert c["frag_limit_evicted"] == 1
     assert r.add(keys[0], 8, False, b"y" * 8, T0) is None  # evicted: starts a new set
     assert c["frag_limit_evicted"] == 2
-    assert r.add(keys[2], 8, False, b"y" * 8, T0) == (b"x" * 8 + b"y" * 8, 0)
+    assert r.add(keys[2], 8, False, b"y" * 8, T0) == b"x" * 8 + b"y" * 8
 
 
 def test_size_cap_and_bad_lengths():
@@ -123,7 +123,7 @@ def test_ipv4_fragments_through_the_decoder():
     out = d.decode(
         batch([eth(0x0800, ip4("9.9.9.9", "8.8.8.8", 1, b"ping")), frames[0]], first_frame=3)
     )
-    assert [(p.data, p.reassembled, p.frame_no, p.ts_ns) for p in out] == [(big, True, 1, T0 + 1)]
+    assert [(p.data, p.reassembled, p.frame_no, p.ts_ns) for p in out] == [(big, True, 4, T0 + 1)]
     assert c["frag_fragments"] == 3
     assert c["frag_reassembled"] == 1
 
@@ -145,7 +145,7 @@ def test_ipv6_fragments_through_the_decoder():
     c: Counter[str] = Counter()
     out = Decoder(c).decode(batch([f2, f1], first_frame=10))
     assert [(p.src_ip, p.src_port, p.data, p.reassembled, p.frame_no) for p in out] == [
-        (a, 5062, big, True, 10)
+        (a, 5062, big, True, 11)
     ]
     assert c["frag_reassembled"] == 1
 
