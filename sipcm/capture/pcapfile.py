@@ -93,6 +93,11 @@ class PcapReader:
             else:
                 self._fail(f"not a pcap or pcapng file (magic 0x{magic.hex()})")
 
+    def close(self) -> None:
+        """Release the file mapping (batches already yielded hold their own copies)."""
+        if isinstance(self._buf, mmap.mmap):
+            self._buf.close()
+
     def _fail(self, problem: str) -> None:
         raise CaptureFileError(f"{self.path}: {problem}", "give a pcap or pcapng capture file")
 
