@@ -1,0 +1,222 @@
+"""Shared tracking state: entry classes, the bounded entry table, timers and outcome helpers.
+
+Input: nothing by itself; `calls.py`, `trans.py` and `regs.py` keep their entries here and
+append their Outcomes to `Core.out`. Entries (`CallSet` per Call-ID for INVITE dialogs, `Trans`
+per Call-ID and method for other transactions) live in one insertion-ordered table used as an
+LRU: touching an entry moves it to the end and the oldest is evicted, without any event, when
+the table is full. It never reads a clock and never builds documents.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, OrderedDict
+from typing import TYPE_CHECKING
+
+from sipcm.track.states import TIMER_OF, State
+from sipcm.track.timers import Timed, TimerHeap
+
+if TYPE_CHECKING:
+    from sipcm.sip.message import Credentials, SipMessage, Uri
+    from sipcm.track.outcome import Outcome
+
+NS = 1_000_000_000
+CHALLENGED = frozenset(
+    {State.INV_CHALLENGED, State.INV_AUTH_FAILED}
+    | {State.NON_INV_CHALLENGED, State.NON_INV_AUTH_FAILED}
+)
+
+
+class Leg(Timed):
+    """One dialog (To-tag) of an INVITE, or the INVITE transaction before any To-tag."""
+
+    __slots__ = (
+        "answer_ts", "cs", "ended", "final", "last_ts", "pdd_ts", "reason", "ring_ts",
+        "started", "state", "status", "to_tag",
+    )  # fmt: skip
+
+    def __init__(self, cs: CallSet, state: State, to_tag: str | None = None) -> None:
+        super().__init__()
+        self.cs = cs
+        self.state = state
+        self.to_tag = to_tag
+        self.pdd_ts: int | None = None  # first 18x or final reply
+        self.ring_ts: int | None = None  # first 18x
+        self.answer_ts: int | None = None  # 2xx (or the in-dialog request that implied it)
+        self.last_ts = 0
+        self.status: int | None = None  # final status of the INVITE on this leg
+        self.reason: str | None = None
+        self.final: SipMessage | None = None  # that final response
+        self.started = False
+        self.ended = False
+
+
+class CallSet:
+    """Every dialog of one Call-ID plus the INVITE that created them (forks share it)."""
+
+    __slots__ = (
+        "attempted", "auth_cseq", "call_id", "caller_known", "caller_tag", "client", "creds",
+        "inv_cseq", "inv_ts", "invite", "legs", "recon", "retrans", "server", "started",
+    )  # fmt: skip
+
+    def __init__(self, call_id: str) -> None:
+        self.call_id = call_id
+        self.legs: list[Leg] = []
+        self.caller_tag: str | None = None  # From-tag of the caller
+        self.caller_known = True  # False when rebuilt from a BYE: who called is unknown
+        self.client: tuple[str, int] | None = None
+        self.server: tuple[str, int] | None = None
+        self.invite: SipMessage | None = None  # INVITE of the current attempt
+        self.inv_ts: int | None = None
+        self.inv_cseq = -1
+        self.creds: Credentials | None = None
+        self.recon: str | None = None  # what the set was rebuilt from (no INVITE seen)
+        self.retrans = 0
+        self.started = 0  # legs that produced call-start
+        self.attempted = False  # call-attempt produced for the current attempt
+        self.auth_cseq = -1  # CSeq of the last INVITE counted as auth-failed
+
+
+class Trans(Timed):
+    """A non-INVITE transaction outside a call (OPTIONS, MESSAGE, REGISTER, ...)."""
+
+    __slots__ = (
+        "auth_cseq", "call_id", "client", "creds", "cseq", "key", "method", "reason", "req",
+        "resp", "server", "state", "status",
+    )  # fmt: skip
+
+    def __init__(self, key: tuple[str, str], method: str) -> None:
+        super().__init__()
+        self.key = key
+        self.call_id = key[0]
+        self.method = method
+        self.state = State.INIT
+        self.req: SipMessage | None = None
+        self.resp: SipMessage | None = None
+        self.cseq = -1
+        self.creds: Credentials | None = None
+        self.status: int | None = None
+        self.reason: str | None = None
+        self.client: tuple[str, int] | None = None
+        self.server: tuple[str, int] | None = None
+        self.auth_cseq = -1
+
+
+def ends(msg: SipMessage) -> tuple[tuple[str, int] | None, tuple[str, int] | None]:
+    """(client, server) for a message: a request goes client -> server, a response back."""
+    p = msg.payload
+    if p is None:
+        return None, None
+    a, b = (p.src_ip, p.src_port), (p.dst_ip, p.dst_port)
+    return (a, b) if msg.is_request else (b, a)
+
+
+def aor_of(uri: Uri) -> str:
+    """scheme:user@host[:port] with the host lower-cased (parameters dropped)."""
+    user = f"{uri.user}@" if uri.user is not None else ""
+    port = f":{uri.port}" if uri.port is not None else ""
+    return f"{uri.scheme or 'sip'}:{user}{uri.host.lower()}{port}"
+
+
+class Core:
+    """Entry table (LRU, bounded), timer heap, timeouts, counters and the outcome list."""
+
+    __slots__ = ("c", "chal", "entries", "max_entries", "now", "out", "timers", "tmo")
+
+    def __init__(self, counters: Counter[str], tmo_ns: dict[str, int], max_entries: int) -> None:
+        self.c = counters
+        self.tmo = tmo_ns  # timer name -> ns
+        self.max_entries = max_entries
+        self.entries: OrderedDict[object, CallSet | Trans] = OrderedDict()
+        self.timers = TimerHeap()
+        self.now = 0
+        self.out: list[Outcome] = []
+        # retry identity -> key of a challenged entry (see retry_key); bounded like entries
+        self.chal: OrderedDict[tuple, object] = OrderedDict()
+
+    def timeout(self, state: State) -> int:
+        """Timeout of `state` in ns."""
+        return self.tmo[TIMER_OF[state]]
+
+    def get(self, key: object) -> CallSet | Trans | None:
+        """The entry for `key`, marked most recently used."""
+        e = self.entries.get(key)
+        if e is not None:
+            self.entries.move_to_end(key)
+        return e
+
+    def add(self, key: object, entry: CallSet | Trans) -> None:
+        """Insert a new entry, evicting the least recently used ones past the limit."""
+        entries = self.entries
+        while len(entries) >= self.max_entries:
+            _, old = entries.popitem(last=False)
+            self._disarm(old)
+            self.c["calls_evicted"] += 1
+        entries[key] = entry
+
+    def drop(self, key: object) -> None:
+        """Forget an entry and its timers (no event)."""
+        e = self.entries.pop(key, None)
+        if e is not None:
+            self._disarm(e)
+
+    def _disarm(self, e: CallSet | Trans) -> None:
+        if isinstance(e, CallSet):
+            for leg in e.legs:
+                self.timers.cancel(leg)
+        else:
+            self.timers.cancel(e)
+
+    def set_state(self, obj: Leg | Trans, state: State, ts: int) -> None:
+        """Enter `state`: a real transition re-arms the timer (force), staying extends it."""
+        if state is obj.state:
+            if state is not State.INIT:
+                self.timers.extend(obj, ts + self.timeout(state))
+            return
+        obj.state = state
+        if state is State.INIT or state is State.DONE:
+            self.timers.cancel(obj)
+        else:
+            self.timers.arm(obj, ts + self.timeout(state))
+
+    # -- auth retries under a new Call-ID -------------------------------------------------------
+
+    def note_challenge(self, req: SipMessage | None, key: object) -> None:
+        """Remember that the entry `key` was challenged (or refused) for request `req`."""
+        if req is None:
+            return
+        rk = retry_key(req)
+        chal = self.chal
+        chal.pop(rk, None)
+        while len(chal) >= self.max_entries:
+            chal.popitem(last=False)
+        chal[rk] = key
+
+    def take_retry(self, req: SipMessage) -> bool:
+        """A credentialed request with a new Call-ID: if it retries a challenged entry, drop
+        that entry silently (the attempt continues under the new Call-ID) and say so."""
+        key = self.chal.pop(retry_key(req), None)
+        if key is None:
+            return False
+        e = self.entries.get(key)
+        if e is None:
+            return False
+        states = [leg.state for leg in e.legs] if isinstance(e, CallSet) else [e.state]
+        if not any(s in CHALLENGED for s in states):
+            return False
+        self.drop(key)
+        self.c["auth_retry_new_call_id"] += 1
+        return True
+
+
+def retry_key(req: SipMessage) -> tuple:
+    """Identity of a request's sender and target, shared by a retry with a new Call-ID:
+    method, From and To address-of-record, request-URI and source IP (RFC 3261 22.2: the
+    retry is a new request with the same From, To and request-URI)."""
+    p = req.payload
+    return (
+        req.method,
+        aor_of(req.from_.uri),
+        aor_of(req.to.uri),
+        aor_of(req.uri) if req.uri is not None else None,
+        p.src_ip if p is not None else None,
+    )

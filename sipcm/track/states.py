@@ -1,0 +1,158 @@
+"""The dialog / transaction state machine as data: states, inputs, effects, one table.
+
+Input: the current `State` and an `Ev` (what a message or timer means for the entry, decided by
+the tracker); output: the next state and an `Effect` the tracker carries out (emit an event,
+update the binding cache, conclude the previous transaction). A pair missing from TRANSITIONS
+keeps the state and has no effect (retransmissions, in-dialog traffic, late replies). This
+module never looks at messages, clocks or memory.
+
+States follow sipcmbeat's names (reference notes 1.4), which are also the names of the per-state
+timeouts; `*_CHALLENGED` (401/407 to a request without credentials) and `*_AUTH_FAILED` (401/
+407/403 to a request with credentials) split sipcmbeat's negative states so that the table says
+which event the timer ends with. They share the `inv_neg` / `non_inv_neg` timeouts.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class State(Enum):
+    INIT = "init"  # transient: the entry was just created, the first input decides
+    INV_1ST = "inv_1st"
+    INV_EARLY = "inv_early_dlg"
+    INV_NEG = "inv_neg"
+    INV_CHALLENGED = "inv_challenged"
+    INV_AUTH_FAILED = "inv_auth_failed"
+    INV_CANCELED = "inv_canceled"
+    INV_ESTABLISHED = "inv_established"
+    INV_BYE_SEEN = "inv_bye_seen"
+    INV_BYE_REPL = "inv_bye_repl"
+    NON_INV_1ST = "non_inv_1st"
+    NON_INV_NEG = "non_inv_neg"
+    NON_INV_CHALLENGED = "non_inv_challenged"
+    NON_INV_AUTH_FAILED = "non_inv_auth_failed"
+    NON_INV_FIN = "non_inv_fin"
+    DONE = "done"  # terminal: the timer fired (or the entry was concluded at the end)
+
+
+class Ev(Enum):
+    INVITE = "invite"  # INVITE without To-tag starting a new transaction (CSeq above the last)
+    RETRY = "retry"  # same-method request with credentials after a challenge
+    REINVITE = "reinvite"  # INVITE with To-tag (in-dialog)
+    BYE = "bye"
+    CANCEL = "cancel"
+    REQ = "req"  # out-of-dialog non-INVITE request starting a new transaction
+    R_1XX_TAG = "r_1xx_tag"  # 101-199 to INVITE carrying a To-tag (early dialog)
+    R_2XX_INV = "r_2xx_inv"
+    R_NEG_INV = "r_neg_inv"  # 300-699 to INVITE, not an auth case
+    R_CHALLENGE_INV = "r_challenge_inv"  # 401/407 to an INVITE without credentials
+    R_AUTH_FAIL_INV = "r_auth_fail_inv"  # 401/407/403 to an INVITE with credentials
+    R_CANCEL = "r_cancel"  # 2xx to CANCEL
+    R_BYE = "r_bye"  # any final reply to BYE
+    R_2XX = "r_2xx"  # 2xx to a non-INVITE, non-REGISTER transaction
+    R_2XX_REG = "r_2xx_reg"  # 2xx to REGISTER
+    R_NEG = "r_neg"
+    R_CHALLENGE = "r_challenge"
+    R_AUTH_FAIL = "r_auth_fail"
+    TIMEOUT = "timeout"
+
+
+class Effect(Enum):
+    NONE = "none"
+    CALL_START = "call_start"
+    CALL_END = "call_end"
+    ATTEMPT = "attempt"  # call-attempt with the recorded final status
+    ATTEMPT_TIMEOUT = "attempt_timeout"  # call-attempt 408 (no final reply)
+    ATTEMPT_CANCEL = "attempt_cancel"  # call-attempt 487
+    END_TIMEOUT = "end_timeout"  # call-end, originator timeout
+    AUTH_FAILED = "auth_failed"
+    OTHER_OK = "other_ok"  # (nothing for REGISTER: the binding events cover it)
+    OTHER_FAILED = "other_failed"
+    OTHER_TIMEOUT = "other_timeout"
+    REG = "reg"  # REGISTER 2xx: binding cache update
+    CONCLUDE = "conclude"  # a new transaction replaces a finished one: its timer effect now
+
+
+S, E, X = State, Ev, Effect
+_PRE = (S.INIT, S.INV_1ST, S.INV_EARLY)  # INVITE sent, no final reply yet
+_INV_NEGS = (S.INV_NEG, S.INV_CHALLENGED, S.INV_AUTH_FAILED)
+_NI_NEGS = (S.NON_INV_NEG, S.NON_INV_CHALLENGED, S.NON_INV_AUTH_FAILED)
+_NI_RETRY = (S.NON_INV_CHALLENGED, S.NON_INV_AUTH_FAILED)
+
+TRANSITIONS: dict[tuple[State, Ev], tuple[State, Effect]] = {
+    # INVITE transactions and dialogs (reference notes 1.5)
+    (S.INIT, E.INVITE): (S.INV_1ST, X.NONE),
+    **{(s, E.INVITE): (S.INV_1ST, X.CONCLUDE) for s in (S.INV_NEG, S.INV_CANCELED)},
+    **{(s, E.RETRY): (S.INV_1ST, X.NONE) for s in (S.INV_CHALLENGED, S.INV_AUTH_FAILED)},
+    **{(s, E.REINVITE): (S.INV_ESTABLISHED, X.CALL_START) for s in _PRE},
+    (S.INIT, E.R_1XX_TAG): (S.INV_EARLY, X.NONE),
+    (S.INV_1ST, E.R_1XX_TAG): (S.INV_EARLY, X.NONE),
+    **{
+        (s, E.R_2XX_INV): (S.INV_ESTABLISHED, X.CALL_START)
+        for s in (*_PRE, *_INV_NEGS, S.INV_CANCELED)
+    },
+    **{(s, E.R_NEG_INV): (S.INV_NEG, X.NONE) for s in _PRE},
+    **{(s, E.R_CHALLENGE_INV): (S.INV_CHALLENGED, X.NONE) for s in _PRE},
+    **{(s, E.R_AUTH_FAIL_INV): (S.INV_AUTH_FAILED, X.AUTH_FAILED) for s in _PRE},
+    **{(s, E.CANCEL): (S.INV_CANCELED, X.NONE) for s in _PRE},
+    **{(s, E.R_CANCEL): (S.INV_CANCELED, X.NONE) for s in _PRE},
+    **{(s, E.BYE): (S.INV_BYE_SEEN, X.CALL_END) for s in (*_PRE, *_INV_NEGS, S.INV_ESTABLISHED)},
+    **{(s, E.R_BYE): (S.INV_BYE_REPL, X.CALL_END) for s in (*_PRE, *_INV_NEGS, S.INV_ESTABLISHED)},
+    (S.INV_BYE_SEEN, E.R_BYE): (S.INV_BYE_REPL, X.NONE),
+    (S.INV_1ST, E.TIMEOUT): (S.DONE, X.ATTEMPT_TIMEOUT),
+    (S.INV_EARLY, E.TIMEOUT): (S.DONE, X.ATTEMPT_TIMEOUT),
+    (S.INV_NEG, E.TIMEOUT): (S.DONE, X.ATTEMPT),
+    (S.INV_CHALLENGED, E.TIMEOUT): (S.DONE, X.ATTEMPT),  # challenge never answered
+    (S.INV_AUTH_FAILED, E.TIMEOUT): (S.DONE, X.NONE),  # already reported as auth-failed
+    (S.INV_CANCELED, E.TIMEOUT): (S.DONE, X.ATTEMPT_CANCEL),
+    (S.INV_ESTABLISHED, E.TIMEOUT): (S.DONE, X.END_TIMEOUT),
+    (S.INV_BYE_SEEN, E.TIMEOUT): (S.DONE, X.NONE),
+    (S.INV_BYE_REPL, E.TIMEOUT): (S.DONE, X.NONE),
+    # non-INVITE transactions (OPTIONS, MESSAGE, SUBSCRIBE, REGISTER, ...)
+    (S.INIT, E.REQ): (S.NON_INV_1ST, X.NONE),
+    **{(s, E.REQ): (S.NON_INV_1ST, X.CONCLUDE) for s in (S.NON_INV_1ST, *_NI_NEGS, S.NON_INV_FIN)},
+    **{(s, E.RETRY): (S.NON_INV_1ST, X.NONE) for s in _NI_RETRY},
+    **{(s, E.R_2XX): (S.NON_INV_FIN, X.NONE) for s in (S.INIT, S.NON_INV_1ST, *_NI_NEGS)},
+    **{(s, E.R_2XX_REG): (S.NON_INV_FIN, X.REG) for s in (S.INIT, S.NON_INV_1ST, *_NI_NEGS)},
+    (S.INIT, E.R_NEG): (S.NON_INV_NEG, X.NONE),
+    (S.NON_INV_1ST, E.R_NEG): (S.NON_INV_NEG, X.NONE),
+    (S.NON_INV_1ST, E.R_CHALLENGE): (S.NON_INV_CHALLENGED, X.NONE),
+    (S.NON_INV_1ST, E.R_AUTH_FAIL): (S.NON_INV_AUTH_FAILED, X.AUTH_FAILED),
+    (S.NON_INV_1ST, E.TIMEOUT): (S.DONE, X.OTHER_TIMEOUT),
+    (S.NON_INV_NEG, E.TIMEOUT): (S.DONE, X.OTHER_FAILED),
+    (S.NON_INV_CHALLENGED, E.TIMEOUT): (S.DONE, X.OTHER_FAILED),  # challenge never answered
+    (S.NON_INV_AUTH_FAILED, E.TIMEOUT): (S.DONE, X.NONE),
+    (S.NON_INV_FIN, E.TIMEOUT): (S.DONE, X.OTHER_OK),
+}
+del S, E, X
+
+TERMINAL = frozenset({State.DONE})
+# States whose entry is a pending transaction: `finish("conclude")` runs their timers.
+PENDING = frozenset(State) - {State.INV_ESTABLISHED, State.DONE, State.INIT}
+
+# Timeout (seconds) per state name; the challenged/auth-failed states use the negative-reply
+# timers. Defaults and meaning from the reference notes 1.4.
+DEFAULT_TIMEOUTS: dict[str, float] = {
+    "inv_1st": 120.0,
+    "inv_early_dlg": 180.0,
+    "inv_neg": 30.0,
+    "inv_established": 3600.0,
+    "inv_bye_seen": 30.0,
+    "inv_bye_repl": 5.0,
+    "inv_canceled": 5.0,
+    "non_inv_1st": 30.0,
+    "non_inv_neg": 5.0,
+    "non_inv_fin": 5.0,
+}
+TIMER_OF: dict[State, str] = {s: s.value for s in State if s.value in DEFAULT_TIMEOUTS} | {
+    State.INV_CHALLENGED: "inv_neg",
+    State.INV_AUTH_FAILED: "inv_neg",
+    State.NON_INV_CHALLENGED: "non_inv_neg",
+    State.NON_INV_AUTH_FAILED: "non_inv_neg",
+}
+
+
+def transition(state: State, ev: Ev) -> tuple[State, Effect]:
+    """The next state and the effect of input `ev` in `state` (unlisted: keep, no effect)."""
+    return TRANSITIONS.get((state, ev), (state, Effect.NONE))

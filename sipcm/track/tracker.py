@@ -1,0 +1,233 @@
+"""Tracker: the correlation engine's entry point (SPEC section 6).
+
+Input: parsed SipMessages (with `payload` set: capture time, addresses) in capture order, and
+clock ticks; output: lists of `Outcome`s (call-start, call-end, call-attempt, reg-new, reg-del,
+reg-expired, auth-failed, other-ok, other-failed, other-timeout). All time is capture time:
+`process` first fires the timers due at the message's timestamp (their outcomes come first),
+`advance` fires them on an idle link, so a replay is deterministic. It never reads the wall
+clock, never touches bytes and never builds documents.
+
+Per message: the duplicate filter (`dedup.py`) drops retransmissions and copies (counted);
+REGISTER goes to the non-INVITE transactions (`trans.py`) and from their 2xx to the binding
+cache (`regs.py`); INVITE, BYE, CANCEL, ACK, PRACK, UPDATE, and any request or reply whose
+Call-ID belongs to a call, go to the dialogs (`calls.py`); other methods start non-INVITE
+transactions when they carry no To-tag (an in-dialog request of an unknown dialog is counted,
+not reported: SPEC 6 in-dialog rule). The state machine itself is data (`states.py`).
+
+Counters (group passed in): retransmissions, duplicate_copies, calls_evicted, regs_evicted,
+dup_evicted, forks, forks_limited, in_dialog_unmatched, unmatched_reply,
+auth_retry_new_call_id, reg_refreshes, reg_contact_not_in_reply.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections import Counter
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, ClassVar
+
+from sipcm.track.calls import Calls
+from sipcm.track.core import NS, CallSet, Core, Leg, Trans
+from sipcm.track.dedup import NEW, RETRANS, DupFilter
+from sipcm.track.regs import Binding, Registrar
+from sipcm.track.states import DEFAULT_TIMEOUTS, PENDING, State
+from sipcm.track.trans import Transactions
+
+if TYPE_CHECKING:
+    from sipcm.sip.message import SipMessage
+    from sipcm.track.outcome import Outcome
+
+_CALL_METHODS = frozenset({"INVITE", "BYE", "CANCEL", "ACK", "PRACK", "UPDATE"})
+# Retransmissions and proxy copies of one message arrive within a transaction's lifetime
+# (RFC 3261 17: Timer B/F/H = 64*T1 = 32 s).
+DUP_WINDOW_S = 32.0
+FINISH_MODES = ("conclude", "expire-all", "none")
+
+
+class Tracker:
+    """Follows dialogs, transactions and registrations; see the module docstring."""
+
+    timeout_names: ClassVar[tuple[str, ...]] = (*DEFAULT_TIMEOUTS, "dup_window")
+
+    def __init__(
+        self,
+        counters: Counter[str],
+        *,
+        timeouts: Mapping[str, float] | None = None,
+        reg_grace_s: float = 30.0,
+        max_calls: int = 100_000,
+        max_regs: int = 100_000,
+    ) -> None:
+        if max_calls < 1 or max_regs < 1:
+            raise ValueError("max_calls and max_regs must be at least 1")
+        tmo = {**DEFAULT_TIMEOUTS, "dup_window": DUP_WINDOW_S}
+        for name, value in (timeouts or {}).items():
+            if name not in tmo:
+                close = difflib.get_close_matches(name, self.timeout_names, n=1, cutoff=0.0)
+                raise ValueError(f"unknown timeout {name!r}, did you mean {close[0]!r}?")
+            if float(value) > 0:  # 0 or less restores the default (reference notes 1.4)
+                tmo[name] = float(value)
+        self.timeouts: dict[str, float] = tmo
+        self.counters = counters
+        self._core = core = Core(counters, {k: int(v * NS) for k, v in tmo.items()}, max_calls)
+        self._regs = Registrar(core, int(reg_grace_s * NS), max_regs)
+        self._calls = Calls(core)
+        self._trans = Transactions(core, self._regs)
+        self._dups = DupFilter(core.tmo["dup_window"], 2 * max_calls + 1024)
+
+    @property
+    def entries(self) -> Mapping[object, object]:
+        """The call and transaction table (read-only use: sizes and tests)."""
+        return self._core.entries
+
+    @property
+    def now_ns(self) -> int:
+        """The capture-time clock (latest timestamp seen)."""
+        return self._core.now
+
+    # -- input ---------------------------------------------------------------------------------
+
+    def process(self, msg: SipMessage) -> list[Outcome]:
+        """Correlate one message; timers due at its timestamp fire first."""
+        core = self._core
+        out: list[Outcome] = []
+        core.out = out
+        p = msg.payload
+        ts = p.ts_ns if p is not None else core.now
+        if ts > core.now:
+            self._fire(ts)
+        kind = self._dups.check(msg, ts)
+        if kind != NEW:
+            self._duplicate(msg, kind)
+            return out
+        is_req = msg.is_request
+        method = msg.method if is_req else msg.cseq_method
+        if method == "REGISTER":
+            target = self._trans
+        elif method in _CALL_METHODS:
+            target = self._calls
+        elif isinstance(core.entries.get(msg.call_id), CallSet):
+            target = self._calls  # in-dialog request or reply of a known call
+        elif is_req and msg.to.tag is not None:
+            core.c["in_dialog_unmatched"] += 1
+            return out
+        else:
+            target = self._trans
+        if is_req:
+            target.request(msg, ts)
+        else:
+            target.response(msg, ts)
+        return out
+
+    def _duplicate(self, msg: SipMessage, kind: int) -> None:
+        c = self.counters
+        if kind == RETRANS:
+            c["retransmissions"] += 1
+            cs = self._core.entries.get(msg.call_id)
+            if isinstance(cs, CallSet):
+                cs.retrans += 1
+        else:
+            c["duplicate_copies"] += 1
+        c["dup_evicted"] += self._dups.evicted
+        self._dups.evicted = 0
+
+    def advance(self, now_ns: int) -> list[Outcome]:
+        """Fire the timers due at or before `now_ns` (capture time); the clock never goes back."""
+        out: list[Outcome] = []
+        self._core.out = out
+        if now_ns > self._core.now:
+            self._fire(now_ns)
+        return out
+
+    def _fire(self, now: int) -> None:
+        core = self._core
+        core.now = now
+        for due, obj in core.timers.pop_due(now):
+            self._expire(obj, due)
+
+    def _expire(self, obj: object, due: int) -> None:
+        if isinstance(obj, Leg):
+            self._calls.timeout(obj, due)
+        elif isinstance(obj, Trans):
+            self._trans.timeout(obj, due)
+        elif isinstance(obj, Binding):
+            self._regs.timeout(obj, due)
+
+    def finish(self, mode: str = "conclude") -> list[Outcome]:
+        """End of replay. "conclude": run the timers of pending transactions (each event at its
+        timer's expiry), keeping established calls and bindings; "expire-all": that, then end
+        established calls (call-end, originator timeout) and bindings (reg-expired) at the
+        current clock; "none": nothing."""
+        if mode not in FINISH_MODES:
+            raise ValueError(f"finish mode {mode!r} is not one of {', '.join(FINISH_MODES)}")
+        core = self._core
+        out: list[Outcome] = []
+        core.out = out
+        if mode == "none":
+            return out
+        timers = core.timers
+        for obj in timers.armed():
+            if isinstance(obj, (Leg, Trans)) and obj.state in PENDING:
+                due = obj.due
+                timers.cancel(obj)
+                self._expire(obj, due if due is not None else core.now)
+        if mode == "expire-all":
+            for obj in timers.armed():
+                timers.cancel(obj)
+                if isinstance(obj, Leg):
+                    self._calls.expire_established(obj, core.now)
+                elif isinstance(obj, Binding):
+                    self._regs.timeout(obj, core.now, "timeout end of replay")
+        return out
+
+    # -- views ---------------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, int]:
+        """Gauges: calls (Call-IDs), dialogs, established dialogs, transactions, bindings,
+        armed timers and remembered message fingerprints."""
+        calls = dialogs = established = trans = 0
+        for e in self._core.entries.values():
+            if isinstance(e, CallSet):
+                calls += 1
+                dialogs += len(e.legs)
+                established += sum(1 for leg in e.legs if leg.state is State.INV_ESTABLISHED)
+            else:
+                trans += 1
+        return {
+            "calls": calls,
+            "dialogs": dialogs,
+            "calls_established": established,
+            "transactions": trans,
+            "registrations": len(self._regs),
+            "timers": len(self._core.timers),
+            "fingerprints": len(self._dups),
+        }
+
+    def active_calls(self) -> list[dict]:
+        """One small JSON-able dict per dialog being followed, least recently active first."""
+        rows = []
+        for e in self._core.entries.values():
+            if not isinstance(e, CallSet):
+                continue
+            req = e.invite
+            for leg in e.legs:
+                rows.append(
+                    {
+                        "call_id": e.call_id,
+                        "state": leg.state.value,
+                        "from": req.from_.uri.original if req is not None else None,
+                        "to": req.to.uri.original if req is not None else None,
+                        "to_tag": leg.to_tag,
+                        "client": list(e.client) if e.client else None,
+                        "server": list(e.server) if e.server else None,
+                        "invite_ns": e.inv_ts,
+                        "answer_ns": leg.answer_ts,
+                        "last_ns": leg.last_ts,
+                        "reconstructed_from": e.recon,
+                    }
+                )
+        return rows
+
+    def registrations(self) -> list[dict]:
+        """One small JSON-able dict per cached binding, least recently refreshed first."""
+        return self._regs.summaries()

@@ -1,0 +1,154 @@
+"""Non-INVITE transactions outside calls: OPTIONS, MESSAGE, SUBSCRIBE, PUBLISH, REGISTER, ...
+
+Input: out-of-dialog non-INVITE requests and their responses (not duplicates) and timer
+expiries; output: other-ok / other-failed / other-timeout / auth-failed Outcomes appended to
+`Core.out`, and REGISTER 2xx handed to the binding cache (`regs.py`). One `Trans` per Call-ID
+and method follows the transactions of that Call-ID one after the other: a new request (higher
+CSeq) concludes the previous one at once, except a credentialed retry after a challenge, which
+continues it. A 2xx to REGISTER produces binding events, never other-ok. It never reads a clock.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sipcm.track.core import Core, Trans, ends
+from sipcm.track.outcome import Outcome
+from sipcm.track.states import TIMER_OF, TRANSITIONS, Effect, Ev, State, transition
+
+if TYPE_CHECKING:
+    from sipcm.sip.message import SipMessage
+    from sipcm.track.regs import Registrar
+
+_RETRYABLE = frozenset({State.NON_INV_CHALLENGED, State.NON_INV_AUTH_FAILED})
+_OPEN = frozenset({State.INIT, State.NON_INV_1ST})  # no final reply yet
+_ACTION = {
+    Effect.OTHER_OK: "other-ok",
+    Effect.OTHER_FAILED: "other-failed",
+    Effect.OTHER_TIMEOUT: "other-timeout",
+}
+
+
+class Transactions:
+    """The non-INVITE side of the tracker (see module docstring)."""
+
+    __slots__ = ("core", "regs")
+
+    def __init__(self, core: Core, regs: Registrar) -> None:
+        self.core = core
+        self.regs = regs
+
+    def request(self, msg: SipMessage, ts: int) -> None:
+        """A request that starts (or retries, or retransmits) a transaction."""
+        core = self.core
+        method = msg.method or msg.cseq_method
+        key = (msg.call_id, method)
+        t = core.get(key)
+        if t is None:
+            if msg.credentials is not None:
+                core.take_retry(msg)
+            t = Trans(key, method)
+            core.add(key, t)
+        assert isinstance(t, Trans)
+        if msg.cseq <= t.cseq:  # an old request (a copy the filter could not pair)
+            core.set_state(t, t.state, ts)
+            return
+        retry = t.state in _RETRYABLE and msg.credentials is not None
+        new, eff = transition(t.state, Ev.RETRY if retry else Ev.REQ)
+        if eff is Effect.CONCLUDE:
+            self._effect(t, TRANSITIONS[(t.state, Ev.TIMEOUT)][1], None, ts, TIMER_OF[t.state])
+        t.req, t.cseq, t.creds = msg, msg.cseq, msg.credentials
+        t.resp = t.status = t.reason = None
+        t.client, t.server = ends(msg)
+        core.set_state(t, new, ts)
+
+    def response(self, msg: SipMessage, ts: int) -> None:
+        """A final or provisional response to a non-INVITE request."""
+        core = self.core
+        status = msg.status or 0
+        t = core.get((msg.call_id, msg.cseq_method))
+        if t is None:
+            if msg.cseq_method == "REGISTER" and 200 <= status < 300:
+                self.regs.on_2xx(None, msg, ts)  # the request was not seen
+            else:
+                core.c["unmatched_reply"] += 1
+            return
+        assert isinstance(t, Trans)
+        if msg.cseq != t.cseq or status < 200:
+            core.set_state(t, t.state, ts)
+            return
+        ok = status < 300
+        if ok:
+            ev = Ev.R_2XX_REG if t.method == "REGISTER" else Ev.R_2XX
+        elif t.creds is not None and status in (401, 403, 407):
+            ev = Ev.R_AUTH_FAIL
+        elif status in (401, 407):
+            ev = Ev.R_CHALLENGE
+        else:
+            ev = Ev.R_NEG
+        if t.state in _OPEN or (ok and t.state is not State.NON_INV_FIN):
+            t.resp, t.status, t.reason = msg, status, msg.reason
+        if t.client is None:
+            t.client, t.server = ends(msg)
+        new, eff = transition(t.state, ev)
+        if new in (State.NON_INV_CHALLENGED, State.NON_INV_AUTH_FAILED):
+            core.note_challenge(t.req, t.key)
+        core.set_state(t, new, ts)
+        if eff is not Effect.NONE:
+            self._effect(t, eff, msg, ts)
+        if t.state is State.INIT:
+            core.drop(t.key)
+
+    def timeout(self, t: Trans, due: int) -> None:
+        """The transaction's timer fired at `due`: its final effect, then forget it."""
+        new, eff = transition(t.state, Ev.TIMEOUT)
+        timer = TIMER_OF.get(t.state, t.state.value)
+        t.state = new
+        self._effect(t, eff, None, due, timer)
+        self.core.entries.pop(t.key, None)
+
+    def _effect(
+        self, t: Trans, eff: Effect, msg: SipMessage | None, ts: int, timer: str = ""
+    ) -> None:
+        if eff is Effect.REG:
+            if msg is not None:
+                self.regs.on_2xx(t.req, msg, ts)
+            return
+        if eff is Effect.AUTH_FAILED:
+            if msg is None or msg.cseq == t.auth_cseq:
+                return
+            t.auth_cseq = msg.cseq
+            self._emit("auth-failed", t, ts, msg, msg.status, msg.reason)
+            return
+        action = _ACTION.get(eff)
+        if action is None or (eff is Effect.OTHER_OK and t.method == "REGISTER"):
+            return
+        if eff is Effect.OTHER_TIMEOUT:
+            self._emit(action, t, ts, msg, 408, f"timeout {timer}")
+        else:
+            self._emit(action, t, ts, msg, t.status, t.reason)
+
+    def _emit(
+        self,
+        action: str,
+        t: Trans,
+        ts: int,
+        msg: SipMessage | None,
+        status: int | None,
+        reason: str | None,
+    ) -> None:
+        self.core.out.append(
+            Outcome(
+                action,
+                ts,
+                msg=msg,
+                request=t.req,
+                response=msg if action == "auth-failed" else t.resp,
+                call_id=t.call_id,
+                method=t.method,
+                status=status,
+                reason=reason,
+                client=t.client,
+                server=t.server,
+            )
+        )
