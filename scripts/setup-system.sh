@@ -4,7 +4,7 @@
 set -euo pipefail
 
 PKGS=(python3 python3-venv python3-pip python3-bpfcc bpfcc-tools libbpfcc libbpf1
-      linux-headers-amd64 iproute2 sip-tester kamailio tshark tcpdump clang util-linux)
+      linux-headers-amd64 iproute2 sip-tester kamailio tshark tcpdump clang util-linux chromium)
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "setup-system: must run as root (try: sudo $0)" >&2
