@@ -7,11 +7,15 @@ in one `Counters` registry so stats events and tests read a single snapshot.
 
 from __future__ import annotations
 
+import threading
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from sipcm.capture.records import RecordBatch
+import numpy as np
+
+from sipcm.capture.records import DIRECTION_NAMES, RecordBatch
 from sipcm.counters import Counters
 from sipcm.decode.decoder import Decoder
 from sipcm.decode.stream import TcpReassembler
@@ -58,6 +62,7 @@ class Pipeline:
         ifnames: dict[int, str] | None = None,
         heuristic: bool = True,
         counters: Counters | None = None,
+        recent_events: int = 1000,
     ) -> None:
         self.cfg = cfg
         self.counters = counters or Counters()
@@ -94,13 +99,18 @@ class Pipeline:
             )
         except ValueError as exc:
             raise ConfigError(f"calls_timeouts: {exc}", "see `sipcm config-keys`") from exc
-        self.builder = EventBuilder(cfg.observer_name or hostname, ifnames or {})
+        self.ifnames = dict(ifnames or {})
+        self.per_interface = bool(self.ifnames)
+        self._ifaces = self.counters.group("interfaces")
+        self.builder = EventBuilder(cfg.observer_name or hostname, self.ifnames)
+        # Recent published documents for the web API; `lock` guards what it reads.
+        self.recent: deque[dict] = deque(maxlen=recent_events)
+        self.lock = threading.Lock()
         self.blacklist = TypeBlacklist(cfg.event_types_blst, self._ev)
         self._stats_ns = int(cfg.stats_interval * NS)
         self._next_stats: int | None = None
         self._clock = 0
         self.totals: FileTotals | None = None
-        self.on_event: Callable[[dict], None] | None = None
 
     # -- input -------------------------------------------------------------------------------
 
@@ -109,6 +119,8 @@ class Pipeline:
         totals = self.totals
         if totals is not None:
             totals.packets += len(batch)
+        if self.per_interface and len(batch):
+            self._count_interfaces(batch)
         payloads = self.decoder.decode(batch)
         if not payloads:
             return
@@ -137,6 +149,17 @@ class Pipeline:
             self._clock = last
         self._publish(outcomes)
         self._maybe_stats(self._clock)
+
+    def _count_interfaces(self, batch: RecordBatch) -> None:
+        # One numpy pass per batch instead of a counter update per frame.
+        keys, counts = np.unique(
+            batch.ifindex.astype(np.int64) * 4 + batch.direction, return_counts=True
+        )
+        grp = self._ifaces
+        for key, n in zip(keys.tolist(), counts.tolist(), strict=True):
+            ifindex, direction = divmod(key, 4)
+            name = self.ifnames.get(ifindex, str(ifindex))
+            grp[f"{name}/{DIRECTION_NAMES.get(direction) or 'unknown'}"] += n
 
     def tick(self, now_ns: int) -> None:
         """Advance the clock without traffic (live idle links): fire due timers and stats."""
@@ -175,9 +198,7 @@ class Pipeline:
         self._ev["published"] += len(docs)
         if self.totals is not None:
             self.totals.events += len(docs)
-        if self.on_event is not None:
-            for d in docs:
-                self.on_event(d)
+        self.recent.extend(docs)
         for out in self.outputs:
             out.write(docs)
 
