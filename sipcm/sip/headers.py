@@ -48,6 +48,9 @@ ADDRESS_LISTS: frozenset[str] = frozenset(
     }
 )
 
+# Single name-addr headers kept raw: any URI password is cut out of the stored text.
+URI_HEADERS: frozenset[str] = frozenset({"refer-to", "referred-by", "reply-to"})
+
 # Challenge and authentication-info headers carry nonces, opaque values and response
 # digests: only their scheme and realm are kept (see auth.redact_challenge).
 CHALLENGES: frozenset[str] = frozenset(

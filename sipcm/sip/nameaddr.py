@@ -34,6 +34,15 @@ _NAME_ADDR = re.compile(
 )
 
 
+# `scheme:user:password@` in text kept raw; the possessive runs keep the search linear.
+_PASSWORD = re.compile(r"([Ss][Ii][Pp][Ss]?:[^:@\s<>;,\"?]*+):[^@\s<>;,\"?]*+@")
+
+
+def scrub_passwords(text: str) -> str:
+    """Raw header text with any `sip:user:password@` reduced to `sip:user@`."""
+    return _PASSWORD.sub(r"\1@", text) if "@" in text else text
+
+
 def quote_end(s: str, i: int) -> int:
     """Index of the quote closing a quoted-string whose body starts at `i`, or -1."""
     search = _QEND.search
@@ -216,6 +225,8 @@ def parse_name_addr(text: str) -> NameAddr | None:
             )
             if display is None:
                 display = bare.strip(" \t") or None
+            elif not display:
+                display = None  # "" <sip:...>: no display name, like <sip:...>
             if hparams is None:
                 return NameAddr(uri, display, tag or None, {})
             params = parse_params(hparams)
@@ -240,6 +251,7 @@ def name_addr_general(text: str) -> NameAddr | None:
         display = s[1:end]
         if "\\" in display:
             display = _UNESCAPE.sub(r"\1", display)
+        display = display or None
         rest = s[end + 1 :].lstrip(" \t")
         if not rest.startswith("<"):
             return None

@@ -19,9 +19,9 @@ from __future__ import annotations
 import re
 
 from sipcm.sip.auth import parse_credentials, redact_challenge
-from sipcm.sip.headers import ADDRESS_LISTS, CANON, CHALLENGES, COMPACT
+from sipcm.sip.headers import ADDRESS_LISTS, CANON, CHALLENGES, COMPACT, URI_HEADERS
 from sipcm.sip.message import Credentials, NameAddr, ParseError, SipMessage, Uri
-from sipcm.sip.nameaddr import parse_name_addr, parse_uri, split_values
+from sipcm.sip.nameaddr import parse_name_addr, parse_uri, scrub_passwords, split_values
 from sipcm.sip.probe import probe
 from sipcm.sip.via import parse_via
 
@@ -39,8 +39,9 @@ _CONTACT = 3
 _PAI = 4
 _AUTH = 5
 _REASON = 6  # several Reason headers are legitimate (RFC 3326: SIP and Q.850)
-_ALIST = 7  # raw, split into one entry per name-addr
+_ALIST = 7  # raw, split into one entry per name-addr, URI passwords cut out
 _CHALLENGE = 8  # raw text reduced to scheme and realm
+_URI_RAW = 9  # raw, URI passwords cut out
 _KIND: dict[str, int] = {
     "from": _SINGLE,
     "to": _SINGLE,
@@ -59,6 +60,7 @@ _KIND: dict[str, int] = {
 }
 _KIND.update(dict.fromkeys(ADDRESS_LISTS, _ALIST))
 _KIND.update(dict.fromkeys(CHALLENGES, _CHALLENGE))
+_KIND.update(dict.fromkeys(URI_HEADERS, _URI_RAW))
 # Exact wire spelling -> (canonical name, kind): one dict lookup per header on the hot path.
 _EXACT: dict[str, tuple[str, int | None]] = {n: (c, _KIND.get(c)) for n, c in CANON.items()}
 
@@ -83,7 +85,7 @@ def _small_int(s: str, digits: int) -> int | None:
 def _header_name(name: str) -> tuple[str, int | None] | None:
     """(canonical name, kind) of a name not in _EXACT; None if it is not a token."""
     key = name.rstrip(" \t").lower()
-    if not key or " " in key or "\t" in key:
+    if not _TOKEN.fullmatch(key):
         return None
     key = COMPACT.get(key, key)
     return key, _KIND.get(key)
@@ -147,10 +149,13 @@ def _parse(data: bytes, lf_end: int | None = None) -> SipMessage | ParseError:
     except UnicodeDecodeError:
         text = raw.decode("latin-1")  # one char per byte, so never surrogates in the output
     lines = text.split("\n")
-    got = _collect(lines)
-    if got is None:  # folded lines: undo the folding (RFC 3261 7.3.1) and collect again
-        lines = _FOLD.sub(" ", text).split("\n")
-        got = _collect(lines)
+    got = _collect(lines, False, complete)
+    if got is None:  # a folded line
+        if "\n\n" not in text:  # undo the folding (RFC 3261 7.3.1) and collect again
+            lines = _FOLD.sub(" ", text).split("\n")
+            got = _collect(lines, True, complete)
+        else:
+            got = 0  # an empty line comes first: the blank line is there
     if type(got) is int:  # an empty line: a bare-LF "\n\n" ended the headers earlier
         lf = data.find(b"\n\n", start)
         if lf_end is not None or lf < 0:  # cannot happen: the block had an empty line
@@ -259,11 +264,13 @@ _Collected = tuple[
 ]
 
 
-def _collect(lines: list[str]) -> _Collected | int | None:
+def _collect(lines: list[str], unfolded: bool, complete: bool) -> _Collected | int | None:
     """Sort header lines by what is done with them.
 
-    Returns None at the first folded line (the caller unfolds and calls again) and the index
-    of an empty line if there is one (the block really ended there).
+    Returns None at the first folded line unless `unfolded` (the caller unfolds and calls
+    again; after unfolding such a line is only a bad line), and the index of an empty line
+    (a bare-LF blank line: the block really ended there). A final empty line is the end of
+    an unterminated block unless `complete` (then the block ended with "\n" + "\n\r\n").
     """
     headers: dict[str, list[str]] = {}
     single: dict[str, str] = {}
@@ -280,10 +287,10 @@ def _collect(lines: list[str]) -> _Collected | int | None:
         known = exact(name)
         if known is None:
             if not line:
-                if idx == len(lines) - 1:
-                    continue  # the block ended with a newline (no blank line seen)
+                if idx == len(lines) - 1 and not complete:
+                    continue  # the payload ended with a newline and no blank line
                 return idx
-            if line[0] in " \t":
+            if line[0] in " \t" and not unfolded:
                 return None
             known = _header_name(name) if sep else None
             if known is None:
@@ -300,14 +307,14 @@ def _collect(lines: list[str]) -> _Collected | int | None:
                 lst.append(value)
         elif kind == _SINGLE:
             if single.setdefault(key, value) is not value:
-                headers.setdefault(key, []).append(value)
+                headers.setdefault(key, []).append(scrub_passwords(value))
                 bad += 1
         elif kind == _VIA:
             vias.append(value)
         elif kind == _CONTACT:
             contacts.append(value)
         elif kind == _ALIST:
-            headers.setdefault(key, []).extend(split_values(value))
+            headers.setdefault(key, []).extend(split_values(scrub_passwords(value)))
         elif kind == _PAI:
             pais.append(value)
         elif kind == _AUTH:
@@ -316,6 +323,8 @@ def _collect(lines: list[str]) -> _Collected | int | None:
             red = redact_challenge(value)
             if red is not None:
                 headers.setdefault(key, []).append(red)
+        elif kind == _URI_RAW:
+            headers.setdefault(key, []).append(scrub_passwords(value))
         else:
             reasons.append(value)
     return headers, single, vias, contacts, pais, auths, reasons, bad
@@ -406,7 +415,7 @@ def _addresses(
         for piece in split_values(value) if "," in value else (value,):
             na = parse_name_addr(piece)
             if na is None:
-                headers.setdefault(key, []).append(piece)
+                headers.setdefault(key, []).append(scrub_passwords(piece))
                 bad += 1
             else:
                 out.append(na)
