@@ -14,7 +14,7 @@ from sipcm.sip.message import Credentials
 _TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z\-]+"
 _SCHEME = re.compile(rf"[ \t]*({_TOKEN})(?=[ \t]|$)")
 # One auth-param; the quoted form is possessive so a bad string cannot cause backtracking.
-_PARAM = re.compile(rf'[ \t,]*({_TOKEN})[ \t]*=[ \t]*("(?:[^"\\]|\\.)*+"?|[^, \t]*)')
+_PARAM = re.compile(rf'[ \t,]*+({_TOKEN})[ \t]*+=[ \t]*+("[^"\\]*+(?:\\.[^"\\]*+)*+"?|[^, \t]*+)')
 _UNESCAPE = re.compile(r"\\(.)", re.S)
 _WANTED = ("username", "realm")
 
@@ -40,6 +40,8 @@ def _wanted_params(rest: str) -> dict[str, str]:
         name = m.group(1).lower()
         if name in _WANTED and name not in found:
             found[name] = _unquote(m.group(2))
+            if len(found) == 2:
+                return found  # the rest (nonce, response, ...) is never even looked at
 
 
 def parse_credentials(value: str, proxy: bool = False) -> Credentials | None:

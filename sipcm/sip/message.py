@@ -1,17 +1,23 @@
 """The facts the parser hands to `track/`: SipMessage, its parts, and ParseError.
 
 Field list (documented once, here):
-- `Uri`: `original` text; `scheme` ("sip", "sips", "tel", ... lower case); `user` (user part or
-  tel number, None if absent); `host`; `port` (None if absent); `params` (URI parameters, names
-  lower-cased, value "" for a flag).
+- `Uri`: `original` text (any `:password` cut out); `scheme` ("sip", "sips", "tel", ... lower
+  case); `user` (user part or tel number, None if absent); `host` (lower case, IPv6 without
+  brackets, "" for tel and other schemes); `port` (None if absent); `params` (URI parameters,
+  names lower-cased, value "" for a flag).
 - `NameAddr`: From, To, Contact and P-Asserted-Identity values: `display` (unquoted display
-  name or None), `uri`, `tag` (From/To tag), `params` (header parameters, lower-cased names,
-  e.g. "expires", "q").
-- `Via`: `transport` (upper case), `host`, `port`, `branch`, `params`.
+  name or None), `uri`, `tag` (From/To tag; not repeated in `params`), `params` (header
+  parameters, lower-cased names, e.g. "expires", "q").
+- `Via`: `transport` (upper case), `host`, `port`, `branch` (not repeated in `params`), `params`.
 - `Credentials`: from Authorization / Proxy-Authorization: `scheme`, `username`, `realm`,
   `proxy` (True for Proxy-Authorization). Nonces and digest responses are never kept.
 - `SipMessage`: start line, the mandatory headers (Call-ID, From, To, CSeq), the optional ones
   sipcm uses, the raw text of every other header, and counts of what could not be parsed.
+  `headers` keys are canonical lower-case names (compact forms expanded); it also holds the
+  raw text of extra copies of single headers and of values that did not parse. Route-like
+  address lists are split one value per entry; challenges keep only scheme and realm;
+  Authorization text is never kept. `body` is cut to Content-Length; `truncated` says the
+  header block had no blank line or the body is shorter than Content-Length.
 - `ParseError`: `reason` (stable snake_case, also used as the parse-error event reason),
   `offset` (byte offset in the payload where parsing stopped), `probe` (True when the payload
   is not SIP text at all: too short or not starting with a letter -> msg-probe).

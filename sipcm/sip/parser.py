@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import re
 
-from sipcm.sip.auth import parse_credentials, redact_challenge
+from sipcm.sip.auth import redact_challenge
 from sipcm.sip.headers import ADDRESS_LISTS, CANON, CHALLENGES, COMPACT, URI_HEADERS
 from sipcm.sip.message import Credentials, NameAddr, ParseError, SipMessage, Uri
 from sipcm.sip.nameaddr import parse_name_addr, parse_uri, scrub_passwords, split_values
 from sipcm.sip.probe import probe
+from sipcm.sip.values import addresses, credentials
 from sipcm.sip.via import parse_via
 
 _FOLD = re.compile(r"\r?\n[ \t]+")
@@ -186,15 +187,15 @@ def _parse(data: bytes, lf_end: int | None = None) -> SipMessage | ParseError:
     contact_list: list[NameAddr] = []
     star = False
     if contacts:
-        contact_list, star, nbad = _addresses(contacts, "contact", headers, allow_star=True)
+        contact_list, star, nbad = addresses(contacts, "contact", headers, allow_star=True)
         bad += nbad
     pai_list: list[NameAddr] = []
     if pais:
-        pai_list, _, nbad = _addresses(pais, "p-asserted-identity", headers, allow_star=False)
+        pai_list, _, nbad = addresses(pais, "p-asserted-identity", headers, allow_star=False)
         bad += nbad
     creds: Credentials | None = None
     if auths:
-        creds, nbad = _credentials(auths)
+        creds, nbad = credentials(auths)
         bad += nbad
     expires = clen = None
     value = single.get("content-length")
@@ -400,36 +401,3 @@ def _mandatory(single: dict[str, str]) -> tuple[NameAddr, NameAddr, int, str] | 
     if num is None or num > _MAX_CSEQ or not _TOKEN.fullmatch(parts[1]):
         return "bad_cseq"
     return from_, to, num, parts[1].upper()
-
-
-def _addresses(
-    raw: list[str], key: str, headers: dict[str, list[str]], allow_star: bool
-) -> tuple[list[NameAddr], bool, int]:
-    out: list[NameAddr] = []
-    star = False
-    bad = 0
-    for value in raw:
-        if allow_star and value == "*":
-            star = True
-            continue
-        for piece in split_values(value) if "," in value else (value,):
-            na = parse_name_addr(piece)
-            if na is None:
-                headers.setdefault(key, []).append(scrub_passwords(piece))
-                bad += 1
-            else:
-                out.append(na)
-    return out, star, bad
-
-
-def _credentials(raw: list[tuple[str, str]]) -> tuple[Credentials | None, int]:
-    """First Authorization wins over the first Proxy-Authorization; raw text is never kept."""
-    found: Credentials | None = None
-    bad = 0
-    for key, value in sorted(raw, key=lambda kv: kv[0] != "authorization"):
-        cred = parse_credentials(value, proxy=key == "proxy-authorization")
-        if cred is None:
-            bad += 1
-        elif found is None:
-            found = cred
-    return found, bad
