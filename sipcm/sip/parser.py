@@ -77,7 +77,12 @@ def parse(data: bytes) -> SipMessage | ParseError:
 
 
 def _small_int(s: str, digits: int) -> int | None:
-    """ASCII decimal of at most `digits` digits (int() would accept '²' or '1_0')."""
+    """ASCII decimal of at most `digits` significant digits (int() would accept '²' or '1_0').
+
+    Leading zeros are allowed (1*DIGIT in RFC 3261 25.1): fuzzers send CSeqs of 33,000 zeros
+    and a 1, which is CSeq 1."""
+    if len(s) > digits and s[:1] == "0":
+        s = s.lstrip("0") or "0"
     if 0 < len(s) <= digits and s.isascii() and s.isdigit():
         return int(s)
     return None

@@ -401,6 +401,14 @@ def test_cseq_max_and_method_case() -> None:
     assert (ok(data).cseq, ok(data).cseq_method) == (4294967295, "INVITE")
 
 
+def test_cseq_leading_zeros() -> None:
+    """1*DIGIT allows leading zeros: the 33 kB fuzz CANCEL of the corpus has CSeq 0...01."""
+    data = build([*MANDATORY[:3], b"CSeq: " + b"0" * 33_000 + b"1 CANCEL"])
+    assert (ok(data).cseq, ok(data).cseq_method) == (1, "CANCEL")
+    data = build([*MANDATORY[:3], b"CSeq: 00004294967296 INVITE"])  # still over 32 bits
+    assert err(data).reason == "bad_cseq"
+
+
 def test_request_method_lower_case_and_extension_method() -> None:
     m = ok(build(MANDATORY).replace(b"INVITE sip:u@h", b"publish sip:u@h"))
     assert m.method == "PUBLISH"
