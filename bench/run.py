@@ -42,14 +42,15 @@ class NullOutput:
         pass
 
 
-def gen_calls(path: Path, calls: int) -> int:
-    """Write `calls` overlapping UDP calls (8 messages each); returns the message count."""
+def gen_calls(path: Path, calls: int, talk_s: int = 3) -> int:
+    """Write `calls` UDP calls starting 5 ms apart (7 messages each, so about
+    (2 + talk_s) / 0.005 calls are up at once whatever `calls` is); returns the message count."""
     cap = Capture()
     for i in range(calls):
         leg = Leg(f"bench-{i}@example.com", a_ip=f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}")
-        basic_call(cap, leg, T0 + i * 5 * MS, talk_s=30)
+        basic_call(cap, leg, T0 + i * 5 * MS, talk_s=talk_s)
     cap.write(path)
-    return calls * 8
+    return calls * 7
 
 
 def time_replay(files: list[str], repeat: int = 3) -> tuple[float, int]:
