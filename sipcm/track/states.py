@@ -18,6 +18,7 @@ from enum import Enum
 
 
 class State(Enum):
+    __hash__ = object.__hash__  # identity: Enum's own __hash__ is Python code on a hot path
     INIT = "init"  # transient: the entry was just created, the first input decides
     INV_1ST = "inv_1st"
     INV_EARLY = "inv_early_dlg"
@@ -37,6 +38,7 @@ class State(Enum):
 
 
 class Ev(Enum):
+    __hash__ = object.__hash__
     INVITE = "invite"  # INVITE without To-tag starting a new transaction (CSeq above the last)
     RETRY = "retry"  # same-method request with credentials after a challenge
     REINVITE = "reinvite"  # INVITE with To-tag (in-dialog)
@@ -59,6 +61,7 @@ class Ev(Enum):
 
 
 class Effect(Enum):
+    __hash__ = object.__hash__
     NONE = "none"
     CALL_START = "call_start"
     CALL_END = "call_end"

@@ -94,7 +94,7 @@ class Tracker:
         core.out = out
         p = msg.payload
         ts = p.ts_ns if p is not None else core.now
-        if ts > core.now:
+        if ts >= core.now:
             self._fire(ts)
         kind = self._dups.check(msg, ts)
         if kind != NEW:
@@ -135,7 +135,7 @@ class Tracker:
         """Fire the timers due at or before `now_ns` (capture time); the clock never goes back."""
         out: list[Outcome] = []
         self._core.out = out
-        if now_ns > self._core.now:
+        if now_ns >= self._core.now:
             self._fire(now_ns)
         return out
 

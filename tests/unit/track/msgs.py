@@ -89,8 +89,17 @@ def request(
     )
 
 
-def invite(call_id: str, from_tag: str, cseq: int, ts: float, src: str = ALICE,
-           dst: str = BOB, creds: Credentials | None = None, **kw: object) -> SipMessage:  # fmt: skip
+def invite(
+    call_id: str,
+    from_tag: str,
+    cseq: int,
+    ts: float,
+    src: str = ALICE,
+    dst: str = BOB,
+    creds: Credentials | None = None,
+    **kw: object,
+) -> SipMessage:
+    """An INVITE (without To-tag unless `to_tag=` is given)."""
     return request("INVITE", call_id, from_tag, cseq, ts, src, dst, creds=creds, **kw)  # type: ignore[arg-type]
 
 
@@ -185,3 +194,18 @@ REASONS = {
     487: "Request Terminated",
     488: "Not Acceptable Here",
 }
+
+
+def feed(tracker: object, msgs: list[SipMessage], until: float | None = None) -> list:
+    """Process `msgs` in order, then advance the clock to `until` seconds; all outcomes."""
+    out: list = []
+    for m in msgs:
+        out += tracker.process(m)  # type: ignore[attr-defined]
+    if until is not None:
+        out += tracker.advance(ns(until))  # type: ignore[attr-defined]
+    return out
+
+
+def brief(outcomes: list) -> list[tuple]:
+    """(action, call_id, status, reason, ts in seconds) per outcome."""
+    return [(o.action, o.call_id, o.status, o.reason, o.ts_ns / S) for o in outcomes]

@@ -1,0 +1,241 @@
+"""Tracker facade: configuration, clock, finish modes, bounded memory, determinism, views."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+import pytest
+
+from sipcm.decode.packet import Payload
+from sipcm.sip.message import SipMessage
+from sipcm.track.core import CallSet, Leg, Trans
+from sipcm.track.states import State
+from sipcm.track.tracker import Tracker
+from tests.unit.track.msgs import (
+    ALICE,
+    PROXY,
+    ack,
+    brief,
+    cancel,
+    feed,
+    in_dialog,
+    invite,
+    na,
+    ns,
+    request,
+    resp,
+)
+
+
+def tracker(**kw: object) -> Tracker:
+    return Tracker(Counter(), **kw)  # type: ignore[arg-type]
+
+
+def test_timeout_names_and_validation() -> None:
+    assert Tracker.timeout_names == (
+        "inv_1st", "inv_early_dlg", "inv_neg", "inv_established", "inv_bye_seen",
+        "inv_bye_repl", "inv_canceled", "non_inv_1st", "non_inv_neg", "non_inv_fin",
+        "dup_window",
+    )  # fmt: skip
+    msg = "unknown timeout 'inv_establised', did you mean 'inv_established'"
+    with pytest.raises(ValueError, match=msg):
+        tracker(timeouts={"inv_establised": 10})
+    with pytest.raises(ValueError, match="did you mean 'non_inv_fin'"):
+        tracker(timeouts={"non_inv_final": 10})
+    t = tracker(timeouts={"inv_neg": 2, "non_inv_fin": 0})
+    assert t.timeouts["inv_neg"] == 2
+    assert t.timeouts["non_inv_fin"] == 5
+    with pytest.raises(ValueError, match="max_calls"):
+        tracker(max_calls=0)
+
+
+def test_configured_timeout_is_used() -> None:
+    t = tracker(timeouts={"inv_neg": 2})
+    inv = invite("c", "f", 1, 0.0)
+    out = feed(t, [inv, resp(inv, 486, 1.0, "x")], until=3.0)
+    assert brief(out) == [("call-attempt", "c", 486, "Busy Here", 3.0)]
+
+
+def test_due_timers_fire_before_the_message_that_passes_them() -> None:
+    t = tracker()
+    o = request("OPTIONS", "o", "f", 1, 0.0)
+    inv = invite("c", "f", 1, 10.0)
+    out = feed(t, [o, resp(o, 200, 0.1, "x")])
+    assert out == []
+    out = t.process(inv)
+    assert brief(out) == [("other-ok", "o", 200, "OK", 5.1)]
+    ok = resp(inv, 200, 11.0, "t")
+    assert [o.action for o in t.process(ok)] == ["call-start"]
+
+
+def test_clock_never_goes_back() -> None:
+    t = tracker()
+    assert t.advance(ns(100)) == []
+    assert t.now_ns == ns(100)
+    assert t.advance(ns(50)) == []
+    assert t.now_ns == ns(100)
+    o = request("OPTIONS", "o", "f", 1, 90.0)  # late packet: its own time, clock unchanged
+    feed(t, [o, resp(o, 200, 90.1, "x")])
+    assert t.now_ns == ns(100)
+    assert brief(t.advance(ns(100))) == [("other-ok", "o", 200, "OK", 95.1)]
+
+
+def mixed_traffic() -> list:
+    """One of each: established call, ringing call, challenged INVITE, pending OPTIONS,
+    answered OPTIONS, registration."""
+    est = invite("est", "f", 1, 0.0)
+    ring = invite("ring", "f", 1, 1.0)
+    chal = invite("chal", "f", 1, 2.0)
+    opt = request("OPTIONS", "opt", "f", 1, 3.0)
+    opt2 = request("OPTIONS", "opt2", "f", 1, 3.5)
+    reg = request("REGISTER", "reg", "r", 1, 4.0, ALICE, PROXY, contacts=[na("sip:a@10.0.0.1")])
+    return [
+        est,
+        resp(est, 200, 0.5, "t"),
+        ack(est, "t", 0.6),
+        ring,
+        resp(ring, 180, 1.5, "t"),
+        chal,
+        resp(chal, 407, 2.1, "t"),
+        opt,
+        opt2,
+        resp(opt2, 200, 3.6, "x"),
+        reg,
+        resp(reg, 200, 4.1, "x", contacts=[na("sip:a@10.0.0.1", expires="600")]),
+    ]
+
+
+def test_finish_none_keeps_everything() -> None:
+    t = tracker()
+    assert [o.action for o in feed(t, mixed_traffic())] == ["call-start", "reg-new"]
+    assert t.finish("none") == []
+    assert t.stats()["calls"] == 3
+    assert len(t.registrations()) == 1
+
+
+def test_finish_conclude_runs_pending_timers_only() -> None:
+    t = tracker()
+    feed(t, mixed_traffic())
+    out = t.finish("conclude")
+    assert brief(out) == [
+        ("other-ok", "opt2", 200, "OK", 8.6),
+        ("call-attempt", "chal", 407, "Proxy Authentication Required", 32.1),
+        ("other-timeout", "opt", 408, "timeout non_inv_1st", 33.0),
+        ("call-attempt", "ring", 408, "timeout inv_early_dlg", 181.5),
+    ]
+    assert t.stats()["calls_established"] == 1
+    assert len(t.registrations()) == 1
+    assert [c["call_id"] for c in t.active_calls()] == ["est"]
+
+
+def test_finish_expire_all_ends_calls_and_bindings_now() -> None:
+    t = tracker()
+    feed(t, mixed_traffic())
+    out = t.finish("expire-all")
+    # then in timer order: the binding (due 634.1) before the call (due 3600.6)
+    assert brief(out)[4:] == [
+        ("reg-expired", "reg", 408, "timeout end of replay", 4.1),
+        ("call-end", "est", 408, "timeout end of replay", 4.1),
+    ]
+    actions = [o.action for o in out[:4]]
+    assert actions == ["other-ok", "call-attempt", "other-timeout", "call-attempt"]
+    end = out[5].call
+    assert end.originator == "timeout"
+    assert end.duration_ns == ns(3.6)
+    assert out[4].reg.lifetime_ns == 0
+    assert t.stats()["timers"] == 0
+    assert len(t.entries) == 0
+    assert t.registrations() == []
+    with pytest.raises(ValueError, match="conclude, expire-all, none"):
+        t.finish("all")
+
+
+def test_stats_and_views() -> None:
+    t = tracker()
+    feed(t, mixed_traffic())
+    st = t.stats()
+    assert st == {
+        "calls": 3,
+        "dialogs": 3,
+        "calls_established": 1,
+        "transactions": 3,
+        "registrations": 1,
+        "timers": 7,
+        "fingerprints": 12,
+    }
+    row = t.active_calls()[0]
+    assert row == {
+        "call_id": "est",
+        "state": "inv_established",
+        "from": "sip:alice@example.com",
+        "to": "sip:bob@example.com",
+        "to_tag": "t",
+        "client": ["10.0.0.1", 5060],
+        "server": ["10.0.0.2", 5060],
+        "invite_ns": 0,
+        "answer_ns": ns(0.5),
+        "last_ns": ns(0.6),
+        "reconstructed_from": None,
+    }
+
+
+def test_flood_of_random_call_ids_stays_bounded() -> None:
+    rnd = random.Random(7)
+    t = tracker(max_calls=10_000)
+    n = 200_000
+    peak = 0
+    tpl = invite("tpl", "f", 1, 0.0)
+    p = tpl.payload
+    for i in range(n):
+        cid = f"{rnd.getrandbits(64):016x}"
+        pay = Payload(b"", i * 100_000, p.src_ip, p.dst_ip, 5060, 5060, "udp", 4, True)
+        msg = SipMessage(True, "INVITE", tpl.uri, None, None, cid, tpl.from_, tpl.to, 1,
+                         "INVITE", vias=tpl.vias, payload=pay)  # fmt: skip
+        assert t.process(msg) == []
+        if i % 5000 == 0:
+            peak = max(peak, len(t.entries))
+    assert len(t.entries) <= 10_000
+    assert peak <= 10_000
+    assert t.counters["calls_evicted"] == n - 10_000
+    assert len(t._dups) <= 2 * 10_000 + 1024
+    assert len(t._core.timers._heap) <= 3 * 10_000 + 1024
+    # the survivors still time out normally, the evicted ones produce nothing
+    out = t.advance(ns(10_000))
+    assert len(out) == 10_000
+    assert {o.action for o in out} == {"call-attempt"}
+
+
+def scenario() -> list:
+    msgs = []
+    for i in range(50):
+        base = i * 3.0
+        inv = invite(f"c{i}", "f", 1, base)
+        msgs.append(inv)
+        if i % 3 == 0:
+            msgs += [resp(inv, 180, base + 0.1, "t"), resp(inv, 200, base + 0.2, "t")]
+            msgs.append(in_dialog("BYE", inv, "t", 2, base + 2.0))
+        elif i % 3 == 1:
+            msgs += [resp(inv, 486, base + 0.1, "t")]
+        else:
+            msgs.append(cancel(inv, base + 1.0))
+    return msgs
+
+
+def test_identical_input_gives_identical_outcomes() -> None:
+    def run() -> list:
+        t = tracker()
+        out = feed(t, scenario(), until=400)
+        return [(o.action, o.call_id, o.ts_ns, o.status, o.reason, o.call) for o in out]
+
+    first, second = run(), run()
+    assert first == second
+    assert [a for a, *_ in first].count("call-start") == 17
+    assert [a for a, *_ in first].count("call-end") == 17
+    assert [a for a, *_ in first].count("call-attempt") == 33
+
+
+def test_entries_have_no_instance_dict() -> None:
+    cs = CallSet("x")
+    for obj in (cs, Leg(cs, State.INIT), Trans(("x", "OPTIONS"), "OPTIONS")):
+        assert not hasattr(obj, "__dict__"), type(obj).__name__
