@@ -1,0 +1,260 @@
+"""Event rates and rate-based blacklisting (SPEC 10).
+
+Input: one call per outcome that passed the event-type blacklist, with its event name, source IP
+and CAPTURE time (ns). Output: publish (True), suppress (False), or publish with the dict that
+goes under `sipcm.rate` (exceeded, current, limit, window, since). It never reads the wall clock
+(replay is deterministic), never builds documents and never drops an event because its key table
+is full.
+
+Estimator: a two-bucket sliding window per (key, window), with buckets aligned to the key's
+first event (t0). For interval I the key keeps `cur` (events in the bucket holding its last
+event) and `prev` (events in the bucket before). At time t, off = (t - t0) mod I and the
+estimated number of events in the last I seconds is
+
+    est = prev * (I - off) / I + cur.
+
+It is exact when the previous bucket's events were spread evenly; in the worst case (all of
+them bunched at one end of that bucket) it is off by at most `prev`, i.e. at most one limit's
+worth of events when the key was under the limit before. Within the first bucket of a key the
+estimate is the exact count since t0, so 21 events within 1 s of a key's first event: the 21st
+is the first over a 20/1 s limit. Cost per event: two integer divisions per window and a float
+expression only when `cur <= limit < cur + prev`.
+
+sipcmbeat used fixed windows with a peak-hold of the previous window's rate, which misses a
+burst split across a window boundary (20 + 20 events in 0.1 s); the sliding estimate does not.
+
+A key is over the limit when est > limit for any enabled window (interval and limit > 0). An
+over key is blacklisted: its c-th event over the limit (c = 1 at the transition) is published
+with `sipcm.rate.*` when c == 1, c == report_min * 2**k < report_max, or c is a multiple of
+report_max; the others are suppressed. Its first event with every window back under its limit
+takes it off the blacklist (counted `rate_recovered`) and is published normally. As in
+sipcmbeat there is no extra hysteresis: the sliding estimate remembers a burst for one full
+interval, so a key cannot flap faster than its rate genuinely changes.
+
+Key table: bounded by `max_entries`, kept in two LRU orders (ok keys, blacklisted keys). For a
+new key when full: the least recently used blacklisted key is evicted if it is stale (its
+estimate, decayed to now, is under every limit: its next event would have recovered it); else
+the least recently used ok key is evicted; both count `rate_evicted`. If every entry is an
+active blacklisted key the new key is not tracked, its event is published and `rate_table_full`
+counted: an actively flooding key is never forgotten and no event is lost.
+
+Out-of-order capture times (several interfaces, timers) are counted in the key's newest bucket.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, OrderedDict
+from collections.abc import Sequence
+
+from sipcm.events.build import rfc3339
+
+_NS = 1_000_000_000
+
+
+def next_report(c: int, report_min: int, report_max: int) -> int:
+    """The smallest repeat number > c that is published (0: none). A 0 report_min reports only
+    multiples of report_max; a 0 report_max doubles without a cap; both 0: only the first."""
+    best = (c // report_max + 1) * report_max if report_max > 0 else 0
+    if report_min > 0:
+        p = report_min
+        while p <= c:
+            p *= 2
+        if (report_max <= 0 or p < report_max) and (best == 0 or p < best):
+            best = p
+    return best
+
+
+class _Key:
+    """State of one (event name, source IP) key. Times are ns relative to t0 except t0."""
+
+    __slots__ = ("counts", "events", "exceeded", "last", "next", "since", "t0")
+
+    def __init__(self, t0: int, windows: int) -> None:
+        self.t0 = t0
+        self.last = 0
+        self.counts = [1, 0] * windows  # per window: cur, prev
+        self.events = 1
+        self.exceeded = 0
+        self.next = 0
+        self.since = ""
+
+
+class RateLimiter:
+    """Per (event name, source IP) rates over up to three windows; thins blacklisted keys."""
+
+    def __init__(
+        self,
+        counters: Counter[str],
+        *,
+        intervals_s: Sequence[float] = (1.0, 60.0, 3600.0),
+        limits: Sequence[int] = (20, 240, 3600),
+        max_entries: int = 1_048_576,
+        report_min: int = 100,
+        report_max: int = 10_000,
+    ) -> None:
+        if len(intervals_s) != len(limits):
+            raise ValueError("intervals_s and limits must have the same length")
+        if max_entries < 1 or report_min < 0 or report_max < 0:
+            raise ValueError("max_entries must be >= 1, report_min/report_max >= 0")
+        if any(i < 0 for i in intervals_s) or any(lim < 0 for lim in limits):
+            raise ValueError("rate intervals and limits must be >= 0")
+        self._ctr = counters
+        # Enabled windows: (index into counts, interval ns, limit, window as published).
+        self._wins = tuple(
+            (2 * n, round(iv * _NS), lim, int(iv) if float(iv).is_integer() else float(iv))
+            for n, (iv, lim) in enumerate(
+                (iv, lim) for iv, lim in zip(intervals_s, limits, strict=True) if iv > 0 and lim > 0
+            )
+        )
+        self._n = len(self._wins)
+        self.max_entries = max_entries
+        self.report_min = report_min
+        self.report_max = report_max
+        self._first_next = next_report(1, report_min, report_max)
+        self._ok: OrderedDict[tuple[str, str | None], _Key] = OrderedDict()
+        self._bl: OrderedDict[tuple[str, str | None], _Key] = OrderedDict()
+        self._now = 0  # latest capture time seen, for the table
+
+    def check(self, action: str, src_ip: str | None, ts_ns: int) -> dict | bool:
+        """True: publish; False: suppress; dict: publish with these `sipcm.rate` fields."""
+        if ts_ns > self._now:
+            self._now = ts_ns
+        if not self._n:
+            return True
+        key = (action, src_ip)
+        e = self._ok.get(key)
+        if e is not None:
+            self._ok.move_to_end(key)
+            blacklisted = False
+        else:
+            e = self._bl.get(key)
+            if e is None:
+                self._add(key, ts_ns)
+                return True
+            self._bl.move_to_end(key)
+            blacklisted = True
+
+        last = e.last
+        t = ts_ns - e.t0
+        if t < last:
+            t = last
+        e.last = t
+        e.events += 1
+        c = e.counts
+        hit = None
+        rate = 0.0
+        for win in self._wins:
+            j, iv, lim, _ = win
+            idx = t // iv
+            lidx = last // iv
+            if idx == lidx:
+                cur = c[j] = c[j] + 1
+                prev = c[j + 1]
+            else:
+                prev = c[j + 1] = c[j] if idx == lidx + 1 else 0
+                cur = c[j] = 1
+            if hit is None and cur + prev > lim:
+                est = prev * (iv - t % iv) / iv + cur if prev else float(cur)
+                if est > lim:
+                    hit = win
+                    rate = est
+
+        if not blacklisted:
+            if hit is None:
+                return True
+            del self._ok[key]
+            self._bl[key] = e
+            e.exceeded = 1
+            e.next = self._first_next
+            e.since = rfc3339(ts_ns)
+            self._ctr["rate_blacklisted_keys"] += 1
+            self._ctr["rate_reported"] += 1
+            return self._fields(e, rate, hit)
+        if hit is None:
+            del self._bl[key]
+            self._ok[key] = e
+            e.exceeded = 0
+            self._ctr["rate_recovered"] += 1
+            return True
+        x = e.exceeded = e.exceeded + 1
+        if x != e.next:
+            self._ctr["rate_suppressed"] += 1
+            return False
+        e.next = next_report(x, self.report_min, self.report_max)
+        self._ctr["rate_reported"] += 1
+        return self._fields(e, rate, hit)
+
+    @staticmethod
+    def _fields(e: _Key, rate: float, win: tuple[int, int, int, float]) -> dict:
+        return {
+            "exceeded": e.exceeded,
+            "current": round(rate, 3),
+            "limit": win[2],
+            "window": win[3],
+            "since": e.since,
+        }
+
+    def _add(self, key: tuple[str, str | None], ts_ns: int) -> None:
+        """Track a new key (its first event is never over a limit >= 1), making room if full."""
+        if len(self._ok) + len(self._bl) >= self.max_entries:
+            if self._bl and self._stale(next(iter(self._bl.values())), ts_ns):
+                self._bl.popitem(last=False)
+            elif self._ok:
+                self._ok.popitem(last=False)
+            else:
+                self._ctr["rate_table_full"] += 1
+                return
+            self._ctr["rate_evicted"] += 1
+        self._ok[key] = _Key(ts_ns, self._n)
+
+    def _estimates(self, e: _Key, ts_ns: int) -> list[float]:
+        """Each enabled window's estimate for key `e` at time ts_ns (no event counted)."""
+        t = max(ts_ns - e.t0, e.last)
+        c = e.counts
+        out = []
+        for j, iv, _lim, _w in self._wins:
+            idx, lidx = t // iv, e.last // iv
+            if idx == lidx:
+                cur, prev = c[j], c[j + 1]
+            else:
+                cur, prev = 0, c[j] if idx == lidx + 1 else 0
+            out.append(round(prev * (iv - t % iv) / iv + cur, 3))
+        return out
+
+    def _stale(self, e: _Key, ts_ns: int) -> bool:
+        est = self._estimates(e, ts_ns)
+        return all(r <= w[2] for r, w in zip(est, self._wins, strict=True))
+
+    def table(self, limit: int = 100) -> list[dict]:
+        """Up to `limit` keys for the web API: blacklisted ones first, each group most recently
+        seen first. Rates are estimated at the latest capture time seen."""
+        rows: list[dict] = []
+        for od, blk in ((self._bl, True), (self._ok, False)):
+            for (action, ip), e in reversed(od.items()):
+                if len(rows) >= limit:
+                    return rows
+                est = self._estimates(e, self._now)
+                rows.append(
+                    {
+                        "event": action,
+                        "source_ip": ip,
+                        "rates": [
+                            {"window": w[3], "limit": w[2], "current": r}
+                            for w, r in zip(self._wins, est, strict=True)
+                        ],
+                        "events": e.events,
+                        "last_seen": rfc3339(e.t0 + e.last),
+                        "blacklisted": blk,
+                        "exceeded": e.exceeded,
+                        "since": e.since if blk else None,
+                    }
+                )
+        return rows
+
+    def stats(self) -> dict[str, int]:
+        """Gauges: tracked keys, blacklisted keys, capacity."""
+        return {
+            "rate_entries": len(self._ok) + len(self._bl),
+            "rate_blacklisted": len(self._bl),
+            "rate_max_entries": self.max_entries,
+        }
