@@ -415,3 +415,96 @@ def test_blacklisted_call_start(tmp_path: Path) -> None:
     docs = run(tmp_path, cap, "event_types_blst=[call-start]")
     assert briefs(docs) == [("call-end", "blst@test", "INVITE", 200)]
     assert docs[0]["event"]["duration"] == 10 * S
+
+
+def test_retransmissions_make_no_second_event(tmp_path: Path) -> None:
+    """INVITE at T0 retransmitted at +0.5 s and +1.5 s, 180 at +1.6 s, 200 at +2 s retransmitted
+    at +2.5 s (the ACK was lost), ACK x2: one call-start (pdd and setup from the first INVITE
+    copy; 2 INVITE retransmissions so far) and one call-end."""
+    cap, leg = Capture(), Leg("rtx@test")
+    inv = leg.req("INVITE", body=SDP, headers=SDP_HDR)
+    for dt in (0, 500 * MS, 1500 * MS):
+        cap.a2b(leg, T0 + dt, inv.raw)
+    cap.b2a(leg, T0 + 1600 * MS, leg.resp(inv, 180, "Ringing", to_tag="rx"))
+    ok = leg.resp(inv, 200, "OK", to_tag="rx", body=SDP)
+    cap.b2a(leg, T0 + 2 * S, ok)
+    cap.b2a(leg, T0 + 2500 * MS, ok)
+    leg.to_tag = "rx"
+    ack = leg.req("ACK", cseq=inv.cseq)
+    cap.a2b(leg, T0 + 2510 * MS, ack.raw)
+    cap.a2b(leg, T0 + 2520 * MS, ack.raw)
+    bye = leg.req("BYE")
+    cap.a2b(leg, T0 + 12 * S, bye.raw)
+    cap.b2a(leg, T0 + 12 * S + 30 * MS, leg.resp(bye, 200, "OK"))
+    start, end = _call_start_end(run(tmp_path, cap), "rtx@test")
+    assert start["@timestamp"] == iso(T0 + 2 * S)
+    assert start["sip"]["call"]["pdd"] == 1600.0
+    assert start["sip"]["call"]["setup_time"] == 2000.0
+    assert start["sip"]["call"]["retransmissions"] == 2
+    assert end["event"]["duration"] == 10 * S
+
+
+def test_bye_retransmitted_until_answered(tmp_path: Path) -> None:
+    """The BYE at T0+12 s is retransmitted (RFC 3261 Timer E: +0.5, +1.5, +3.5, +7.5, +15.5 s)
+    and answered only after the last copy: one call-end, at the first BYE."""
+    cap, leg = Capture(), Leg("byertx@test")
+    inv = leg.req("INVITE", body=SDP, headers=SDP_HDR)
+    cap.a2b(leg, T0, inv.raw)
+    cap.b2a(leg, T0 + 2 * S, leg.resp(inv, 200, "OK", to_tag="bt", body=SDP))
+    leg.to_tag = "bt"
+    cap.a2b(leg, T0 + 2 * S + 10 * MS, leg.req("ACK", cseq=inv.cseq).raw)
+    bye = leg.req("BYE")
+    t = T0 + 12 * S
+    for dt in (0, 500 * MS, 1500 * MS, 3500 * MS, 7500 * MS, 15500 * MS):
+        cap.a2b(leg, t + dt, bye.raw)
+    cap.b2a(leg, t + 15530 * MS, leg.resp(bye, 200, "OK"))
+    _start, end = _call_start_end(run(tmp_path, cap), "byertx@test")
+    assert end["@timestamp"] == iso(t)
+    assert end["event"]["duration"] == 10 * S
+
+
+def _established(cap: Capture, cid: str) -> None:
+    """A call answered at T0+2 s and never hung up."""
+    leg = Leg(cid)
+    inv = leg.req("INVITE", body=SDP, headers=SDP_HDR)
+    cap.a2b(leg, T0, inv.raw)
+    cap.b2a(leg, T0 + 2 * S, leg.resp(inv, 200, "OK", to_tag="et", body=SDP))
+    leg.to_tag = "et"
+    cap.a2b(leg, T0 + 2 * S + 10 * MS, leg.req("ACK", cseq=inv.cseq).raw)
+
+
+def test_established_call_times_out(tmp_path: Path) -> None:
+    """No BYE. With inv_established at 60 s and an unrelated OPTIONS at T0+200 s, the dialog
+    times out (last message T0+2.01 s, so at T0+62.01 s): call-end, originator timeout."""
+    cap = Capture()
+    _established(cap, "est@test")
+    ping = Leg("ping@test", a_ip="192.0.2.30", b_ip="192.0.2.40")
+    opt = ping.req("OPTIONS")
+    cap.a2b(ping, T0 + 200 * S, opt.raw)
+    cap.b2a(ping, T0 + 200 * S + 20 * MS, ping.resp(opt, 200, "OK", to_tag="p1"))
+    docs = run(tmp_path, cap, "calls_timeouts={inv_established: 60s}")
+    assert [(d["event"]["action"], d["sip"]["call_id"]) for d in docs] == [
+        ("call-start", "est@test"),
+        ("call-end", "est@test"),
+        ("other-ok", "ping@test"),
+    ]
+    end = docs[1]
+    assert T0 + 62 * S <= ts_of(end) <= T0 + 63 * S
+    assert end["sip"]["call"]["originator"] == "timeout"
+    assert end["event"]["outcome"] == "unknown"
+    # Default timers: an established call stays open at the end of a replay (conclude) ...
+    docs = run(tmp_path, cap, name="default.pcap")
+    assert [d["event"]["action"] for d in docs] == ["call-start", "other-ok"]
+
+
+def test_expire_all_ends_established_call(tmp_path: Path) -> None:
+    cap = Capture()
+    _established(cap, "est2@test")
+    assert [d["event"]["action"] for d in run(tmp_path, cap)] == ["call-start"]
+    docs = run(tmp_path, cap, end="expire-all", name="all.pcap")
+    assert [(d["event"]["action"], d["sip"]["call_id"]) for d in docs] == [
+        ("call-start", "est2@test"),
+        ("call-end", "est2@test"),
+    ]
+    assert docs[1]["sip"]["call"]["originator"] == "timeout"
+    assert ts_of(docs[1]) >= T0 + 2 * S + 10 * MS

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from sipcm.outputs.base import ndjson_line
+from tests.ecs import assert_valid
 from tests.events.scen import (
     MS,
     SDP,
@@ -209,6 +210,8 @@ def test_replay_is_deterministic(tmp_path: Path) -> None:
     path = cap.write(tmp_path / "mixed.pcap")
     first, _ = replay_docs([path], "event_types_blst=[]", end="expire-all")
     second, _ = replay_docs([path], "event_types_blst=[]", end="expire-all")
+    for d in first:
+        assert_valid(d)
     assert len(first) >= 9
     assert ndjson(first) == ndjson(second)
     assert "".join(map(ndjson_line, first)) == "".join(map(ndjson_line, second))
