@@ -1,0 +1,198 @@
+"""The web API: one function per endpoint, from a parsed request to a `Response`.
+
+Input: method, path, query parameters and (for PUT) the raw body, already authenticated and
+size-checked by `server.py`. Output: status, content type and body bytes. Errors are JSON
+`{"error": "..."}` with a 4xx status; this module never touches sockets and never returns a
+traceback.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sipcm.web import metrics
+from sipcm.web.state import WebState
+
+JSON = "application/json; charset=utf-8"
+DEFAULT_EVENTS = 100
+MAX_EVENTS = 10_000
+
+
+@dataclass(slots=True)
+class Response:
+    """What the server sends back."""
+
+    status: int
+    body: bytes
+    content_type: str = JSON
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class ApiError(Exception):
+    """A client error that becomes `{"error": message, **extra}` with `status`."""
+
+    def __init__(self, status: int, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.extra = extra
+
+
+def _default(obj: object) -> object:
+    if isinstance(obj, (set, frozenset, tuple)):
+        return list(obj)
+    if isinstance(obj, bytes):
+        return obj.decode("utf-8", "replace")
+    return str(obj)
+
+
+def json_bytes(obj: object) -> bytes:
+    """Compact UTF-8 JSON with a trailing newline; unknown types are rendered as strings."""
+    return (json.dumps(obj, ensure_ascii=False, default=_default) + "\n").encode()
+
+
+def ok(obj: object) -> Response:
+    """A 200 JSON response."""
+    return Response(200, json_bytes(obj))
+
+
+def error(status: int, message: str, **extra: Any) -> Response:
+    """A JSON error response."""
+    return Response(status, json_bytes({"error": message, **extra}))
+
+
+Query = Mapping[str, list[str]]
+Handler = Callable[[WebState, Query, bytes], Response]
+
+
+def _only(query: Query, allowed: tuple[str, ...]) -> dict[str, str]:
+    """The last value of each parameter; unknown parameters are a 400."""
+    unknown = sorted(set(query) - set(allowed))
+    if unknown:
+        expected = ", ".join(allowed) if allowed else "none"
+        raise ApiError(400, f"unknown query parameter {unknown[0]!r} (expected: {expected})")
+    return {k: v[-1] for k, v in query.items()}
+
+
+def get_counters(state: WebState, query: Query, _body: bytes) -> Response:
+    """All counter groups; the `interfaces` group is nested as interface -> direction."""
+    _only(query, ())
+    snap = state.counters()
+    out: dict[str, Any] = {}
+    for group, names in snap.items():
+        if group == metrics.INTERFACES_GROUP:
+            nested: dict[str, dict[str, int]] = {}
+            for key, value in names.items():
+                iface, _, direction = key.rpartition("/") if "/" in key else (key, "", "")
+                nested.setdefault(iface, {})[direction or "unknown"] = value
+            out[group] = nested
+        else:
+            out[group] = names
+    return ok(out)
+
+
+_EVENT_FILTERS = ("action", "call_id", "user", "ip")
+
+
+def _matches(doc: Mapping[str, Any], f: Mapping[str, str]) -> bool:
+    if "action" in f and (doc.get("event") or {}).get("action") != f["action"]:
+        return False
+    if "call_id" in f and (doc.get("sip") or {}).get("call_id") != f["call_id"]:
+        return False
+    related = doc.get("related") or {}
+    if "user" in f and f["user"] not in (related.get("user") or ()):
+        return False
+    return not ("ip" in f and f["ip"] not in (related.get("ip") or ()))
+
+
+def get_events(state: WebState, query: Query, _body: bytes) -> Response:
+    """Recent events, newest first, filtered by exact event name / Call-ID / user / IP."""
+    params = _only(query, (*_EVENT_FILTERS, "limit"))
+    limit = DEFAULT_EVENTS
+    if "limit" in params:
+        raw = params.pop("limit")
+        if not raw.isdigit() or not 1 <= int(raw) <= MAX_EVENTS:
+            raise ApiError(400, f"limit must be an integer from 1 to {MAX_EVENTS}, got {raw!r}")
+        limit = int(raw)
+    docs, published = state.events()
+    picked: list[dict] = []
+    for doc in reversed(docs):
+        if _matches(doc, params):
+            picked.append(doc)
+            if len(picked) == limit:
+                break
+    return ok({"published": published, "count": len(picked), "events": picked})
+
+
+def get_calls(state: WebState, query: Query, _body: bytes) -> Response:
+    """The dialogs being followed."""
+    _only(query, ())
+    calls = state.active_calls()
+    return ok({"count": len(calls), "calls": calls})
+
+
+def get_registrations(state: WebState, query: Query, _body: bytes) -> Response:
+    """The cached registration bindings."""
+    _only(query, ())
+    regs = state.registrations()
+    return ok({"count": len(regs), "registrations": regs})
+
+
+def get_blacklist(state: WebState, query: Query, _body: bytes) -> Response:
+    """The event-type blacklist and the names it may hold."""
+    _only(query, ())
+    return ok({"blacklist": state.blacklist(), "valid": list(state.valid_events)})
+
+
+def put_blacklist(state: WebState, query: Query, body: bytes) -> Response:
+    """Replace the blacklist with a JSON list of event names (or {"blacklist": [...]})."""
+    _only(query, ())
+    try:
+        doc = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ApiError(400, f"body is not valid JSON: {exc}") from None
+    if isinstance(doc, dict) and set(doc) == {"blacklist"}:
+        doc = doc["blacklist"]
+    if not isinstance(doc, list) or not all(isinstance(n, str) for n in doc):
+        raise ApiError(400, 'body must be a JSON list of event names, e.g. ["msg-probe"]')
+    valid = state.valid_events
+    names = sorted({n.strip().lower() for n in doc})
+    unknown = [n for n in names if n not in valid]
+    if unknown:
+        raise ApiError(400, f"unknown event type {unknown[0]!r}", valid=list(valid))
+    return ok({"blacklist": state.set_blacklist(names), "valid": list(valid)})
+
+
+def get_rates(state: WebState, query: Query, _body: bytes) -> Response:
+    """The event rate table."""
+    _only(query, ())
+    rates = state.rates()
+    return ok({"count": len(rates), "rates": rates})
+
+
+def get_config(state: WebState, query: Query, _body: bytes) -> Response:
+    """The effective configuration (secrets masked by the provider)."""
+    _only(query, ())
+    return ok(state.config())
+
+
+def get_metrics(state: WebState, query: Query, _body: bytes) -> Response:
+    """Prometheus text exposition."""
+    _only(query, ())
+    text = metrics.render(state.metrics(), state.gauge_groups)
+    return Response(200, text.encode(), metrics.CONTENT_TYPE)
+
+
+ROUTES: dict[str, dict[str, Handler]] = {
+    "/api/counters": {"GET": get_counters},
+    "/api/events": {"GET": get_events},
+    "/api/calls": {"GET": get_calls},
+    "/api/registrations": {"GET": get_registrations},
+    "/api/blacklist": {"GET": get_blacklist, "PUT": put_blacklist},
+    "/api/rates": {"GET": get_rates},
+    "/api/config": {"GET": get_config},
+    "/metrics": {"GET": get_metrics},
+}

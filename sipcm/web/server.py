@@ -1,0 +1,347 @@
+"""The HTTP server for the web API, `/metrics` and the dashboard (SPEC 11).
+
+Standard library only: a `ThreadingHTTPServer` in a daemon thread. Each request is
+authenticated (bearer token or `?token=`, compared in constant time) before anything else
+except the dashboard shell, which carries no data. Bodies are bounded, every error is JSON, and
+tracebacks go to the log, never to the client. Reads pipeline state only through `WebState`.
+"""
+
+from __future__ import annotations
+
+import errno
+import hmac
+import ipaddress
+import logging
+import re
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from sipcm.errors import SipcmError
+from sipcm.web import api, dashboard
+from sipcm.web.state import PipelineBusy, WebState
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 64 * 1024
+MAX_CONNECTIONS = 64
+SOCKET_TIMEOUT_S = 15.0
+PUBLIC_PATHS = frozenset({"/"})
+_COMMON_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+_TOKEN_IN_PATH = re.compile(r"([?&]token=)[^&\s]*")
+
+
+def is_loopback(addr: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and "localhost"; "" (all addresses) is not loopback."""
+    if addr.rstrip(".").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(addr.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    block_on_close = False
+
+    def __init__(self, address: tuple, family: int, handler: type, app: _App) -> None:
+        self.address_family = family
+        self.app = app
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        # Past the connection cap, drop new connections instead of spawning more threads.
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.exception("web: error serving %s", client_address[0] if client_address else "?")
+
+
+class _App:
+    """Per-server settings the handler reads."""
+
+    def __init__(self, token: str | None, state: WebState) -> None:
+        self.token = token.encode() if token else None
+        self.state = state
+
+    def authorized(self, header: str | None, query_token: str | None) -> bool:
+        if self.token is None:
+            return True
+        given = None
+        if header:
+            scheme, _, value = header.strip().partition(" ")
+            if scheme.lower() == "bearer":
+                given = value.strip()
+        if given is None:
+            given = query_token
+        return given is not None and hmac.compare_digest(given.encode(), self.token)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+    timeout = SOCKET_TIMEOUT_S
+
+    def version_string(self) -> str:
+        return "sipcm"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        text = format % args
+        log.debug("web: %s %s", self.client_address[0], _TOKEN_IN_PATH.sub(r"\1***", text))
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_HEAD(self) -> None:
+        self._dispatch("HEAD")
+
+    def do_PUT(self) -> None:
+        self._dispatch("PUT")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+    def do_PATCH(self) -> None:
+        self._dispatch("PATCH")
+
+    def do_OPTIONS(self) -> None:
+        self._dispatch("OPTIONS")
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Protocol-level errors from http.server (bad request line, 501, ...) as JSON."""
+        self.close_connection = True
+        text = message or self.responses.get(code, ("error",))[0]
+        self._send(api.error(code, text))
+
+    def _dispatch(self, method: str) -> None:
+        try:
+            resp = self._route(method)
+        except api.ApiError as exc:
+            resp = api.error(exc.status, exc.message, **exc.extra)
+        except PipelineBusy as exc:
+            resp = api.error(503, str(exc))
+            resp.headers["Retry-After"] = "1"
+        except Exception:
+            log.exception("web: %s %s failed", method, _TOKEN_IN_PATH.sub(r"\1***", self.path))
+            resp = api.error(500, "internal error (see the sensor log)")
+        self._send(resp, head=method == "HEAD")
+
+    def _route(self, method: str) -> api.Response:
+        try:
+            parts = urlsplit(self.path)
+            query = parse_qs(parts.query, keep_blank_values=True, max_num_fields=64)
+        except ValueError as exc:
+            raise api.ApiError(400, f"bad request target: {exc}") from None
+        path = parts.path
+        token = query.pop("token", [None])[-1]
+        app = self.server.app
+        if path not in PUBLIC_PATHS and not app.authorized(
+            self.headers.get("Authorization"), token
+        ):
+            resp = api.error(401, "missing or wrong access token")
+            resp.headers["WWW-Authenticate"] = 'Bearer realm="sipcm"'
+            self._discard_body()
+            return resp
+        if path == "/":
+            handlers: dict[str, api.Handler] = {"GET": _dashboard}
+        else:
+            found = api.ROUTES.get(path)
+            if found is None:
+                self._discard_body()
+                raise api.ApiError(404, f"no such path: {path}")
+            handlers = found
+        if method == "HEAD" and "GET" in handlers:
+            method = "GET"
+        handler = handlers.get(method)
+        if handler is None:
+            allowed = sorted({*handlers, "HEAD"} if "GET" in handlers else handlers)
+            self._discard_body()
+            resp = api.error(405, f"method {method} not allowed on {path}", allowed=allowed)
+            resp.headers["Allow"] = ", ".join(allowed)
+            return resp
+        body = self._read_body(required=method == "PUT")
+        return handler(app.state, query, body)
+
+    def _content_length(self) -> int | None:
+        if self.headers.get("Transfer-Encoding"):
+            self.close_connection = True
+            raise api.ApiError(411, "chunked bodies are not supported; send Content-Length")
+        raw = self.headers.get("Content-Length")
+        if raw is None:
+            return None
+        if not raw.strip().isdigit():
+            self.close_connection = True
+            raise api.ApiError(400, "bad Content-Length")
+        return int(raw)
+
+    def _read_body(self, *, required: bool) -> bytes:
+        length = self._content_length()
+        if length is None:
+            if required:
+                self.close_connection = True
+                raise api.ApiError(411, "a body with Content-Length is required")
+            return b""
+        if length > MAX_BODY:
+            # Do not read it: answer and close the connection instead.
+            self.close_connection = True
+            raise api.ApiError(413, f"body larger than {MAX_BODY} bytes")
+        return self.rfile.read(length)
+
+    def _discard_body(self) -> None:
+        """Keep the connection usable after an early answer, or close it if that is costly."""
+        try:
+            length = self._content_length()
+        except api.ApiError:
+            return
+        if length is None or length == 0:
+            return
+        if length > MAX_BODY:
+            self.close_connection = True
+            return
+        self.rfile.read(length)
+
+    def _send(self, resp: api.Response, *, head: bool = False) -> None:
+        try:
+            self.send_response(resp.status)
+            self.send_header("Content-Type", resp.content_type)
+            self.send_header("Content-Length", str(len(resp.body)))
+            for name, value in (_COMMON_HEADERS | resp.headers).items():
+                self.send_header(name, value)
+            if self.close_connection:
+                self.send_header("Connection", "close")
+            self.end_headers()
+            if not head:
+                self.wfile.write(resp.body)
+        except (BrokenPipeError, ConnectionResetError, TimeoutError):
+            self.close_connection = True
+
+
+def _dashboard(_state: WebState, query: api.Query, _body: bytes) -> api.Response:
+    if query:
+        raise api.ApiError(400, f"unknown query parameter {sorted(query)[0]!r}")
+    pg = dashboard.page()
+    return api.Response(
+        200,
+        pg.html,
+        "text/html; charset=utf-8",
+        {"Content-Security-Policy": pg.csp, "X-Frame-Options": "DENY"},
+    )
+
+
+class WebServer:
+    """The web interface on `addr:port` (port 0 picks a free port; used by tests)."""
+
+    def __init__(self, addr: str, port: int, *, token: str | None, state: WebState) -> None:
+        self.addr = addr
+        self.port = port
+        self.token = token or None
+        self.state = state
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Bind and serve in a daemon thread; SipcmError if the address cannot be used."""
+        if self._server is not None:
+            return
+        if self.token is None and not is_loopback(self.addr):
+            raise SipcmError(
+                f"web interface on {self.addr or 'all addresses'} needs an access token",
+                "set access_token, or set http_addr to 127.0.0.1",
+            )
+        dashboard.page()  # fail now, not on the first request, if the static files are missing
+        family, host = self._family()
+        try:
+            server = _Server((host, self.port), family, _Handler, _App(self.token, self.state))
+        except OSError as exc:
+            raise self._bind_error(exc) from None
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.5}, name="sipcm-web"
+        )
+        self._thread.daemon = True
+        self._thread.start()
+        log.info("web interface on %s", self.url)
+
+    def _family(self) -> tuple[int, str]:
+        host = self.addr.strip("[]") or "0.0.0.0"
+        try:
+            return (
+                socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+            ), host
+        except ValueError:
+            pass
+        try:
+            infos = socket.getaddrinfo(host, self.port, type=socket.SOCK_STREAM)
+        except socket.gaierror as exc:
+            raise SipcmError(
+                f"web interface address {host!r} does not resolve: {exc.strerror}",
+                "set http_addr to an IP address of this host",
+            ) from None
+        fam, *_, sockaddr = infos[0]
+        return fam, sockaddr[0]
+
+    def _bind_error(self, exc: OSError) -> SipcmError:
+        where = f"{self.addr or '0.0.0.0'}:{self.port}"
+        if exc.errno == errno.EADDRINUSE:
+            return SipcmError(
+                f"web interface cannot listen on {where}: address already in use",
+                "stop the program using that port or set http_port to a free port "
+                "(http_port: 0 disables the web interface)",
+            )
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            return SipcmError(
+                f"web interface cannot listen on {where}: permission denied",
+                "use an http_port above 1023 or run as root",
+            )
+        if exc.errno == errno.EADDRNOTAVAIL:
+            return SipcmError(
+                f"web interface cannot listen on {where}: no such address on this host",
+                "set http_addr to an address of this host, e.g. 127.0.0.1",
+            )
+        return SipcmError(f"web interface cannot listen on {where}: {exc.strerror or exc}", None)
+
+    def stop(self) -> None:
+        """Stop serving and close the listening socket; safe to call twice."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    @property
+    def url(self) -> str:
+        """The base URL of the running server (with the bound port)."""
+        if self._server is None:
+            raise RuntimeError("web server not started")
+        host, port = self._server.server_address[:2]
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{port}/"

@@ -1,0 +1,138 @@
+"""The thread-safe bridge between the pipeline and the web server.
+
+The pipeline builds one `WebState` from callables that read its live structures; the server
+thread calls them only while holding the pipeline's lock (which the pipeline holds while it
+processes a batch), copies what it needs and releases the lock before serializing anything.
+This module never changes pipeline state except through `set_blacklist`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+# Counter groups whose values are current levels (tracker table sizes), not running totals.
+GAUGE_GROUPS = ("track_active",)
+
+
+class PipelineBusy(Exception):
+    """The pipeline held its lock longer than the server is willing to wait."""
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsView:
+    """Everything `/metrics` needs, read under one lock acquisition."""
+
+    counters: dict[str, dict[str, int]]
+    active_calls: int
+    registrations: int
+    recent_events: int
+    blacklisted_types: int
+    rate_keys: int
+
+
+class WebState:
+    """Read (and, for the blacklist, change) pipeline state on behalf of the web server."""
+
+    def __init__(
+        self,
+        *,
+        lock: threading.Lock,
+        counters: Callable[[], dict],
+        recent: Callable[[], list[dict]],
+        active_calls: Callable[[], list[dict]],
+        registrations: Callable[[], list[dict]],
+        get_blacklist: Callable[[], list[str]],
+        set_blacklist: Callable[[list[str]], None],
+        valid_events: Sequence[str],
+        rate_table: Callable[[], list[dict]],
+        config: Callable[[], dict],
+        gauge_groups: Sequence[str] = GAUGE_GROUPS,
+        lock_timeout_s: float = 5.0,
+    ) -> None:
+        self._lock = lock
+        self._counters = counters
+        self._recent = recent
+        self._active_calls = active_calls
+        self._registrations = registrations
+        self._get_blacklist = get_blacklist
+        self._set_blacklist = set_blacklist
+        self.valid_events: tuple[str, ...] = tuple(sorted(valid_events))
+        self._rate_table = rate_table
+        self._config = config
+        self.gauge_groups = frozenset(gauge_groups)
+        self._timeout = lock_timeout_s
+
+    def _locked(self, fn: Callable[[], T]) -> T:
+        """Run `fn` under the pipeline lock, giving up after the timeout."""
+        if not self._lock.acquire(timeout=self._timeout):
+            raise PipelineBusy("the pipeline is busy; try again")
+        try:
+            return fn()
+        finally:
+            self._lock.release()
+
+    def counters(self) -> dict[str, dict[str, int]]:
+        """A copy of every counter group (group -> name -> int)."""
+        return self._locked(lambda: _copy_counters(self._counters()))
+
+    def events(self) -> tuple[list[dict], int]:
+        """The recent published documents, oldest first, and the published-events total."""
+
+        def read() -> tuple[list[dict], int]:
+            published = self._counters().get("events", {}).get("published", 0)
+            return list(self._recent()), int(published)
+
+        return self._locked(read)
+
+    def active_calls(self) -> list[dict]:
+        """The dialogs being followed."""
+        return self._locked(lambda: list(self._active_calls()))
+
+    def registrations(self) -> list[dict]:
+        """The cached registration bindings."""
+        return self._locked(lambda: list(self._registrations()))
+
+    def blacklist(self) -> list[str]:
+        """The blacklisted event names, sorted."""
+        return self._locked(lambda: sorted(self._get_blacklist()))
+
+    def set_blacklist(self, names: list[str]) -> list[str]:
+        """Replace the blacklist with `names` (already validated); returns the new list."""
+
+        def swap() -> list[str]:
+            self._set_blacklist(list(names))
+            return sorted(self._get_blacklist())
+
+        return self._locked(swap)
+
+    def rates(self) -> list[dict]:
+        """The event rate table."""
+        return self._locked(lambda: list(self._rate_table()))
+
+    def config(self) -> dict[str, Any]:
+        """The effective configuration, secrets masked by the provider."""
+        return self._locked(lambda: dict(self._config()))
+
+    def metrics(self) -> MetricsView:
+        """Counters and table sizes for `/metrics`, consistent with each other."""
+
+        def read() -> MetricsView:
+            return MetricsView(
+                counters=_copy_counters(self._counters()),
+                active_calls=len(self._active_calls()),
+                registrations=len(self._registrations()),
+                recent_events=len(self._recent()),
+                blacklisted_types=len(self._get_blacklist()),
+                rate_keys=len(self._rate_table()),
+            )
+
+        return self._locked(read)
+
+
+def _copy_counters(snap: dict) -> dict[str, dict[str, int]]:
+    return {str(g): {str(k): int(v) for k, v in names.items()} for g, names in snap.items()}

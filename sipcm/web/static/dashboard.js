@@ -1,0 +1,462 @@
+"use strict";
+// sipcm dashboard: polls the JSON API, keeps a short samples and draws it on <canvas>.
+// Every value from the API is inserted with textContent, never as HTML (SIP headers are
+// attacker-controlled).
+(function () {
+  const POLL_MS = 2000;
+  const SLOW_EVERY = 3;            // calls, registrations, rates, blacklist every 3rd poll
+  const HISTORY = 150;             // samples kept (5 minutes at 2 s)
+  const SPAN_MS = HISTORY * POLL_MS;
+  const EVENTS_FOR_RATES = 500;
+  const TOKEN_KEY = "sipcm-token";
+  const PALETTE = ["#4e9af1", "#f1a24e", "#5cc98b", "#e5534b", "#b083f0", "#e0c341",
+                   "#3fc1c9", "#f778ba", "#8b949e", "#a5d6ff"];
+  const GOOD = new Set(["call-start", "call-end", "reg-new", "reg-del", "other-ok"]);
+  const BAD = new Set(["call-attempt", "reg-expired", "auth-failed", "other-failed",
+                       "other-timeout", "parse-error"]);
+
+  const $ = (id) => document.getElementById(id);
+  const samples = [];              // {t, c: {"group.name": n}, ev: {action: per second} | null}
+  const colors = new Map();
+  let prevPublished = null;
+  let polls = 0;
+  let timer = null;
+  let blacklistDirty = false;
+  let knownActions = [];
+
+  // -- token: accepted once from ?token=, then kept in sessionStorage --------------------------
+  (function takeToken() {
+    const params = new URLSearchParams(location.search);
+    if (!params.has("token")) return;
+    sessionStorage.setItem(TOKEN_KEY, params.get("token"));
+    params.delete("token");
+    const rest = params.toString();
+    replaceUrl(location.pathname + (rest ? "?" + rest : "") + location.hash);
+  })();
+  function replaceUrl(url) { try { window.history.replaceState(null, "", url); } catch (e) { /* file: */ } }
+
+  class AuthError extends Error {}
+
+  async function api(path, options) {
+    const opts = Object.assign({ headers: {}, cache: "no-store" }, options || {});
+    const token = sessionStorage.getItem(TOKEN_KEY);
+    if (token) opts.headers["Authorization"] = "Bearer " + token;
+    const resp = await fetch(path, opts);
+    let body = null;
+    try { body = await resp.json(); } catch (e) { body = null; }
+    if (resp.status === 401) throw new AuthError((body && body.error) || "unauthorized");
+    if (!resp.ok) throw new Error((body && body.error) || ("HTTP " + resp.status));
+    return body;
+  }
+
+  // -- small DOM helpers ------------------------------------------------------------------------
+  function el(tag, cls, text) {
+    const e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined && text !== null) e.textContent = String(text);
+    return e;
+  }
+  function fmt(n) { return n === null || n === undefined ? "–" : Number(n).toLocaleString("en-US"); }
+  function fmtRate(r) {
+    if (r === null || r === undefined || !isFinite(r)) return "";
+    if (r === 0) return "0/s";
+    return (r >= 100 ? r.toFixed(0) : r >= 10 ? r.toFixed(1) : r.toFixed(2)) + "/s";
+  }
+  function fmtShort(v) {
+    const a = Math.abs(v);
+    if (a >= 1e6) return (v / 1e6).toFixed(a >= 1e7 ? 0 : 1) + "M";
+    if (a >= 1e3) return (v / 1e3).toFixed(a >= 1e4 ? 0 : 1) + "k";
+    if (a >= 10 || v === 0) return v.toFixed(0);
+    return v.toFixed(a >= 1 ? 1 : 2);
+  }
+  function pad(n, w) { return String(n).padStart(w || 2, "0"); }
+  function fmtNs(ns) {
+    if (ns === null || ns === undefined) return "";
+    const d = new Date(Number(ns) / 1e6);
+    return d.getUTCFullYear() + "-" + pad(d.getUTCMonth() + 1) + "-" + pad(d.getUTCDate()) + " " +
+      pad(d.getUTCHours()) + ":" + pad(d.getUTCMinutes()) + ":" + pad(d.getUTCSeconds()) + "Z";
+  }
+  function fmtTs(iso) { return iso ? String(iso).replace("T", " ").replace(/\.(\d{3})\d*Z$/, ".$1Z") : ""; }
+  function hostPort(v) {
+    if (!v) return "";
+    if (Array.isArray(v)) return v[0] + (v.length > 1 ? ":" + v[1] : "");
+    return (v.ip || "") + (v.port !== undefined ? ":" + v.port : "");
+  }
+  function color(name) {
+    if (!colors.has(name)) colors.set(name, PALETTE[colors.size % PALETTE.length]);
+    return colors.get(name);
+  }
+  function fillTable(table, rows, cols, emptyText) {
+    const tbody = table.tBodies[0];
+    const frag = document.createDocumentFragment();
+    if (!rows.length) {
+      const tr = el("tr");
+      const td = el("td", "empty", emptyText);
+      td.colSpan = cols;
+      tr.appendChild(td);
+      frag.appendChild(tr);
+    }
+    for (const cells of rows) {
+      const tr = el("tr");
+      for (const c of cells) tr.appendChild(c);
+      frag.appendChild(tr);
+    }
+    tbody.replaceChildren(frag);
+  }
+  const td = (text, cls) => el("td", cls, text);
+  function cidCell(cid) {
+    const cell = el("td", "mono");
+    if (!cid) return cell;
+    const a = el("a", "cid", cid);
+    a.title = "show events of this call";
+    a.addEventListener("click", () => { $("f-call_id").value = cid; refreshEvents(); });
+    cell.appendChild(a);
+    return cell;
+  }
+
+  // -- counters and samples ---------------------------------------------------------------------
+  function flatten(groups) {
+    const flat = {};
+    for (const [g, names] of Object.entries(groups)) {
+      for (const [k, v] of Object.entries(names)) {
+        if (typeof v === "number") flat[g + "." + k] = v;
+        else for (const [d, n] of Object.entries(v)) flat[g + "." + k + "/" + d] = n;
+      }
+    }
+    return flat;
+  }
+  function rateAt(i, key) {
+    if (i < 1) return null;
+    const a = samples[i - 1], b = samples[i];
+    if (!(key in b.c)) return null;
+    const dt = (b.t - a.t) / 1000;
+    const d = b.c[key] - (a.c[key] || 0);
+    return dt > 0 && d >= 0 ? d / dt : 0;
+  }
+  const lastRate = (key) => rateAt(samples.length - 1, key);
+  function sumKeys(flat, pred) {
+    let s = null;
+    for (const [k, v] of Object.entries(flat)) if (pred(k)) s = (s || 0) + v;
+    return s;
+  }
+
+  function renderTiles(flat) {
+    const set = (id, key) => {
+      $(id).textContent = fmt(key in flat ? flat[key] : 0);
+      const r = lastRate(key);
+      $(id + "-rate").textContent = r === null ? "" : fmtRate(r);
+    };
+    set("tile-messages", "sip.messages");
+    set("tile-events", "events.published");
+    set("tile-errors", "sip.parse_errors");
+    const lost = sumKeys(flat, (k) => /^(kernel|capture)\..*(lost|drop)/.test(k));
+    $("tile-lost").textContent = lost === null ? "–" : fmt(lost);
+    $("tile-lost-rate").textContent = lost === null ? "no live capture" : "";
+  }
+
+  function renderCounters(groups) {
+    const rows = [];
+    const n = samples.length - 1;
+    for (const [g, names] of Object.entries(groups)) {
+      const head = el("td", "group", g);
+      head.colSpan = 3;
+      rows.push([head]);
+      for (const [k, v] of Object.entries(names)) {
+        const sub = typeof v === "number" ? [[k, v]] :
+          Object.entries(v).map(([d, x]) => [k + " / " + d, x]);
+        for (const [label, value] of sub) {
+          const key = g + "." + (typeof v === "number" ? k : label.replace(" / ", "/"));
+          rows.push([td(label, "mono"), td(fmt(value), "num"), td(fmtRate(rateAt(n, key)), "num")]);
+        }
+      }
+    }
+    fillTable($("counters"), rows, 3, "no counters yet");
+  }
+
+  // -- charts -----------------------------------------------------------------------------------
+  function niceStep(raw) {
+    const p = Math.pow(10, Math.floor(Math.log10(raw)));
+    const f = raw / p;
+    return (f <= 1 ? 1 : f <= 2 ? 2 : f <= 5 ? 5 : 10) * p;
+  }
+  function drawChart(canvas, legend, series) {
+    const dpr = window.devicePixelRatio || 1;
+    const w = canvas.clientWidth || 600, h = canvas.clientHeight || 220;
+    if (canvas.width !== Math.round(w * dpr)) canvas.width = Math.round(w * dpr);
+    if (canvas.height !== Math.round(h * dpr)) canvas.height = Math.round(h * dpr);
+    const ctx = canvas.getContext("2d");
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    ctx.clearRect(0, 0, w, h);
+    const L = 48, R = 10, T = 8, B = 22, pw = w - L - R, ph = h - T - B;
+    const tEnd = samples.length ? samples[samples.length - 1].t : Date.now();
+    const x = (t) => L + (t - (tEnd - SPAN_MS)) / SPAN_MS * pw;
+    let max = 0;
+    for (const s of series) for (const p of s.points) if (p[1] > max) max = p[1];
+    const step = niceStep(max > 0 ? max / 4 : 0.25);
+    const top = Math.max(step, Math.ceil(max / step) * step);
+    const y = (v) => T + ph - v / top * ph;
+    ctx.font = "11px system-ui, sans-serif";
+    ctx.lineWidth = 1;
+    ctx.strokeStyle = "#263040";
+    ctx.fillStyle = "#8b98a8";
+    ctx.textAlign = "right";
+    ctx.textBaseline = "middle";
+    for (let v = 0; v <= top + step / 2; v += step) {
+      const yy = Math.round(y(v)) + 0.5;
+      ctx.beginPath(); ctx.moveTo(L, yy); ctx.lineTo(L + pw, yy); ctx.stroke();
+      ctx.fillText(fmtShort(v), L - 6, yy);
+    }
+    ctx.textAlign = "center";
+    ctx.textBaseline = "top";
+    for (let m = 0; m <= SPAN_MS / 60000; m++) {
+      const xx = Math.round(x(tEnd - m * 60000)) + 0.5;
+      ctx.beginPath(); ctx.moveTo(xx, T + ph); ctx.lineTo(xx, T + ph + 4); ctx.stroke();
+      ctx.fillText(m === 0 ? "now" : "-" + m + "m", xx, T + ph + 6);
+    }
+    let drawn = 0;
+    for (const s of series) {
+      if (!s.points.length) continue;
+      ctx.strokeStyle = ctx.fillStyle = s.color;
+      ctx.lineWidth = 1.8;
+      ctx.beginPath();
+      s.points.forEach((p, i) => (i ? ctx.lineTo(x(p[0]), y(p[1])) : ctx.moveTo(x(p[0]), y(p[1]))));
+      ctx.stroke();
+      const last = s.points[s.points.length - 1];
+      ctx.beginPath(); ctx.arc(x(last[0]), y(last[1]), 2.5, 0, 2 * Math.PI); ctx.fill();
+      drawn++;
+    }
+    if (!drawn) {
+      ctx.fillStyle = "#8b98a8";
+      ctx.textAlign = "center";
+      ctx.textBaseline = "middle";
+      ctx.fillText("collecting data…", L + pw / 2, T + ph / 2);
+    }
+    const items = series.map((s) => {
+      const item = el("span");
+      const sw = el("span", "sw");
+      sw.style.background = s.color;
+      const last = s.points.length ? s.points[s.points.length - 1][1] : null;
+      item.append(sw, s.name, el("b", null, last === null ? "–" : fmtRate(last)));
+      return item;
+    });
+    legend.replaceChildren(...items);
+  }
+
+  function trafficSeries() {
+    const latest = samples.length ? samples[samples.length - 1].c : {};
+    const keys = Object.keys(latest).filter((k) => k.startsWith("interfaces.")).sort();
+    const named = keys.map((k) => [k, k.slice("interfaces.".length).replace("/", " ") + " frames"]);
+    named.push(["sip.messages", "SIP messages"], ["sip.parse_errors", "parse errors"],
+               ["events.published", "events"]);
+    return named.map(([key, name]) => {
+      const points = [];
+      for (let i = 1; i < samples.length; i++) {
+        const r = rateAt(i, key);
+        if (r !== null) points.push([samples[i].t, r]);
+      }
+      return { name, color: color("t:" + key), points };
+    });
+  }
+
+  function eventSeries() {
+    const actions = new Set();
+    for (const h of samples) if (h.ev) for (const a of Object.keys(h.ev)) actions.add(a);
+    return [...actions].sort().map((a) => ({
+      name: a,
+      color: color("e:" + a),
+      points: samples.filter((h) => h.ev).map((h) => [h.t, h.ev[a] || 0]),
+    }));
+  }
+
+  function drawCharts() {
+    drawChart($("chart-traffic"), $("legend-traffic"), trafficSeries());
+    drawChart($("chart-events"), $("legend-events"), eventSeries());
+  }
+
+  // Per-type rates: the newest (published - previous published) documents are the new ones.
+  function eventRates(resp, dtMs) {
+    const published = resp.published;
+    const prev = prevPublished;
+    prevPublished = published;
+    if (prev === null || dtMs <= 0) return null;
+    const fresh = Math.max(0, published - prev);
+    const docs = resp.events.slice(0, fresh);
+    const scale = docs.length ? fresh / docs.length : 0;
+    const out = {};
+    for (const d of docs) {
+      const a = (d.event && d.event.action) || "unknown";
+      out[a] = (out[a] || 0) + scale;
+    }
+    for (const a of Object.keys(out)) out[a] = out[a] / (dtMs / 1000);
+    return out;
+  }
+
+  // -- tables -----------------------------------------------------------------------------------
+  function renderCalls(resp) {
+    $("calls-count").textContent = "(" + fmt(resp.count) + ")";
+    $("tile-calls").textContent = fmt(resp.count);
+    const rows = resp.calls.map((c) => [cidCell(c.call_id), td(c.state), td(c.from, "mono"),
+      td(c.to, "mono"), td(hostPort(c.client), "mono"), td(hostPort(c.server), "mono"),
+      td(fmtNs(c.invite_ns)), td(fmtNs(c.answer_ns)), td(fmtNs(c.last_ns))]);
+    fillTable($("calls"), rows, 9, "no active calls");
+  }
+
+  function renderRegs(resp) {
+    $("regs-count").textContent = "(" + fmt(resp.count) + ")";
+    $("tile-regs").textContent = fmt(resp.count);
+    const rows = resp.registrations.map((r) => [td(r.aor, "mono"), td(r.contact, "mono"),
+      td(r.expires === null || r.expires === undefined ? "" : r.expires + " s", "num"),
+      td(fmtNs(r.refreshed_ns)), td(fmtNs(r.expires_at_ns)), td(hostPort(r.client), "mono"),
+      cidCell(r.call_id)]);
+    fillTable($("regs"), rows, 7, "no registrations");
+  }
+
+  function renderEvents(resp) {
+    $("events-count").textContent = "(" + fmt(resp.count) + " shown, " + fmt(resp.published) +
+      " published)";
+    const rows = resp.events.map((d) => {
+      const ev = d.event || {}, sip = d.sip || {};
+      const action = ev.action || "";
+      const badge = el("td");
+      badge.appendChild(el("span", "act " + (GOOD.has(action) ? "good" : BAD.has(action) ? "bad" : "info"), action));
+      const from = sip.from && sip.from.uri ? sip.from.uri.original : "";
+      const to = sip.to && sip.to.uri ? sip.to.uri.original : "";
+      return [td(fmtTs(d["@timestamp"])), badge, cidCell(sip.call_id), td(sip.method || ""),
+        td(sip.code === undefined ? "" : sip.code, "num"), td(from, "mono"), td(to, "mono"),
+        td(hostPort(d.source), "mono"), td(hostPort(d.destination), "mono"),
+        td(ev.reason || (d.error && d.error.message) || "")];
+    });
+    fillTable($("events"), rows, 10, "no events match");
+  }
+
+  function renderRates(resp) {
+    $("rates-count").textContent = "(" + fmt(resp.count) + ")";
+    const table = $("rates");
+    const cols = [];
+    for (const r of resp.rates) for (const k of Object.keys(r)) if (!cols.includes(k)) cols.push(k);
+    const tr = el("tr");
+    for (const c of cols.length ? cols : ["rate table"]) tr.appendChild(el("th", null, c));
+    table.tHead.replaceChildren(tr);
+    const cell = (v) => td(v === null || v === undefined ? "" :
+      typeof v === "object" ? JSON.stringify(v) : v, typeof v === "number" ? "num" : "mono");
+    fillTable(table, resp.rates.map((r) => cols.map((c) => cell(r[c]))), Math.max(cols.length, 1),
+      "no rate entries");
+  }
+
+  function renderBlacklist(resp) {
+    knownActions = resp.valid;
+    const sel = $("f-action");
+    if (sel.options.length !== resp.valid.length + 1) {
+      const keep = sel.value;
+      const opts = [el("option", null, "all event types")];
+      opts[0].value = "";
+      for (const v of resp.valid) { const o = el("option", null, v); o.value = v; opts.push(o); }
+      sel.replaceChildren(...opts);
+      sel.value = keep;
+    }
+    if (blacklistDirty) return;
+    const on = new Set(resp.blacklist);
+    const boxes = resp.valid.map((name) => {
+      const label = el("label");
+      const box = el("input");
+      box.type = "checkbox";
+      box.value = name;
+      box.checked = on.has(name);
+      box.addEventListener("change", () => { blacklistDirty = true; $("blacklist-msg").textContent = "unsaved"; });
+      label.append(box, " " + name);
+      return label;
+    });
+    $("blacklist").replaceChildren(...boxes);
+  }
+
+  async function saveBlacklist() {
+    const names = [...document.querySelectorAll("#blacklist input:checked")].map((b) => b.value);
+    try {
+      const resp = await api("/api/blacklist", {
+        method: "PUT", headers: { "Content-Type": "application/json" }, body: JSON.stringify(names) });
+      blacklistDirty = false;
+      renderBlacklist(resp);
+      $("blacklist-msg").textContent = "saved: " + (resp.blacklist.join(", ") || "(empty)");
+    } catch (e) {
+      $("blacklist-msg").textContent = "not saved: " + e.message;
+      if (e instanceof AuthError) needToken(e.message);
+    }
+  }
+
+  // -- polling ----------------------------------------------------------------------------------
+  function eventQuery() {
+    const q = new URLSearchParams();
+    for (const f of ["action", "call_id", "user", "ip"]) {
+      const v = $("f-" + f).value.trim();
+      if (v) q.set(f, v);
+    }
+    return q;
+  }
+
+  async function refreshEvents() {
+    const q = eventQuery();
+    q.set("limit", "100");
+    try { renderEvents(await api("/api/events?" + q)); } catch (e) { showError(e); }
+  }
+
+  async function poll() {
+    timer = null;
+    const slow = polls % SLOW_EVERY === 0;
+    polls++;
+    try {
+      const filtered = [...eventQuery().keys()].length > 0;
+      const jobs = [api("/api/counters"), api("/api/events?limit=" + EVENTS_FOR_RATES)];
+      if (slow) jobs.push(api("/api/calls"), api("/api/registrations"), api("/api/rates"),
+                          api("/api/blacklist"));
+      const [counters, events, calls, regs, rates, blacklist] = await Promise.all(jobs);
+      const now = Date.now();
+      const dt = samples.length ? now - samples[samples.length - 1].t : 0;
+      samples.push({ t: now, c: flatten(counters), ev: eventRates(events, dt) });
+      while (samples.length > HISTORY) samples.shift();
+      renderTiles(samples[samples.length - 1].c);
+      renderCounters(counters);
+      if (filtered) refreshEvents();
+      else renderEvents(Object.assign({}, events, { events: events.events.slice(0, 100),
+                                                     count: Math.min(events.count, 100) }));
+      if (slow) { renderCalls(calls); renderRegs(regs); renderRates(rates); renderBlacklist(blacklist); }
+      drawCharts();
+      setStatus("ok", "live");
+      $("updated").textContent = "updated " + new Date(now).toLocaleTimeString("en-GB");
+    } catch (e) {
+      if (e instanceof AuthError) { needToken(e.message); return; }
+      showError(e);
+    }
+    timer = setTimeout(poll, POLL_MS);
+  }
+
+  function setStatus(cls, text) { const s = $("status"); s.className = "status " + cls; s.textContent = text; }
+  function showError(e) { setStatus("bad", "error: " + e.message); }
+
+  function needToken(msg) {
+    if (timer) { clearTimeout(timer); timer = null; }
+    setStatus("bad", "access token required");
+    $("login-msg").textContent = sessionStorage.getItem(TOKEN_KEY)
+      ? "The stored access token was refused (" + msg + "). Enter the sensor's access token."
+      : "This sensor requires an access token for its API.";
+    $("login").hidden = false;
+    $("main").hidden = true;
+  }
+
+  $("login-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    sessionStorage.setItem(TOKEN_KEY, $("token-input").value);
+    $("token-input").value = "";
+    $("login").hidden = true;
+    $("main").hidden = false;
+    polls = 0;
+    poll();
+  });
+  $("filters").addEventListener("submit", (ev) => { ev.preventDefault(); refreshEvents(); });
+  $("f-clear").addEventListener("click", () => {
+    for (const f of ["action", "call_id", "user", "ip"]) $("f-" + f).value = "";
+    refreshEvents();
+  });
+  $("blacklist-save").addEventListener("click", saveBlacklist);
+  window.addEventListener("resize", drawCharts);
+  poll();
+})();
