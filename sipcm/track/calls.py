@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sipcm.track.core import CallSet, Core, Leg, ends
+from sipcm.track.core import CallSet, Core, Leg, ends, slim
 from sipcm.track.outcome import CallMetrics, Outcome
 from sipcm.track.states import TIMER_OF, TRANSITIONS, Effect, Ev, State, transition
 
@@ -156,7 +156,7 @@ class Calls:
             leg.to_tag = None
             leg.pdd_ts = leg.ring_ts = leg.answer_ts = leg.status = leg.reason = leg.final = None
             cs.attempted = False
-        cs.invite, cs.inv_ts, cs.inv_cseq, cs.creds = msg, ts, msg.cseq, msg.credentials
+        cs.invite, cs.inv_ts, cs.inv_cseq, cs.creds = slim(msg), ts, msg.cseq, msg.credentials
         cs.caller_tag = msg.from_.tag
         if cs.recon is not None and cs.recon != "bye":
             cs.recon = None
@@ -202,7 +202,7 @@ class Calls:
         if (180 <= status < 190 or status >= 200) and leg.pdd_ts is None:
             leg.pdd_ts = ts
         if status >= 200 and (leg.status is None or (leg.status >= 300 and status < 300)):
-            leg.status, leg.reason, leg.final = status, msg.reason, msg
+            leg.status, leg.reason, leg.final = status, msg.reason, slim(msg)
         if status < 200:
             ev = Ev.R_1XX_TAG if msg.to.tag else None
         elif status < 300:
@@ -279,9 +279,8 @@ class Calls:
             cs.attempted = True
             if eff is Effect.ATTEMPT_TIMEOUT:
                 status, reason = 408, f"timeout {timer or leg.state.value}"
-            elif eff is Effect.ATTEMPT_CANCEL:
-                status = 487
-                reason = leg.reason if leg.status == 487 else "cancel"
+            elif eff is Effect.ATTEMPT_CANCEL and leg.status is None:
+                status, reason = 487, "cancel"  # the INVITE's final reply was not seen
             else:
                 status, reason = leg.status, leg.reason
             self._emit("call-attempt", leg, ts, msg, status, reason, self._metrics(leg))

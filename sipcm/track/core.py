@@ -9,6 +9,7 @@ the table is full. It never reads a clock and never builds documents.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter, OrderedDict
 from typing import TYPE_CHECKING
 
@@ -108,6 +109,15 @@ def ends(msg: SipMessage) -> tuple[tuple[str, int] | None, tuple[str, int] | Non
         return None, None
     a, b = (p.src_ip, p.src_port), (p.dst_ip, p.dst_port)
     return (a, b) if msg.is_request else (b, a)
+
+
+def slim(msg: SipMessage) -> SipMessage:
+    """A copy to keep in a long-lived entry: without body, raw headers and payload bytes, which
+    no event needs (memory per dialog, SPEC 13). Parsed fields and network context stay."""
+    p = msg.payload
+    if p is not None and p.data:
+        p = dataclasses.replace(p, data=b"")
+    return dataclasses.replace(msg, body=b"", headers={}, payload=p)
 
 
 def aor_of(uri: Uri) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sipcm.track.core import Core, Trans, ends
+from sipcm.track.core import Core, Trans, ends, slim
 from sipcm.track.outcome import Outcome
 from sipcm.track.states import TIMER_OF, TRANSITIONS, Effect, Ev, State, transition
 
@@ -57,7 +57,7 @@ class Transactions:
         new, eff = transition(t.state, Ev.RETRY if retry else Ev.REQ)
         if eff is Effect.CONCLUDE:
             self._effect(t, TRANSITIONS[(t.state, Ev.TIMEOUT)][1], None, ts, TIMER_OF[t.state])
-        t.req, t.cseq, t.creds = msg, msg.cseq, msg.credentials
+        t.req, t.cseq, t.creds = slim(msg), msg.cseq, msg.credentials
         t.resp = t.status = t.reason = None
         t.client, t.server = ends(msg)
         core.set_state(t, new, ts)
@@ -87,7 +87,7 @@ class Transactions:
         else:
             ev = Ev.R_NEG
         if t.state in _OPEN or (ok and t.state is not State.NON_INV_FIN):
-            t.resp, t.status, t.reason = msg, status, msg.reason
+            t.resp, t.status, t.reason = slim(msg), status, msg.reason
         if t.client is None:
             t.client, t.server = ends(msg)
         new, eff = transition(t.state, ev)

@@ -48,7 +48,7 @@ def test_new_refresh_delete() -> None:
     ]
     new, dele = out
     assert (new.reg.aor, new.reg.contact.uri.original, new.reg.expires) == (AOR, C1, 300)
-    assert new.request is r1
+    assert new.request == r1
     assert new.method == "REGISTER"
     assert new.start_ns == ns(0.1)
     assert new.client == ("10.0.0.1", 5060)

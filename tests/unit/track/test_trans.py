@@ -49,8 +49,8 @@ def test_options_ok_failed_timeout() -> None:
     ]
     ok = out[0]
     assert ok.method == "OPTIONS"
-    assert ok.request is o1
-    assert ok.response is msgs[1]
+    assert ok.request == o1
+    assert ok.response == msgs[1]
     assert ok.msg is None
     assert ok.client == ("10.0.0.1", 5060)
     assert ok.server == ("10.0.0.2", 5060)
