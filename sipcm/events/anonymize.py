@@ -1,0 +1,242 @@
+"""Anonymization of built event documents, and its reversal (SPEC section 9).
+
+Input: nested ECS documents from `EventBuilder.build`. `Anonymizer.apply` encrypts, in place,
+the values its switches select; `decrypt_doc` restores them for whoever holds the key. Both
+are deterministic. Neither logs, and no key material appears in any repr, str or error message.
+
+What each switch changes (every listed field that is present; lists element by element):
+- ip (`encrypt_ip_addresses`): source.ip, destination.ip, client.ip, server.ip,
+  sipcm.tunnel.source.ip, sipcm.tunnel.destination.ip, related.ip. IPv4 keeps prefixes
+  (Crypto-PAn) unless `ipcipher`; IPv6 always uses ipcipher. `ipcipher` alone implies `ip`.
+- uris (`encrypt_uris`): the URIs sip.{from,to,contact}.uri.original, sip.uri.original,
+  url.original, sip.pai, sip.reg.aor (scheme and port kept; user, host and parameters each
+  encrypted); their parts sip.*.uri.username and sip.*.uri.host (the same tokens as inside the
+  URIs, so they still correlate); the identities derived from them: user.name (the digest user
+  name, encrypted like a URI user part), related.user, related.hosts, sip.auth.realm (like a
+  host), and the display names sip.{from,to,contact}.display_info. IP literals in URI hosts
+  are encrypted with the IP method, so related.ip (which lists them) is encrypted too.
+- call_ids (`encrypt_call_ids`): sip.call_id.
+- ua (`encrypt_ua`): user_agent.original, sip.user_agent.original.
+Not changed: tags, methods, codes, reason phrases, ports, times, observer fields, counters.
+A document where something changed gets `sipcm.anon.fields` (sorted dotted names),
+`sipcm.anon.key_check` and, when IPs may be involved, `sipcm.anon.ipv4` ("prefix" or
+"ipcipher": how IPv4 addresses were encrypted). A value that cannot be encrypted (an IP field
+holding something that is not an address, or a non-text value) is removed, never left in clear,
+and counted as `invalid_values_dropped`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from sipcm.errors import SipcmError
+from sipcm.events.anon.codec import Codec
+from sipcm.events.anon.keys import AnonKey
+
+_NAME_ADDRS = ("sip.from", "sip.to", "sip.contact")
+_URI_PREFIXES = ("sip.from.uri", "sip.to.uri", "sip.contact.uri", "sip.uri")
+
+# field -> (switch, kind). Order matters for nothing but readability.
+FIELDS: dict[str, tuple[str, str]] = {
+    **{f: ("ip", "ip") for f in ("source.ip", "destination.ip", "client.ip", "server.ip",
+                                 "sipcm.tunnel.source.ip", "sipcm.tunnel.destination.ip")},
+    "related.ip": ("ip|uris", "ip"),
+    **{f"{p}.original": ("uris", "uri") for p in _URI_PREFIXES},
+    **{f"{p}.username": ("uris", "user") for p in _URI_PREFIXES},
+    **{f"{p}.host": ("uris", "host") for p in _URI_PREFIXES},
+    **{f"{p}.display_info": ("uris", "display") for p in _NAME_ADDRS},
+    "url.original": ("uris", "uri"),
+    "sip.pai": ("uris", "uri"),
+    "sip.reg.aor": ("uris", "uri"),
+    "user.name": ("uris", "user"),
+    "related.user": ("uris", "user"),
+    "related.hosts": ("uris", "host"),
+    "sip.auth.realm": ("uris", "host"),
+    "sip.call_id": ("call_ids", "call_id"),
+    "user_agent.original": ("ua", "ua"),
+    "sip.user_agent.original": ("ua", "ua"),
+}  # fmt: skip
+
+_Fn = Callable[[str], str]
+
+
+def _encrypters(c: Codec) -> dict[str, _Fn]:
+    def text(kind: str) -> _Fn:
+        return lambda v: c.text(kind, v)
+
+    return {"ip": c.ip, "host": c.host, "uri": c.uri, "user": text("user"),
+            "display": text("display"), "call_id": text("call_id"), "ua": text("ua")}  # fmt: skip
+
+
+def _decrypters(c: Codec) -> dict[str, _Fn]:
+    def text(kind: str) -> _Fn:
+        return lambda v: c.text_decrypt(kind, v)
+
+    return {"ip": c.ip_decrypt, "host": c.host_decrypt, "uri": c.uri_decrypt,
+            "user": text("user"), "display": text("display"), "call_id": text("call_id"),
+            "ua": text("ua")}  # fmt: skip
+
+
+def _parent(doc: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any] | None:
+    node: Any = doc
+    for p in path:
+        node = node.get(p)
+        if not isinstance(node, dict):
+            return None
+    return node
+
+
+class Anonymizer:
+    """Encrypts the configured fields of event documents in place (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        ip: bool,
+        ipcipher: bool,
+        uris: bool,
+        call_ids: bool,
+        ua: bool,
+        passphrase: str | None = None,
+        key_hex: str | None = None,
+        key_file: str | None = None,
+        salt: str = "",
+        counters: Counter[str] | None = None,
+    ) -> None:
+        self.ip = ip or ipcipher
+        self.ipcipher = ipcipher
+        self.uris, self.call_ids, self.ua = uris, call_ids, ua
+        self.enabled = self.ip or uris or call_ids or ua
+        self.counters: Counter[str] = counters if counters is not None else Counter()
+        self.key_check = ""
+        self._plan: list[tuple[tuple[str, ...], str, str, _Fn]] = []
+        self._ipv4 = ""
+        if not self.enabled:
+            return
+        key = AnonKey.from_settings(
+            passphrase=passphrase, key_hex=key_hex, key_file=key_file, salt=salt
+        )
+        self.key_check = key.check
+        codec = Codec(key, ipcipher4=ipcipher)
+        enc = _encrypters(codec)
+        on = {"ip": self.ip, "uris": uris, "call_ids": call_ids, "ua": ua}
+        on["ip|uris"] = self.ip or uris
+        for name, (switch, kind) in FIELDS.items():
+            if on[switch]:
+                *parents, last = name.split(".")
+                self._plan.append((tuple(parents), last, name, enc[kind]))
+        if on["ip|uris"]:
+            self._ipv4 = "ipcipher" if ipcipher else "prefix"
+
+    def apply(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """Encrypt the selected fields of `doc` in place, add the markers, return `doc`."""
+        if not self.enabled:
+            return doc
+        changed: list[str] = []
+        for parents, last, name, fn in self._plan:
+            node = _parent(doc, parents) if parents else doc
+            if node is None:
+                continue
+            v = node.get(last)
+            if v is None:
+                continue
+            new = self._transform(v, fn)
+            if new is None:
+                del node[last]
+                continue
+            if new != v:
+                node[last] = new
+                changed.append(name)
+        if changed:
+            anon: dict[str, Any] = {"fields": sorted(changed), "key_check": self.key_check}
+            if self._ipv4:
+                anon["ipv4"] = self._ipv4
+            doc.setdefault("sipcm", {})["anon"] = anon
+        return doc
+
+    def _transform(self, v: object, fn: _Fn) -> str | list[str] | None:
+        if isinstance(v, list):
+            out = [y for y in (self._one(x, fn) for x in v) if y is not None]
+            return out or None
+        return self._one(v, fn)
+
+    def _one(self, v: object, fn: _Fn) -> str | None:
+        if isinstance(v, str):
+            try:
+                return fn(v)
+            except ValueError:
+                pass
+        self.counters["invalid_values_dropped"] += 1
+        return None
+
+    def __repr__(self) -> str:
+        return (
+            f"Anonymizer(ip={self.ip}, ipcipher={self.ipcipher}, uris={self.uris}, "
+            f"call_ids={self.call_ids}, ua={self.ua}, key_check={self.key_check!r})"
+        )
+
+    __str__ = __repr__
+
+
+class Decryptor:
+    """Reverses `Anonymizer.apply` with one key (codecs for both IPv4 methods, built lazily)."""
+
+    def __init__(self, key: AnonKey) -> None:
+        self.key = key
+        self._dec: dict[bool, dict[str, _Fn]] = {}
+
+    def decrypters(self, ipcipher4: bool) -> dict[str, _Fn]:
+        """kind -> decrypt function for one IPv4 method."""
+        d = self._dec.get(ipcipher4)
+        if d is None:
+            d = self._dec[ipcipher4] = _decrypters(Codec(self.key, ipcipher4))
+        return d
+
+    def __repr__(self) -> str:
+        return f"Decryptor(key_check={self.key.check!r})"
+
+
+def decrypt_doc(doc: dict[str, Any], key: AnonKey | Decryptor) -> dict[str, Any]:
+    """Restore, in place, every field listed in `sipcm.anon.fields` and remove the markers.
+
+    A document without markers is returned unchanged. SipcmError ("wrong key: ...") when the
+    key check value differs; SipcmError naming the field when a value does not decrypt.
+    """
+    sipcm = doc.get("sipcm")
+    anon = sipcm.get("anon") if isinstance(sipcm, dict) else None
+    if anon is None:
+        return doc
+    dec = key if isinstance(key, Decryptor) else Decryptor(key)
+    check = anon.get("key_check") if isinstance(anon, dict) else None
+    names = anon.get("fields") if isinstance(anon, dict) else None
+    if not isinstance(check, str) or not isinstance(names, list):
+        raise SipcmError("malformed sipcm.anon in an event", "was it written by sipcm?")
+    if check != dec.key.check:
+        raise SipcmError(
+            f"wrong key: the events were encrypted with key check {check}, "
+            f"this key's check is {dec.key.check}",
+            "give the passphrase and salt, or the key, that the sensor used",
+        )
+    fns = dec.decrypters(anon.get("ipv4") == "ipcipher")
+    for name in names:
+        spec = FIELDS.get(name) if isinstance(name, str) else None
+        if spec is None:
+            raise SipcmError(f"unknown anonymized field {name!r}", "is this sipcm too old?")
+        *parents, last = name.split(".")
+        node = _parent(doc, tuple(parents))
+        if node is None or last not in node:
+            continue
+        fn = fns[spec[1]]
+        v = node[last]
+        try:
+            node[last] = [fn(x) for x in v] if isinstance(v, list) else fn(v)
+        except (ValueError, TypeError):
+            raise SipcmError(
+                f"cannot decrypt {name}: not encrypted with this key", "is the event altered?"
+            ) from None
+    del sipcm["anon"]
+    if not sipcm:
+        del doc["sipcm"]
+    return doc
