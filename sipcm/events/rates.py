@@ -6,22 +6,23 @@ goes under `sipcm.rate` (exceeded, current, limit, window, since). It never read
 (replay is deterministic), never builds documents and never drops an event because its key table
 is full.
 
-Estimator: a two-bucket sliding window per (key, window), with buckets aligned to the key's
-first event (t0). For interval I the key keeps `cur` (events in the bucket holding its last
-event) and `prev` (events in the bucket before). At time t, off = (t - t0) mod I and the
-estimated number of events in the last I seconds is
+Estimator: a two-bucket sliding window per (key, window), with buckets of length I aligned to
+the key's first event. The key keeps, per window, `cur` (events in the bucket holding its newest
+event), `prev` (events in the bucket before) and `end` (where the current bucket ends). At time t
+in the current bucket the estimated number of events in the last I seconds is
 
-    est = prev * (I - off) / I + cur.
+    est = prev * (end - t) / I + cur.
 
-It is exact when the previous bucket's events were spread evenly; in the worst case (all of
-them bunched at one end of that bucket) it is off by at most `prev`, i.e. at most one limit's
-worth of events when the key was under the limit before. Within the first bucket of a key the
-estimate is the exact count since t0, so 21 events within 1 s of a key's first event: the 21st
-is the first over a 20/1 s limit. Cost per event: two integer divisions per window and a float
-expression only when `cur <= limit < cur + prev`.
+It is exact when the previous bucket's events were spread evenly; in the worst case (all of them
+bunched at one end of that bucket) it is off by at most `prev`, the previous bucket's count.
+Within a key's first bucket it is the exact count since its first event, so with 21 events within
+1 s of the first one the 21st is the first over a 20/1 s limit. Cost per event and window: one
+comparison and an increment (a bucket change adds an addition or a modulo); the float expression
+only runs when `cur <= limit < cur + prev`.
 
-sipcmbeat used fixed windows with a peak-hold of the previous window's rate, which misses a
-burst split across a window boundary (20 + 20 events in 0.1 s); the sliding estimate does not.
+sipcmbeat used a fixed window restarted once an interval has passed, holding the previous
+window's extrapolated rate as a peak until then; the sliding estimate needs no peak-hold and
+decays smoothly, which is what makes recovery (below) happen at a predictable time.
 
 A key is over the limit when est > limit for any enabled window (interval and limit > 0). An
 over key is blacklisted: its c-th event over the limit (c = 1 at the transition) is published
@@ -38,7 +39,7 @@ the least recently used ok key is evicted; both count `rate_evicted`. If every e
 active blacklisted key the new key is not tracked, its event is published and `rate_table_full`
 counted: an actively flooding key is never forgotten and no event is lost.
 
-Out-of-order capture times (several interfaces, timers) are counted in the key's newest bucket.
+An out-of-order capture time (several interfaces, timers) is taken as the key's newest time.
 """
 
 from __future__ import annotations
@@ -65,14 +66,14 @@ def next_report(c: int, report_min: int, report_max: int) -> int:
 
 
 class _Key:
-    """State of one (event name, source IP) key. Times are ns relative to t0 except t0."""
+    """State of one (event name, source IP) key. `counts` holds, per enabled window, the events
+    in the current bucket, in the previous one, and the end of the current bucket (ns)."""
 
-    __slots__ = ("counts", "events", "exceeded", "last", "next", "since", "t0")
+    __slots__ = ("counts", "events", "exceeded", "last", "next", "since")  # last: newest time
 
-    def __init__(self, t0: int, windows: int) -> None:
-        self.t0 = t0
-        self.last = 0
-        self.counts = [1, 0] * windows  # per window: cur, prev
+    def __init__(self, ts_ns: int, counts: list[int]) -> None:
+        self.counts = counts
+        self.last = ts_ns
         self.events = 1
         self.exceeded = 0
         self.next = 0
@@ -101,7 +102,7 @@ class RateLimiter:
         self._ctr = counters
         # Enabled windows: (index into counts, interval ns, limit, window as published).
         self._wins = tuple(
-            (2 * n, round(iv * _NS), lim, int(iv) if float(iv).is_integer() else float(iv))
+            (3 * n, round(iv * _NS), lim, int(iv) if float(iv).is_integer() else float(iv))
             for n, (iv, lim) in enumerate(
                 (iv, lim) for iv, lim in zip(intervals_s, limits, strict=True) if iv > 0 and lim > 0
             )
@@ -134,27 +135,29 @@ class RateLimiter:
             self._bl.move_to_end(key)
             blacklisted = True
 
-        last = e.last
-        t = ts_ns - e.t0
-        if t < last:
-            t = last
-        e.last = t
+        if ts_ns < e.last:  # out-of-order time: count it as at the key's newest time
+            ts_ns = e.last
+        e.last = ts_ns
         e.events += 1
         c = e.counts
         hit = None
         rate = 0.0
         for win in self._wins:
             j, iv, lim, _ = win
-            idx = t // iv
-            lidx = last // iv
-            if idx == lidx:
+            end = c[j + 2]
+            if ts_ns < end:
                 cur = c[j] = c[j] + 1
                 prev = c[j + 1]
             else:
-                prev = c[j + 1] = c[j] if idx == lidx + 1 else 0
+                if ts_ns < end + iv:
+                    prev = c[j + 1] = c[j]
+                    c[j + 2] = end + iv
+                else:
+                    prev = c[j + 1] = 0
+                    c[j + 2] = ts_ns - (ts_ns - end) % iv + iv
                 cur = c[j] = 1
             if hit is None and cur + prev > lim:
-                est = prev * (iv - t % iv) / iv + cur if prev else float(cur)
+                est = prev * (c[j + 2] - ts_ns) / iv + cur if prev else float(cur)
                 if est > lim:
                     hit = win
                     rate = est
@@ -205,20 +208,25 @@ class RateLimiter:
                 self._ctr["rate_table_full"] += 1
                 return
             self._ctr["rate_evicted"] += 1
-        self._ok[key] = _Key(ts_ns, self._n)
+        counts = [0] * (3 * self._n)
+        for j, iv, _lim, _w in self._wins:
+            counts[j] = 1
+            counts[j + 2] = ts_ns + iv
+        self._ok[key] = _Key(ts_ns, counts)
 
     def _estimates(self, e: _Key, ts_ns: int) -> list[float]:
         """Each enabled window's estimate for key `e` at time ts_ns (no event counted)."""
-        t = max(ts_ns - e.t0, e.last)
         c = e.counts
         out = []
         for j, iv, _lim, _w in self._wins:
-            idx, lidx = t // iv, e.last // iv
-            if idx == lidx:
+            end = c[j + 2]
+            if ts_ns < end:
                 cur, prev = c[j], c[j + 1]
+            elif ts_ns < end + iv:
+                cur, prev, end = 0, c[j], end + iv
             else:
-                cur, prev = 0, c[j] if idx == lidx + 1 else 0
-            out.append(round(prev * (iv - t % iv) / iv + cur, 3))
+                cur, prev = 0, 0
+            out.append(round(prev * min(end - ts_ns, iv) / iv + cur, 3))
         return out
 
     def _stale(self, e: _Key, ts_ns: int) -> bool:
@@ -243,7 +251,7 @@ class RateLimiter:
                             for w, r in zip(self._wins, est, strict=True)
                         ],
                         "events": e.events,
-                        "last_seen": rfc3339(e.t0 + e.last),
+                        "last_seen": rfc3339(e.last),
                         "blacklisted": blk,
                         "exceeded": e.exceeded,
                         "since": e.since if blk else None,

@@ -183,14 +183,27 @@ def test_previous_bucket_is_weighted_by_overlap() -> None:
     assert rl.check("x", A, T0 + 2500 * MS) is True
     # The table estimates at the latest time seen (2.5 s): the same 4.
     assert rl.table()[0]["rates"][0]["current"] == 4.0
+    # 5.3 s: bucket [5, 6) after a gap; 6.1 s: next bucket, prev 1 weighted 0.9.
+    assert rl.check("x", A, T0 + 5300 * MS) is True
+    assert rl.check("x", A, T0 + 6100 * MS) is True
+    assert rl.table()[0]["rates"][0]["current"] == 1.9
 
 
 def test_out_of_order_time_counts_in_newest_bucket() -> None:
     rl, _ = limiter(limits=(20, 0, 0))
     for k in range(20):
         assert rl.check("x", A, T0 + 900 * MS + k * MS) is True
-    # bucket 0 is [T0+900ms, T0+1.9s); an earlier timestamp is counted as if at the latest one.
+    # bucket 0 is [T0+900ms, T0+1.9s); an earlier time is counted as if at the newest one.
     assert rl.check("x", A, T0 + 100 * MS)["current"] == 21.0
+
+
+def test_out_of_order_time_is_estimated_at_the_newest_time() -> None:
+    rl, _ = limiter(limits=(3, 0, 0))
+    assert [rl.check("x", A, T0 + k * MS) for k in range(3)] == [True] * 3
+    assert rl.check("x", A, T0 + 1500 * MS) is True  # 3 * 0.5 + 1 = 2.5
+    # 0.2 s is before the current bucket [1, 2): counted at 1.5 s, 3 * 0.5 + 2 = 3.5 > 3.
+    assert rl.check("x", A, T0 + 200 * MS)["current"] == 3.5
+    assert rl.table()[0]["last_seen"] == rfc3339(T0 + 1500 * MS)
 
 
 @pytest.mark.parametrize(
@@ -223,6 +236,17 @@ def test_bad_arguments() -> None:
         RateLimiter(Counter(), intervals_s=(-1,), limits=(1,))
     with pytest.raises(ValueError, match="max_entries"):
         RateLimiter(Counter(), max_entries=0)
+
+
+def test_table_rates_decay_to_the_latest_capture_time() -> None:
+    rl, _ = limiter(limits=(20, 0, 0))
+    for k in range(10):
+        rl.check("x", A, T0 + k * MS)
+    rl.check("x", B, T0 + 1250 * MS)  # moves "now" into A's next bucket: 10 * 0.75 = 7.5
+    assert [(r["source_ip"], r["rates"][0]["current"]) for r in rl.table()] == [(B, 1.0), (A, 7.5)]
+    rl.check("x", B, T0 + 2500 * MS)  # two buckets on: A has 0, B 1 * 0.5 + 1
+    assert [(r["source_ip"], r["rates"][0]["current"]) for r in rl.table()] == [(B, 1.5), (A, 0.0)]
+    assert rl.table()[1]["last_seen"] == rfc3339(T0 + 9 * MS)
 
 
 def test_table_full_evicts_least_recently_used_ok_key() -> None:
