@@ -244,8 +244,9 @@ def test_table_rates_decay_to_the_latest_capture_time() -> None:
         rl.check("x", A, T0 + k * MS)
     rl.check("x", B, T0 + 1250 * MS)  # moves "now" into A's next bucket: 10 * 0.75 = 7.5
     assert [(r["source_ip"], r["rates"][0]["current"]) for r in rl.table()] == [(B, 1.0), (A, 7.5)]
-    rl.check("x", B, T0 + 2500 * MS)  # two buckets on: A has 0, B 1 * 0.5 + 1
-    assert [(r["source_ip"], r["rates"][0]["current"]) for r in rl.table()] == [(B, 1.5), (A, 0.0)]
+    # 2.5 s: two buckets on for A (0); B's buckets start at 1.25 s: 1 * 0.75 + 1.
+    rl.check("x", B, T0 + 2500 * MS)
+    assert [(r["source_ip"], r["rates"][0]["current"]) for r in rl.table()] == [(B, 1.75), (A, 0.0)]
     assert rl.table()[1]["last_seen"] == rfc3339(T0 + 9 * MS)
 
 
