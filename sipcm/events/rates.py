@@ -81,7 +81,8 @@ class _Key:
 
 
 class RateLimiter:
-    """Per (event name, source IP) rates over up to three windows; thins blacklisted keys."""
+    """Per (event name, source IP) rates over its windows; thins blacklisted keys. Events
+    without a source IP (None) share one key per event name."""
 
     def __init__(
         self,
