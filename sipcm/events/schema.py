@@ -157,6 +157,7 @@ FIELDS: tuple[Field, ...] = (
     Field("sipcm.rate.since", "date", "When the key went over the limit."),
     Field("sipcm.anon.fields", "keyword", "Fields anonymized in this event.", array=True),
     Field("sipcm.anon.key_check", "keyword", "Short check value of the anonymization key."),
+    Field("sipcm.anon.ipv4", "keyword", "How IPv4 addresses were encrypted: prefix or ipcipher."),
 )
 
 BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
