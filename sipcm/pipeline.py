@@ -22,6 +22,7 @@ from sipcm.decode.stream import TcpReassembler
 from sipcm.errors import ConfigError
 from sipcm.events.build import EventBuilder
 from sipcm.events.filters import TypeBlacklist
+from sipcm.events.rates import RateLimiter
 from sipcm.outputs.base import Output
 from sipcm.sip.message import ParseError
 from sipcm.sip.parser import parse
@@ -107,6 +108,14 @@ class Pipeline:
         self.recent: deque[dict] = deque(maxlen=recent_events)
         self.lock = threading.Lock()
         self.blacklist = TypeBlacklist(cfg.event_types_blst, self._ev)
+        self.rates = RateLimiter(
+            self.counters.group("rates"),
+            intervals_s=cfg.evr_intervals,
+            limits=cfg.evr_limits,
+            max_entries=cfg.evr_max_entries,
+            report_min=cfg.evr_conseq_report_min,
+            report_max=cfg.evr_conseq_report_max,
+        )
         self._stats_ns = int(cfg.stats_interval * NS)
         self._next_stats: int | None = None
         self._clock = 0
@@ -186,10 +195,20 @@ class Pipeline:
     def _publish(self, outcomes: list[Outcome]) -> None:
         if not outcomes:
             return
-        allows = self.blacklist.allows
-        build = self.builder.build
-        docs = [build(o) for o in outcomes if allows(o.action)]
         self._ev["generated"] += len(outcomes)
+        allows = self.blacklist.allows
+        check = self.rates.check
+        build = self.builder.build
+        docs = []
+        for o in outcomes:
+            if not allows(o.action):
+                continue
+            verdict = check(o.action, _source_ip(o), o.ts_ns)
+            if verdict is False:
+                continue
+            if verdict is not True:
+                o.extra.update({"sipcm.rate." + k: v for k, v in verdict.items()})
+            docs.append(build(o))
         self._emit(docs)
 
     def _emit(self, docs: list[dict]) -> None:
@@ -218,6 +237,15 @@ class Pipeline:
         """All pipeline counters plus the tracker's gauges."""
         snap = self.counters.snapshot()
         snap["track_active"] = dict(self.tracker.stats())
+        snap["rates_active"] = dict(self.rates.stats())
         for name, fn in self.gauges.items():
             snap[name] = dict(fn())
         return snap
+
+
+def _source_ip(o: Outcome) -> str | None:
+    """Source address of the message behind an outcome (the rate key's IP)."""
+    p = o.msg.payload if o.msg is not None else o.payload
+    if p is None and o.request is not None:
+        p = o.request.payload
+    return p.src_ip if p is not None else None

@@ -212,7 +212,7 @@ class Config(_Section):
     evr_limits: tuple[int, ...] = key(
         k.list_of(k.integer(0), 3), [20, 240, 3600], "event rate limits per window (0 disables)"
     )
-    evr_max_entries: int = key(_POS, 1048576, "keys in the event rate table")
+    evr_max_entries: int = key(_POS, 65536, "keys in the event rate table (about 600 B each)")
     evr_conseq_report_min: int = key(_POS, 100, "first repeat count reported when over a limit")
     evr_conseq_report_max: int = key(_POS, 10000, "cap of the doubling repeat report interval")
     stats_interval: float = key(k.duration(), "5m", "interval of stats events (0 disables)")

@@ -153,7 +153,7 @@ FIELDS: tuple[Field, ...] = (
     Field("sipcm.rate.exceeded", "long", "Events over the limit since blacklisting (sec. 10)."),
     Field("sipcm.rate.current", "float", "Current rate of the (event, source IP) key."),
     Field("sipcm.rate.limit", "float", "Limit of the window that was exceeded."),
-    Field("sipcm.rate.window", "long", "Length of that window, seconds."),
+    Field("sipcm.rate.window", "float", "Length of that window, seconds."),
     Field("sipcm.rate.since", "date", "When the key went over the limit."),
     Field("sipcm.anon.fields", "keyword", "Fields anonymized in this event.", array=True),
     Field("sipcm.anon.key_check", "keyword", "Short check value of the anonymization key."),

@@ -46,7 +46,7 @@ def test_defaults():
     assert cfg.event_types_blst == ("msg-probe",)
     assert (cfg.evr_intervals, cfg.evr_limits) == ((1.0, 60.0, 3600.0), (20, 240, 3600))
     assert (cfg.evr_max_entries, cfg.evr_conseq_report_min, cfg.evr_conseq_report_max) == (
-        1048576,
+        65536,
         100,
         10000,
     )
