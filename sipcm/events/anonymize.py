@@ -88,6 +88,15 @@ def _parent(doc: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any] | None
     return node
 
 
+def _prune(doc: dict[str, Any], path: tuple[str, ...]) -> None:
+    """Remove the dicts along `path` that became empty (documents never hold empty values)."""
+    for depth in range(len(path), 0, -1):
+        parent = _parent(doc, path[: depth - 1])
+        if parent is None or parent.get(path[depth - 1]):
+            return
+        del parent[path[depth - 1]]
+
+
 class Anonymizer:
     """Encrypts the configured fields of event documents in place (see the module docstring)."""
 
@@ -145,6 +154,7 @@ class Anonymizer:
             new = self._transform(v, fn)
             if new is None:
                 del node[last]
+                _prune(doc, parents)
                 continue
             if new != v:
                 node[last] = new
