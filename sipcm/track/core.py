@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter, OrderedDict
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
+from sipcm.decode.packet import Payload
+from sipcm.sip.message import SipMessage
 from sipcm.track.states import TIMER_OF, State
 from sipcm.track.timers import Timed, TimerHeap
 
 if TYPE_CHECKING:
-    from sipcm.sip.message import Credentials, SipMessage, Uri
+    from sipcm.sip.message import Credentials, Uri
     from sipcm.track.outcome import Outcome
 
 NS = 1_000_000_000
+_T = TypeVar("_T")
 CHALLENGED = frozenset(
     {State.INV_CHALLENGED, State.INV_AUTH_FAILED}
     | {State.NON_INV_CHALLENGED, State.NON_INV_AUTH_FAILED}
@@ -111,13 +114,32 @@ def ends(msg: SipMessage) -> tuple[tuple[str, int] | None, tuple[str, int] | Non
     return (a, b) if msg.is_request else (b, a)
 
 
-def slim(msg: SipMessage) -> SipMessage:
-    """A copy to keep in a long-lived entry: without body, raw headers and payload bytes, which
-    no event needs (memory per dialog, SPEC 13). Parsed fields and network context stay."""
+def slim(msg: SipMessage, all_contacts: bool = False) -> SipMessage:
+    """A copy to keep in a long-lived entry: without body, raw headers, Vias, payload bytes and
+    contacts after the first (unless `all_contacts`: a REGISTER's are its bindings), which no
+    event needs (memory per dialog, SPEC 13). The other parsed fields and the network context
+    stay."""
+    new = _copy(msg, _MSG_FIELDS)
     p = msg.payload
     if p is not None and p.data:
-        p = dataclasses.replace(p, data=b"")
-    return dataclasses.replace(msg, body=b"", headers={}, payload=p)
+        new.payload = p = _copy(p, _PAYLOAD_FIELDS)
+        p.data = b""
+    if not all_contacts and len(msg.contacts) > 1:
+        new.contacts = msg.contacts[:1]
+    new.body, new.headers, new.vias = b"", {}, []
+    return new
+
+
+def _copy(obj: _T, names: tuple[str, ...]) -> _T:
+    """Shallow copy of a slots dataclass (faster than dataclasses.replace on a hot path)."""
+    new = object.__new__(type(obj))
+    for name in names:
+        setattr(new, name, getattr(obj, name))
+    return new
+
+
+_MSG_FIELDS = tuple(f.name for f in dataclasses.fields(SipMessage))
+_PAYLOAD_FIELDS = tuple(f.name for f in dataclasses.fields(Payload))
 
 
 def aor_of(uri: Uri) -> str:

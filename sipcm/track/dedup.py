@@ -13,12 +13,13 @@ sighting a second message with the same fingerprint is:
 Limitation: a client that reuses Call-ID and CSeq for a genuinely new request within the window
 (some scanners) is seen as a copy.
 
-Memory is bounded by `max_entries` (oldest first) and by the window (pruned as time advances).
+Memory is bounded by `max_entries` (oldest first, counter `dup_evicted`) and by the window
+(pruned as time advances).
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import Counter, deque
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -29,49 +30,58 @@ _MAX_SIGS = 4  # sightings remembered per fingerprint (legs of a proxy chain)
 
 
 class DupFilter:
-    """Fingerprint cache with a time window and a size cap (insertion-ordered dict)."""
+    """Fingerprint table with a time window and a size cap, oldest first-sighting first out."""
 
-    __slots__ = ("_seen", "evicted", "max_entries", "window_ns")
+    __slots__ = ("_order", "_seen", "c", "max_entries", "window_ns")
 
-    def __init__(self, window_ns: int, max_entries: int) -> None:
+    def __init__(self, window_ns: int, max_entries: int, counters: Counter[str]) -> None:
+        self.c = counters
         self.window_ns = window_ns
         self.max_entries = max_entries
-        # fingerprint -> [first-seen ns, (branch, via count, direction), ...]
-        self._seen: OrderedDict[tuple, list] = OrderedDict()
-        self.evicted = 0
+        # hash(fingerprint) -> (first-seen ns, hash((branch, via count, direction)), ...).
+        # Hashes keep entries small and hold no message strings; a 64-bit collision is
+        # negligible at these table sizes.
+        self._seen: dict[int, tuple[int, ...]] = {}
+        self._order: deque[tuple[int, int]] = deque()  # (first-seen ns, hash) in arrival order
 
     def __len__(self) -> int:
         return len(self._seen)
 
     def check(self, msg: SipMessage, ts: int) -> int:
         """Classify `msg` (seen at capture time `ts`) and remember it."""
-        seen = self._seen
-        if seen:
-            self._prune(ts)
+        seen, order = self._seen, self._order
+        if order and order[0][0] < ts - self.window_ns:
+            self._prune(ts - self.window_ns)
         if msg.is_request:
-            fp = (msg.call_id, msg.cseq, msg.method, msg.from_.tag, msg.to.tag)
+            fp = hash((msg.call_id, msg.cseq, msg.method, msg.from_.tag, msg.to.tag))
         else:
-            fp = (msg.call_id, msg.cseq, msg.cseq_method, msg.status, msg.from_.tag, msg.to.tag)
+            fp = hash(
+                (msg.call_id, msg.cseq, msg.cseq_method, msg.status, msg.from_.tag, msg.to.tag)
+            )
         p = msg.payload
-        sig = (msg.vias[0].branch if msg.vias else None, len(msg.vias), p.direction if p else None)
+        via = msg.vias[0].branch if msg.vias else None
+        sig = hash((via, len(msg.vias), p.direction if p is not None else None))
         rec = seen.get(fp)
         if rec is None:
-            if len(seen) >= self.max_entries:
-                seen.popitem(last=False)
-                self.evicted += 1
-            seen[fp] = [ts, sig]
+            while len(seen) >= self.max_entries:
+                self._drop_oldest()
+                self.c["dup_evicted"] += 1
+            seen[fp] = (ts, sig)
+            order.append((ts, fp))
             return NEW
         if sig in rec[1:]:
             return RETRANS
         if len(rec) <= _MAX_SIGS:
-            rec.append(sig)
+            seen[fp] = (*rec, sig)
         return COPY
 
-    def _prune(self, now: int) -> None:
-        seen = self._seen
-        limit = now - self.window_ns
-        while seen:
-            rec = seen[next(iter(seen))]
-            if rec[0] >= limit:
-                break
-            seen.popitem(last=False)
+    def _drop_oldest(self) -> None:
+        ts, fp = self._order.popleft()
+        rec = self._seen.get(fp)
+        if rec is not None and rec[0] == ts:
+            del self._seen[fp]
+
+    def _prune(self, limit: int) -> None:
+        order = self._order
+        while order and order[0][0] < limit:
+            self._drop_oldest()

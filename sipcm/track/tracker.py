@@ -14,6 +14,28 @@ Call-ID belongs to a call, go to the dialogs (`calls.py`); other methods start n
 transactions when they carry no To-tag (an in-dialog request of an unknown dialog is counted,
 not reported: SPEC 6 in-dialog rule). The state machine itself is data (`states.py`).
 
+Decisions where SPEC 6 leaves room (details in the module named):
+- Forking (`calls.py`): one call-start and one call-end per dialog answered 2xx; at most one
+  call-attempt per attempt, none if any dialog started.
+- Auth retries: a credentialed request of the same method after a 401/407 continues the
+  attempt, under the same Call-ID (higher CSeq) or a new one; a new Call-ID is matched by
+  method, From and To address-of-record, request-URI and source IP while the challenged entry
+  lives (its inv_neg / non_inv_neg timer) (`core.retry_key`). Every credentialed request
+  answered 401/407/403 is one auth-failed (once per CSeq: retransmissions and copies never
+  count twice) and nothing else; a challenge nobody answers ends as call-attempt/other-failed
+  with its status when the timer fires.
+- Duplicates (`dedup.py`): fingerprint Call-ID, CSeq, method or status, From/To tags within
+  `dup_window` (32 s); same top branch, Via count and direction = retransmission (counted in
+  CallMetrics.retransmissions), otherwise a copy.
+- Timer events carry the timer's expiry as their time, status 408 and reason
+  "timeout <timer>"; call-end by timeout reports the last in-dialog message as its end.
+- finish("conclude") runs the pending timers (events at their expiry times);
+  finish("expire-all") then ends calls and bindings at the current clock with reason
+  "timeout end of replay".
+- Memory: `max_calls` entries (Call-IDs with INVITE dialogs plus other transactions) and
+  `max_regs` bindings, least recently used evicted without an event; stored messages are slim
+  copies (`core.slim`).
+
 Counters (group passed in): retransmissions, duplicate_copies, calls_evicted, regs_evicted,
 dup_evicted, forks, forks_limited, in_dialog_unmatched, unmatched_reply,
 auth_retry_new_call_id, reg_refreshes, reg_contact_not_in_reply.
@@ -73,7 +95,7 @@ class Tracker:
         self._regs = Registrar(core, int(reg_grace_s * NS), max_regs)
         self._calls = Calls(core)
         self._trans = Transactions(core, self._regs)
-        self._dups = DupFilter(core.tmo["dup_window"], 2 * max_calls + 1024)
+        self._dups = DupFilter(core.tmo["dup_window"], 2 * max_calls + 1024, counters)
 
     @property
     def entries(self) -> Mapping[object, object]:
@@ -128,8 +150,6 @@ class Tracker:
                 cs.retrans += 1
         else:
             c["duplicate_copies"] += 1
-        c["dup_evicted"] += self._dups.evicted
-        self._dups.evicted = 0
 
     def advance(self, now_ns: int) -> list[Outcome]:
         """Fire the timers due at or before `now_ns` (capture time); the clock never goes back."""

@@ -57,7 +57,7 @@ class Transactions:
         new, eff = transition(t.state, Ev.RETRY if retry else Ev.REQ)
         if eff is Effect.CONCLUDE:
             self._effect(t, TRANSITIONS[(t.state, Ev.TIMEOUT)][1], None, ts, TIMER_OF[t.state])
-        t.req, t.cseq, t.creds = slim(msg), msg.cseq, msg.credentials
+        t.req, t.cseq, t.creds = slim(msg, method == "REGISTER"), msg.cseq, msg.credentials
         t.resp = t.status = t.reason = None
         t.client, t.server = ends(msg)
         core.set_state(t, new, ts)

@@ -209,3 +209,10 @@ def feed(tracker: object, msgs: list[SipMessage], until: float | None = None) ->
 def brief(outcomes: list) -> list[tuple]:
     """(action, call_id, status, reason, ts in seconds) per outcome."""
     return [(o.action, o.call_id, o.status, o.reason, o.ts_ns / S) for o in outcomes]
+
+
+def kept(m: SipMessage | None) -> tuple | None:
+    """What a stored copy of a message keeps of it (for comparisons in tests)."""
+    if m is None:
+        return None
+    return (m.is_request, m.method, m.status, m.call_id, m.cseq, m.from_, m.to, m.uri)

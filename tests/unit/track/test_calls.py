@@ -23,6 +23,7 @@ from tests.unit.track.msgs import (
     feed,
     in_dialog,
     invite,
+    kept,
     ns,
     proxied,
     resp,
@@ -57,8 +58,8 @@ def test_simple_call_start_end_and_metrics() -> None:
     ]
     start, end = out
     assert start.msg is msgs[3]
-    assert start.request == msgs[0]
-    assert start.response == msgs[3]
+    assert kept(start.request) == kept(msgs[0])
+    assert kept(start.response) == kept(msgs[3])
     assert start.client == ("10.0.0.1", 5060)
     assert start.server == ("10.0.0.2", 5060)
     assert start.method == "INVITE"
@@ -74,7 +75,7 @@ def test_simple_call_start_end_and_metrics() -> None:
     assert e.duration_ns == 60 * S
     assert (end.start_ns, end.end_ns) == (ns(2.5), ns(62.5))
     assert end.msg is msgs[5]
-    assert end.response == msgs[3]
+    assert kept(end.response) == kept(msgs[3])
     # BYE 200 at 62.6 -> bye_repl for 5 s, then the call is forgotten
     assert len(t.entries) == 0
 
@@ -116,7 +117,7 @@ def test_cancel_gives_call_attempt_487_after_canceled_timer() -> None:
     out = t.advance(ns(8.03))  # canceled at 3.0, extended by the ACK at 3.03 to 8.03
     assert brief(out) == [("call-attempt", "c1", 487, "Request Terminated", 8.03)]
     assert out[0].msg is None
-    assert out[0].response == msgs[5]
+    assert kept(out[0].response) == kept(msgs[5])
     assert out[0].call.pdd_ms == 1000.0
 
 
@@ -161,7 +162,7 @@ def test_challenge_then_credentials_then_200_is_one_call_start() -> None:
     out = feed(t, msgs, until=200) + t.finish("conclude")
     assert brief(out) == [("call-start", "c1", 200, "OK", 2.0)]
     m = out[0].call
-    assert out[0].request == inv2
+    assert kept(out[0].request) == kept(inv2)
     assert (m.pdd_ms, m.ring_time_ms, m.setup_time_ms) == (470.0, 1500.0, 1970.0)
 
 
@@ -173,9 +174,9 @@ def test_challenge_retry_refused_is_one_auth_failed() -> None:
     msgs = [inv1, resp(inv1, 407, 0.01, "x"), ack(inv1, "x", 0.02), inv2, r403, again(r403, 0.5)]
     out = feed(t, msgs, until=1000) + t.finish("expire-all")
     assert brief(out) == [("auth-failed", "c1", 403, "Forbidden", 0.05)]
-    assert out[0].request == inv2
+    assert kept(out[0].request) == kept(inv2)
     assert out[0].msg is r403
-    assert out[0].response == r403
+    assert kept(out[0].response) == kept(r403)
 
 
 def test_credentials_challenged_again_counts_each_retry() -> None:

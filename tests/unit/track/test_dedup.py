@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 
 from sipcm.track.dedup import COPY, NEW, RETRANS, DupFilter
 from tests.unit.track.msgs import ALICE, BOB, PROXY, S, again, invite, ns, proxied, resp
 
 
 def test_classification() -> None:
-    f = DupFilter(32 * S, 100)
+    f = DupFilter(32 * S, 100, Counter())
     inv = invite("c", "f", 1, 0.0, ALICE, PROXY)
     assert f.check(inv, ns(0)) == NEW
     assert f.check(again(inv, 0.5), ns(0.5)) == RETRANS
@@ -29,7 +30,8 @@ def test_classification() -> None:
 
 
 def test_window_and_bound() -> None:
-    f = DupFilter(32 * S, 3)
+    c: Counter[str] = Counter()
+    f = DupFilter(32 * S, 3, c)
     inv = invite("c", "f", 1, 0.0)
     assert f.check(inv, ns(0)) == NEW
     assert f.check(again(inv, 31.9), ns(31.9)) == RETRANS
@@ -39,4 +41,4 @@ def test_window_and_bound() -> None:
     for i in range(5):
         f.check(invite(f"y{i}", "f", 1, 41.0), ns(41))
     assert len(f) == 3
-    assert f.evicted == 4
+    assert c["dup_evicted"] == 4
