@@ -108,16 +108,27 @@ def _matches(doc: Mapping[str, Any], f: Mapping[str, str]) -> bool:
     return not ("ip" in f and f["ip"] not in (related.get("ip") or ()))
 
 
+def _int_param(params: dict[str, str], name: str, low: int, high: int) -> int | None:
+    raw = params.pop(name, None)
+    if raw is None:
+        return None
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise ApiError(400, f"{name} must be an integer from {low} to {high}, got {raw!r}")
+    return int(raw)
+
+
 def get_events(state: WebState, query: Query, _body: bytes) -> Response:
-    """Recent events, newest first, filtered by exact event name / Call-ID / user / IP."""
-    params = _only(query, (*_EVENT_FILTERS, "limit"))
-    limit = DEFAULT_EVENTS
-    if "limit" in params:
-        raw = params.pop("limit")
-        if not raw.isdigit() or not 1 <= int(raw) <= MAX_EVENTS:
-            raise ApiError(400, f"limit must be an integer from 1 to {MAX_EVENTS}, got {raw!r}")
-        limit = int(raw)
+    """Recent events, newest first, filtered by exact event name / Call-ID / user / IP.
+
+    `after=N` keeps only events published after the published-events total was N (the
+    `published` value of an earlier answer), so a poller fetches just what is new."""
+    params = _only(query, (*_EVENT_FILTERS, "limit", "after"))
+    limit = _int_param(params, "limit", 1, MAX_EVENTS) or DEFAULT_EVENTS
+    after = _int_param(params, "after", 0, 2**63)
     docs, published = state.events()
+    if after is not None:
+        fresh = min(max(0, published - after), len(docs))
+        docs = docs[len(docs) - fresh :]
     picked: list[dict] = []
     for doc in reversed(docs):
         if _matches(doc, params):

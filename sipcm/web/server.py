@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 MAX_BODY = 64 * 1024
 MAX_CONNECTIONS = 64
 SOCKET_TIMEOUT_S = 15.0
+POLL_S = 0.1  # how quickly stop() is noticed by the accept loop
 PUBLIC_PATHS = frozenset({"/"})
 _COMMON_HEADERS = {
     "Cache-Control": "no-store",
@@ -281,7 +282,7 @@ class WebServer:
             raise self._bind_error(exc) from None
         self._server = server
         self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.5}, name="sipcm-web"
+            target=server.serve_forever, kwargs={"poll_interval": POLL_S}, name="sipcm-web"
         )
         self._thread.daemon = True
         self._thread.start()

@@ -7,7 +7,9 @@
   const SLOW_EVERY = 3;            // calls, registrations, rates, blacklist every 3rd poll
   const HISTORY = 150;             // samples kept (5 minutes at 2 s)
   const SPAN_MS = HISTORY * POLL_MS;
+  const MIN_SPAN_MS = 60000;
   const EVENTS_FOR_RATES = 500;
+  const TABLE_ROWS = 100;
   const TOKEN_KEY = "sipcm-token";
   const PALETTE = ["#4e9af1", "#f1a24e", "#5cc98b", "#e5534b", "#b083f0", "#e0c341",
                    "#3fc1c9", "#f778ba", "#8b949e", "#a5d6ff"];
@@ -19,6 +21,7 @@
   const samples = [];              // {t, c: {"group.name": n}, ev: {action: per second} | null}
   const colors = new Map();
   let prevPublished = null;
+  let recentDocs = [];             // newest first, at most TABLE_ROWS
   let polls = 0;
   let timer = null;
   let blacklistDirty = false;
@@ -189,7 +192,11 @@
     ctx.clearRect(0, 0, w, h);
     const L = 48, R = 10, T = 8, B = 22, pw = w - L - R, ph = h - T - B;
     const tEnd = samples.length ? samples[samples.length - 1].t : Date.now();
-    const x = (t) => L + (t - (tEnd - SPAN_MS)) / SPAN_MS * pw;
+    // The window grows with the history, from 1 minute up to the whole history.
+    const have = samples.length ? tEnd - samples[0].t : 0;
+    const span = Math.min(SPAN_MS, Math.max(MIN_SPAN_MS, have));
+    const tick = span <= 90000 ? 15000 : span <= 180000 ? 30000 : 60000;
+    const x = (t) => L + (t - (tEnd - span)) / span * pw;
     let max = 0;
     for (const s of series) for (const p of s.points) if (p[1] > max) max = p[1];
     const step = niceStep(max > 0 ? max / 4 : 0.25);
@@ -208,10 +215,11 @@
     }
     ctx.textAlign = "center";
     ctx.textBaseline = "top";
-    for (let m = 0; m <= SPAN_MS / 60000; m++) {
-      const xx = Math.round(x(tEnd - m * 60000)) + 0.5;
+    for (let back = 0; back <= span; back += tick) {
+      const xx = Math.round(x(tEnd - back)) + 0.5;
+      const s = back / 1000;
       ctx.beginPath(); ctx.moveTo(xx, T + ph); ctx.lineTo(xx, T + ph + 4); ctx.stroke();
-      ctx.fillText(m === 0 ? "now" : "-" + m + "m", xx, T + ph + 6);
+      ctx.fillText(s === 0 ? "now" : s % 60 === 0 ? "-" + s / 60 + "m" : "-" + s + "s", xx, T + ph + 6);
     }
     let drawn = 0;
     for (const s of series) {
@@ -273,17 +281,24 @@
     drawChart($("chart-events"), $("legend-events"), eventSeries());
   }
 
-  // Per-type rates: the newest (published - previous published) documents are the new ones.
-  function eventRates(resp, dtMs) {
-    const published = resp.published;
+  // Only new events are fetched (after=<previous published total>); they feed both the
+  // per-type rates and the table, which keeps the newest TABLE_ROWS client-side.
+  function eventsPath() {
+    return prevPublished === null ? "/api/events?limit=" + TABLE_ROWS :
+      "/api/events?limit=" + EVENTS_FOR_RATES + "&after=" + prevPublished;
+  }
+
+  function takeEvents(resp, dtMs) {
     const prev = prevPublished;
-    prevPublished = published;
-    if (prev === null || dtMs <= 0) return null;
-    const fresh = Math.max(0, published - prev);
-    const docs = resp.events.slice(0, fresh);
-    const scale = docs.length ? fresh / docs.length : 0;
+    prevPublished = resp.published;
+    if (prev === null) { recentDocs = resp.events.slice(0, TABLE_ROWS); return null; }
+    if (resp.published < prev) { prevPublished = null; return null; }  // sensor restarted
+    recentDocs = resp.events.concat(recentDocs).slice(0, TABLE_ROWS);
+    if (dtMs <= 0) return null;
+    const fresh = resp.published - prev;
+    const scale = resp.events.length ? fresh / resp.events.length : 0;
     const out = {};
-    for (const d of docs) {
+    for (const d of resp.events) {
       const a = (d.event && d.event.action) || "unknown";
       out[a] = (out[a] || 0) + scale;
     }
@@ -395,7 +410,7 @@
 
   async function refreshEvents() {
     const q = eventQuery();
-    q.set("limit", "100");
+    q.set("limit", String(TABLE_ROWS));
     try { renderEvents(await api("/api/events?" + q)); } catch (e) { showError(e); }
   }
 
@@ -405,19 +420,18 @@
     polls++;
     try {
       const filtered = [...eventQuery().keys()].length > 0;
-      const jobs = [api("/api/counters"), api("/api/events?limit=" + EVENTS_FOR_RATES)];
+      const jobs = [api("/api/counters"), api(eventsPath())];
       if (slow) jobs.push(api("/api/calls"), api("/api/registrations"), api("/api/rates"),
                           api("/api/blacklist"));
       const [counters, events, calls, regs, rates, blacklist] = await Promise.all(jobs);
       const now = Date.now();
       const dt = samples.length ? now - samples[samples.length - 1].t : 0;
-      samples.push({ t: now, c: flatten(counters), ev: eventRates(events, dt) });
+      samples.push({ t: now, c: flatten(counters), ev: takeEvents(events, dt) });
       while (samples.length > HISTORY) samples.shift();
       renderTiles(samples[samples.length - 1].c);
       renderCounters(counters);
       if (filtered) refreshEvents();
-      else renderEvents(Object.assign({}, events, { events: events.events.slice(0, 100),
-                                                     count: Math.min(events.count, 100) }));
+      else renderEvents({ published: events.published, count: recentDocs.length, events: recentDocs });
       if (slow) { renderCalls(calls); renderRegs(regs); renderRates(rates); renderBlacklist(blacklist); }
       drawCharts();
       setStatus("ok", "live");
