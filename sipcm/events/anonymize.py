@@ -22,7 +22,9 @@ A document where something changed gets `sipcm.anon.fields` (sorted dotted names
 `sipcm.anon.key_check` and, when IPs may be involved, `sipcm.anon.ipv4` ("prefix" or
 "ipcipher": how IPv4 addresses were encrypted). A value that cannot be encrypted (an IP field
 holding something that is not an address, or a non-text value) is removed, never left in clear,
-and counted as `invalid_values_dropped`.
+and counted as `invalid_values_dropped`; a document that already has markers is left alone
+(`already_anonymized`). Encryption results are cached per value, so a value seen before costs
+one dict lookup.
 """
 
 from __future__ import annotations
@@ -120,7 +122,9 @@ class Anonymizer:
         self.enabled = self.ip or uris or call_ids or ua
         self.counters: Counter[str] = counters if counters is not None else Counter()
         self.key_check = ""
-        self._plan: list[tuple[tuple[str, ...], str, str, _Fn]] = []
+        # (parent path, [(leaf, dotted name, encryption cache, encrypt function)]), so each
+        # parent object is looked up once and a cached value costs one dict lookup.
+        self._plan: list[tuple[tuple[str, ...], list[tuple[str, str, dict[str, str], _Fn]]]] = []
         self._ipv4 = ""
         if not self.enabled:
             return
@@ -132,10 +136,13 @@ class Anonymizer:
         enc = _encrypters(codec)
         on = {"ip": self.ip, "uris": uris, "call_ids": call_ids, "ua": ua}
         on["ip|uris"] = self.ip or uris
+        groups: dict[tuple[str, ...], list[tuple[str, str, dict[str, str], _Fn]]] = {}
         for name, (switch, kind) in FIELDS.items():
             if on[switch]:
                 *parents, last = name.split(".")
-                self._plan.append((tuple(parents), last, name, enc[kind]))
+                item = (last, name, codec.cache_for(kind), enc[kind])
+                groups.setdefault(tuple(parents), []).append(item)
+        self._plan = list(groups.items())
         if on["ip|uris"]:
             self._ipv4 = "ipcipher" if ipcipher else "prefix"
 
@@ -143,22 +150,32 @@ class Anonymizer:
         """Encrypt the selected fields of `doc` in place, add the markers, return `doc`."""
         if not self.enabled:
             return doc
+        sipcm = doc.get("sipcm")
+        if sipcm is not None and "anon" in sipcm:
+            self.counters["already_anonymized"] += 1  # twice would need two decryptions
+            return doc
         changed: list[str] = []
-        for parents, last, name, fn in self._plan:
-            node = _parent(doc, parents) if parents else doc
-            if node is None:
-                continue
-            v = node.get(last)
-            if v is None:
-                continue
-            new = self._transform(v, fn)
-            if new is None:
-                del node[last]
-                _prune(doc, parents)
-                continue
-            if new != v:
-                node[last] = new
-                changed.append(name)
+        for parents, items in self._plan:
+            node: Any = doc
+            for p in parents:
+                node = node.get(p)
+                if node.__class__ is not dict:
+                    break
+            else:
+                for last, name, cache, fn in items:
+                    v = node.get(last)
+                    if v is None:
+                        continue
+                    new = cache.get(v) if v.__class__ is str else None
+                    if new is None:
+                        new = self._transform(v, fn)
+                        if new is None:
+                            del node[last]
+                            _prune(doc, parents)
+                            continue
+                    if new != v:
+                        node[last] = new
+                        changed.append(name)
         if changed:
             anon: dict[str, Any] = {"fields": sorted(changed), "key_check": self.key_check}
             if self._ipv4:

@@ -64,10 +64,15 @@ class Codec:
         self._txt = TextCipher(key.subkey("siv", 32))
         self._cache: dict[str, dict[str, str]] = {}
 
-    def _cached(self, kind: str, value: str, fn: Callable[[str], str]) -> str:
+    def cache_for(self, kind: str) -> dict[str, str]:
+        """The encryption cache of a kind (clear -> encrypted); callers may only read it."""
         c = self._cache.get(kind)
         if c is None:
             c = self._cache[kind] = {}
+        return c
+
+    def _cached(self, kind: str, value: str, fn: Callable[[str], str]) -> str:
+        c = self.cache_for(kind)
         out = c.get(value)
         if out is None:
             out = fn(value)

@@ -321,6 +321,16 @@ def test_invalid_values_are_dropped_and_counted() -> None:
     assert "source.ip" not in doc["sipcm"]["anon"]["fields"]
 
 
+def test_second_apply_is_refused() -> None:
+    counters: Counter[str] = Counter()
+    a = Anonymizer(**ALL, key_hex=HEX, counters=counters)
+    once = a.apply(BUILDER.build(call_start()))
+    snapshot = copy.deepcopy(once)
+    assert a.apply(once) == snapshot
+    assert counters == Counter(already_anonymized=1)
+    assert decrypt_doc(once, KEY) == BUILDER.build(call_start())
+
+
 def test_repr_and_errors_never_show_the_key(tmp_path) -> None:
     secret = "correct horse battery staple"
     a = Anonymizer(**ALL, passphrase=secret, salt="s1")

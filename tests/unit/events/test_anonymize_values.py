@@ -225,3 +225,13 @@ def test_cache_is_bounded_and_stays_correct(monkeypatch: pytest.MonkeyPatch) -> 
     assert len(c._cache["ip"]) <= 3
     for ip, e in want.items():
         assert c.ip(ip) == e
+
+
+@given(st.one_of(st.text(), host_s))
+def test_host_round_trip(h: str) -> None:
+    e = PAN.host(h)
+    assert PAN.host_decrypt(e) == h
+    bracket = h.startswith("[") and h.endswith("]")
+    if canonical_ip(h[1:-1] if bracket else h) is not None:  # IP literals stay IP literals
+        assert canonical_ip(e[1:-1] if bracket else e) is not None
+        assert e.startswith("[") == bracket
