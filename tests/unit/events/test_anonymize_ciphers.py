@@ -133,12 +133,9 @@ def test_crypto_pan_preserves_exactly_the_shared_prefix(a: int, b: int) -> None:
     assert _common_prefix(PAN.encrypt(a), PAN.encrypt(b)) == _common_prefix(a, b)
 
 
-@given(u32, st.integers(0, 32))
+@given(u32, st.integers(0, 31))
 def test_crypto_pan_prefix_of_every_length(a: int, n: int) -> None:
     # Flip the bit just after an n-bit prefix: exactly n bits stay shared.
-    if n == 32:
-        assert PAN.encrypt(a) == PAN.encrypt(a)
-        return
     b = a ^ (1 << (31 - n))
     assert _common_prefix(PAN.encrypt(a), PAN.encrypt(b)) == n
 
