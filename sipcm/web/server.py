@@ -15,6 +15,7 @@ import logging
 import re
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -29,6 +30,8 @@ MAX_BODY = 64 * 1024
 MAX_CONNECTIONS = 64
 SOCKET_TIMEOUT_S = 15.0
 POLL_S = 0.1  # how quickly stop() is noticed by the accept loop
+LINGER_S = 2.0
+LINGER_BYTES = 4 << 20
 PUBLIC_PATHS = frozenset({"/"})
 _COMMON_HEADERS = {
     "Cache-Control": "no-store",
@@ -57,6 +60,8 @@ class _Server(ThreadingHTTPServer):
         self.address_family = family
         self.app = app
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
         super().__init__(address, handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
@@ -64,6 +69,8 @@ class _Server(ThreadingHTTPServer):
         if not self._slots.acquire(blocking=False):
             self.shutdown_request(request)
             return
+        with self._open_lock:
+            self._open.add(request)
         try:
             super().process_request(request, client_address)
         except BaseException:
@@ -75,6 +82,21 @@ class _Server(ThreadingHTTPServer):
             super().process_request_thread(request, client_address)
         finally:
             self._slots.release()
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        """End every open (keep-alive) connection so no handler outlives the server."""
+        with self._open_lock:
+            socks = list(self._open)
+        for sock in socks:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         log.exception("web: error serving %s", client_address[0] if client_address else "?")
@@ -104,6 +126,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
     timeout = SOCKET_TIMEOUT_S
+    _unread = False
 
     def version_string(self) -> str:
         return "sipcm"
@@ -136,10 +159,15 @@ class _Handler(BaseHTTPRequestHandler):
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """Protocol-level errors from http.server (bad request line, 501, ...) as JSON."""
         self.close_connection = True
+        # A request line that failed to parse leaves the HTTP/0.9 default, which would
+        # suppress the status line and headers; nobody speaks 0.9 any more.
+        if self.request_version == "HTTP/0.9":
+            self.request_version = "HTTP/1.0"
         text = message or self.responses.get(code, ("error",))[0]
         self._send(api.error(code, text))
 
     def _dispatch(self, method: str) -> None:
+        self._unread = False
         try:
             resp = self._route(method)
         except api.ApiError as exc:
@@ -151,6 +179,8 @@ class _Handler(BaseHTTPRequestHandler):
             log.exception("web: %s %s failed", method, _TOKEN_IN_PATH.sub(r"\1***", self.path))
             resp = api.error(500, "internal error (see the sensor log)")
         self._send(resp, head=method == "HEAD")
+        if self._unread:
+            self._linger()
 
     def _route(self, method: str) -> api.Response:
         try:
@@ -190,13 +220,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _content_length(self) -> int | None:
         if self.headers.get("Transfer-Encoding"):
-            self.close_connection = True
+            self._abandon_body()
             raise api.ApiError(411, "chunked bodies are not supported; send Content-Length")
         raw = self.headers.get("Content-Length")
         if raw is None:
             return None
         if not raw.strip().isdigit():
-            self.close_connection = True
+            self._abandon_body()
             raise api.ApiError(400, "bad Content-Length")
         return int(raw)
 
@@ -208,13 +238,12 @@ class _Handler(BaseHTTPRequestHandler):
                 raise api.ApiError(411, "a body with Content-Length is required")
             return b""
         if length > MAX_BODY:
-            # Do not read it: answer and close the connection instead.
-            self.close_connection = True
+            self._abandon_body()
             raise api.ApiError(413, f"body larger than {MAX_BODY} bytes")
         return self.rfile.read(length)
 
     def _discard_body(self) -> None:
-        """Keep the connection usable after an early answer, or close it if that is costly."""
+        """Skip the body of a request answered early, keeping the connection if it is small."""
         try:
             length = self._content_length()
         except api.ApiError:
@@ -222,9 +251,36 @@ class _Handler(BaseHTTPRequestHandler):
         if length is None or length == 0:
             return
         if length > MAX_BODY:
-            self.close_connection = True
+            self._abandon_body()
             return
         self.rfile.read(length)
+
+    def _abandon_body(self) -> None:
+        # The body stays unread: answer, then close gracefully (see _linger).
+        self.close_connection = True
+        self._unread = True
+
+    def _linger(self) -> None:
+        """Half-close and discard what the client still sends, for a bounded time and size.
+
+        Closing a socket with unread input makes the kernel send a reset, which can destroy
+        our answer (413, 411, 401) before the client has read it."""
+        deadline = time.monotonic() + LINGER_S
+        budget = LINGER_BYTES
+        try:
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_WR)
+            while budget > 0:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self.connection.settimeout(left)
+                chunk = self.rfile.read1(65536)
+                if not chunk:
+                    break
+                budget -= len(chunk)
+        except OSError:
+            pass
 
     def _send(self, resp: api.Response, *, head: bool = False) -> None:
         try:
@@ -333,6 +389,7 @@ class WebServer:
             return
         server.shutdown()
         server.server_close()
+        server.close_connections()
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None

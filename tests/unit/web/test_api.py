@@ -248,6 +248,39 @@ def test_body_too_large_413_without_reading_it(client: Client, fake: FakePipelin
     assert client.request("PUT", "/api/blacklist", body=body).json()["blacklist"] == []
 
 
+@pytest.mark.parametrize("size", [MAX_BODY + 1, 1 << 20])
+def test_large_body_answer_survives_the_close(client: Client, size: int) -> None:
+    # The server does not read the body but must not reset the connection before the
+    # client has read the 413 (it half-closes and discards what still arrives).
+    for _ in range(3):
+        r = client.request("PUT", "/api/blacklist", body=b"x" * size)
+        assert (r.status, r.json()) == (413, {"error": f"body larger than {MAX_BODY} bytes"})
+
+
+def test_stop_ends_keep_alive_connections(fake: FakePipeline) -> None:
+    import http.client
+
+    srv = WebServer("127.0.0.1", 0, token=None, state=fake.state())
+    srv.start()
+    c = Client(srv.url)
+    conn = http.client.HTTPConnection(c.host, c.port, timeout=5)
+    try:
+        conn.request("GET", "/api/calls")
+        assert conn.getresponse().read()
+        srv.stop()
+
+        # The kept-alive connection was closed by stop(): no further answer on it.
+        def again() -> None:
+            conn.request("GET", "/api/calls")
+            conn.getresponse()
+
+        with pytest.raises((http.client.RemoteDisconnected, ConnectionError)):
+            again()
+    finally:
+        conn.close()
+        srv.stop()
+
+
 def test_put_without_length_or_chunked_411(server: WebServer) -> None:
     host, port = server.url[len("http://") :].rstrip("/").split(":")
     for extra in (b"", b"Transfer-Encoding: chunked\r\n"):
@@ -264,6 +297,46 @@ def test_put_without_length_or_chunked_411(server: WebServer) -> None:
             else "a body with Content-Length is required"
         )
         assert json.loads(body) == {"error": want}
+
+
+def _raw(server: WebServer, data: bytes) -> tuple[bytes, bytes]:
+    host, port = server.url[len("http://") :].rstrip("/").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as s:
+        s.sendall(data)
+        got = b""
+        while chunk := s.recv(4096):
+            got += chunk
+    head, _, body = got.partition(b"\r\n\r\n")
+    return head.split(b"\r\n")[0], body
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status", "error"),
+    [
+        (
+            b"GET /api/calls HTTP/1.x\r\n\r\n",
+            b"HTTP/1.1 400 Bad Request",
+            "Bad request version ('HTTP/1.x')",
+        ),
+        (b"HELLO\r\n\r\n", b"HTTP/1.1 400 Bad Request", "Bad request syntax ('HELLO')"),
+        (
+            b"GET /api/calls HTTP/1.1\r\n" + b"X: y\r\n" * 101 + b"\r\n",
+            b"HTTP/1.1 431 Request Header Fields Too Large",
+            "Too many headers",
+        ),
+        (
+            b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n",
+            b"HTTP/1.1 414 Request-URI Too Long",
+            "Request-URI Too Long",
+        ),
+    ],
+)
+def test_protocol_errors_are_json(
+    server: WebServer, request_bytes: bytes, status: bytes, error: str
+) -> None:
+    line, body = _raw(server, request_bytes)
+    assert line == status
+    assert json.loads(body) == {"error": error}
 
 
 def test_head_has_headers_and_no_body(client: Client) -> None:

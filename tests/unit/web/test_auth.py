@@ -78,6 +78,12 @@ def test_query_token_with_filters(secured: Client) -> None:
     assert secured.get(f"/api/counters?token={TOKEN}", headers=bad).status == 401
 
 
+def test_unauthorized_large_body_gets_401(secured: Client, fake: FakePipeline) -> None:
+    r = secured.request("PUT", "/api/blacklist", body=b"[" + b" " * (1 << 20) + b"]")
+    assert r.status == 401
+    assert fake.set_calls == []
+
+
 def test_unknown_path_needs_token_before_404(secured: Client) -> None:
     assert secured.get("/api/nope").status == 401
     assert secured.get(f"/api/nope?token={TOKEN}").status == 404
