@@ -188,6 +188,59 @@ def doctor() -> None:
         raise SipcmError(f"{failed} check(s) failed", "apply the fixes above, then run again")
 
 
+@cli.command()
+@click.argument("file", default="-", type=click.File("r", encoding="utf-8"))
+@click.option("--key-file", type=click.Path(dir_okay=False), help="File holding the hex key.")
+@click.option(
+    "--passphrase-env",
+    metavar="VAR",
+    help="Environment variable holding the passphrase (never pass it on the command line).",
+)
+@click.option("--salt", default=None, help="Salt used with the passphrase.")
+@click.option("-o", "--output", type=click.File("w", encoding="utf-8"), default="-")
+@config_options
+@click.pass_context
+def decrypt(
+    ctx: click.Context,
+    file: Any,
+    key_file: str | None,
+    passphrase_env: str | None,
+    salt: str | None,
+    output: Any,
+    config_path: str | None,
+    overrides: tuple[str, ...],
+) -> None:
+    """Restore the anonymized fields of NDJSON events read from FILE (default stdin).
+
+    The key comes from --key-file, from --passphrase-env with --salt, or else from the
+    encryption_* settings of the configuration (-c). A wrong key is an error, not garbage."""
+    import os
+
+    from sipcm.decrypt import decrypt_stream
+
+    if key_file or passphrase_env:
+        passphrase = None
+        if passphrase_env:
+            passphrase = os.environ.get(passphrase_env)
+            if not passphrase:
+                raise SipcmError(
+                    f"environment variable {passphrase_env} is not set",
+                    "export it before running sipcm decrypt",
+                )
+        n = decrypt_stream(file, output, passphrase=passphrase, key_file=key_file, salt=salt or "")
+    else:
+        cfg = _load(ctx, config_path, overrides)
+        n = decrypt_stream(
+            file,
+            output,
+            passphrase=cfg.encryption_passphrase or None,
+            key_hex=cfg.encryption_key or None,
+            key_file=cfg.encryption_key_file or None,
+            salt=salt if salt is not None else cfg.encryption_salt,
+        )
+    _say(f"decrypted {n} events")
+
+
 @cli.command("config")
 @config_options
 @click.pass_context

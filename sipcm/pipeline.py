@@ -20,6 +20,7 @@ from sipcm.counters import Counters
 from sipcm.decode.decoder import Decoder
 from sipcm.decode.stream import TcpReassembler
 from sipcm.errors import ConfigError
+from sipcm.events.anonymize import Anonymizer
 from sipcm.events.build import EventBuilder
 from sipcm.events.filters import TypeBlacklist
 from sipcm.events.rates import RateLimiter
@@ -108,6 +109,18 @@ class Pipeline:
         self.recent: deque[dict] = deque(maxlen=recent_events)
         self.lock = threading.Lock()
         self.blacklist = TypeBlacklist(cfg.event_types_blst, self._ev)
+        self.anonymizer = Anonymizer(
+            ip=cfg.encrypt_ip_addresses,
+            ipcipher=cfg.encrypt_ipcipher,
+            uris=cfg.encrypt_uris,
+            call_ids=cfg.encrypt_call_ids,
+            ua=cfg.encrypt_ua,
+            passphrase=cfg.encryption_passphrase or None,
+            key_hex=cfg.encryption_key or None,
+            key_file=cfg.encryption_key_file or None,
+            salt=cfg.encryption_salt,
+            counters=self.counters.group("anon"),
+        )
         self.rates = RateLimiter(
             self.counters.group("rates"),
             intervals_s=cfg.evr_intervals,
@@ -209,6 +222,9 @@ class Pipeline:
             if verdict is not True:
                 o.extra.update({"sipcm.rate." + k: v for k, v in verdict.items()})
             docs.append(build(o))
+        if self.anonymizer.enabled:
+            for d in docs:
+                self.anonymizer.apply(d)
         self._emit(docs)
 
     def _emit(self, docs: list[dict]) -> None:

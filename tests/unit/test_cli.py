@@ -72,3 +72,30 @@ def test_attach_unknown_interface_is_one_line_error() -> None:
     assert "no-such-if0" in res.stderr
     assert "Traceback" not in res.stderr
     assert res.stderr.count("\n") == 1
+
+
+def test_anonymized_replay_decrypts_back_to_the_clear_events(tmp_path) -> None:
+    key = tmp_path / "key.hex"
+    key.write_text("00112233445566778899aabbccddeeff\n")
+    pcap = str(CORPUS / "zeek/sip-wireshark.pcap")
+    plain = sipcm("replay", "--summary", "none", pcap)
+    enc = sipcm(
+        "-E", "encrypt_ip_addresses=true", "-E", "encrypt_uris=true",
+        "-E", "encrypt_call_ids=true", "-E", "encrypt_ua=true",
+        "-E", f"encryption_key_file={key}", "replay", "--summary", "none", pcap,
+    )  # fmt: skip
+    assert enc.returncode == 0, enc.stderr
+    assert "192.168.1.2" not in enc.stdout
+    assert "voi18062" not in enc.stdout
+    assert "578222729-4665d775" not in enc.stdout
+    src = tmp_path / "enc.ndjson"
+    src.write_text(enc.stdout)
+    dec = sipcm("decrypt", "--key-file", str(key), str(src))
+    assert dec.returncode == 0, dec.stderr
+    assert dec.stdout == plain.stdout
+    other = tmp_path / "other.hex"
+    other.write_text("ffeeddccbbaa99887766554433221100\n")
+    bad = sipcm("decrypt", "--key-file", str(other), str(src))
+    assert bad.returncode != 0
+    assert "wrong key" in bad.stderr
+    assert "Traceback" not in bad.stderr
