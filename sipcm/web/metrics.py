@@ -75,7 +75,6 @@ def render(view: MetricsView, gauge_groups: Iterable[str] = ()) -> str:
         ("registrations", view.registrations, "registration bindings cached"),
         ("recent_events", view.recent_events, "published events kept for the web API"),
         ("blacklisted_event_types", view.blacklisted_types, "event types not published"),
-        ("rate_keys", view.rate_keys, "(event type, source IP) keys in the rate table"),
     )
     for short, value, text in fixed:
         name = f"{PREFIX}_{short}"

@@ -32,7 +32,6 @@ class MetricsView:
     registrations: int
     recent_events: int
     blacklisted_types: int
-    rate_keys: int
 
 
 class WebState:
@@ -128,7 +127,6 @@ class WebState:
                 registrations=len(self._registrations()),
                 recent_events=len(self._recent()),
                 blacklisted_types=len(self._get_blacklist()),
-                rate_keys=len(self._rate_table()),
             )
 
         return self._locked(read)

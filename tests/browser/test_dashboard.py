@@ -166,7 +166,29 @@ def test_dashboard_renders_live_state(tmp_path: Path, served) -> None:
     ]
     assert dom.text["calls-count"] == "(1)"
     assert dom.text["regs-count"] == "(2)"
-    assert dom.rows("rates", html) == [["auth-failed", "192.0.2.66", "1", "31", "1s"]]
+    assert dom.rows("rates", html) == [
+        [
+            "auth-failed",
+            "192.0.2.66",
+            "blacklisted",
+            "251",
+            "140",
+            "1s: 31/20  1min: 251/240  1h: 251/3600",
+            "2024-05-01 10:00:05.000Z",
+            "2024-05-01 09:59:58.250Z",
+        ],
+        [
+            "reg-new",
+            "10.0.0.1",
+            "ok",
+            "1",
+            "0",
+            "1s: 1/20  1min: 1/240  1h: 1/3600",
+            "2024-05-01 10:00:00.000Z",
+            "",
+        ],
+    ]
+    assert dom.text["rates-count"] == "(2)"
     # The blacklist editor shows the valid names; the filter offers them too.
     assert "msg-probe" in dom.text["blacklist"]
     assert "call-start" in dom.text["f-action"]

@@ -69,7 +69,7 @@
     const a = Math.abs(v);
     if (a >= 1e6) return (v / 1e6).toFixed(a >= 1e7 ? 0 : 1) + "M";
     if (a >= 1e3) return (v / 1e3).toFixed(a >= 1e4 ? 0 : 1) + "k";
-    if (a >= 10 || v === 0) return v.toFixed(0);
+    if (a >= 10 || Number.isInteger(v)) return v.toFixed(0);
     return v.toFixed(a >= 1 ? 1 : 2);
   }
   function pad(n, w) { return String(n).padStart(w || 2, "0"); }
@@ -344,18 +344,22 @@
     fillTable($("events"), rows, 10, "no events match");
   }
 
+  function fmtWindow(sec) {
+    return sec % 3600 === 0 ? sec / 3600 + "h" : sec % 60 === 0 ? sec / 60 + "min" : sec + "s";
+  }
   function renderRates(resp) {
     $("rates-count").textContent = "(" + fmt(resp.count) + ")";
-    const table = $("rates");
-    const cols = [];
-    for (const r of resp.rates) for (const k of Object.keys(r)) if (!cols.includes(k)) cols.push(k);
-    const tr = el("tr");
-    for (const c of cols.length ? cols : ["rate table"]) tr.appendChild(el("th", null, c));
-    table.tHead.replaceChildren(tr);
-    const cell = (v) => td(v === null || v === undefined ? "" :
-      typeof v === "object" ? JSON.stringify(v) : v, typeof v === "number" ? "num" : "mono");
-    fillTable(table, resp.rates.map((r) => cols.map((c) => cell(r[c]))), Math.max(cols.length, 1),
-      "no rate entries");
+    const rows = resp.rates.map((r) => {
+      const state = el("td");
+      state.appendChild(el("span", "act " + (r.blacklisted ? "bad" : "good"),
+                           r.blacklisted ? "blacklisted" : "ok"));
+      const rates = (r.rates || []).map((w) =>
+        fmtWindow(w.window) + ": " + fmtShort(Number(w.current)) + "/" + w.limit).join("  ");
+      return [td(r.event), td(r.source_ip === null ? "(none)" : r.source_ip, "mono"), state,
+        td(fmt(r.events), "num"), td(fmt(r.exceeded), "num"), td(rates, "mono"),
+        td(fmtTs(r.last_seen)), td(fmtTs(r.since))];
+    });
+    fillTable($("rates"), rows, 8, "no rate entries");
   }
 
   function renderBlacklist(resp) {

@@ -130,7 +130,34 @@ REGISTRATIONS = [
 ]
 
 RATES = [
-    {"event": "auth-failed", "ip": "192.0.2.66", "exceeded": 1, "rate": 31.0, "window": "1s"},
+    {
+        "event": "auth-failed",
+        "source_ip": "192.0.2.66",
+        "rates": [
+            {"window": 1, "limit": 20, "current": 31},
+            {"window": 60, "limit": 240, "current": 250.5},
+            {"window": 3600, "limit": 3600, "current": 251},
+        ],
+        "events": 251,
+        "last_seen": "2024-05-01T10:00:05.000000000Z",
+        "blacklisted": True,
+        "exceeded": 140,
+        "since": "2024-05-01T09:59:58.250000000Z",
+    },
+    {
+        "event": "reg-new",
+        "source_ip": "10.0.0.1",
+        "rates": [
+            {"window": 1, "limit": 20, "current": 1},
+            {"window": 60, "limit": 240, "current": 1},
+            {"window": 3600, "limit": 3600, "current": 1},
+        ],
+        "events": 1,
+        "last_seen": "2024-05-01T10:00:00.000000000Z",
+        "blacklisted": False,
+        "exceeded": 0,
+        "since": None,
+    },
 ]
 
 CONFIG = {"http_addr": "127.0.0.1", "http_port": 8080, "access_token": "***"}

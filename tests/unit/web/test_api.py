@@ -137,7 +137,7 @@ def test_calls_registrations_rates_config(client: Client) -> None:
         "sip:alice@example.com",
         "sip:bob@example.com",
     ]
-    assert client.get("/api/rates").json() == {"count": 1, "rates": RATES}
+    assert client.get("/api/rates").json() == {"count": 2, "rates": RATES}
     assert client.get("/api/config").json() == CONFIG
     assert client.get("/api/config").json()["access_token"] == "***"
 

@@ -84,7 +84,6 @@ def test_metrics_endpoint_exact(client: Client) -> None:
         ),
         "sipcm_kernel_ring_full_lost_total": ("counter", {(): 2}),
         "sipcm_kernel_seen_total": ("counter", {(): 99001}),
-        "sipcm_rate_keys": ("gauge", {(): 1}),
         "sipcm_recent_events": ("gauge", {(): 6}),
         "sipcm_registrations": ("gauge", {(): 2}),
         "sipcm_sip_messages_total": ("counter", {(): 4242}),
@@ -107,7 +106,7 @@ def test_metrics_follow_the_pipeline(client: Client, fake) -> None:
 
 
 def _view(counters: dict) -> MetricsView:
-    return MetricsView(counters, 0, 0, 0, 0, 0)
+    return MetricsView(counters, 0, 0, 0, 0)
 
 
 def test_sanitizing_and_collisions_sum() -> None:
