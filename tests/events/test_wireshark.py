@@ -31,12 +31,13 @@ INVITE 11894297-4432a9f8: 407, ACK, f72 credentialed INVITE (1120470983.863488) 
   f74 183 (1120470984.289950), f75 480: one call-attempt 480, pdd 426.462 ms (the INVITE that
   the 183 answers; the challenge answered with credentials continues the same attempt).
 Timers. The SPEC ends a challenge as a failure when it is not answered "before the transaction
-times out"; with the default timers (reference notes 1.4: non-INVITE negative reply 5 s, INVITE
-negative reply 30 s, counted from the last message of the transaction) this phone is too slow
-for every challenge except the one of 11894297 (17.3 s < 30 s): each REGISTER 401 is answered
-17-34 s later, so it first ends as other-failed 401, and the INVITE 407s of 85216695 (retry
-32.4 s after the ACK) and 24487391 (51.2 s) end as call-attempt 407. With both negative-reply
-timers at 60 s every challenge is answered in time and the list is the one above.
+times out". This phone answers every challenge 17-51 s later (its user types the password), so
+the list above needs a challenge to wait longer than that: the `auth_wait` timer (default 60 s)
+does. The 480 of 11894297 then ends at the INVITE negative-reply timer (inv_neg, 30 s), during
+the replay. With `auth_wait` at 10 s ("impatient") each REGISTER 401 first ends as other-failed
+401 and each INVITE 407 as call-attempt 407 (11894297 too: its retry comes 17.3 s later and
+then starts a new attempt that ends 480). With the negative-reply timers at 60 s ("patient")
+the 480 is still pending at the last packet and is concluded at the end.
 Registrations still valid at the end: voi18062 (200 at f18, 1200 s) and 35104723 (200 at f57,
 refreshed at f81). Conclude mode keeps them open; expire-all ends both as reg-expired.
 """
@@ -96,6 +97,8 @@ F = {
     57: ns(1120470814, 349707),
     59: ns(1120470831, 540377),
     61: ns(1120470848, 682926),
+    70: ns(1120470966, 601590),
+    72: ns(1120470983, 863488),
     63: ns(1120470865, 653226),
     64: ns(1120470865, 804796),
     65: ns(1120470899, 862890),
@@ -132,8 +135,15 @@ def _unanswered(cid: str, reply: int, retry: int) -> tuple:
     return ("other-failed", cid, "REGISTER", 401, (reply, retry), None, "Unauthorized")
 
 
-AUTH_REQ = "authentication required"
+# Default timers: the 480 ends at inv_neg (30 s), fired by the f79 REGISTER (34.4 s later).
 DEFAULT_LIST = [
+    *PATIENT_LIST[:11],
+    ("call-attempt", INV_480, "INVITE", 480, (F[75], F[79]), "voi18062", "Error"),
+]
+
+AUTH_REQ = "authentication required"
+IMPATIENT = "calls_timeouts={auth_wait: 10s}"
+IMPATIENT_LIST = [
     _unanswered(REG1, F[2], F[3]),
     PATIENT_LIST[0],
     _unanswered(REG1, F[7], F[8]),
@@ -152,9 +162,10 @@ DEFAULT_LIST = [
     _unanswered(REG2, F[54], F[55]),
     PATIENT_LIST[8],
     _unanswered(REG2, F[59], F[63]),
+    ("call-attempt", INV_403B, "INVITE", 407, (F[61], F[63]), None, AUTH_REQ),
     PATIENT_LIST[9],
-    ("call-attempt", INV_403B, "INVITE", 407, (F[61], F[65]), None, AUTH_REQ),
     PATIENT_LIST[10],
+    ("call-attempt", INV_480, "INVITE", 407, (F[70], F[72]), None, AUTH_REQ),
     _unanswered(REG2, F[78], F[79]),
     # inv_neg 30 s: fires during the replay (at the f79 REGISTER, 34 s after the 480).
     ("call-attempt", INV_480, "INVITE", 480, (F[75], F[79]), "voi18062", "Error"),
@@ -166,14 +177,19 @@ def pcap(corpus: Path) -> Path:
     return corpus / "zeek" / "sip-wireshark.pcap"
 
 
-@pytest.fixture(scope="module", params=["default", "patient"])
+CASES = {
+    "default": ((), DEFAULT_LIST),
+    "patient": ((PATIENT,), PATIENT_LIST),
+    "impatient": ((IMPATIENT,), IMPATIENT_LIST),
+}
+
+
+@pytest.fixture(scope="module", params=list(CASES))
 def case(request: pytest.FixtureRequest, pcap: Path) -> tuple[list[dict], list, list]:
-    """(documents, totals, expected list) for the default timers and for 60 s ones."""
-    if request.param == "default":
-        docs, totals = run_files([pcap])
-        return docs, totals, DEFAULT_LIST
-    docs, totals = run_files([pcap], PATIENT)
-    return docs, totals, PATIENT_LIST
+    """(documents, totals, expected list) for the default, 60 s and 10 s timers."""
+    overrides, expected = CASES[request.param]
+    docs, totals = run_files([pcap], *overrides)
+    return docs, totals, expected
 
 
 def test_exact_event_list(case: tuple) -> None:
@@ -202,10 +218,10 @@ def test_totals(case: tuple) -> None:
     by_action: dict[str, int] = {}
     for d in docs:
         by_action[d["event"]["action"]] = by_action.get(d["event"]["action"], 0) + 1
-    if expected is PATIENT_LIST:
-        assert by_action == {"auth-failed": 8, "reg-new": 2, "call-attempt": 2}
+    if expected is IMPATIENT_LIST:
+        assert by_action == {"auth-failed": 8, "reg-new": 2, "call-attempt": 5, "other-failed": 9}
     else:
-        assert by_action == {"auth-failed": 8, "reg-new": 2, "call-attempt": 4, "other-failed": 9}
+        assert by_action == {"auth-failed": 8, "reg-new": 2, "call-attempt": 2}
     methods = [d["sip"]["method"] for d in docs if d["event"]["action"] == "auth-failed"]
     assert methods.count("REGISTER") == 6
     assert methods.count("INVITE") == 2

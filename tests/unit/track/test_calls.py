@@ -198,7 +198,8 @@ def test_challenge_never_answered_is_call_attempt_with_that_status() -> None:
     t = tracker()
     inv = invite("c1", "ft", 1, 0.0)
     out = feed(t, [inv, resp(inv, 407, 0.01, "x"), ack(inv, "x", 0.02)], until=100)
-    assert brief(out) == [("call-attempt", "c1", 407, "Proxy Authentication Required", 30.02)]
+    # auth_wait (60 s) after the 407 without a credentialed retry
+    assert brief(out) == [("call-attempt", "c1", 407, "Proxy Authentication Required", 60.02)]
 
 
 def test_retry_with_new_call_id_continues_the_attempt() -> None:
@@ -218,7 +219,7 @@ def test_retry_from_another_address_is_not_matched() -> None:
     out = feed(t, [inv1, resp(inv1, 407, 0.01, "x"), inv2, resp(inv2, 200, 1.0, "y")], until=100)
     assert brief(out) == [
         ("call-start", "c2", 200, "OK", 1.0),
-        ("call-attempt", "c1", 407, "Proxy Authentication Required", 30.01),
+        ("call-attempt", "c1", 407, "Proxy Authentication Required", 60.01),
     ]
 
 

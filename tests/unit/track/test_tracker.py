@@ -36,7 +36,7 @@ def test_timeout_names_and_validation() -> None:
     assert Tracker.timeout_names == (
         "inv_1st", "inv_early_dlg", "inv_neg", "inv_established", "inv_bye_seen",
         "inv_bye_repl", "inv_canceled", "non_inv_1st", "non_inv_neg", "non_inv_fin",
-        "dup_window",
+        "auth_wait", "dup_window",
     )  # fmt: skip
     msg = "unknown timeout 'inv_establised', did you mean 'inv_established'"
     with pytest.raises(ValueError, match=msg):
@@ -120,8 +120,8 @@ def test_finish_conclude_runs_pending_timers_only() -> None:
     out = t.finish("conclude")
     assert brief(out) == [
         ("other-ok", "opt2", 200, "OK", 8.6),
-        ("call-attempt", "chal", 407, "Proxy Authentication Required", 32.1),
         ("other-timeout", "opt", 408, "timeout non_inv_1st", 33.0),
+        ("call-attempt", "chal", 407, "Proxy Authentication Required", 62.1),
         ("call-attempt", "ring", 408, "timeout inv_early_dlg", 181.5),
     ]
     assert t.stats()["calls_established"] == 1
@@ -139,7 +139,7 @@ def test_finish_expire_all_ends_calls_and_bindings_now() -> None:
         ("call-end", "est", 408, "timeout end of replay", 4.1),
     ]
     actions = [o.action for o in out[:4]]
-    assert actions == ["other-ok", "call-attempt", "other-timeout", "call-attempt"]
+    assert actions == ["other-ok", "other-timeout", "call-attempt", "call-attempt"]
     end = out[5].call
     assert end.originator == "timeout"
     assert end.duration_ns == ns(3.6)

@@ -131,7 +131,8 @@ def test_register_challenge_never_answered_is_other_failed() -> None:
     t = tracker()
     r = register("r", 1, 0.0)
     out = feed(t, [r, resp(r, 401, 0.01, "x")], until=100)
-    assert brief(out) == [("other-failed", "r", 401, "Unauthorized", 5.01)]
+    # auth_wait (60 s) passes with no credentialed retry
+    assert brief(out) == [("other-failed", "r", 401, "Unauthorized", 60.01)]
 
 
 def test_register_timeout_and_failure() -> None:
