@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sipcm.web import metrics
+from sipcm.web import dashboard, metrics
 from sipcm.web.state import WebState
 
 JSON = "application/json; charset=utf-8"
@@ -197,7 +197,16 @@ def get_metrics(state: WebState, query: Query, _body: bytes) -> Response:
     return Response(200, text.encode(), metrics.CONTENT_TYPE)
 
 
+def get_dashboard(_state: WebState, query: Query, _body: bytes) -> Response:
+    """The self-contained dashboard page (it carries no data; its script calls the API)."""
+    _only(query, ())
+    pg = dashboard.page()
+    headers = {"Content-Security-Policy": pg.csp, "X-Frame-Options": "DENY"}
+    return Response(200, pg.html, "text/html; charset=utf-8", headers)
+
+
 ROUTES: dict[str, dict[str, Handler]] = {
+    "/": {"GET": get_dashboard},
     "/api/counters": {"GET": get_counters},
     "/api/events": {"GET": get_events},
     "/api/calls": {"GET": get_calls},

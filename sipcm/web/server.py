@@ -198,14 +198,10 @@ class _Handler(BaseHTTPRequestHandler):
             resp.headers["WWW-Authenticate"] = 'Bearer realm="sipcm"'
             self._discard_body()
             return resp
-        if path == "/":
-            handlers: dict[str, api.Handler] = {"GET": _dashboard}
-        else:
-            found = api.ROUTES.get(path)
-            if found is None:
-                self._discard_body()
-                raise api.ApiError(404, f"no such path: {path}")
-            handlers = found
+        handlers = api.ROUTES.get(path)
+        if handlers is None:
+            self._discard_body()
+            raise api.ApiError(404, f"no such path: {path}")
         if method == "HEAD" and "GET" in handlers:
             method = "GET"
         handler = handlers.get(method)
@@ -240,7 +236,15 @@ class _Handler(BaseHTTPRequestHandler):
         if length > MAX_BODY:
             self._abandon_body()
             raise api.ApiError(413, f"body larger than {MAX_BODY} bytes")
-        return self.rfile.read(length)
+        try:
+            body = self.rfile.read(length)
+        except TimeoutError:
+            self.close_connection = True
+            raise api.ApiError(408, "timed out reading the request body") from None
+        if len(body) < length:
+            self.close_connection = True
+            raise api.ApiError(400, "body shorter than its Content-Length")
+        return body
 
     def _discard_body(self) -> None:
         """Skip the body of a request answered early, keeping the connection if it is small."""
@@ -253,7 +257,10 @@ class _Handler(BaseHTTPRequestHandler):
         if length > MAX_BODY:
             self._abandon_body()
             return
-        self.rfile.read(length)
+        try:
+            self.rfile.read(length)
+        except TimeoutError:
+            self.close_connection = True
 
     def _abandon_body(self) -> None:
         # The body stays unread: answer, then close gracefully (see _linger).
@@ -296,18 +303,6 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(resp.body)
         except (BrokenPipeError, ConnectionResetError, TimeoutError):
             self.close_connection = True
-
-
-def _dashboard(_state: WebState, query: api.Query, _body: bytes) -> api.Response:
-    if query:
-        raise api.ApiError(400, f"unknown query parameter {sorted(query)[0]!r}")
-    pg = dashboard.page()
-    return api.Response(
-        200,
-        pg.html,
-        "text/html; charset=utf-8",
-        {"Content-Security-Policy": pg.csp, "X-Frame-Options": "DENY"},
-    )
 
 
 class WebServer:

@@ -52,6 +52,7 @@ class WebState:
         config: Callable[[], dict],
         gauge_groups: Sequence[str] = GAUGE_GROUPS,
         lock_timeout_s: float = 5.0,
+        published: Callable[[], int] | None = None,
     ) -> None:
         self._lock = lock
         self._counters = counters
@@ -65,6 +66,10 @@ class WebState:
         self._config = config
         self.gauge_groups = frozenset(gauge_groups)
         self._timeout = lock_timeout_s
+        # The published-events total; a cheap reader avoids a full counter snapshot per poll.
+        self._published = published or (
+            lambda: int(self._counters().get("events", {}).get("published", 0))
+        )
 
     def _locked(self, fn: Callable[[], T]) -> T:
         """Run `fn` under the pipeline lock, giving up after the timeout."""
@@ -83,8 +88,8 @@ class WebState:
         """The recent published documents, oldest first, and the published-events total."""
 
         def read() -> tuple[list[dict], int]:
-            published = self._counters().get("events", {}).get("published", 0)
-            return list(self._recent()), int(published)
+            published = int(self._published())
+            return list(self._recent()), published
 
         return self._locked(read)
 

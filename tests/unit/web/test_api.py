@@ -103,6 +103,28 @@ def test_events_after_when_older_events_left_the_buffer(client: Client, fake: Fa
     assert len(client.get("/api/events?after=10").json()["events"]) == 6
 
 
+def test_events_use_the_published_reader_when_given(fake: FakePipeline) -> None:
+    reads: list[str] = []
+
+    def published() -> int:
+        reads.append("published")
+        return 5
+
+    def counters() -> dict:
+        reads.append("counters")
+        return {}
+
+    state = fake.state(published=published, counters=counters)
+    srv = WebServer("127.0.0.1", 0, token=None, state=state)
+    srv.start()
+    try:
+        body = Client(srv.url).get("/api/events?after=4").json()
+    finally:
+        srv.stop()
+    assert body == {"published": 5, "count": 1, "events": [RECENT[5]]}
+    assert reads == ["published"]
+
+
 def test_event_filter_value_is_url_decoded(client: Client, fake: FakePipeline) -> None:
     fake.recent.append({"event": {"action": "call-start"}, "sip": {"call_id": "a b&c=d@x"}})
     body = client.get("/api/events?call_id=a%20b%26c%3Dd%40x").json()
@@ -299,15 +321,19 @@ def test_put_without_length_or_chunked_411(server: WebServer) -> None:
         assert json.loads(body) == {"error": want}
 
 
+def _read_all(s: socket.socket) -> tuple[bytes, bytes]:
+    got = b""
+    while chunk := s.recv(4096):
+        got += chunk
+    head, _, body = got.partition(b"\r\n\r\n")
+    return head.split(b"\r\n")[0], body
+
+
 def _raw(server: WebServer, data: bytes) -> tuple[bytes, bytes]:
     host, port = server.url[len("http://") :].rstrip("/").split(":")
     with socket.create_connection((host, int(port)), timeout=5) as s:
         s.sendall(data)
-        got = b""
-        while chunk := s.recv(4096):
-            got += chunk
-    head, _, body = got.partition(b"\r\n\r\n")
-    return head.split(b"\r\n")[0], body
+        return _read_all(s)
 
 
 @pytest.mark.parametrize(
@@ -337,6 +363,24 @@ def test_protocol_errors_are_json(
     line, body = _raw(server, request_bytes)
     assert line == status
     assert json.loads(body) == {"error": error}
+
+
+def test_body_shorter_than_content_length(server: WebServer, monkeypatch) -> None:
+    import sipcm.web.server as web_server
+
+    monkeypatch.setattr(web_server._Handler, "timeout", 0.3)
+    host, port = server.url[len("http://") :].rstrip("/").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as s:
+        s.sendall(b"PUT /api/blacklist HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n[]")
+        line, body = _read_all(s)
+    assert line == b"HTTP/1.1 408 Request Timeout"
+    assert json.loads(body) == {"error": "timed out reading the request body"}
+    with socket.create_connection((host, int(port)), timeout=5) as s:
+        s.sendall(b"PUT /api/blacklist HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n[]")
+        s.shutdown(socket.SHUT_WR)
+        line, body = _read_all(s)
+    assert line == b"HTTP/1.1 400 Bad Request"
+    assert json.loads(body) == {"error": "body shorter than its Content-Length"}
 
 
 def test_head_has_headers_and_no_body(client: Client) -> None:

@@ -58,5 +58,5 @@ def test_script_inserts_api_values_as_text_only(client: Client) -> None:
 
 def test_dashboard_rejects_unknown_parameters(client: Client) -> None:
     r = client.get("/?x=1")
-    assert (r.status, r.json()) == (400, {"error": "unknown query parameter 'x'"})
+    assert (r.status, r.json()) == (400, {"error": "unknown query parameter 'x' (expected: none)"})
     assert client.get("/?token=abc").status == 200
