@@ -138,6 +138,10 @@ class Pipeline:
 
     def feed(self, batch: RecordBatch) -> None:
         """Decode, parse, correlate and publish one batch of frames."""
+        with self.lock:
+            self._feed(batch)
+
+    def _feed(self, batch: RecordBatch) -> None:
         totals = self.totals
         if totals is not None:
             totals.packets += len(batch)
@@ -146,10 +150,18 @@ class Pipeline:
         payloads = self.decoder.decode(batch)
         if not payloads:
             return
+        if self._next_stats is None and self._stats_ns > 0:
+            self._next_stats = payloads[0].ts_ns + self._stats_ns
         outcomes: list[Outcome] = []
         sip = self._sip
         tracker = self.tracker
         for p in payloads:
+            if self._next_stats is not None and p.ts_ns >= self._next_stats:
+                # Keep documents in time order: what came before the boundary goes first.
+                outcomes.extend(tracker.advance(self._next_stats))
+                self._publish(outcomes)
+                outcomes = []
+                self._stats(p.ts_ns)
             res = parse(p.data)
             if p.reassembled:
                 sip["reassembled"] += 1
@@ -170,7 +182,6 @@ class Pipeline:
         if last > self._clock:
             self._clock = last
         self._publish(outcomes)
-        self._maybe_stats(self._clock)
 
     def _count_interfaces(self, batch: RecordBatch) -> None:
         # One numpy pass per batch instead of a counter update per frame.
@@ -185,16 +196,21 @@ class Pipeline:
 
     def tick(self, now_ns: int) -> None:
         """Advance the clock without traffic (live idle links): fire due timers and stats."""
-        if now_ns <= self._clock:
-            return
-        self._clock = now_ns
-        self.decoder.expire(now_ns)
-        self._publish(self.tracker.advance(now_ns))
-        self._maybe_stats(now_ns)
+        with self.lock:
+            if now_ns <= self._clock:
+                return
+            self._clock = now_ns
+            self.decoder.expire(now_ns)
+            self._publish(self.tracker.advance(now_ns))
+            if self._next_stats is None and self._stats_ns > 0:
+                self._next_stats = now_ns + self._stats_ns
+            elif self._next_stats is not None and now_ns >= self._next_stats:
+                self._stats(now_ns)
 
     def finish(self, mode: str) -> None:
-        """End of input: conclude pending work per `mode` and flush outputs."""
-        self._publish(self.tracker.finish(mode))
+        """End of input: conclude pending work per `mode` (in time order) and flush outputs."""
+        with self.lock:
+            self._publish(sorted(self.tracker.finish(mode), key=_ts))
         for out in self.outputs:
             out.flush()
 
@@ -237,17 +253,15 @@ class Pipeline:
         for out in self.outputs:
             out.write(docs)
 
-    def _maybe_stats(self, now_ns: int) -> None:
-        if self._stats_ns <= 0:
-            return
-        if self._next_stats is None:
-            self._next_stats = now_ns + self._stats_ns
-            return
-        if now_ns < self._next_stats:
-            return
-        self._next_stats = now_ns + self._stats_ns
+    def _stats(self, now_ns: int) -> None:
+        """Publish a stats event stamped with the interval boundary just crossed; after an
+        idle gap of several intervals, one event, then the schedule realigns."""
+        due = self._next_stats
+        assert due is not None
+        missed = (now_ns - due) // self._stats_ns
+        self._next_stats = due + (missed + 1) * self._stats_ns
         if self.blacklist.allows("stats"):
-            self._emit([self.builder.build_stats(now_ns, self.snapshot())])
+            self._emit([self.builder.build_stats(due, self.snapshot())])
 
     def snapshot(self) -> dict[str, dict[str, int]]:
         """All pipeline counters plus the tracker's gauges."""
@@ -265,3 +279,7 @@ def _source_ip(o: Outcome) -> str | None:
     if p is None and o.request is not None:
         p = o.request.payload
     return p.src_ip if p is not None else None
+
+
+def _ts(o: Outcome) -> int:
+    return o.ts_ns

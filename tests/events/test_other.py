@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from sipcm.outputs.base import ndjson_line
 from tests.ecs import assert_valid
 from tests.events.scen import (
@@ -148,14 +146,6 @@ def _pings(cap: Capture, n: int) -> None:
         cap.b2a(leg, T0 + k * S + 20 * MS, leg.resp(opt, 200, "OK", to_tag=f"p{k}"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pipeline: Pipeline._maybe_stats runs once per RecordBatch (4096 frames in replay) "
-    "with the batch's last timestamp, so a replay whose capture spans several stats_interval "
-    "periods but fits in one batch emits no stats event at all (this 35 s capture with "
-    "stats_interval=10s gives 0 instead of 3); in general stats come up to a batch late and "
-    "at most one per batch however many intervals the batch spans",
-)
 def test_stats_events(tmp_path: Path) -> None:
     """Pings from T0 to T0+34.02 s with stats_interval=10s: stats at T0+10 s, +20 s, +30 s of
     capture time (one more at the very end is allowed), in time order with the other events."""

@@ -62,7 +62,10 @@ def test_replay_prints_ndjson_events_on_stdout() -> None:
     assert res.returncode == 0, res.stderr
     docs = [json.loads(line) for line in res.stdout.splitlines()]
     assert docs, "no events"
-    assert {d["event"]["action"] for d in docs} == {"auth-failed", "reg-new", "call-attempt"}
+    actions = [d["event"]["action"] for d in docs]
+    assert set(actions) == {"auth-failed", "reg-new", "call-attempt", "stats"}
+    # 24 min of capture with the default 5 min stats_interval: 4 stats events.
+    assert actions.count("stats") == 4
     assert res.stderr == ""
 
 
