@@ -18,6 +18,7 @@ from sipcm.pipeline import NS, FileTotals, Pipeline
 
 if TYPE_CHECKING:
     from sipcm.config import Config
+    from sipcm.web.server import WebServer
 
 Progress = Callable[[str], None]
 
@@ -185,10 +186,12 @@ def live(
     )
     pipe.gauges["kernel"] = capture.kernel_counters
     pipe.outputs = make_outputs(pipe.counters)
+    web = start_web(cfg, pipe)
     old = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         with capture:
-            progress(f"attached to {', '.join(ifaces)}; Ctrl-C to stop")
+            where = f"; dashboard at {web.url}" if web is not None else ""
+            progress(f"attached to {', '.join(ifaces)}{where}; Ctrl-C to stop")
             for batch in capture.batches(stop):
                 if len(batch):
                     pipe.feed(batch)
@@ -198,6 +201,8 @@ def live(
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+        if web is not None:
+            web.stop()
         pipe.close()
     progress("detached")
     return 0
@@ -214,3 +219,30 @@ def _ifindexes(ifaces: Sequence[str]) -> dict[int, str]:
                 f"interface {name!r} not found", "`ip link` lists the interfaces"
             ) from None
     return out
+
+
+def start_web(cfg: Config, pipe: Pipeline) -> WebServer | None:
+    """Serve the JSON API, /metrics and the dashboard over `pipe` (None when http_port is 0)."""
+    if not cfg.http_port:
+        return None
+    from sipcm.events.build import ACTIONS
+    from sipcm.web.server import WebServer
+    from sipcm.web.state import WebState
+
+    published = pipe.counters.group("events")
+    state = WebState(
+        lock=pipe.lock,
+        counters=pipe.snapshot,
+        recent=lambda: list(pipe.recent),
+        active_calls=pipe.tracker.active_calls,
+        registrations=pipe.tracker.registrations,
+        get_blacklist=lambda: pipe.blacklist.names,
+        set_blacklist=pipe.blacklist.replace,
+        valid_events=sorted(ACTIONS | {"stats"}),
+        rate_table=pipe.rates.table,
+        config=lambda: cfg.to_dict(mask_secrets=True),
+        published=lambda: published["published"],
+    )
+    web = WebServer(cfg.http_addr, cfg.http_port, token=cfg.access_token or None, state=state)
+    web.start()
+    return web
