@@ -146,7 +146,10 @@ def aor_of(uri: Uri) -> str:
     """scheme:user@host[:port] with the host lower-cased (parameters dropped)."""
     user = f"{uri.user}@" if uri.user is not None else ""
     port = f":{uri.port}" if uri.port is not None else ""
-    return f"{uri.scheme or 'sip'}:{user}{uri.host.lower()}{port}"
+    host = uri.host.lower()
+    if ":" in host:  # the parser stores IPv6 hosts without their brackets
+        host = f"[{host}]"
+    return f"{uri.scheme or 'sip'}:{user}{host}{port}"
 
 
 class Core:

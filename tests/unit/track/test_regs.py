@@ -219,3 +219,12 @@ def test_max_regs_evicts_oldest_without_event() -> None:
     assert t.counters["regs_evicted"] == 2
     out = t.advance(ns(1000))
     assert [o.reg.aor for o in out] == [f"sip:u{i}@example.com" for i in (2, 3, 4)]
+
+
+def test_aor_of_brackets_ipv6_hosts() -> None:
+    from sipcm.sip.message import Uri
+    from sipcm.track.core import aor_of
+
+    uri = Uri("sip:bob@[2001:DB8::1]:5070", "sip", "bob", "2001:DB8::1", 5070)
+    assert aor_of(uri) == "sip:bob@[2001:db8::1]:5070"
+    assert aor_of(Uri("sip:example.com", "sip", None, "Example.COM")) == "sip:example.com"
