@@ -16,7 +16,7 @@ _SCHEME = re.compile(rf"[ \t]*({_TOKEN})(?=[ \t]|$)")
 # One auth-param; the quoted form is possessive so a bad string cannot cause backtracking.
 _PARAM = re.compile(rf'[ \t,]*+({_TOKEN})[ \t]*+=[ \t]*+("[^"\\]*+(?:\\.[^"\\]*+)*+"?|[^, \t]*+)')
 _UNESCAPE = re.compile(r"\\(.)", re.S)
-_WANTED = ("username", "realm")
+_WANTED = ("username", "realm", "response")
 
 
 def _unquote(v: str) -> str:
@@ -28,7 +28,8 @@ def _unquote(v: str) -> str:
 
 
 def _wanted_params(rest: str) -> dict[str, str]:
-    """username/realm from a comma list of auth-params; stops at the first malformed one."""
+    """username/realm/response from a comma list of auth-params; stops at the first malformed
+    one. The caller keeps only whether the response is empty, never its value."""
     found: dict[str, str] = {}
     pos = 0
     match = _PARAM.match
@@ -40,8 +41,8 @@ def _wanted_params(rest: str) -> dict[str, str]:
         name = m.group(1).lower()
         if name in _WANTED and name not in found:
             found[name] = _unquote(m.group(2))
-            if len(found) == 2:
-                return found  # the rest (nonce, response, ...) is never even looked at
+            if len(found) == 3:
+                return found  # the rest (nonce, cnonce, ...) is never even looked at
 
 
 def parse_credentials(value: str, proxy: bool = False) -> Credentials | None:
@@ -54,7 +55,8 @@ def parse_credentials(value: str, proxy: bool = False) -> Credentials | None:
         # Basic carries the password itself (base64); other schemes carry tokens.
         return Credentials(scheme, None, None, proxy)
     found = _wanted_params(value[m.end() :])
-    return Credentials(scheme, found.get("username"), found.get("realm"), proxy)
+    answered = found.get("response") != ""  # only an explicit empty response says "not yet"
+    return Credentials(scheme, found.get("username"), found.get("realm"), proxy, answered)
 
 
 def redact_challenge(value: str) -> str | None:

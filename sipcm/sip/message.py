@@ -86,6 +86,9 @@ class Credentials:
     username: str | None
     realm: str | None
     proxy: bool = False
+    # False when a Digest header carries an empty response: an IMS initial REGISTER sends
+    # its private identity that way (3GPP TS 24.229 5.1.1.2) without answering a challenge.
+    answered: bool = True
 
 
 @dataclass(slots=True)

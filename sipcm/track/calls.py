@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sipcm.track.core import CallSet, Core, Leg, ends, slim
+from sipcm.track.core import CallSet, Core, Leg, ends, proof, slim
 from sipcm.track.outcome import CallMetrics, Outcome
 from sipcm.track.states import TIMER_OF, TRANSITIONS, Effect, Ev, State, transition
 
@@ -108,7 +108,7 @@ class Calls:
         cs = core.get(msg.call_id)
         if cs is None:
             if method == "INVITE":
-                if msg.to.tag is None and msg.credentials is not None:
+                if msg.to.tag is None and proof(msg) is not None:
                     core.take_retry(msg)
                 cs = self._new_set(msg, "reinvite" if msg.to.tag else None)
             elif method == "BYE":
@@ -142,7 +142,7 @@ class Calls:
         if msg.cseq <= cs.inv_cseq:  # an old INVITE (a copy the filter could not pair)
             self.core.set_state(leg, leg.state, ts)
             return
-        retry = leg.state in _RETRYABLE and msg.credentials is not None
+        retry = leg.state in _RETRYABLE and proof(msg) is not None
         ev = Ev.RETRY if retry else Ev.INVITE
         new, eff = transition(leg.state, ev)
         if eff is Effect.CONCLUDE:
@@ -156,7 +156,7 @@ class Calls:
             leg.to_tag = None
             leg.pdd_ts = leg.ring_ts = leg.answer_ts = leg.status = leg.reason = leg.final = None
             cs.attempted = False
-        cs.invite, cs.inv_ts, cs.inv_cseq, cs.creds = slim(msg), ts, msg.cseq, msg.credentials
+        cs.invite, cs.inv_ts, cs.inv_cseq, cs.creds = slim(msg), ts, msg.cseq, proof(msg)
         cs.caller_tag = msg.from_.tag
         if cs.recon is not None and cs.recon != "bye":
             cs.recon = None

@@ -142,6 +142,12 @@ _MSG_FIELDS = tuple(f.name for f in dataclasses.fields(SipMessage))
 _PAYLOAD_FIELDS = tuple(f.name for f in dataclasses.fields(Payload))
 
 
+def proof(msg: SipMessage) -> Credentials | None:
+    """The request's credentials when they answer a challenge (not an IMS empty response)."""
+    c = msg.credentials
+    return c if c is not None and c.answered else None
+
+
 def aor_of(uri: Uri) -> str:
     """scheme:user@host[:port] with the host lower-cased (parameters dropped)."""
     user = f"{uri.user}@" if uri.user is not None else ""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sipcm.track.core import Core, Trans, ends, slim
+from sipcm.track.core import Core, Trans, ends, proof, slim
 from sipcm.track.outcome import Outcome
 from sipcm.track.states import TIMER_OF, TRANSITIONS, Effect, Ev, State, transition
 
@@ -45,7 +45,7 @@ class Transactions:
         key = (msg.call_id, method)
         t = core.get(key)
         if t is None:
-            if msg.credentials is not None:
+            if proof(msg) is not None:
                 core.take_retry(msg)
             t = Trans(key, method)
             core.add(key, t)
@@ -53,11 +53,11 @@ class Transactions:
         if msg.cseq <= t.cseq:  # an old request (a copy the filter could not pair)
             core.set_state(t, t.state, ts)
             return
-        retry = t.state in _RETRYABLE and msg.credentials is not None
+        retry = t.state in _RETRYABLE and proof(msg) is not None
         new, eff = transition(t.state, Ev.RETRY if retry else Ev.REQ)
         if eff is Effect.CONCLUDE:
             self._effect(t, TRANSITIONS[(t.state, Ev.TIMEOUT)][1], None, ts, TIMER_OF[t.state])
-        t.req, t.cseq, t.creds = slim(msg, method == "REGISTER"), msg.cseq, msg.credentials
+        t.req, t.cseq, t.creds = slim(msg, method == "REGISTER"), msg.cseq, proof(msg)
         t.resp = t.status = t.reason = None
         t.client, t.server = ends(msg)
         core.set_state(t, new, ts)

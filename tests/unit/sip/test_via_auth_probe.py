@@ -78,6 +78,15 @@ def test_digest_credentials_quoted_escapes_and_order() -> None:
     )
 
 
+def test_empty_digest_response_is_not_an_answer() -> None:
+    """IMS initial REGISTER: the private identity with an empty nonce and response."""
+    value = 'Digest username="263734@imstest.lan",realm="imstest.lan",nonce="",response=""'
+    assert parse_credentials(value) == Credentials(
+        "Digest", "263734@imstest.lan", "imstest.lan", False, answered=False
+    )
+    assert parse_credentials('Digest username="u", response="00ff"').answered is True
+
+
 def test_username_inside_another_value_is_not_taken() -> None:
     value = 'Digest uri="sip:x;username=evil", realm=r'
     assert parse_credentials(value) == Credentials("Digest", None, "r", False)
