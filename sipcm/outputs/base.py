@@ -6,17 +6,22 @@ the documents they are given and never build or filter events.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from typing import Any, Protocol, runtime_checkable
 
-_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False)
+import orjson
 
 
 def ndjson_line(doc: dict[str, Any]) -> str:
     """One compact JSON line (with its newline); key order is the document's, which the event
     builder fixes, so the same events always give the same bytes."""
-    return _encoder.encode(doc) + "\n"
+    return orjson.dumps(doc, option=orjson.OPT_APPEND_NEWLINE).decode()
+
+
+def ndjson_bytes(doc: dict[str, Any]) -> bytes:
+    """`ndjson_line` as UTF-8 bytes, without the round trip through str (orjson: ~1 us a
+    document against ~12 us for the standard library's encoder)."""
+    return orjson.dumps(doc, option=orjson.OPT_APPEND_NEWLINE)
 
 
 @runtime_checkable

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sipcm.errors import SipcmError
-from sipcm.outputs.base import ndjson_line
+from sipcm.outputs.base import ndjson_bytes
 
 
 class FileOutput:
@@ -96,7 +96,7 @@ class FileOutput:
             chunk: list[bytes] = []
             chunk_size = 0
             for doc in events:
-                line = ndjson_line(doc).encode()
+                line = ndjson_bytes(doc)
                 if self._size + chunk_size + len(line) > self.rotate_bytes and (
                     self._size + chunk_size
                 ):
