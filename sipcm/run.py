@@ -97,7 +97,9 @@ def replay(
     try:
         for path, reader in zip(files, readers, strict=True):
             results.append(_replay_one(pipe, path, reader, speed, progress))
+        pipe.totals = results[-1]  # what the end of input concludes belongs to the last file
         pipe.finish(end)
+        pipe.totals = None
     finally:
         pipe.close()
     return results
