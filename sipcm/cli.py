@@ -138,7 +138,7 @@ def vars_of(obj: object) -> dict[str, Any]:
 
 
 @cli.command()
-@click.argument("ifaces", nargs=-1, required=True)
+@click.argument("ifaces", nargs=-1)
 @click.option("--pretty", is_flag=True, help="One readable line per event instead of NDJSON.")
 @config_options
 @click.pass_context
@@ -150,13 +150,19 @@ def attach(
     overrides: tuple[str, ...],
 ) -> None:
     """Capture SIP on IFACES (XDP ingress + TC egress) until SIGINT/SIGTERM, then detach.
-    Needs root and BPF; `sipcm doctor` checks the machine."""
+
+    IFACES add to the `interfaces` config key. Events go to the configured outputs (NDJSON
+    on stdout by default); the web interface runs on http_addr:http_port unless http_port is
+    0. Needs root and BPF; `sipcm doctor` checks the machine."""
     from sipcm import run
 
     cfg = _load(ctx, config_path, overrides)
+    names = list(dict.fromkeys([*cfg.interfaces, *ifaces]))
+    if not names:
+        raise click.UsageError("no interface: name one (sipcm attach eth0) or set `interfaces`")
     run.live(
         cfg,
-        list(ifaces),
+        names,
         lambda c: run.build_outputs(cfg, c, pretty=True if pretty else None),
         progress=_say,
     )

@@ -102,3 +102,9 @@ def test_anonymized_replay_decrypts_back_to_the_clear_events(tmp_path) -> None:
     assert bad.returncode != 0
     assert "wrong key" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_attach_needs_an_interface() -> None:
+    res = sipcm("-E", "http_port=0", "attach")
+    assert res.returncode == 2
+    assert "no interface" in res.stderr
