@@ -153,7 +153,9 @@ def attach(
 
     IFACES add to the `interfaces` config key. Events go to the configured outputs (NDJSON
     on stdout by default); the web interface runs on http_addr:http_port unless http_port is
-    0. Needs root and BPF; `sipcm doctor` checks the machine."""
+    0. SIGHUP re-reads the configuration and applies sip_ports, vxlan_ports and
+    event_types_blst without detaching. Needs root and BPF; `sipcm doctor` checks the
+    machine."""
     from sipcm import run
 
     cfg = _load(ctx, config_path, overrides)
@@ -165,6 +167,7 @@ def attach(
         names,
         lambda c: run.build_outputs(cfg, c, pretty=True if pretty else None),
         progress=_say,
+        reload=lambda: _load(ctx, config_path, overrides),
     )
 
 

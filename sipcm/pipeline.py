@@ -194,6 +194,11 @@ class Pipeline:
             name = self.ifnames.get(ifindex, str(ifindex))
             grp[f"{name}/{DIRECTION_NAMES.get(direction) or 'unknown'}"] += n
 
+    def set_ports(self, sip_ports: Sequence[int], vxlan_ports: Sequence[int]) -> None:
+        """Change the SIP and VXLAN port sets while running (live reload)."""
+        with self.lock:
+            self.decoder.set_ports(tuple(sip_ports), tuple(vxlan_ports))
+
     def tick(self, now_ns: int) -> None:
         """Advance the clock without traffic (live idle links): fire due timers and stats."""
         with self.lock:

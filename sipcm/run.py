@@ -12,11 +12,12 @@ from typing import TYPE_CHECKING, TextIO
 
 from sipcm.capture.pcapfile import PcapReader
 from sipcm.counters import Counters
-from sipcm.errors import CaptureError
+from sipcm.errors import CaptureError, SipcmError
 from sipcm.outputs.base import Output
 from sipcm.pipeline import NS, FileTotals, Pipeline
 
 if TYPE_CHECKING:
+    from sipcm.capture.live import LiveCapture
     from sipcm.config import Config
     from sipcm.web.server import WebServer
 
@@ -156,15 +157,24 @@ def live(
     make_outputs: Callable[[Counters], list[Output]],
     *,
     progress: Progress,
+    reload: Callable[[], Config] | None = None,
 ) -> int:
-    """Capture on `ifaces` until SIGINT/SIGTERM; always detaches. Returns the exit status."""
+    """Capture on `ifaces` until SIGINT/SIGTERM; always detaches. Returns the exit status.
+
+    SIGHUP calls `reload` (re-reading the configuration) and applies what can change while
+    attached: sip_ports, vxlan_ports (kernel maps and decoder) and event_types_blst."""
     from sipcm.capture.live import LiveCapture
 
     stop = threading.Event()
     counters = Counters()
 
+    hup = threading.Event()
+
     def _stop(signum: int, _frame: object) -> None:
         stop.set()
+
+    def _hup(signum: int, _frame: object) -> None:
+        hup.set()
 
     capture = LiveCapture(
         list(ifaces),
@@ -190,11 +200,15 @@ def live(
     pipe.outputs = make_outputs(pipe.counters)
     web = start_web(cfg, pipe)
     old = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    old[signal.SIGHUP] = signal.signal(signal.SIGHUP, _hup if reload else signal.SIG_IGN)
     try:
         with capture:
             where = f"; dashboard at {web.url}" if web is not None else ""
             progress(f"attached to {', '.join(ifaces)}{where}; Ctrl-C to stop")
             for batch in capture.batches(stop):
+                if hup.is_set() and reload is not None:
+                    hup.clear()
+                    _apply_reload(reload, capture, pipe, progress)
                 if len(batch):
                     pipe.feed(batch)
                 else:
@@ -248,3 +262,21 @@ def start_web(cfg: Config, pipe: Pipeline) -> WebServer | None:
     web = WebServer(cfg.http_addr, cfg.http_port, token=cfg.access_token or None, state=state)
     web.start()
     return web
+
+
+def _apply_reload(
+    reload: Callable[[], Config], capture: LiveCapture, pipe: Pipeline, progress: Progress
+) -> None:
+    """Re-read the configuration and apply the keys that can change while attached."""
+    try:
+        new = reload()
+    except SipcmError as exc:
+        progress(f"reload failed, keeping the running configuration: {exc}")
+        return
+    capture.set_ports(new.sip_ports, new.vxlan_ports)
+    pipe.set_ports(new.sip_ports, new.vxlan_ports)
+    pipe.blacklist.replace(new.event_types_blst)
+    progress(
+        f"reloaded: sip_ports={list(new.sip_ports)} vxlan_ports={list(new.vxlan_ports)} "
+        f"event_types_blst={list(new.event_types_blst)}"
+    )
