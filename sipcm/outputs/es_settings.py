@@ -1,0 +1,135 @@
+"""Elasticsearch output settings: client construction, host URLs, validation, template naming.
+
+Input: the `outputs.elasticsearch` settings. Output: a configured official client, or a
+`SipcmError` naming the first bad setting. Never contacts the server.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import ssl
+from typing import Any
+from urllib.parse import urlsplit
+
+from elasticsearch import Elasticsearch
+
+from sipcm.errors import SipcmError
+from sipcm.events.template import index_template
+
+log = logging.getLogger("sipcm.outputs.elasticsearch")
+
+
+def make_client(
+    hosts: list[str],
+    api_key: str | None,
+    username: str | None,
+    password: str | None,
+    ca_file: str | None,
+    fingerprint: str | None,
+    verify_certs: bool,
+    timeout: float,
+) -> Elasticsearch:
+    # Retries are ours (per item, with the spool behind them), so the client's are off.
+    kw: dict[str, Any] = {
+        "max_retries": 0,
+        "retry_on_timeout": False,
+        "request_timeout": timeout,
+        "verify_certs": verify_certs,
+    }
+    if api_key:
+        kw["api_key"] = api_key
+    if username:
+        kw["basic_auth"] = (username, password or "")
+    if ca_file:
+        kw["ca_certs"] = ca_file
+    if fingerprint:
+        kw["ssl_assert_fingerprint"] = fingerprint
+    if not verify_certs:
+        kw["ssl_show_warn"] = False
+        log.warning("Elasticsearch TLS certificate verification is off")
+    try:
+        return Elasticsearch(list(hosts), **kw)
+    except (ValueError, TypeError) as e:
+        raise SipcmError(f"invalid Elasticsearch settings: {e}") from e
+
+
+def host_url(host: str) -> str:
+    """`http(s)://host[:port][/path]`, with the Elasticsearch port 9200 when none is given."""
+    hint = "write hosts as http://host:9200 or https://host:9200"
+    try:
+        parts = urlsplit(str(host).strip())
+        port = parts.port
+    except ValueError as e:
+        raise SipcmError(f"invalid Elasticsearch host {host!r}: {e}", hint) from e
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SipcmError(f"invalid Elasticsearch host {host!r}: need an http(s) URL", hint)
+    if port is None:
+        parts = parts._replace(netloc=f"{parts.netloc}:9200")
+    return parts.geturl()
+
+
+def check_settings(
+    hosts: list[str],
+    data_stream: str,
+    api_key: str | None,
+    username: str | None,
+    ca_file: str | None,
+    fingerprint: str | None,
+    **numbers: float,
+) -> None:
+    """Raise SipcmError naming the first bad setting."""
+    sec = "outputs.elasticsearch"
+    if not hosts:
+        raise SipcmError("no Elasticsearch hosts configured", f"set {sec}.hosts")
+    if api_key and username:
+        raise SipcmError(
+            "Elasticsearch api_key and username are both set", "use either an API key or basic auth"
+        )
+    if not _valid_stream(data_stream):
+        raise SipcmError(
+            f"invalid data stream name {data_stream!r}",
+            'lower case, no spaces or \\/*?"<>|,#:, not starting with -_+.',
+        )
+    if fingerprint and not re.fullmatch(r"[0-9A-Fa-f]{64}", fingerprint.replace(":", "")):
+        raise SipcmError(
+            f"invalid certificate fingerprint {fingerprint!r}", "give the SHA-256 as 64 hex digits"
+        )
+    if ca_file:
+        try:
+            ssl.create_default_context(cafile=ca_file)
+        except (OSError, ssl.SSLError) as e:
+            raise SipcmError(
+                f"cannot use CA file {ca_file}: {getattr(e, 'strerror', None) or e}",
+                "give a readable PEM file with the CA certificate(s)",
+            ) from e
+    for name, value in numbers.items():
+        low = 0 if name == "max_retries" else 1e-9
+        if value < low:
+            raise SipcmError(f"{sec}.{name} must be positive, got {value}")
+    if numbers["queue_size"] < numbers["batch_size"]:
+        raise SipcmError(f"{sec}.queue_size must be at least batch_size")
+
+
+def _valid_stream(name: str) -> bool:
+    return (
+        bool(name)
+        and name == name.lower()
+        and not re.search(r'[\s\\/*?"<>|,#:]', name)
+        and name[0] not in "-_+."
+        and len(name.encode()) <= 255
+    )
+
+
+def template_for(data_stream: str, template: dict[str, Any] | None) -> tuple[str, dict[str, Any]]:
+    """Template name and body for `data_stream` (type-dataset-namespace: one per dataset)."""
+    parts = data_stream.split("-")
+    prefix = "-".join(parts[:-1]) if len(parts) >= 3 else data_stream
+    pattern = f"{prefix}-*" if len(parts) >= 3 else data_stream
+    if template is None:
+        return prefix, index_template(pattern)
+    body = dict(template)
+    body.setdefault("index_patterns", [pattern])
+    body.setdefault("data_stream", {})
+    body.setdefault("priority", 200)
+    return prefix, body
