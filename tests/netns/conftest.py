@@ -236,3 +236,173 @@ def l4(frame: bytes) -> tuple[int, int, int, int, bytes]:
 def need(tool: str) -> None:
     if shutil.which(tool) is None:
         pytest.skip(f"{tool} not installed")
+
+
+# -- the real `sipcm attach` and its web interface, inside a namespace -------------------------
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+class Sensor:
+    """A running `sipcm attach` (started by `start_sipcm`): a thread collects its stdout lines
+    (NDJSON events when the console output is on) so the test can read them while it runs."""
+
+    def __init__(self, proc: subprocess.Popen, err: bytes) -> None:
+        self.proc = proc
+        self.err = err
+        self.lines: list[bytes] = []
+        self._cond = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            with self._cond:
+                self.lines.append(line)
+                self._cond.notify_all()
+
+    def events(self) -> list[dict]:
+        """The events printed so far (stats events included)."""
+        import json
+
+        with self._cond:
+            lines = list(self.lines)
+        return [json.loads(x) for x in lines if x.strip()]
+
+    def wait_events(self, pred: Callable[[list[dict]], bool], timeout: float = 20) -> list[dict]:
+        """The events printed so far, once `pred(events)` holds; AssertionError on timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            evs = self.events()
+            if pred(evs):
+                return evs
+            left = deadline - time.monotonic()
+            if left <= 0 or self.proc.poll() is not None:
+                raise AssertionError(f"events never matched; got {[actions_of(evs)]}")
+            with self._cond:
+                self._cond.wait(min(left, 0.2))
+
+    def stop(self, timeout: float = 30) -> tuple[int, list[dict], str]:
+        """SIGTERM, wait; (exit status, every event printed, stderr text)."""
+        import signal
+
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            rest = self.proc.stderr.read()  # ends when the process exits
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+            raise
+        self._reader.join(10)
+        self.err += rest or b""
+        return self.proc.returncode, self.events(), self.err.decode(errors="replace")
+
+    def kill(self) -> None:
+        """Teardown on failure: SIGTERM, then SIGKILL if it does not exit."""
+        import signal
+
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+def actions_of(events: list[dict]) -> list[str]:
+    """event.action of each event, in order, stats events left out."""
+    return [e["event"]["action"] for e in events if e["event"]["action"] != "stats"]
+
+
+def sipcm_cmd(ifaces: list[str], *overrides: str) -> list[str]:
+    """The `sipcm ... attach IFACES` command line with `-E` overrides."""
+    import sys
+
+    args = [sys.executable, "-m", "sipcm"]
+    for o in overrides:
+        args += ["-E", o]
+    return [*args, "attach", *ifaces]
+
+
+def start_sipcm(
+    net: Net, ns: str, ifaces: list[str], *overrides: str, timeout: float = 30
+) -> Sensor:
+    """The real `sipcm attach` in `ns`; returns once it says it is attached (or fails with
+    its stderr)."""
+    import select
+
+    proc = net.popen(ns, *sipcm_cmd(ifaces, *overrides), stdout=subprocess.PIPE, cwd=REPO_ROOT)
+    deadline, err = time.monotonic() + timeout, b""
+    while time.monotonic() < deadline and b"attached to" not in err:
+        ready, _, _ = select.select([proc.stderr], [], [], 0.5)
+        if ready:
+            chunk = os.read(proc.stderr.fileno(), 4096)
+            if not chunk:
+                break
+            err += chunk
+    if b"attached to" not in err:
+        proc.kill()
+        proc.wait(10)
+        raise AssertionError(f"sensor did not attach: {err.decode(errors='replace')[-1500:]}")
+    return Sensor(proc, err)
+
+
+def http(
+    ns: str,
+    method: str,
+    url: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 10,
+) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP request from inside namespace `ns`: (status, headers, body)."""
+    from http.client import HTTPConnection
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    target = parts.path + (f"?{parts.query}" if parts.query else "")
+    with in_ns(ns):
+        conn = HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+        conn.connect()  # the socket belongs to the namespace it was created in
+    try:
+        conn.request(method, target or "/", body=body, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
+def http_json(ns: str, url: str, **kw) -> dict:
+    """GET `url` from inside `ns`; the decoded JSON body of a 200 answer."""
+    import json
+
+    status, _, body = http(ns, "GET", url, **kw)
+    if status != 200:
+        raise AssertionError(f"GET {url}: {status} {body[:300]!r}")
+    return json.loads(body)
+
+
+def prom_samples(text: str) -> dict[str, float]:
+    """Prometheus exposition text as {sample name with labels: value}."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+def programs_on(net: Net, ns: str, ifname: str) -> dict[str, object]:
+    """What is attached to `ifname`: the XDP line of `ip link`, tc egress filters, tcx links."""
+    from pyroute2 import IPRoute
+
+    from sipcm.capture import attach as att
+
+    link = net.run(ns, "ip", "link", "show", "dev", ifname).stdout
+    flt = net.run(ns, "tc", "filter", "show", "dev", ifname, "egress").stdout.strip()
+    with in_ns(ns), IPRoute() as ipr:  # BPF_PROG_QUERY resolves the ifindex in this netns
+        tcx = len(att._tcx_prog_ids(att.ifindex_of(ipr, ifname)))
+    return {"xdp": " xdp" in link or "prog/xdp" in link, "tc_egress": flt, "tcx": tcx}
