@@ -328,13 +328,20 @@ def sipcm_cmd(ifaces: list[str], *overrides: str) -> list[str]:
 
 
 def start_sipcm(
-    net: Net, ns: str, ifaces: list[str], *overrides: str, timeout: float = 30
+    net: Net,
+    ns: str,
+    ifaces: list[str],
+    *overrides: str,
+    timeout: float = 30,
+    cpu: int | None = None,
 ) -> Sensor:
-    """The real `sipcm attach` in `ns`; returns once it says it is attached (or fails with
-    its stderr)."""
+    """The real `sipcm attach` in `ns` (pinned to core `cpu` if given); returns once it says it
+    is attached (or fails with its stderr)."""
     import select
 
-    proc = net.popen(ns, *sipcm_cmd(ifaces, *overrides), stdout=subprocess.PIPE, cwd=REPO_ROOT)
+    pin = (lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None
+    cmd = sipcm_cmd(ifaces, *overrides)
+    proc = net.popen(ns, *cmd, stdout=subprocess.PIPE, cwd=REPO_ROOT, preexec_fn=pin)
     deadline, err = time.monotonic() + timeout, b""
     while time.monotonic() < deadline and b"attached to" not in err:
         ready, _, _ = select.select([proc.stderr], [], [], 0.5)

@@ -1,0 +1,390 @@
+"""`python -m bench.live`: the live figure of SPEC 13, measured with the real `sipcm attach`.
+
+SIP messages per second delivered from a veth peer in another namespace through the kernel
+program to events with zero ring loss, and the share of non-SIP traffic that reaches user
+space (it must be none).
+
+Setup: namespaces `peer` (v0) and `host` (v1, watched by `sipcm attach v1`, events to an NDJSON
+file, console off, web interface on 127.0.0.1 of the host namespace for counters). The peer
+injects prebuilt Ethernet frames on v0 through an AF_PACKET socket: complete UDP calls (INVITE,
+100, 180, 200, ACK, BYE, 200: 7 messages, 2 events: call-start and call-end), each from its
+own caller address to one server, with about `--concurrency` calls up at once, and non-SIP
+UDP (RTP-sized, port 30000) interleaved at `--noise` datagrams per SIP message. The frames are
+addressed to another host's MAC (a mirror port's view), so the host's stack answers nothing.
+
+Each rate step sends a bounded number of calls paced at the target SIP message rate, then
+waits (bounded) until the pipeline has parsed every message and published every event. A step
+keeps up when the kernel's `ring_full_lost` did not move, every message and event arrived, and
+the last event came within 10% of the step's sending time (plus 0.2 s) after the last frame.
+Rates double until a step fails, then a few bisection steps narrow the figure. The sensor and
+the sender are pinned to different cores when there are two, so the figure is per core.
+
+Root only; prints why and exits 0 when not root or BPF is unavailable. `--quick` is a smoke run.
+Event rate limits are disabled (`evr_limits=[0,0,0]`) and stats events off, so every event the
+calls produce is published and counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+MSGS_PER_CALL = 7
+EVENTS_PER_CALL = 2
+PORT = 18080
+SERVER = "10.99.0.2"
+RTP = bytes(12) + b"\xd5" * 160  # a G.711 RTP packet's size
+
+
+def unavailable() -> str | None:
+    """Why the benchmark cannot run here (None when it can)."""
+    if os.geteuid() != 0:
+        return "bench.live needs root (network namespaces and BPF): run it with sudo"
+    from sipcm.capture.doctor import run_checks
+
+    for chk in run_checks(attach_test=False)[:6]:  # privileges, kernel, BPF, ring, BCC, headers
+        if not chk.ok:
+            return f"BPF unavailable: {chk.name}: {chk.detail}" + (
+                f" (fix: {chk.fix})" if chk.fix else ""
+            )
+    return None
+
+
+def call_frames(prefix: str, calls: int, concurrency: int, noise: float) -> list[bytes]:
+    """Ethernet frames of `calls` complete calls, about `concurrency` up at once, with
+    `noise` non-SIP datagrams per SIP message spread evenly among them."""
+    from sipcm.capture.pcapwriter import udp_frame
+    from tests.sipgen import SDP, Leg
+
+    setups: list[list[bytes]] = []
+    teardowns: list[list[bytes]] = []
+    for i in range(calls):
+        ip = f"10.{100 + (i >> 16 & 63)}.{i >> 8 & 255}.{i & 255}"
+        leg = Leg(f"{prefix}-{i}@bench.example", a_ip=ip, b_ip=SERVER, from_tag=f"f{i}")
+        a, b = (ip, 5060), (SERVER, 5060)
+
+        def a2b(data: bytes, a=a, b=b) -> bytes:
+            return udp_frame(a[0], a[1], b[0], b[1], data)
+
+        def b2a(data: bytes, a=a, b=b) -> bytes:
+            return udp_frame(b[0], b[1], a[0], a[1], data)
+
+        inv = leg.req("INVITE", body=SDP, headers=("Content-Type: application/sdp",))
+        trying = b2a(leg.resp(inv, 100, "Trying"))
+        leg.to_tag = f"t{i}"
+        ringing = b2a(leg.resp(inv, 180, "Ringing"))
+        ok = b2a(leg.resp(inv, 200, "OK", body=SDP, headers=("Content-Type: application/sdp",)))
+        ack = leg.req("ACK", cseq=inv.cseq, ruri=f"sip:bob@{SERVER}:5060")
+        bye = leg.req("BYE", ruri=f"sip:bob@{SERVER}:5060")
+        setups.append([a2b(inv.raw), trying, ringing, ok, a2b(ack.raw)])
+        teardowns.append([a2b(bye.raw), b2a(leg.resp(bye, 200, "OK"))])
+    sip: list[bytes] = []
+    for r in range(calls + concurrency):
+        if r < calls:
+            sip += setups[r]
+        if r >= concurrency:
+            sip += teardowns[r - concurrency]
+    if noise <= 0:
+        return sip
+    out: list[bytes] = []
+    owed = 0.0
+    rtp = udp_frame("10.100.0.1", 40000, SERVER, 30000, RTP)
+    for f in sip:
+        out.append(f)
+        owed += noise
+        while owed >= 1:
+            out.append(rtp)
+            owed -= 1
+    return out
+
+
+def send_paced(sock: socket.socket, frames: list[bytes], pps: float) -> float:
+    """Send `frames` at `pps` frames per second (in small bursts); returns the seconds taken."""
+    send = sock.send
+    n, i = len(frames), 0
+    t0 = time.perf_counter()
+    while i < n:
+        due = min(n, int((time.perf_counter() - t0) * pps) + 1)
+        if due > i:
+            for f in frames[i:due]:
+                send(f)
+            i = due
+        else:
+            time.sleep(0.0005)
+    return time.perf_counter() - t0
+
+
+class Sensor:
+    """`sipcm attach v1` in the host namespace, events to a file; counters via its web API."""
+
+    def __init__(self, net, ns: str, events_path: Path, cpu: int | None) -> None:
+        from tests.netns.conftest import start_sipcm
+
+        self.ns = ns
+        self.events_path = events_path
+        self.proc = start_sipcm(
+            net,
+            ns,
+            ["v1"],
+            f"http_port={PORT}",
+            "outputs.console.enabled=false",
+            "outputs.file.enabled=true",
+            f"outputs.file.path={events_path}",
+            "outputs.file.rotate_bytes=16GiB",
+            "evr_limits=[0,0,0]",
+            "stats_interval=0",
+            cpu=cpu,
+        )
+
+    def counters(self) -> dict:
+        from tests.netns.conftest import http_json
+
+        return http_json(self.ns, f"http://127.0.0.1:{PORT}/api/counters")
+
+    def stop(self) -> tuple[int, str]:
+        rc, _, err = self.proc.stop(timeout=60)
+        return rc, err
+
+    def kill(self) -> None:
+        self.proc.kill()
+
+
+@dataclass
+class Step:
+    target: float  # SIP messages/s asked for
+    calls: int
+    offered: float = 0.0  # SIP messages/s actually sent
+    send_s: float = 0.0
+    done_s: float = 0.0  # first frame to last event
+    lag_s: float = 0.0  # last frame to last event
+    messages: int = 0
+    events: int = 0
+    ring_lost: int = 0
+    seen: int = 0
+    selected: int = 0
+    copied: int = 0
+    records: int = 0
+    noise: int = 0
+    ok: bool = False
+    why: str = ""
+
+    @property
+    def expected_messages(self) -> int:
+        return self.calls * MSGS_PER_CALL
+
+    @property
+    def expected_events(self) -> int:
+        return self.calls * EVENTS_PER_CALL
+
+
+def _sums(c: dict) -> dict[str, int]:
+    k = c.get("kernel", {})
+    return {
+        "messages": c.get("sip", {}).get("messages", 0),
+        "events": c.get("events", {}).get("published", 0),
+        "records": c.get("capture", {}).get("ring_records", 0),
+        "ring_lost": k.get("ring_full_lost", 0),
+        "seen": k.get("seen", 0),
+        "selected": k.get("selected", 0),
+        "copied": k.get("copied", 0),
+    }
+
+
+def run_step(sensor: Sensor, sock: socket.socket, step: Step, label: str, args) -> Step:
+    """Send one step's calls at its rate and wait (bounded) for every event."""
+    frames = call_frames(label, step.calls, args.concurrency, args.noise)
+    step.noise = len(frames) - step.expected_messages
+    pps = step.target * len(frames) / step.expected_messages
+    before = _sums(sensor.counters())
+    t0 = time.perf_counter()
+    step.send_s = send_paced(sock, frames, pps)
+    t_end = t0 + step.send_s
+    step.offered = step.expected_messages / step.send_s
+    allowed = 0.1 * step.send_s + 0.2
+    deadline = t_end + max(allowed * 3, 2.0)
+    done_at = None
+    while True:
+        now = time.perf_counter()
+        got = _sums(sensor.counters())
+        d = {k: got[k] - before[k] for k in got}
+        if d["events"] >= step.expected_events and d["messages"] >= step.expected_messages:
+            done_at = now
+            break
+        if now > deadline:
+            break
+        time.sleep(0.02)
+    time.sleep(1.1)  # the capture mirrors kernel counters each second; read settled values
+    d = {k: v - before[k] for k, v in _sums(sensor.counters()).items()}
+    for k, v in d.items():
+        setattr(step, k, v)
+    if done_at is not None:
+        step.done_s = done_at - t0
+        step.lag_s = done_at - t_end
+    problems = []
+    if step.ring_lost:
+        problems.append(f"ring loss {step.ring_lost}")
+    if step.messages != step.expected_messages or step.events != step.expected_events:
+        problems.append(
+            f"{step.messages}/{step.expected_messages} messages, "
+            f"{step.events}/{step.expected_events} events"
+        )
+    if done_at is not None and step.lag_s > allowed:
+        problems.append(f"fell behind: last event {step.lag_s:.2f} s after the last frame")
+    step.ok, step.why = not problems, "; ".join(problems)
+    return step
+
+
+def row(s: Step) -> str:
+    verdict = "keeps up" if s.ok else f"NO: {s.why}"
+    rate = f"{s.expected_messages / s.done_s:>9,.0f}" if s.done_s else f"{'-':>9}"
+    ev = f"{s.events / s.done_s:>8,.0f}" if s.done_s else f"{'-':>8}"
+    return (
+        f"{s.target:>9,.0f} {s.offered:>9,.0f} {rate} {ev} {s.lag_s:>6.2f} "
+        f"{s.ring_lost:>5} {s.seen - s.selected:>8} {s.records - s.expected_messages:>7}  "
+        f"{verdict}"
+    )
+
+
+HEADER = (
+    f"{'target':>9} {'offered':>9} {'msgs/s':>9} {'events/s':>8} {'lag s':>6} "
+    f"{'lost':>5} {'nonSIP@k':>8} {'nonSIP@u':>7}  verdict\n"
+    f"{'':>9} {'(SIP messages per second)':^37}"
+)
+
+
+def plan_rates(args) -> list[float]:
+    return [args.start * 2**i for i in range(args.max_steps)]
+
+
+def measure(args, net, tx: str, rx: str, events_path: Path) -> list[Step]:
+    from tests.netns.conftest import in_ns
+
+    cpus = sorted(os.sched_getaffinity(0))
+    sensor_cpu = cpus[-1] if len(cpus) > 1 else None
+    if sensor_cpu is not None:
+        os.sched_setaffinity(0, {cpus[0]})  # the sender (and its softirq work) on another core
+    sensor = Sensor(net, rx, events_path, sensor_cpu)
+    steps: list[Step] = []
+    try:
+        with in_ns(tx):
+            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+        sock.bind(("v0", 0))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 22)
+        warm = run_step(sensor, sock, Step(args.start, 100), "warm", args)
+        if not warm.ok:
+            raise SystemExit(f"warm-up failed ({warm.why}); the sensor does not work here")
+        print(HEADER, flush=True)
+
+        def one(rate: float) -> Step:
+            calls = max(50, int(rate * args.seconds / MSGS_PER_CALL))
+            s = run_step(sensor, sock, Step(rate, calls), f"s{len(steps)}", args)
+            steps.append(s)
+            print(row(s), flush=True)
+            return s
+
+        good, bad = None, None
+        for rate in plan_rates(args):
+            s = one(rate)
+            if s.offered < 0.9 * rate:
+                print(f"  (the sender reached only {s.offered:,.0f} msgs/s; stopping here)")
+                if s.ok:
+                    good = rate
+                break
+            if not s.ok:
+                bad = rate
+                break
+            good = rate
+        if good is not None and bad is not None:
+            for _ in range(args.refine):
+                mid = (good + bad) / 2
+                s = one(mid)
+                good, bad = (mid, bad) if s.ok else (good, mid)
+        sock.close()
+    finally:
+        rc, err = sensor.stop()
+    if rc != 0 or "Traceback" in err:
+        raise SystemExit(f"sensor exited {rc}: {err[-1500:]}")
+    expected = sum(s.expected_events for s in steps) + 100 * EVENTS_PER_CALL
+    kinds: dict[str, int] = {}
+    with open(events_path, "rb") as fh:
+        for line in fh:
+            a = json.loads(line)["event"]["action"]
+            kinds[a] = kinds.get(a, 0) + 1
+    print(f"\nevents file: {sum(kinds.values())} events {kinds} (expected {expected})")
+    return steps
+
+
+def summarize(steps: list[Step]) -> None:
+    ok = [s for s in steps if s.ok]
+    noise = sum(s.noise for s in steps)
+    non_sip_k = sum(s.seen - s.selected for s in steps)
+    non_sip_u = sum(s.records - s.expected_messages for s in steps)
+    copied_extra = sum(s.copied - s.expected_messages for s in steps)
+    if ok:
+        best = max(ok, key=lambda s: s.offered)
+        print(
+            f"sustained: {best.expected_messages / best.done_s:,.0f} SIP messages/s "
+            f"({best.events / best.done_s:,.0f} events/s) at {best.offered:,.0f} offered, "
+            f"ring loss {best.ring_lost}, last event {best.lag_s:.2f} s after the last frame"
+        )
+    else:
+        print("sustained: no step kept up")
+    lost = sum(s.ring_lost for s in steps)
+    print(f"ring loss over all steps: {lost} records (ring_full_lost)")
+    print(
+        f"non-SIP: {noise} datagrams sent, {non_sip_k} packets seen by the kernel program and "
+        f"not selected, {copied_extra} copied beyond the SIP frames, {non_sip_u} reaching user "
+        f"space (share {max(non_sip_u, 0) / max(noise, 1):.4%})"
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="smoke run: two short steps")
+    ap.add_argument("--start", type=float, default=2000, help="first rate, SIP messages/s")
+    ap.add_argument("--seconds", type=float, default=2.0, help="sending time per step")
+    ap.add_argument("--max-steps", type=int, default=7, help="rate doublings at most")
+    ap.add_argument("--refine", type=int, default=2, help="bisection steps after a failure")
+    ap.add_argument("--noise", type=float, default=1.0, help="non-SIP datagrams per SIP one")
+    ap.add_argument("--concurrency", type=int, default=500, help="calls up at once")
+    args = ap.parse_args()
+    if args.quick:
+        args.start, args.seconds, args.max_steps, args.refine = 1000, 1.0, 2, 0
+        args.concurrency = min(args.concurrency, 100)
+    why = unavailable()
+    if why:
+        print(f"bench.live skipped: {why}")
+        return
+    from tests.netns.conftest import Net
+
+    net = Net()
+    old = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        tx, rx = net.ns("peer"), net.ns("host")
+        net.veth(tx, "v0", ("10.99.0.1/24",), rx, "v1", (f"{SERVER}/24",))
+        with tempfile.TemporaryDirectory() as tmp:
+            steps = measure(args, net, tx, rx, Path(tmp, "events.ndjson"))
+        print()
+        summarize(steps)
+    finally:
+        signal.signal(signal.SIGTERM, old)
+        net.cleanup()
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except subprocess.TimeoutExpired as exc:
+        raise SystemExit(f"bench.live: timed out: {exc}") from None
