@@ -157,9 +157,6 @@ class Sensor:
         rc, _, err = self.proc.stop(timeout=60)
         return rc, err
 
-    def kill(self) -> None:
-        self.proc.kill()
-
 
 @dataclass
 class Step:

@@ -166,6 +166,16 @@ def test_active_call_events_counters_and_metrics(site):
     by_id = http_json(site.srv, f"{LOCAL}/api/events?call_id={call_id}")
     assert [e["event"]["action"] for e in by_id["events"]] == ["call-start"]
     assert http_json(site.srv, f"{LOCAL}/api/events?action=call-end")["count"] == 0
+    # sipp's From is sip:sipp@<its address>, its To and R-URI sip:service@<the UAS>.
+    for query, n in (
+        ("user=sipp", 1),
+        ("user=service", 1),
+        ("user=alice", 0),
+        (f"ip={UAC_IP}", 1),
+        (f"ip={SRV_IP}&action=call-start", 1),
+        ("ip=192.0.2.1", 0),
+    ):
+        assert http_json(site.srv, f"{LOCAL}/api/events?{query}")["count"] == n, query
     assert uac.poll() is None, "the call ended before the API was read"
 
     assert uac.wait(30) == 0
