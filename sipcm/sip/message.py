@@ -18,6 +18,8 @@ Field list (documented once, here):
   address lists are split one value per entry; challenges keep only scheme and realm;
   Authorization text is never kept. `body` is cut to Content-Length; `truncated` says the
   header block had no blank line or the body is shorter than Content-Length.
+- Read-only after parsing: the parser shares one `Uri`/`NameAddr`/`Via` between the
+  messages that repeat its header text (sip/nameaddr.py caches), so never mutate them.
 - `ParseError`: `reason` (stable snake_case, also used as the parse-error event reason),
   `offset` (byte offset in the payload where parsing stopped), `probe` (True when the payload
   is not SIP text at all: too short or not starting with a letter -> msg-probe).

@@ -9,6 +9,7 @@ step advances past at least one character and the regexes have no nested ambigui
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from sipcm.sip.message import NameAddr, Uri
 
@@ -289,3 +290,25 @@ def _addr_spec(s: str) -> NameAddr | None:
     params = parse_params(ptext)
     tag = params.pop("tag", None)
     return NameAddr(uri, None, tag or None, params)
+
+
+# The parser's hot path parses each distinct header text once: a dialog repeats its From in
+# every request and reply, its To after the first reply, and a transaction's Via and URIs
+# come back in every reply. A cache hit returns the same object as before, so parsed values
+# are shared between messages and must never be mutated (nothing does: `track/` keeps slim
+# copies of messages, `events/` only reads them). Bounded in entries (least recently used out
+# first) and in key size: longer texts (rare, or crafted) are parsed every time.
+CACHE_SIZE = 2048
+CACHE_MAX_TEXT = 256
+_name_addr_lru = lru_cache(maxsize=CACHE_SIZE)(parse_name_addr)
+_uri_lru = lru_cache(maxsize=CACHE_SIZE)(parse_uri)
+
+
+def cached_name_addr(text: str) -> NameAddr | None:
+    """parse_name_addr through the shared cache (the result must not be mutated)."""
+    return _name_addr_lru(text) if len(text) <= CACHE_MAX_TEXT else parse_name_addr(text)
+
+
+def cached_uri(text: str) -> Uri | None:
+    """parse_uri through the shared cache (the result must not be mutated)."""
+    return _uri_lru(text) if len(text) <= CACHE_MAX_TEXT else parse_uri(text)

@@ -21,10 +21,10 @@ import re
 from sipcm.sip.auth import redact_challenge
 from sipcm.sip.headers import ADDRESS_LISTS, CANON, CHALLENGES, COMPACT, URI_HEADERS
 from sipcm.sip.message import Credentials, NameAddr, ParseError, SipMessage, Uri
-from sipcm.sip.nameaddr import parse_name_addr, parse_uri, scrub_passwords, split_values
+from sipcm.sip.nameaddr import cached_name_addr, cached_uri, scrub_passwords, split_values
 from sipcm.sip.probe import probe
 from sipcm.sip.values import addresses, credentials
-from sipcm.sip.via import parse_via
+from sipcm.sip.via import cached_via
 
 _FOLD = re.compile(r"\r?\n[ \t]+")
 _TOKEN = re.compile(r"[!%*_+`'~.0-9A-Za-z\-]+")
@@ -183,7 +183,7 @@ def _parse(data: bytes, lf_end: int | None = None) -> SipMessage | ParseError:
     via_list = []
     for value in vias:
         for piece in split_values(value) if "," in value else (value,):
-            via = parse_via(piece)
+            via = cached_via(piece)
             if via is None:
                 headers.setdefault("via", []).append(piece)
                 bad += 1
@@ -343,7 +343,7 @@ def _start_line(line: str) -> _StartLine | tuple[str, int]:
     """Request-Line or Status-Line (RFC 3261 7.1, 7.2); on error (reason, char offset)."""
     m = _REQUEST.fullmatch(line)
     if m is not None:
-        uri = parse_uri(m.group(2))
+        uri = cached_uri(m.group(2))
         if uri is not None:
             return True, m.group(1), uri, None, None
     else:
@@ -369,7 +369,7 @@ def _start_line(line: str) -> _StartLine | tuple[str, int]:
         return "bad_method", 0
     if version.upper() != "SIP/2.0":
         return "bad_version", line.rfind(version)
-    uri = parse_uri(uri_text)
+    uri = cached_uri(uri_text)
     if uri is None:
         return "bad_request_uri", line.find(uri_text, len(method))
     return True, method.upper(), uri, None, None
@@ -393,10 +393,10 @@ def _mandatory(single: dict[str, str]) -> tuple[NameAddr, NameAddr, int, str] | 
     sv = single.get("cseq")
     if sv is None:
         return "missing_cseq"
-    from_ = parse_name_addr(fv)
+    from_ = cached_name_addr(fv)
     if from_ is None:
         return "bad_from"
-    to = parse_name_addr(tv)
+    to = cached_name_addr(tv)
     if to is None:
         return "bad_to"
     if not cv:

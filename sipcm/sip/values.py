@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from sipcm.sip.auth import parse_credentials
 from sipcm.sip.message import Credentials, NameAddr
-from sipcm.sip.nameaddr import parse_name_addr, scrub_passwords, split_values
+from sipcm.sip.nameaddr import cached_name_addr, scrub_passwords, split_values
 
 
 def addresses(
@@ -24,7 +24,7 @@ def addresses(
             star = True
             continue
         for piece in split_values(value) if "," in value else (value,):
-            na = parse_name_addr(piece)
+            na = cached_name_addr(piece)
             if na is None:
                 headers.setdefault(key, []).append(scrub_passwords(piece))
                 bad += 1

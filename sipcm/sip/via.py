@@ -7,9 +7,10 @@ sent-protocol or sent-by is unusable. Never raises.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from sipcm.sip.message import Via
-from sipcm.sip.nameaddr import parse_hostport, parse_params
+from sipcm.sip.nameaddr import CACHE_MAX_TEXT, CACHE_SIZE, parse_hostport, parse_params
 
 _SEP_LWS = re.compile(r"[ \t]*([/:])[ \t]*")
 # Common shape; possessive runs keep a failed match linear. Anything else: general path.
@@ -56,3 +57,12 @@ def parse_via(value: str) -> Via | None:
     params = parse_params(ptext)
     branch = params.pop("branch", None)
     return Via(proto[2].upper(), hp[0], hp[1], branch or None, params)
+
+
+_via_lru = lru_cache(maxsize=CACHE_SIZE)(parse_via)
+
+
+def cached_via(value: str) -> Via | None:
+    """parse_via through a cache like nameaddr.cached_name_addr's: a transaction's Via comes
+    back in every reply (shared result: never mutate it)."""
+    return _via_lru(value) if len(value) <= CACHE_MAX_TEXT else parse_via(value)
