@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 # Counter groups whose values are current levels (tracker table sizes), not running totals.
-GAUGE_GROUPS = ("track_active",)
+GAUGE_GROUPS = ("track_active", "rates_active")
 
 
 class PipelineBusy(Exception):

@@ -324,12 +324,6 @@ def test_access_token_required_on_every_api_path(site):
     assert actions_of(events) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="run.start_web passes no gauge_groups, so WebState's default (track_active only) "
-    "exports the rates_active levels (rate_entries, rate_blacklisted, rate_max_entries) as "
-    "Prometheus counters with a _total suffix",
-)
 def test_metrics_rate_table_levels_are_gauges(site):
     site.sensor(f"http_port={PORT}")
     text = http(site.srv, "GET", f"{LOCAL}/metrics")[2].decode()
