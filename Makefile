@@ -37,8 +37,10 @@ lint: venv
 	$(VENV)/bin/ruff check sipcm tests bench
 	$(VENV)/bin/ruff format --check sipcm tests bench
 
-bench: venv
+# Replay figures on one core; the live figure needs root and BPF (it says so and skips otherwise).
+bench: setup
 	$(PY) -m bench.run
+	$(PY) -m bench.live
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
