@@ -33,6 +33,7 @@ and the VNI go under `sipcm.tunnel.*`. `Outcome.extra` maps dotted field names (
 from __future__ import annotations
 
 import ipaddress
+import re
 import time
 from collections.abc import Mapping
 from functools import lru_cache
@@ -69,25 +70,38 @@ _CATEGORISE: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
 ACTIONS = frozenset(_CATEGORISE)
 _WITH_AUTH = ("authentication", "network", "session")
 
-_ts_cache: tuple[int, str] = (-1, "")
+# Second -> "YYYY-MM-DDTHH:MM:SS": one document's times (start, end, @timestamp) and
+# consecutive documents fall in a few recent seconds. Cleared when it reaches the bound.
+_ts_prefix: dict[int, str] = {}
+_TS_PREFIXES = 4096
 
 
 def rfc3339(ts_ns: int) -> str:
     """Nanoseconds since the epoch as RFC 3339 UTC with 9 fractional digits."""
-    global _ts_cache
     sec, ns = divmod(ts_ns, 1_000_000_000)
-    cached = _ts_cache
-    if cached[0] == sec:
-        prefix = cached[1]
-    else:
-        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
-        _ts_cache = (sec, prefix)
+    prefix = _ts_prefix.get(sec)
+    if prefix is None:
+        if len(_ts_prefix) >= _TS_PREFIXES:
+            _ts_prefix.clear()
+        prefix = _ts_prefix[sec] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
     return f"{prefix}.{ns:09d}Z"
 
 
-@lru_cache(maxsize=4096)
+# A dotted quad in canonical form (no leading zeros, octets <= 255) is its own text form;
+# checking that is ~10x cheaper than ipaddress, whose cache misses on every new address.
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4 = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}")
+
+
 def _ip_literal(host: str) -> str | None:
     """The IP address in a URI host (brackets removed), or None for a host name."""
+    if _IPV4.fullmatch(host):
+        return host
+    return _ip_literal_slow(host)
+
+
+@lru_cache(maxsize=4096)
+def _ip_literal_slow(host: str) -> str | None:
     h = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     if not h or not (h[0].isdigit() or ":" in h):
         return None
