@@ -17,6 +17,7 @@ bad_from, bad_to, bad_call_id, bad_cseq, internal_error (a bug; never expected).
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from sipcm.sip.auth import redact_challenge
 from sipcm.sip.headers import ADDRESS_LISTS, CANON, CHALLENGES, COMPACT, URI_HEADERS
@@ -401,8 +402,18 @@ def _mandatory(single: dict[str, str]) -> tuple[NameAddr, NameAddr, int, str] | 
         return "bad_to"
     if not cv:
         return "bad_call_id"
+    cseq = _cseq(sv) if len(sv) <= 64 else _cseq.__wrapped__(sv)
+    if cseq is None:
+        return "bad_cseq"
+    return from_, to, *cseq
+
+
+@lru_cache(maxsize=1024)
+def _cseq(sv: str) -> tuple[int, str] | None:
+    """(number, upper-case method) of a CSeq value, None if malformed. Cached: a dialog's
+    messages repeat a few CSeq values and calls share the same small numbers."""
     parts = sv.split()
     num = _small_int(parts[0], 10) if len(parts) == 2 else None
     if num is None or num > _MAX_CSEQ or not _TOKEN.fullmatch(parts[1]):
-        return "bad_cseq"
-    return from_, to, num, parts[1].upper()
+        return None
+    return num, parts[1].upper()

@@ -42,3 +42,16 @@ def test_long_texts_bypass_the_cache_and_entries_are_bounded() -> None:
     for i in range(nameaddr.CACHE_SIZE + 10):
         cached_via(f"SIP/2.0/UDP h;branch=z9hG4bK{i}")
     assert via._via_lru.cache_info().currsize == nameaddr.CACHE_SIZE
+
+
+def test_cseq_values_cached_and_checked() -> None:
+    from sipcm.sip.parser import _cseq
+
+    assert _cseq("1 invite") == (1, "INVITE")
+    assert _cseq("0001  BYE") == (1, "BYE")
+    assert _cseq("4294967296 BYE") is None
+    assert _cseq("1 INVITE x") is None
+    assert _cseq("\u00b2 BYE") is None
+    long_cseq = "0" * 100 + "7 OPTIONS"  # longer than the cache takes: parsed directly
+    m = parse(_msg("200 OK", FROM).replace(b"CSeq: 1 INVITE", f"CSeq: {long_cseq}".encode()))
+    assert (m.cseq, m.cseq_method) == (7, "OPTIONS")
