@@ -50,8 +50,13 @@ class DupFilter:
     def check(self, msg: SipMessage, ts: int) -> int:
         """Classify `msg` (seen at capture time `ts`) and remember it."""
         seen, order = self._seen, self._order
-        if order and order[0][0] < ts - self.window_ns:
-            self._prune(ts - self.window_ns)
+        limit = ts - self.window_ns
+        if order and order[0][0] < limit:  # expired sightings: about one per message
+            while order and order[0][0] < limit:
+                first, old = order.popleft()
+                rec = seen.get(old)
+                if rec is not None and rec[0] == first:
+                    del seen[old]
         if msg.is_request:
             fp = hash((msg.call_id, msg.cseq, msg.method, msg.from_.tag, msg.to.tag))
         else:
@@ -80,8 +85,3 @@ class DupFilter:
         rec = self._seen.get(fp)
         if rec is not None and rec[0] == ts:
             del self._seen[fp]
-
-    def _prune(self, limit: int) -> None:
-        order = self._order
-        while order and order[0][0] < limit:
-            self._drop_oldest()
