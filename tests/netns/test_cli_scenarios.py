@@ -32,19 +32,23 @@ class Sensor:
     def __init__(self, net, ns: str, args: list[str]) -> None:
         cmd = [sys.executable, "-m", "sipcm", "-E", "http_port=0", *args]
         self.proc = net.popen(ns, *cmd, stdout=subprocess.PIPE, cwd=REPO)
-        self.out: list[bytes] = []
+        self.events: list[dict] = []  # every document printed but stats
         self.err: list[str] = []
         self._cond = threading.Condition()
         self._threads = [
-            threading.Thread(target=self._drain, args=(self.proc.stdout, self.out), daemon=True),
+            threading.Thread(target=self._drain_out, daemon=True),
             threading.Thread(target=self._drain_err, daemon=True),
         ]
         for t in self._threads:
             t.start()
 
-    def _drain(self, stream, into: list[bytes]) -> None:
-        for line in stream:
-            into.append(line)
+    def _drain_out(self) -> None:
+        for line in self.proc.stdout:
+            doc = json.loads(line) if line.strip() else None
+            with self._cond:
+                if doc is not None and doc["event"]["action"] != "stats":
+                    self.events.append(doc)
+                self._cond.notify_all()
 
     def _drain_err(self) -> None:
         for line in self.proc.stderr:
@@ -68,9 +72,18 @@ class Sensor:
                     pytest.fail(f"sensor never said {text!r}: {''.join(self.err)[-1500:]}")
                 self._cond.wait(min(left, 0.5))
 
-    def stop(self) -> list[dict]:
-        """SIGTERM after a few poll intervals; the events printed (stats left out)."""
-        time.sleep(0.5)  # the last records reach the pipeline
+    def stop(self, expect: int, timeout: float = 10, settle: float = 0.5) -> list[dict]:
+        """SIGTERM once `expect` events were printed (or `timeout`), `settle` seconds later so
+        that any extra event shows up too; returns the events printed (stats left out).
+        Waiting on the output, not a fixed delay, keeps a loaded machine from cutting the
+        capture before the last records reach the pipeline."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while len(self.events) < expect and time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    break
+                self._cond.wait(0.2)
+        time.sleep(settle)
         self.proc.send_signal(signal.SIGTERM)
         rc = self.proc.wait(30)
         for t in self._threads:
@@ -79,8 +92,17 @@ class Sensor:
         assert rc == 0, err[-1500:]
         assert "Traceback" not in err
         assert err.rstrip().endswith("detached")
-        docs = [json.loads(line) for line in self.out if line.strip()]
-        return [d for d in docs if d["event"]["action"] != "stats"]
+        return list(self.events)
+
+    def wait_events(self, n: int, timeout: float = 10) -> list[dict]:
+        """The events printed once there are `n` (fails on timeout)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while len(self.events) < n:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    pytest.fail(f"{len(self.events)} events, expected {n}")
+                self._cond.wait(0.2)
+            return list(self.events)
 
     def kill(self) -> None:
         if self.proc.poll() is None:
@@ -245,7 +267,7 @@ def test_sip_in_vxlan_seen_on_the_underlay(net, procs, overlay):
     make_overlay(net, h1, h2, 4789)
     sensor = attach(net, procs, h2, "u1")
     cids = calls(net, procs, h1, h2, "192.168.94.1", "192.168.94.2", 4)
-    assert_overlay_calls(sensor.stop(), cids, 4789)
+    assert_overlay_calls(sensor.stop(8), cids, 4789)
 
 
 def test_vxlan_on_a_configured_port(net, procs, overlay):
@@ -253,7 +275,7 @@ def test_vxlan_on_a_configured_port(net, procs, overlay):
     make_overlay(net, h1, h2, 8472)
     sensor = attach(net, procs, h2, "u1", "-E", "vxlan_ports=[8472]")
     cids = calls(net, procs, h1, h2, "192.168.94.1", "192.168.94.2", 3)
-    assert_overlay_calls(sensor.stop(), cids, 8472)
+    assert_overlay_calls(sensor.stop(6), cids, 8472)
 
 
 @pytest.mark.parametrize("v6", [False, True], ids=["ipv4", "ipv6"])
@@ -262,7 +284,7 @@ def test_fragmented_invite_gives_one_start_and_one_end(net, procs, v6):
     uac, uas = ("fd94:1::1", "fd94:1::2") if v6 else ("10.94.1.1", "10.94.1.2")
     sensor = attach(net, procs, b, "v1")
     cids = calls(net, procs, a, b, uac, uas, 3, scenario=SCN / "uac_big_sdp.xml")
-    events = sensor.stop()
+    events = sensor.stop(6)
     assert actions(events) == {"call-start": 3, "call-end": 3}
     assert ids(events, "call-start") == ids(events, "call-end") == cids
     host = f"[{uas}]" if v6 else uas
@@ -281,7 +303,7 @@ def test_ipv6_calls(net, procs, transport):
     a, b = pair(net, "10.94.2", "fd94:2")
     sensor = attach(net, procs, b, "v1")
     cids = calls(net, procs, a, b, "fd94:2::1", "fd94:2::2", 3, transport=transport)
-    events = sensor.stop()
+    events = sensor.stop(6)
     assert actions(events) == {"call-start": 3, "call-end": 3}
     assert ids(events, "call-start") == ids(events, "call-end") == cids
     proto = "udp" if transport == "u1" else "tcp"
@@ -307,7 +329,7 @@ def test_each_host_sees_each_call_once_across_ingress_and_egress(net, procs):
         (on_uas, "v1", "egress", "ingress"),
         (on_uac, "v0", "ingress", "egress"),
     ):
-        events = sensor.stop()
+        events = sensor.stop(8)
         assert actions(events) == {"call-start": 4, "call-end": 4}
         assert ids(events, "call-start") == ids(events, "call-end") == cids
         for e in events:
@@ -339,7 +361,7 @@ def test_sighup_adds_a_sip_port(net, procs, tmp_path):
     write_cfg(cfg, sip_ports=[5060, 5080])
     hup(sensor, "reloaded:")
     after = calls(net, procs, a, b, "10.94.4.1", "10.94.4.2", 2, port=5080)
-    events = sensor.stop()
+    events = sensor.stop(4)
     assert (
         "reloaded: sip_ports=[5060, 5080] vxlan_ports=[4789] event_types_blst=['msg-probe']\n"
         in sensor.err
@@ -361,23 +383,26 @@ def test_sighup_adds_a_vxlan_port(net, procs, overlay, tmp_path):
     write_cfg(cfg, vxlan_ports=[4789, 8472])
     hup(sensor, "reloaded: sip_ports=[5060] vxlan_ports=[4789, 8472]")
     after = calls(net, procs, h1, h2, "192.168.94.1", "192.168.94.2", 2)
-    assert_overlay_calls(sensor.stop(), after, 8472)
+    assert_overlay_calls(sensor.stop(4), after, 8472)
 
 
 def test_sighup_changes_the_event_blacklist(net, procs, tmp_path):
     a, b = pair(net, "10.94.5", "fd94:5")
     cfg = tmp_path / "cfg.yml"
-    write_cfg(cfg, event_types_blst=["call-end"])
+    write_cfg(cfg, event_types_blst=["call-start"])
     sensor = attach(net, procs, b, "v1", "-c", str(cfg))
     first = calls(net, procs, a, b, "10.94.5.1", "10.94.5.2", 2)
-    write_cfg(cfg, event_types_blst=["call-start"])
+    # call-end comes from the BYE, the last message of a call that gives an event: once both
+    # are out, nothing of the first calls can reach the pipeline after the reload.
+    assert actions(sensor.wait_events(2)) == {"call-end": 2}
+    write_cfg(cfg, event_types_blst=["call-end"])
     hup(sensor, "reloaded:")
     second = calls(net, procs, a, b, "10.94.5.1", "10.94.5.2", 2)
-    events = sensor.stop()
-    assert "event_types_blst=['call-start']" in sensor.stderr()
+    events = sensor.stop(4)
+    assert "event_types_blst=['call-end']" in sensor.stderr()
     assert actions(events) == {"call-start": 2, "call-end": 2}
-    assert ids(events, "call-start") == first
-    assert ids(events, "call-end") == second
+    assert ids(events, "call-end") == first
+    assert ids(events, "call-start") == second
 
 
 @pytest.mark.parametrize(
@@ -406,7 +431,22 @@ def test_bad_config_on_sighup_keeps_the_running_one(net, procs, tmp_path, breaka
     hup(sensor, "reload failed, keeping the running configuration: ")
     assert reason in sensor.stderr()
     cids = calls(net, procs, a, b, "10.94.6.1", "10.94.6.2", 2, port=5080)
-    events = sensor.stop()
+    events = sensor.stop(4)
     assert "reloaded:" not in sensor.stderr()
     assert actions(events) == {"call-start": 2, "call-end": 2}
     assert ids(events, "call-start") == ids(events, "call-end") == cids
+
+
+def test_fragmented_invite_inside_vxlan(net, procs, overlay):
+    """The big INVITE is fragmented by h1's overlay stack (vx0 MTU 1450), each inner fragment
+    carried in its own VXLAN datagram: reassembly happens on the inner packets."""
+    h1, h2 = overlay
+    make_overlay(net, h1, h2, 4789)
+    sensor = attach(net, procs, h2, "u1")
+    big = SCN / "uac_big_sdp.xml"
+    cids = calls(net, procs, h1, h2, "192.168.94.1", "192.168.94.2", 2, scenario=big)
+    events = sensor.stop(4)
+    assert_overlay_calls(events, cids, 4789)
+    for e in events:
+        assert e["sip"]["call"]["reconstructed"] is False
+        assert e["url"]["original"] == "sip:service@192.168.94.2:5060"
