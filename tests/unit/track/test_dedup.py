@@ -42,3 +42,15 @@ def test_window_and_bound() -> None:
         f.check(invite(f"y{i}", "f", 1, 41.0), ns(41))
     assert len(f) == 3
     assert c["dup_evicted"] == 4
+
+
+def test_at_most_four_sightings_remembered_per_fingerprint() -> None:
+    # A request through a chain of proxies: the original and three copies are remembered, so
+    # their retransmissions are recognised; a fifth leg is a copy each time it is seen.
+    f = DupFilter(32 * S, 100, Counter())
+    legs = [invite("c", "f", 1, 0.0, ALICE, PROXY)]
+    for i in range(4):
+        legs.append(proxied(legs[-1], 0.01 * (i + 1), PROXY, BOB))
+    assert [f.check(m, ns(0.1)) for m in legs] == [NEW, COPY, COPY, COPY, COPY]
+    assert [f.check(again(m, 1.0), ns(1.0)) for m in legs] == [RETRANS] * 4 + [COPY]
+    assert len(f) == 1
