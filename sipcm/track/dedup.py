@@ -80,15 +80,15 @@ class DupFilter:
             times.append(ts)
             self._fps.append(fp)
             return NEW
-        if type(rec) is int:
+        if isinstance(rec, int):
             if rec == sig:
                 return RETRANS
             seen[fp] = (rec, sig)
             return COPY
-        if sig in rec:  # type: ignore[operator]
+        if sig in rec:
             return RETRANS
-        if len(rec) < _MAX_SIGS:  # type: ignore[arg-type]
-            seen[fp] = (*rec, sig)  # type: ignore[misc]
+        if len(rec) < _MAX_SIGS:
+            seen[fp] = (*rec, sig)
         return COPY
 
     def _drop_oldest(self) -> None:
