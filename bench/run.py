@@ -47,7 +47,11 @@ def gen_calls(path: Path, calls: int, talk_s: int = 3) -> int:
     (2 + talk_s) / 0.005 calls are up at once whatever `calls` is); returns the message count."""
     cap = Capture()
     for i in range(calls):
-        leg = Leg(f"bench-{i}@example.com", a_ip=f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}")
+        leg = Leg(
+            f"bench-{i}@example.com",
+            a_ip=f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}",
+            from_tag=f"ft{i}",  # unique per call, as RFC 3261 19.3 wants (no cross-call sharing)
+        )
         basic_call(cap, leg, T0 + i * 5 * MS, talk_s=talk_s)
     cap.write(path)
     return calls * 7
@@ -69,11 +73,10 @@ def time_replay(files: list[str], repeat: int = 3) -> tuple[float, int]:
 
 def memory_per_entry(n: int) -> tuple[float, float]:
     """Bytes of tracker memory per established dialog and per registration binding."""
-    from sipcm.track.tracker import Tracker
-
     from sipcm.counters import Counters
     from sipcm.decode.packet import Payload
     from sipcm.sip.parser import parse
+    from sipcm.track.tracker import Tracker
 
     def feed(tracker: Tracker, msgs: list[tuple[bytes, int]]) -> None:
         for raw, ts in msgs:
@@ -97,7 +100,7 @@ def memory_per_entry(n: int) -> tuple[float, float]:
     def calls() -> list[tuple[bytes, int]]:
         out = []
         for i in range(n):
-            leg = Leg(f"mem-{i}@example.com")
+            leg = Leg(f"mem-{i}@example.com", from_tag=f"mf{i}")
             leg.to_tag = None
             inv = leg.req("INVITE")
             leg.to_tag = f"tt{i}"
@@ -108,7 +111,7 @@ def memory_per_entry(n: int) -> tuple[float, float]:
     def regs() -> list[tuple[bytes, int]]:
         out = []
         for i in range(n):
-            leg = Leg(f"reg-{i}@example.com", a_user=f"u{i}", b_user=f"u{i}")
+            leg = Leg(f"reg-{i}@example.com", a_user=f"u{i}", b_user=f"u{i}", from_tag=f"rf{i}")
             leg.to_tag = f"rt{i}"
             reg = leg.req("REGISTER", headers=("Expires: 3600",))
             t = T0 + i * MS
