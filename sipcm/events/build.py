@@ -41,10 +41,12 @@ from typing import TYPE_CHECKING, Any
 
 from sipcm import __version__
 from sipcm.events.schema import ECS_VERSION
+from sipcm.sip.message import NameAddr
+from sipcm.sip.nameaddr import parse_uri
 
 if TYPE_CHECKING:
     from sipcm.decode.packet import Payload
-    from sipcm.sip.message import NameAddr, SipMessage, Uri
+    from sipcm.sip.message import SipMessage, Uri
     from sipcm.track.outcome import Outcome
 
 DATASET = "sipcm.sip"
@@ -190,8 +192,10 @@ class EventBuilder:
         action = o.action
         cats, types, outcome = _CATEGORISE[action]
         msg = o.msg
-        first = o.request if o.request is not None else msg
         resp = o.response
+        # A timer event of an entry rebuilt from replies has only the response: its From/To
+        # are the request's too.
+        first = o.request or msg or resp
         if resp is None and msg is not None and not msg.is_request:
             resp = msg
         creds = first.credentials if first is not None and first.is_request else None
@@ -344,6 +348,13 @@ class EventBuilder:
                 sip["cseq"] = {"code": first.cseq, "method": first.cseq_method}
             else:
                 sip["cseq"] = {"code": first.cseq}
+        elif o.reg is not None:
+            # reg-expired keeps no message: the binding names its address-of-record and contact.
+            aor = parse_uri(o.reg.aor)
+            if aor is not None:
+                sip["to"] = _name_addr(NameAddr(aor), None, users, hosts, ips)
+            if o.reg.contact is not None:
+                sip["contact"] = _name_addr(o.reg.contact, None, users, hosts, ips)
         if resp is not None:
             callee_ua = resp.server or resp.user_agent
             if callee_ua:

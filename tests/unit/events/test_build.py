@@ -557,3 +557,31 @@ def test_every_type_is_expected_for_every_category() -> None:
     for action, (cats, types, _) in _CATEGORISE.items():
         for cat in cats + (_WITH_AUTH if action in ("call-start", "reg-new") else ()):
             assert set(types) <= expected[cat], (action, cat)
+
+
+def test_reg_expired_without_messages_names_the_binding() -> None:
+    """The binding cache keeps no message: the AOR becomes sip.to, the contact sip.contact."""
+    from sipcm.track.outcome import Outcome, RegInfo
+
+    contact = NameAddr(Uri("sip:bob@192.0.2.7:5062", "sip", "bob", "192.0.2.7", 5062))
+    o = Outcome(
+        "reg-expired",
+        1_700_000_000_000_000_000,
+        call_id="reg-1",
+        method="REGISTER",
+        status=408,
+        reason="timeout registration",
+        reg=RegInfo("sip:bob@example.com", contact, 600, 630_000_000_000),
+    )
+    doc = BUILDER.build(o)
+    assert_valid(doc)
+    assert doc["sip"]["to"] == {
+        "uri": {
+            "original": "sip:bob@example.com",
+            "scheme": "sip",
+            "username": "bob",
+            "host": "example.com",
+        }
+    }
+    assert doc["sip"]["contact"]["uri"]["host"] == "192.0.2.7"
+    assert doc["related"]["user"] == ["bob"]
