@@ -294,7 +294,11 @@ class Pipeline:
 
 
 def _source_ip(o: Outcome) -> str | None:
-    """Source address of the message behind an outcome (the rate key's IP)."""
+    """The rate key's IP: the caller side of the dialog or transaction (as sipcmbeat's
+    endpoint 0), so a busy server answering many callers is not what gets limited; the
+    packet source when there is no caller side (parse errors)."""
+    if o.client is not None:
+        return o.client[0]
     p = o.msg.payload if o.msg is not None else o.payload
     if p is None and o.request is not None:
         p = o.request.payload

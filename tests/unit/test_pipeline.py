@@ -45,3 +45,31 @@ def test_blacklisted_event_type_is_not_published(tmp_path: Path) -> None:
     pcap = options_flood(tmp_path / "few.pcap", 5, 100 * MS)
     docs, _ = replay_docs([pcap], "event_types_blst=[other-ok]")
     assert docs == []
+
+
+def many_calls(path: Path, n: int, *, same_caller: bool) -> Path:
+    """`n` calls to one server within a second, from one caller or from `n` callers."""
+    from tests.sipgen import basic_call
+
+    cap = Capture()
+    for i in range(n):
+        ip = "192.0.2.10" if same_caller else f"198.51.100.{i + 1}"
+        basic_call(cap, Leg(f"c{i}@example.com", a_ip=ip), T0 + i * 10 * MS, talk_s=1)
+    return cap.write(path)
+
+
+def test_rate_key_is_the_caller_side(tmp_path: Path) -> None:
+    """40 callers each placing one call through one busy server: the server's 200 OKs
+    trigger every call-start, yet nothing is limited, because the key is the caller."""
+    docs, _ = replay_docs([many_calls(tmp_path / "many.pcap", 40, same_caller=False)])
+    acts = [d["event"]["action"] for d in docs]
+    assert (acts.count("call-start"), acts.count("call-end")) == (40, 40)
+    assert not [d for d in docs if "rate" in d.get("sipcm", {})]
+
+
+def test_one_caller_over_the_limit_is_limited(tmp_path: Path) -> None:
+    docs, _ = replay_docs([many_calls(tmp_path / "one.pcap", 40, same_caller=True)])
+    starts = [d for d in docs if d["event"]["action"] == "call-start"]
+    # 40 call-starts within 0.4 s from one caller: 20 pass, the 21st is the first over.
+    assert len(starts) == 21
+    assert starts[-1]["sipcm"]["rate"]["exceeded"] == 1
