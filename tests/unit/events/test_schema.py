@@ -66,3 +66,12 @@ def test_cli_check_markdown_template(capsys) -> None:
     assert f"{len(schema.FIELDS)} fields, 0 problems" in out
     assert "| `sip.call.pdd` | float | Post-dial delay" in out
     assert '"index_patterns": [' in out
+
+
+def test_config_event_names_are_the_builder_actions_plus_stats() -> None:
+    """`event_types_blst` validation (config) and the builder agree on the event names."""
+    from sipcm.config.schema import EVENT_NAMES
+    from sipcm.events.build import ACTIONS
+
+    assert set(EVENT_NAMES) == ACTIONS | {"stats"}
+    assert len(EVENT_NAMES) == len(set(EVENT_NAMES))

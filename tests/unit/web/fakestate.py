@@ -6,23 +6,10 @@ import copy
 import threading
 from collections import deque
 
+from sipcm.config.schema import EVENT_NAMES
 from sipcm.web.state import WebState
 
-VALID_EVENTS = (
-    "call-start",
-    "call-end",
-    "call-attempt",
-    "reg-new",
-    "reg-del",
-    "reg-expired",
-    "auth-failed",
-    "other-ok",
-    "other-failed",
-    "other-timeout",
-    "parse-error",
-    "msg-probe",
-    "stats",
-)
+VALID_EVENTS = EVENT_NAMES
 
 COUNTERS = {
     "capture": {"ring_batches": 7, "ring_records": 4321},
