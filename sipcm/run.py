@@ -103,6 +103,8 @@ def replay(
         pipe.totals = None
     finally:
         pipe.close()
+        for reader in readers:
+            reader.close()
     return results
 
 
