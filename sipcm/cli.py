@@ -117,7 +117,7 @@ def replay(
     truncated = []
     for t in results:
         if summary == "json":
-            _say(json.dumps({k: v for k, v in vars_of(t).items() if k != "extra"}))
+            _say(json.dumps(vars_of(t)))
         elif summary == "text":
             _say(
                 f"{t.name}: {t.packets} packets, {t.messages} SIP messages, "

@@ -11,7 +11,7 @@ import gc
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -63,7 +63,6 @@ class FileTotals:
     reassembled: int = 0
     events: int = 0
     truncated: str | None = None
-    extra: dict[str, int] = field(default_factory=dict)
 
 
 class Pipeline:
