@@ -413,3 +413,28 @@ def programs_on(net: Net, ns: str, ifname: str) -> dict[str, object]:
     with in_ns(ns), IPRoute() as ipr:  # BPF_PROG_QUERY resolves the ifindex in this netns
         tcx = len(att._tcx_prog_ids(att.ifindex_of(ipr, ifname)))
     return {"xdp": " xdp" in link or "prog/xdp" in link, "tc_egress": flt, "tcx": tcx}
+
+
+def wait_listening(net: Net, ns: str, port: int, *, tcp: bool = False, timeout: float = 15.0):
+    """Wait until something in `ns` listens on `port` (UDP or TCP), so a client started next
+    does not race the server's start-up on a loaded machine."""
+    flags = "-ltnH" if tcp else "-lunH"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = net.run(ns, "ss", flags, f"sport = :{port}").stdout
+        if out.strip():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"nothing listens on {'tcp' if tcp else 'udp'} port {port} in {ns}")
+
+
+def stop_proc(proc: subprocess.Popen, timeout: float = 15.0) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within `timeout`; pipes are drained so a
+    child blocked writing to a full pipe can still exit."""
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate(timeout=timeout)

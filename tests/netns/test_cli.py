@@ -13,13 +13,14 @@ import select
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from tests.netns.conftest import capture, collect, l4, need
+from tests.netns.conftest import capture, collect, l4, need, stop_proc, wait_listening
 
 pytestmark = pytest.mark.netns
 REPO = Path(__file__).resolve().parents[2]
@@ -77,10 +78,17 @@ def kamailio(net, ns: str, *defines: str) -> subprocess.Popen:
     args = ["kamailio", "-f", str(SCN / "kamailio.cfg"), "-DD", "-E", "-m", "32", "-M", "8"]
     for d in defines:
         args += ["-A", d]
-    proc = net.popen(ns, *args, "-Y", f"/tmp/{ns}")
     os.makedirs(f"/tmp/{ns}", exist_ok=True)
-    time.sleep(1.0)
-    assert proc.poll() is None, proc.stderr.read().decode()[-1500:]
+    # Kamailio logs to stderr (-E): a file, not a pipe nobody reads, so it can never block.
+    # The child keeps its own descriptor, so the file may close here once it has started.
+    with tempfile.TemporaryFile() as log:
+        proc = net.popen(ns, *args, "-Y", f"/tmp/{ns}", stderr=log)
+        try:
+            wait_listening(net, ns, 5060)
+        except AssertionError:
+            log.seek(0)
+            raise AssertionError(log.read().decode(errors="replace")[-1500:]) from None
+    assert proc.poll() is None
     return proc
 
 
@@ -96,8 +104,7 @@ def proxy(net):
         net, p, "LISTEN_ADDR=10.96.1.2", "LISTEN_ADDR2=10.96.2.1", 'UAS_ADDR="10.96.2.2"'
     )
     yield net, u, p, s
-    kam.terminate()
-    kam.wait(10)
+    stop_proc(kam)
 
 
 def proxy_calls(net, u, s, n: int) -> None:
@@ -223,8 +230,7 @@ def test_cli_registrations_with_kamailio_registrar(direct):
         assert reg.returncode == 0, reg.stderr[-800:]
         events = stop_sensor(sensor)
     finally:
-        kam.terminate()
-        kam.wait(10)
+        stop_proc(kam)
     assert actions(events) == {"reg-new": 4, "reg-del": 4}
 
 

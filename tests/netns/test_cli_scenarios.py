@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.netns.conftest import need
+from tests.netns.conftest import need, wait_listening
 
 pytestmark = pytest.mark.netns
 REPO = Path(__file__).resolve().parents[2]
@@ -150,6 +150,7 @@ def calls(
     common = ("-t", transport, "-m", str(n), *SIPP)
     uas = net.popen(uas_ns, "sipp", "-sn", "uas", "-i", uas_ip, "-p", str(port), *common)
     procs.append(uas)
+    wait_listening(net, uas_ns, port, tcp=transport.startswith("t"))
     scn = ["-sf", str(scenario)] if scenario else ["-sn", "uac"]
     uac = net.popen(
         uac_ns,
