@@ -109,6 +109,7 @@ def proxy(net):
 
 def proxy_calls(net, u, s, n: int) -> None:
     uas = net.popen(s, "sipp", "-sn", "uas", "-i", "10.96.2.2", "-p", "5060", "-m", str(n), *SIPP)
+    wait_listening(net, s, 5060)
     uac = net.run(
         u,
         "sipp",
@@ -152,6 +153,7 @@ def test_cli_udp_calls_give_call_start_and_end(direct):
     net, a, b = direct
     sensor = start_sensor(net, b, ["v1"])
     uas = net.popen(b, "sipp", "-sn", "uas", "-i", "10.95.0.2", "-p", "5060", "-m", "5", *SIPP)
+    wait_listening(net, b, 5060)
     uac = net.run(
         a,
         "sipp",
@@ -182,6 +184,7 @@ def test_cli_tcp_calls(direct):
     uas = net.popen(
         b, "sipp", "-sn", "uas", "-t", "t1", "-i", "10.95.0.2", "-p", "5060", "-m", "3", *SIPP
     )
+    wait_listening(net, b, 5060, tcp=True)
     uac = net.run(
         a,
         "sipp",

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from sipcm.capture.records import DIR_EGRESS, DIR_INGRESS
-from tests.netns.conftest import capture, collect, in_ns, l4, need
+from tests.netns.conftest import capture, collect, in_ns, l4, need, wait_listening
 
 pytestmark = pytest.mark.netns
 SCENARIOS = Path(__file__).parent / "scenarios"
@@ -38,6 +38,7 @@ def sipp_calls(net, a, b, n, *, transport="u1", v6=False, scenario=None) -> None
     remote = f"[{srv}]:5060" if v6 else f"{srv}:5060"
     common = ["-t", transport, "-m", str(n), "-nostdin", "-timeout", "30"]
     uas = net.popen(b, "sipp", "-sn", "uas", "-i", srv, "-p", "5060", *common)
+    wait_listening(net, b, 5060, tcp=transport.startswith("t"))
     uac_scn = ["-sf", str(scenario)] if scenario else ["-sn", "uac"]
     uac = net.run(a, "sipp", *uac_scn, remote, "-i", cli, "-p", "5062", "-r", "20", *common)
     assert uac.returncode == 0, uac.stderr[-500:]
@@ -239,6 +240,7 @@ def test_vxlan_overlay_through_a_bridge_and_multiple_interfaces(net):
             "-timeout",
             "30",
         )
+        wait_listening(net, sip, 5060)
         uac = net.run(
             h1,
             "sipp",

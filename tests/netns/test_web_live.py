@@ -28,6 +28,7 @@ from tests.netns.conftest import (
     prom_samples,
     sipcm_cmd,
     start_sipcm,
+    wait_listening,
 )
 
 pytestmark = pytest.mark.netns
@@ -66,6 +67,7 @@ class Site:
             self.srv, "sipp", "-sn", "uas", "-i", SRV_IP, "-p", "5060", "-m", str(calls), *SIPP
         )
         self.procs.append(p)
+        wait_listening(self.net, self.srv, 5060)
         return p
 
     def uac(self, pause_ms: int = 0) -> tuple[subprocess.Popen, str]:
