@@ -27,3 +27,10 @@ class ConfigError(SipcmError):
 
 class CaptureError(SipcmError):
     """Live capture cannot start: not root, BPF or headers missing, interface not found."""
+
+
+class WorkerError(SipcmError):
+    """A correlation worker process died or failed; the sensor stops rather than run on
+    with a shard of its state missing."""
+
+    exit_code = 3

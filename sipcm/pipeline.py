@@ -1,15 +1,17 @@
-"""The pipeline: the only module that knows every stage.
+"""The pipeline: drives one run from capture batches to published events.
 
-RecordBatch (capture) -> Payload (decode) -> SipMessage | ParseError (sip) -> Outcome (track)
--> ECS document (events) -> outputs. Data flows one way; each stage keeps its own counter group
-in one `Counters` registry so stats events and tests read a single snapshot.
+RecordBatch (capture) -> Payload (decode) -> [shard: SipMessage | ParseError (sip) -> Outcome
+(track) -> encoded ECS document (events)] -> collector (blacklist, rates) -> outputs. The
+shard stage runs in this process (`workers: 1`) or in worker processes, each owning the
+calls whose shard key maps to it (sipcm.workers); everything else is sensor-wide and stays
+here. Stages are built by `sipcm.compose`, from the configuration, the same way in both
+modes. Each stage keeps its own counter group in one `Counters` registry (a worker has its
+own, summed into `snapshot()`), so stats events and tests read a single snapshot.
 """
 
 from __future__ import annotations
 
-import gc
 import threading
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -17,37 +19,29 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from sipcm.capture.records import DIRECTION_NAMES, RecordBatch
+from sipcm.compose import (
+    _GC_GEN0,
+    build_collector,
+    build_decoder,
+    build_shard,
+    check_shard_config,
+    tune_gc,
+    worker_count,
+)
 from sipcm.counters import Counters
-from sipcm.decode.decoder import Decoder
-from sipcm.decode.stream import TcpReassembler
-from sipcm.errors import ConfigError
-from sipcm.events.anonymize import Anonymizer
 from sipcm.events.build import EventBuilder
 from sipcm.events.filters import TypeBlacklist
-from sipcm.events.rates import RateLimiter
 from sipcm.outputs.base import Output
-from sipcm.sip.message import ParseError
-from sipcm.sip.parser import parse
-from sipcm.track.outcome import Outcome
-from sipcm.track.tracker import Tracker
+from sipcm.shard import Emitted, Item, Shard
 
 if TYPE_CHECKING:
     from sipcm.config import Config
+    from sipcm.track.tracker import Tracker
+    from sipcm.workers.pool import WorkerPool
+
+__all__ = ["NS", "_GC_GEN0", "FileTotals", "Pipeline"]
 
 NS = 1_000_000_000
-# The hot path makes no reference cycles: its ~30 containers per message die by reference
-# counting, while dialogs, slim messages and fingerprints live for seconds. At the default
-# gen0 threshold (700) the cycle collector ran ~16 times per 1,000 messages and its gen1/gen2
-# passes re-scanned that live set: about 20% of replay time, growing with the active entries.
-# A large young generation keeps collection (still on, for rare cycles) to a few passes.
-_GC_GEN0 = 100_000
-
-
-def _tune_gc() -> None:
-    """Raise the cycle collector's gen0 threshold once per process (never lowers it)."""
-    gen0, gen1, gen2 = gc.get_threshold()
-    if 0 < gen0 < _GC_GEN0:
-        gc.set_threshold(_GC_GEN0, gen1, gen2)
 
 
 @dataclass(slots=True)
@@ -65,6 +59,44 @@ class FileTotals:
     truncated: str | None = None
 
 
+class _Local:
+    """The single-process backend: one shard holding every key, run as chunks arrive."""
+
+    def __init__(self, shard: Shard) -> None:
+        self.shard = shard
+        self._done: list[list[Emitted]] = []
+
+    def submit(self, items: list[Item], advance_to: int) -> None:
+        self._done.append(self.shard.run(items, advance_to))
+
+    def results(self) -> list[list[Emitted]]:
+        out, self._done = self._done, []
+        return out
+
+    def poll(self) -> None:
+        pass
+
+    drain = results
+
+    def finish(self, mode: str) -> list[Emitted]:
+        return self.shard.finish(mode)
+
+    def snapshot(self) -> dict[str, dict[str, int]]:
+        return {"track_active": self.shard.gauges()}  # its counters are the pipeline's
+
+    def active_calls(self) -> list[dict]:
+        return self.shard.tracker.active_calls()
+
+    def registrations(self) -> list[dict]:
+        return self.shard.tracker.registrations()
+
+    def set_blacklist(self, names: list[str]) -> None:
+        pass  # the shard shares the pipeline's blacklist
+
+    def close(self) -> None:
+        pass
+
+
 class Pipeline:
     """Drives one run: feed batches, tick the clock, finish; events go to `outputs`."""
 
@@ -78,124 +110,114 @@ class Pipeline:
         heuristic: bool = True,
         counters: Counters | None = None,
         recent_events: int = 1000,
+        workers: int | None = None,
     ) -> None:
-        _tune_gc()
+        tune_gc()
         self.cfg = cfg
         self.counters = counters or Counters()
         # Extra counter sources (e.g. the kernel program's per-CPU counters) for snapshots.
         self.gauges: dict[str, Callable[[], dict[str, int]]] = {}
-        self.outputs = list(outputs)
-        self._sip = self.counters.group("sip")
-        self._ev = self.counters.group("events")
-        tcp = TcpReassembler(
-            self.counters.group("tcp"),
-            max_streams=cfg.tcp_max_streams,
-            max_stream_bytes=cfg.tcp_max_stream_bytes,
-            max_message_bytes=cfg.tcp_max_message_bytes,
-            max_ooo_segments=cfg.tcp_max_ooo_segments,
-            idle_timeout_s=cfg.tcp_idle_timeout,
-        )
-        self.decoder = Decoder(
-            self.counters.group("decode"),
-            sip_ports=tuple(cfg.sip_ports),
-            vxlan_ports=tuple(cfg.vxlan_ports),
-            heuristic=heuristic,
-            frag_max_datagrams=cfg.frag_max_datagrams,
-            frag_timeout_s=cfg.frag_timeout,
-            frag_max_bytes=cfg.frag_max_bytes,
-            tcp=tcp,
-        )
-        try:
-            self.tracker = Tracker(
-                self.counters.group("track"),
-                timeouts=dict(cfg.calls_timeouts),
-                reg_grace_s=cfg.reg_exp_delta,
-                max_calls=cfg.calls_max_entries,
-                max_regs=cfg.regs_max_entries,
-            )
-        except ValueError as exc:
-            raise ConfigError(f"calls_timeouts: {exc}", "see `sipcm config-keys`") from exc
+        self.decoder = build_decoder(cfg, self.counters, heuristic=heuristic)
         self.ifnames = dict(ifnames or {})
         self.per_interface = bool(self.ifnames)
         self._ifaces = self.counters.group("interfaces")
         self.builder = EventBuilder(cfg.observer_name or hostname, self.ifnames)
-        # Recent published documents for the web API; `lock` guards what it reads.
-        self.recent: deque[dict] = deque(maxlen=recent_events)
+        self.blacklist = TypeBlacklist(cfg.event_types_blst, self.counters.group("events"))
+        self.collector = build_collector(
+            cfg, self.counters, outputs, blacklist=self.blacklist, recent_events=recent_events
+        )
+        self.rates = self.collector.rates
+        # Held while a batch is processed; the web server reads state only under it.
         self.lock = threading.Lock()
-        self.blacklist = TypeBlacklist(cfg.event_types_blst, self._ev)
-        self.anonymizer = Anonymizer(
-            ip=cfg.encrypt_ip_addresses,
-            ipcipher=cfg.encrypt_ipcipher,
-            uris=cfg.encrypt_uris,
-            call_ids=cfg.encrypt_call_ids,
-            ua=cfg.encrypt_ua,
-            passphrase=cfg.encryption_passphrase or None,
-            key_hex=cfg.encryption_key or None,
-            key_file=cfg.encryption_key_file or None,
-            salt=cfg.encryption_salt,
-            counters=self.counters.group("anon"),
-        )
-        self.rates = RateLimiter(
-            self.counters.group("rates"),
-            intervals_s=cfg.evr_intervals,
-            limits=cfg.evr_limits,
-            max_entries=cfg.evr_max_entries,
-            report_min=cfg.evr_conseq_report_min,
-            report_max=cfg.evr_conseq_report_max,
-        )
+        self.workers = worker_count(cfg) if workers is None else workers
+        self.backend: _Local | WorkerPool
+        if self.workers <= 1:
+            shard = build_shard(
+                cfg,
+                self.counters,
+                hostname=hostname,
+                ifnames=self.ifnames,
+                blacklist=self.blacklist,
+            )
+            self.backend = _Local(shard)
+        else:
+            from sipcm.workers.pool import WorkerPool
+
+            check_shard_config(cfg)
+            self.backend = WorkerPool(
+                cfg,
+                self.workers,
+                hostname=hostname,
+                ifnames=self.ifnames,
+                counters=self.counters.group("workers"),
+            )
         self._stats_ns = int(cfg.stats_interval * NS)
         self._next_stats: int | None = None
-        self._clock = 0
-        self.totals: FileTotals | None = None
+        self._clock = 0  # the sensor-wide capture clock: latest timestamp seen
+        self._seq = 0  # payloads numbered across the run (the merge order's tiebreak)
+
+    @property
+    def outputs(self) -> list[Output]:
+        return self.collector.outputs
+
+    @outputs.setter
+    def outputs(self, outs: Sequence[Output]) -> None:
+        self.collector.outputs = list(outs)
+
+    @property
+    def totals(self) -> FileTotals | None:
+        return self.collector.totals
+
+    @totals.setter
+    def totals(self, value: FileTotals | None) -> None:
+        self.collector.totals = value
+
+    @property
+    def tracker(self) -> Tracker:
+        """The tracker of the single-process mode (workers keep theirs to themselves)."""
+        if not isinstance(self.backend, _Local):
+            raise AttributeError("the tracker lives in the worker processes")
+        return self.backend.shard.tracker
 
     # -- input -------------------------------------------------------------------------------
 
     def feed(self, batch: RecordBatch) -> None:
-        """Decode, parse, correlate and publish one batch of frames."""
+        """Decode a batch of frames and correlate it; publish what is decided."""
         with self.lock:
-            self._feed(batch)
+            totals = self.collector.totals
+            if totals is not None:
+                totals.packets += len(batch)
+            if self.per_interface and len(batch):
+                self._count_interfaces(batch)
+            payloads = self.decoder.decode(batch)
+            if payloads:
+                self._dispatch(payloads)
+            else:
+                self.backend.poll()
+            self._publish(self.backend.results())
 
-    def _feed(self, batch: RecordBatch) -> None:
-        totals = self.totals
-        if totals is not None:
-            totals.packets += len(batch)
-        if self.per_interface and len(batch):
-            self._count_interfaces(batch)
-        payloads = self.decoder.decode(batch)
-        if not payloads:
-            return
+    def _dispatch(self, payloads: list) -> None:
+        """Number the payloads, stamp each with the capture clock and submit them in chunks
+        cut at stats boundaries (so a stats event counts exactly what came before it)."""
         if self._next_stats is None and self._stats_ns > 0:
             self._next_stats = payloads[0].ts_ns + self._stats_ns
-        outcomes: list[Outcome] = []
-        sip = self._sip
-        tracker = self.tracker
+        nxt = self._next_stats
+        clock, seq = self._clock, self._seq
+        items: list[Item] = []
         for p in payloads:
-            if self._next_stats is not None and p.ts_ns >= self._next_stats:
-                # Keep documents in time order: what came before the boundary goes first.
-                outcomes.extend(tracker.advance(self._next_stats))
-                self._publish(outcomes)
-                outcomes = []
-                self._stats(p.ts_ns)
-            res = parse(p.data)
-            if p.reassembled:
-                sip["reassembled"] += 1
-            if isinstance(res, ParseError):
-                res.payload = p
-                if not p.on_sip_port:
-                    sip["heuristic_not_sip"] += 1
-                    continue
-                action = "msg-probe" if res.probe else "parse-error"
-                sip["probes" if res.probe else "parse_errors"] += 1
-                outcomes.extend(tracker.advance(p.ts_ns))
-                outcomes.append(Outcome(action, p.ts_ns, error=res, payload=p))
-                continue
-            sip["messages"] += 1
-            res.payload = p
-            outcomes.extend(tracker.process(res))
-        last = payloads[-1].ts_ns
-        if last > self._clock:
-            self._clock = last
-        self._publish(outcomes)
+            ts = p.ts_ns
+            if nxt is not None and ts >= nxt:
+                self.backend.submit(items, nxt)
+                items = []
+                self._publish(self.backend.drain())
+                self._stats(ts)
+                nxt = self._next_stats
+            if ts > clock:
+                clock = ts
+            items.append((seq, clock, p))
+            seq += 1
+        self._clock, self._seq = clock, seq
+        self.backend.submit(items, clock)
 
     def _count_interfaces(self, batch: RecordBatch) -> None:
         # One numpy pass per batch instead of a counter update per frame.
@@ -213,64 +235,56 @@ class Pipeline:
         with self.lock:
             self.decoder.set_ports(tuple(sip_ports), tuple(vxlan_ports))
 
+    def set_blacklist(self, names: Sequence[str]) -> None:
+        """Replace the event-type blacklist while running (web API, reload), in every worker.
+        The caller holds `lock` (the web state does)."""
+        self.blacklist.replace(names)
+        self.backend.set_blacklist(list(self.blacklist.names))
+
     def tick(self, now_ns: int) -> None:
         """Advance the clock without traffic (live idle links): fire due timers and stats."""
         with self.lock:
             if now_ns <= self._clock:
+                self.backend.poll()
+                self._publish(self.backend.results())
                 return
             self._clock = now_ns
             self.decoder.expire(now_ns)
-            self._publish(self.tracker.advance(now_ns))
+            self.backend.submit([], now_ns)
+            self._publish(self.backend.results())
             if self._next_stats is None and self._stats_ns > 0:
                 self._next_stats = now_ns + self._stats_ns
             elif self._next_stats is not None and now_ns >= self._next_stats:
+                self._publish(self.backend.drain())
                 self._stats(now_ns)
+
+    def sync(self) -> None:
+        """Wait for every submitted chunk and publish its events."""
+        with self.lock:
+            self._publish(self.backend.drain())
 
     def finish(self, mode: str) -> None:
         """End of input: conclude pending work per `mode` (in time order) and flush outputs."""
         with self.lock:
-            self._publish(sorted(self.tracker.finish(mode), key=_ts))
+            self._publish(self.backend.drain())
+            self._publish([self.backend.finish(mode)])
         for out in self.outputs:
             out.flush()
 
     def close(self) -> None:
-        """Flush and close every output."""
-        for out in self.outputs:
-            out.close()
+        """Flush and close every output; stop the workers."""
+        try:
+            for out in self.outputs:
+                out.close()
+        finally:
+            self.backend.close()
 
     # -- output ------------------------------------------------------------------------------
 
-    def _publish(self, outcomes: list[Outcome]) -> None:
-        if not outcomes:
-            return
-        self._ev["generated"] += len(outcomes)
-        allows = self.blacklist.allows
-        check = self.rates.check
-        build = self.builder.build
-        docs = []
-        for o in outcomes:
-            if not allows(o.action):
-                continue
-            verdict = check(o.action, _source_ip(o), o.ts_ns)
-            if verdict is False:
-                continue
-            if verdict is not True:
-                o.extra.update({"sipcm.rate." + k: v for k, v in verdict.items()})
-            docs.append(build(o))
-        if self.anonymizer.enabled:
-            for d in docs:
-                self.anonymizer.apply(d)
-        self._emit(docs)
-
-    def _emit(self, docs: list[dict]) -> None:
-        if not docs:
-            return
-        self._ev["published"] += len(docs)
-        if self.totals is not None:
-            self.totals.events += len(docs)
-        self.recent.extend(docs)
-        for out in self.outputs:
-            out.write(docs)
+    def _publish(self, chunks: list[list[Emitted]]) -> None:
+        publish = self.collector.publish
+        for rows in chunks:
+            publish(rows)
 
     def _stats(self, now_ns: int) -> None:
         """Publish a stats event stamped with the interval boundary just crossed; after an
@@ -280,29 +294,28 @@ class Pipeline:
         missed = (now_ns - due) // self._stats_ns
         self._next_stats = due + (missed + 1) * self._stats_ns
         if self.blacklist.allows("stats"):
-            self._emit([self.builder.build_stats(due, self.snapshot())])
+            self.collector.emit_doc(self.builder.build_stats(due, self.snapshot()))
 
     def snapshot(self) -> dict[str, dict[str, int]]:
-        """All pipeline counters plus the tracker's gauges."""
+        """All counters of the sensor (workers' summed in) plus the table sizes."""
         snap = self.counters.snapshot()
-        snap["track_active"] = dict(self.tracker.stats())
+        for group, values in self.backend.snapshot().items():
+            dst = snap.setdefault(group, {})
+            for k, v in values.items():
+                dst[k] = dst.get(k, 0) + v
         snap["rates_active"] = dict(self.rates.stats())
         for name, fn in self.gauges.items():
             snap[name] = dict(fn())
-        return snap
+        return {g: dict(sorted(snap[g].items())) for g in sorted(snap)}
 
+    def active_calls(self) -> list[dict]:
+        """Every dialog being followed, across workers."""
+        return self.backend.active_calls()
 
-def _source_ip(o: Outcome) -> str | None:
-    """The rate key's IP: the caller side of the dialog or transaction (as sipcmbeat's
-    endpoint 0), so a busy server answering many callers is not what gets limited; the
-    packet source when there is no caller side (parse errors)."""
-    if o.client is not None:
-        return o.client[0]
-    p = o.msg.payload if o.msg is not None else o.payload
-    if p is None and o.request is not None:
-        p = o.request.payload
-    return p.src_ip if p is not None else None
+    def registrations(self) -> list[dict]:
+        """Every cached binding, across workers."""
+        return self.backend.registrations()
 
-
-def _ts(o: Outcome) -> int:
-    return o.ts_ns
+    def recent_docs(self) -> list[dict]:
+        """The recent published documents, oldest first."""
+        return self.collector.recent_docs()

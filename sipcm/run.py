@@ -113,7 +113,7 @@ def _replay_one(
 ) -> FileTotals:
     totals = FileTotals(path)
     pipe.totals = totals
-    sip_before = dict(pipe.counters.group("sip"))
+    sip_before = pipe.snapshot().get("sip", {})
     pacer = _Pacer(speed) if speed else None
     last_report = time.monotonic()
     for batch in reader.batches(1 if pacer else 4096):
@@ -123,7 +123,8 @@ def _replay_one(
         if progress is not None and time.monotonic() - last_report > 2.0:
             last_report = time.monotonic()
             progress(f"{path}: {totals.packets} packets, {totals.events} events ...")
-    sip_after = pipe.counters.group("sip")
+    pipe.sync()  # every event of this file is published before the next one starts
+    sip_after = pipe.snapshot().get("sip", {})
     totals.messages = _delta(sip_before, sip_after, "messages")
     totals.parse_errors = _delta(sip_before, sip_after, "parse_errors")
     totals.probes = _delta(sip_before, sip_after, "probes")
@@ -251,11 +252,11 @@ def start_web(cfg: Config, pipe: Pipeline) -> WebServer | None:
     state = WebState(
         lock=pipe.lock,
         counters=pipe.snapshot,
-        recent=lambda: list(pipe.recent),
-        active_calls=pipe.tracker.active_calls,
-        registrations=pipe.tracker.registrations,
+        recent=pipe.recent_docs,
+        active_calls=pipe.active_calls,
+        registrations=pipe.registrations,
         get_blacklist=lambda: pipe.blacklist.names,
-        set_blacklist=pipe.blacklist.replace,
+        set_blacklist=pipe.set_blacklist,
         valid_events=sorted(ACTIONS | {"stats"}),
         rate_table=pipe.rates.table,
         config=lambda: cfg.to_dict(mask_secrets=True),
@@ -277,7 +278,8 @@ def _apply_reload(
         return
     capture.set_ports(new.sip_ports, new.vxlan_ports)
     pipe.set_ports(new.sip_ports, new.vxlan_ports)
-    pipe.blacklist.replace(new.event_types_blst)
+    with pipe.lock:
+        pipe.set_blacklist(new.event_types_blst)
     progress(
         f"reloaded: sip_ports={list(new.sip_ports)} vxlan_ports={list(new.vxlan_ports)} "
         f"event_types_blst={list(new.event_types_blst)}"

@@ -218,6 +218,18 @@ def string(
     return Kind(full, _checked(full, conv), lambda v: repr(v) if v == "" else v, is_str=True)
 
 
+def count_or_auto(lo: int = 1, hi: int = 1024) -> Kind:
+    """A whole number within [lo, hi], or `auto` (stored as 0: decided at run time)."""
+    expected = f"auto or an integer from {lo} to {hi}"
+
+    def conv(value: Any) -> int:
+        if isinstance(value, str) and value.strip().lower() == "auto":
+            return 0
+        return integer(lo, hi).convert(value)
+
+    return Kind(expected, _checked(expected, conv), lambda v: "auto" if v == 0 else str(v))
+
+
 def choice(options: Sequence[str]) -> Kind:
     """One of a fixed set of words (case-insensitive, stored lower case)."""
     expected = "one of " + ", ".join(options)

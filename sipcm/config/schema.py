@@ -181,6 +181,12 @@ class Config(_Section):
     poll_interval: float = key(
         k.duration(0, 5, above=True), "5ms", "longest wait for ring data before a batch is cut"
     )
+    workers: int = key(
+        k.count_or_auto(1, 256),
+        "auto",
+        "correlation worker processes, sharded by Call-ID (REGISTER by address-of-record); "
+        "1 = one process; auto = usable CPUs minus one, at least 1",
+    )
     # decode limits
     frag_max_datagrams: int = key(_POS, 1024, "IP datagrams under reassembly at once")
     frag_timeout: float = key(k.duration(0, above=True), "30s", "drop an incomplete datagram")

@@ -1,7 +1,9 @@
 """The Output protocol every sink implements, and the NDJSON encoding they share.
 
-Input: lists of event documents (nested dicts from `sipcm.events.build`). Outputs never change
-the documents they are given and never build or filter events.
+Input: lists of event documents (nested dicts from `sipcm.events.build`), or, for outputs
+that define `write_lines`, the same documents already encoded as NDJSON lines (how the
+collector hands them over: documents are encoded once, where they are built). Outputs never
+change the documents they are given and never build or filter events.
 """
 
 from __future__ import annotations

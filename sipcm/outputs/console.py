@@ -10,6 +10,8 @@ import sys
 from collections import Counter
 from typing import Any, TextIO
 
+import orjson
+
 from sipcm.outputs.base import ndjson_line
 
 _ACTION_WIDTH = 13  # len("other-timeout")
@@ -137,6 +139,22 @@ class ConsoleOutput:
             self.counters["dropped"] += len(events)
             raise
         self.counters["published"] += len(events)
+
+    def write_lines(self, lines: list[bytes]) -> None:
+        """Write a batch of encoded documents (NDJSON lines) without decoding them again."""
+        if self.pretty:
+            self.write([orjson.loads(line) for line in lines])
+            return
+        if not lines:
+            return
+        try:
+            self.stream.write(b"".join(lines).decode())
+            self.stream.flush()
+        except OSError:
+            self.counters["write_errors"] += 1
+            self.counters["dropped"] += len(lines)
+            raise
+        self.counters["published"] += len(lines)
 
     def flush(self) -> None:
         """Flush the stream."""

@@ -84,7 +84,12 @@ class FileOutput:
         self._size += len(data)
 
     def write(self, events: list[dict[str, Any]]) -> None:
-        """Append a batch; lines are grouped into one write per file chunk between rotations.
+        """Append a batch of documents (see `write_lines`)."""
+        self.write_lines([ndjson_bytes(doc) for doc in events])
+
+    def write_lines(self, lines: list[bytes]) -> None:
+        """Append a batch of encoded documents (one NDJSON line each); lines are grouped into
+        one write per file chunk between rotations.
 
         A write error is counted (the batch's unwritten events as `dropped`) and the file is
         reopened on the next batch; it never raises, so a full disk does not stop capture.
@@ -95,8 +100,7 @@ class FileOutput:
                 self._open()
             chunk: list[bytes] = []
             chunk_size = 0
-            for doc in events:
-                line = ndjson_bytes(doc)
+            for line in lines:
                 if self._size + chunk_size + len(line) > self.rotate_bytes and (
                     self._size + chunk_size
                 ):
@@ -112,7 +116,7 @@ class FileOutput:
                 done += len(chunk)
         except OSError:
             self.counters["write_errors"] += 1
-            self.counters["dropped"] += len(events) - done
+            self.counters["dropped"] += len(lines) - done
             try:
                 self._close_fd(sync=False)
             except OSError:

@@ -312,3 +312,14 @@ def cached_name_addr(text: str) -> NameAddr | None:
 def cached_uri(text: str) -> Uri | None:
     """parse_uri through the shared cache (the result must not be mutated)."""
     return _uri_lru(text) if len(text) <= CACHE_MAX_TEXT else parse_uri(text)
+
+
+def aor_of(uri: Uri) -> str:
+    """Address-of-record: scheme:user@host[:port] with the host lower-cased (parameters
+    dropped); what registrations are keyed by."""
+    user = f"{uri.user}@" if uri.user is not None else ""
+    port = f":{uri.port}" if uri.port is not None else ""
+    host = uri.host.lower()
+    if ":" in host:  # the parser stores IPv6 hosts without their brackets
+        host = f"[{host}]"
+    return f"{uri.scheme or 'sip'}:{user}{host}{port}"

@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING
 
 from sipcm.decode.packet import Payload
 from sipcm.sip.message import SipMessage
+from sipcm.sip.nameaddr import aor_of
 from sipcm.track.states import TIMER_OF, State
 from sipcm.track.timers import Timed, TimerHeap
 
 if TYPE_CHECKING:
-    from sipcm.sip.message import Credentials, Uri
+    from sipcm.sip.message import Credentials
     from sipcm.track.outcome import Outcome
 
 NS = 1_000_000_000
@@ -140,16 +141,6 @@ def proof(msg: SipMessage) -> Credentials | None:
     """The request's credentials when they answer a challenge (not an IMS empty response)."""
     c = msg.credentials
     return c if c is not None and c.answered else None
-
-
-def aor_of(uri: Uri) -> str:
-    """scheme:user@host[:port] with the host lower-cased (parameters dropped)."""
-    user = f"{uri.user}@" if uri.user is not None else ""
-    port = f":{uri.port}" if uri.port is not None else ""
-    host = uri.host.lower()
-    if ":" in host:  # the parser stores IPv6 hosts without their brackets
-        host = f"[{host}]"
-    return f"{uri.scheme or 'sip'}:{user}{host}{port}"
 
 
 class Core:

@@ -1,0 +1,96 @@
+"""Collector: the sensor-wide end of the pipeline, in the main process.
+
+Rows from every shard (sipcm.shard.Emitted) -> one order -> event-type blacklist -> rate
+limiter -> outputs, plus the recent-events window the web API reads. There is one collector
+per sensor whatever the number of workers, so a rate key's limits and the blacklist apply
+once, and the merge order (capture time, then the shard-independent tiebreaks the rows
+carry) makes the output the same bytes for every worker count.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from sipcm.outputs.base import ndjson_bytes
+
+if TYPE_CHECKING:
+    from sipcm.events.filters import TypeBlacklist
+    from sipcm.events.rates import RateLimiter
+    from sipcm.outputs.base import Output
+    from sipcm.shard import Emitted
+
+
+class Collector:
+    """Publishes merged rows; `totals` (when set) counts events per replayed file."""
+
+    def __init__(
+        self,
+        counters: Counter[str],
+        blacklist: TypeBlacklist,
+        rates: RateLimiter,
+        outputs: Sequence[Output],
+        *,
+        recent_events: int = 1000,
+    ) -> None:
+        self._ev = counters
+        self.blacklist = blacklist
+        self.rates = rates
+        self.outputs = list(outputs)
+        self.recent: deque[bytes] = deque(maxlen=recent_events)
+        self.totals: Any = None
+
+    def publish(self, rows: list[Emitted]) -> None:
+        """Order `rows`, filter them through the blacklist and the rate limiter, write them."""
+        if not rows:
+            return
+        rows.sort()
+        allows = self.blacklist.allows
+        check = self.rates.check
+        lines: list[bytes] = []
+        for ts, _cls, _tb, _sub, action, ip, line in rows:
+            if not allows(action):
+                continue
+            verdict = check(action, ip, ts)
+            if verdict is False:
+                continue
+            if verdict is not True:
+                line = _with_rate(line, verdict)
+            lines.append(line)
+        self.emit(lines)
+
+    def emit_doc(self, doc: dict[str, Any]) -> None:
+        """Publish one document built here (stats)."""
+        self.emit([ndjson_bytes(doc)])
+
+    def emit(self, lines: list[bytes]) -> None:
+        """Write encoded documents (one NDJSON line each) to every output."""
+        if not lines:
+            return
+        self._ev["published"] += len(lines)
+        if self.totals is not None:
+            self.totals.events += len(lines)
+        self.recent.extend(lines)
+        docs: list[dict[str, Any]] | None = None
+        for out in self.outputs:
+            write_lines = getattr(out, "write_lines", None)
+            if write_lines is not None:
+                write_lines(lines)
+                continue
+            if docs is None:
+                docs = [orjson.loads(line) for line in lines]
+            out.write(docs)
+
+    def recent_docs(self) -> list[dict[str, Any]]:
+        """The recent published documents, oldest first."""
+        return [orjson.loads(line) for line in self.recent]
+
+
+def _with_rate(line: bytes, fields: dict[str, Any]) -> bytes:
+    """Add `sipcm.rate.*` to an encoded document (only a limited key's reported events)."""
+    doc = orjson.loads(line)
+    doc.setdefault("sipcm", {})["rate"] = dict(fields)
+    return ndjson_bytes(doc)

@@ -1,0 +1,137 @@
+"""Shard: the correlation stage that a worker process (or the single process) runs.
+
+Payloads in -> parse -> track -> build -> anonymize -> encode -> `Emitted` rows out. A shard
+owns the dialogs, transactions and registrations whose shard key (sipcm.sip.shardkey) maps
+to it; with one worker it owns them all. Each row carries its merge key so that the
+collector can put rows from any number of shards into one order that does not depend on how
+many there are:
+
+    message rows: (ts_ns, MESSAGE, seq, sub, action, rate_ip, line)
+    timer rows:   (ts_ns, TIMER, call_id, line, action, rate_ip, line)
+
+`seq` numbers payloads across the whole sensor and `sub` counts the outcomes of one payload;
+timer rows (and the end-of-input conclusion) sort by their time, then Call-ID, then bytes.
+Every payload arrives with the sensor-wide capture clock (`clk`, the latest timestamp seen
+up to it), and the shard fires its timers up to that clock before the payload, exactly where
+one process holding every shard would have fired them.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from sipcm.outputs.base import ndjson_bytes
+from sipcm.sip.message import ParseError
+from sipcm.sip.parser import parse
+from sipcm.track.outcome import Outcome
+
+if TYPE_CHECKING:
+    from sipcm.counters import Counters
+    from sipcm.decode.packet import Payload
+    from sipcm.events.anonymize import Anonymizer
+    from sipcm.events.build import EventBuilder
+    from sipcm.events.filters import TypeBlacklist
+    from sipcm.track.tracker import Tracker
+
+TIMER = 0
+MESSAGE = 1
+
+# (seq, clock, payload): one payload with its sensor-wide number and capture clock.
+Item = tuple[int, int, "Payload"]
+Emitted = tuple  # see the module docstring
+
+
+class Shard:
+    """Correlates the payloads it is given; returns encoded, mergeable event rows."""
+
+    def __init__(
+        self,
+        counters: Counters,
+        tracker: Tracker,
+        builder: EventBuilder,
+        anonymizer: Anonymizer,
+        blacklist: TypeBlacklist,
+    ) -> None:
+        self.counters = counters
+        self.tracker = tracker
+        self.builder = builder
+        self.anonymizer = anonymizer
+        self.blacklist = blacklist
+        self._sip: Counter[str] = counters.group("sip")
+        self._ev: Counter[str] = counters.group("events")
+
+    def run(self, items: Iterable[Item], advance_to: int) -> list[Emitted]:
+        """Correlate `items` in order, then fire the timers due by `advance_to`."""
+        out: list[Emitted] = []
+        sip = self._sip
+        tracker = self.tracker
+        for seq, clk, p in items:
+            if clk > tracker.now_ns:
+                self._timer_rows(tracker.advance(clk), out)
+            res = parse(p.data)
+            if p.reassembled:
+                sip["reassembled"] += 1
+            if isinstance(res, ParseError):
+                res.payload = p
+                if not p.on_sip_port:
+                    sip["heuristic_not_sip"] += 1
+                    continue
+                action = "msg-probe" if res.probe else "parse-error"
+                sip["probes" if res.probe else "parse_errors"] += 1
+                self._message_rows([Outcome(action, p.ts_ns, error=res, payload=p)], seq, out)
+                continue
+            sip["messages"] += 1
+            res.payload = p
+            found = tracker.process(res)
+            if found:
+                self._message_rows(found, seq, out)
+        if advance_to > tracker.now_ns:
+            self._timer_rows(tracker.advance(advance_to), out)
+        return out
+
+    def finish(self, mode: str) -> list[Emitted]:
+        """End of input: the tracker's conclusion per `mode`, as timer rows."""
+        out: list[Emitted] = []
+        self._timer_rows(self.tracker.finish(mode), out)
+        return out
+
+    def gauges(self) -> dict[str, int]:
+        """The tracker's table sizes."""
+        return dict(self.tracker.stats())
+
+    # -- encoding ------------------------------------------------------------------------------
+
+    def _encode(self, o: Outcome) -> bytes | None:
+        self._ev["generated"] += 1
+        if not self.blacklist.allows(o.action):
+            return None
+        doc = self.builder.build(o)
+        if self.anonymizer.enabled:
+            self.anonymizer.apply(doc)
+        return ndjson_bytes(doc)
+
+    def _message_rows(self, outcomes: list[Outcome], seq: int, out: list[Emitted]) -> None:
+        for sub, o in enumerate(outcomes):
+            line = self._encode(o)
+            if line is not None:
+                out.append((o.ts_ns, MESSAGE, seq, sub, o.action, rate_ip(o), line))
+
+    def _timer_rows(self, outcomes: list[Outcome], out: list[Emitted]) -> None:
+        for o in outcomes:
+            line = self._encode(o)
+            if line is not None:
+                out.append((o.ts_ns, TIMER, o.call_id or "", line, o.action, rate_ip(o), line))
+
+
+def rate_ip(o: Outcome) -> str | None:
+    """The rate key's IP: the caller side of the dialog or transaction (as sipcmbeat's
+    endpoint 0), so a busy server answering many callers is not what gets limited; the
+    packet source when there is no caller side (parse errors)."""
+    if o.client is not None:
+        return o.client[0]
+    p = o.msg.payload if o.msg is not None else o.payload
+    if p is None and o.request is not None:
+        p = o.request.payload
+    return p.src_ip if p is not None else None

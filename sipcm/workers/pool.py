@@ -1,0 +1,280 @@
+"""The dispatcher's side of the workers: start them, shard chunks, gather rows, notice death.
+
+`submit` splits a chunk of payloads by shard key and sends every worker its part (possibly
+empty: each still advances its clock to the chunk's end); up to `DEPTH` chunks are in flight
+so decoding overlaps correlation. A chunk is complete when every worker has answered it;
+complete chunks come out of `results()` in order. A worker that exits, is killed or raises
+is reported at once as a `WorkerError` naming it and why: the caller detaches and exits
+non-zero rather than run on with a shard missing.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import deque
+from collections.abc import Mapping
+from multiprocessing.connection import Connection, wait
+from typing import TYPE_CHECKING, Any
+
+from sipcm.errors import WorkerError
+from sipcm.sip.message import SipMessage
+from sipcm.sip.parser import parse
+from sipcm.sip.shardkey import message_shard_key, shard_key, shard_of
+from sipcm.workers.channel import Ring, get_block, new_region, put_block, recv, send
+from sipcm.workers.wire import pack_items
+
+if TYPE_CHECKING:
+    from collections import Counter
+
+    from sipcm.config import Config
+    from sipcm.shard import Emitted, Item
+
+DEPTH = 4  # chunks in flight before submit waits for the oldest
+START_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 5.0
+
+
+class _Worker:
+    """One worker process and its channel."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        parent, child = socket.socketpair()
+        self.in_fd, in_mem = new_region()
+        self.out_fd, self.out_mem = new_region()
+        self.in_ring = Ring(in_mem)
+        try:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "sipcm.workers.worker",
+                    str(child.fileno()),
+                    str(self.in_fd),
+                    str(self.out_fd),
+                ],
+                pass_fds=(child.fileno(), self.in_fd, self.out_fd),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+            )
+        finally:
+            child.close()
+        self.conn = Connection(parent.detach())
+        self.pidfd = os.pidfd_open(self.proc.pid)
+        self.pid = self.proc.pid
+        self.acked = -1  # last chunk whose rows were read back
+        self.replies: deque[Any] = deque()
+
+    def close(self) -> None:
+        for fd in (self.pidfd, self.in_fd, self.out_fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.conn.close()
+        self.in_ring.mem.close()
+        self.out_mem.close()
+
+
+class WorkerPool:
+    """N worker processes, each owning the shard keys that hash to it."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        n: int,
+        *,
+        hostname: str,
+        ifnames: Mapping[int, str] | None,
+        counters: Counter[str],
+    ) -> None:
+        self.n = n
+        self.c = counters
+        self._workers: list[_Worker] = []
+        self._inflight: deque[int] = deque()
+        self._rows: dict[int, list[Emitted]] = {}
+        self._missing: dict[int, int] = {}
+        self._done: deque[list[Emitted]] = deque()
+        self._next = 0
+        try:
+            for i in range(n):
+                self._workers.append(_Worker(i))
+            names = dict(ifnames or {})
+            for w in self._workers:
+                w.conn.send_bytes(pickle.dumps((cfg, w.index, n, hostname, names)))
+            deadline = time.monotonic() + START_TIMEOUT_S
+            for w in self._workers:
+                while not w.replies:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise WorkerError(
+                            f"worker {w.index} did not start within {START_TIMEOUT_S:.0f} s"
+                        )
+                    self._pump(left)
+                w.replies.popleft()
+        except BaseException:
+            self.close()
+            raise
+        self.c["workers"] = n
+
+    # -- chunks ----------------------------------------------------------------------------
+
+    def submit(self, items: list[Item], advance_to: int) -> None:
+        """Send each worker its part of a chunk (every worker gets a notice)."""
+        n = self.n
+        parts: list[list[Item]] = [[] for _ in range(n)]
+        fallback = 0
+        for item in items:
+            data = item[2].data
+            key = shard_key(data)
+            if key is None:
+                fallback += 1
+                msg = parse(data)
+                key = message_shard_key(msg) if isinstance(msg, SipMessage) else None
+            parts[shard_of(key, n) if key is not None else item[0] % n].append(item)
+        no = self._next
+        self._next += 1
+        for w, part in zip(self._workers, parts, strict=True):
+            off, size, inline = put_block(w.in_ring, no, pack_items(part))
+            if inline is not None:
+                self.c["inline_blocks"] += 1
+            send(w.conn, ("chunk", no, advance_to, w.acked, off, size, inline))
+        self.c["chunks"] += 1
+        self.c["payloads"] += len(items)
+        if fallback:
+            self.c["key_by_parse"] += fallback
+        self._inflight.append(no)
+        self._rows[no] = []
+        self._missing[no] = n
+        while len(self._inflight) > DEPTH:
+            self._pump(None)
+        self._pump(0)
+
+    def results(self) -> list[list[Emitted]]:
+        """The rows of every chunk completed so far, oldest chunk first."""
+        out = list(self._done)
+        self._done.clear()
+        return out
+
+    def drain(self) -> list[list[Emitted]]:
+        """Wait for every chunk in flight; their rows, oldest first."""
+        while self._inflight:
+            self._pump(None)
+        return self.results()
+
+    # -- control -------------------------------------------------------------------------------
+
+    def call(self, name: str, arg: Any = None) -> list[Any]:
+        """Ask every worker (after the chunks already sent); their answers, by index."""
+        for w in self._workers:
+            send(w.conn, ("ctl", name, arg))
+        for w in self._workers:
+            while not w.replies:
+                self._pump(None)
+        return [w.replies.popleft() for w in self._workers]
+
+    def snapshot(self) -> dict[str, dict[str, int]]:
+        """Every worker's counters and table sizes, summed by group and name."""
+        total: dict[str, dict[str, int]] = {}
+        for snap in self.call("snapshot"):
+            for group, values in snap.items():
+                dst = total.setdefault(group, {})
+                for k, v in values.items():
+                    dst[k] = dst.get(k, 0) + v
+        return total
+
+    def finish(self, mode: str) -> list[Emitted]:
+        """Every worker's end-of-input conclusion (after the chunks in flight)."""
+        rows: list[Emitted] = []
+        for part in self.call("finish", mode):
+            rows.extend(part)
+        return rows
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    def _pump(self, timeout: float | None) -> None:
+        """Read what the workers have sent (waiting up to `timeout`; None: until something)."""
+        by_conn = {w.conn: w for w in self._workers}
+        by_pidfd = {w.pidfd: w for w in self._workers}
+        ready = wait([*by_conn, *by_pidfd], timeout)
+        for obj in ready:
+            w = by_conn.get(obj)  # type: ignore[call-overload]
+            if w is not None:
+                self._read(w)
+        for obj in ready:
+            if isinstance(obj, int) and obj in by_pidfd:
+                w = by_pidfd[obj]
+                while w.conn.poll():
+                    self._read(w)
+                raise WorkerError(self._death(w), "the sensor stopped; nothing is left attached")
+        inflight = self._inflight
+        while inflight and not self._missing[inflight[0]]:
+            no = inflight.popleft()
+            del self._missing[no]
+            self._done.append(self._rows.pop(no))
+
+    def _read(self, w: _Worker) -> None:
+        while True:
+            try:
+                msg = recv(w.conn)
+            except (EOFError, OSError):
+                raise WorkerError(
+                    self._death(w), "the sensor stopped; nothing is left attached"
+                ) from None
+            kind = msg[0]
+            if kind == "res":
+                _, no, off, size, inline = msg
+                rows = get_block(w.out_mem, off, size, inline)
+                w.in_ring.free_through(no)
+                w.acked = no
+                self._rows[no].extend(rows)
+                self._missing[no] -= 1
+            elif kind in ("ctl", "ready"):
+                w.replies.append(msg[1])
+            elif kind == "err":
+                raise WorkerError(
+                    f"worker {w.index} (pid {w.pid}) failed: {msg[1]}",
+                    "the sensor stopped; nothing is left attached",
+                )
+            if not w.conn.poll():
+                return
+
+    def _death(self, w: _Worker) -> str:
+        try:
+            code = w.proc.wait(timeout=1.0)
+        except subprocess.TimeoutExpired:
+            return f"worker {w.index} (pid {w.pid}) closed its channel"
+        if code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = f"signal {-code}"
+            return f"worker {w.index} (pid {w.pid}) was killed by {name}"
+        return f"worker {w.index} (pid {w.pid}) exited with status {code}"
+
+    def pids(self) -> list[int]:
+        """The worker processes' ids, by index."""
+        return [w.pid for w in self._workers]
+
+    def close(self) -> None:
+        """Stop every worker (kill those that do not stop in time) and release the channels."""
+        for w in self._workers:
+            try:
+                send(w.conn, ("stop",))
+            except OSError:
+                pass
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        for w in self._workers:
+            try:
+                w.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                w.proc.kill()
+                w.proc.wait()
+            w.close()
+        self._workers = []

@@ -1,0 +1,95 @@
+"""A correlation worker's main: `python -m sipcm.workers.worker SOCK_FD IN_FD OUT_FD`.
+
+Started by the pool with a socket to the dispatcher and two shared regions. The first
+message is the pickled start-up tuple (configuration, index, worker count, host name,
+interface names): the only pickle of the run. Then it serves notices until told to stop or
+until the dispatcher goes away (end of file on the socket). SIGINT and SIGTERM are ignored:
+Ctrl-C reaches the whole process group, and the dispatcher, not the terminal, decides when
+a worker's state is flushed.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import sys
+import traceback
+from multiprocessing.connection import Connection
+from typing import Any
+
+from sipcm.compose import build_shard, tune_gc
+from sipcm.counters import Counters
+from sipcm.shard import Shard
+from sipcm.workers.channel import Ring, get_block, map_region, put_block, recv, send
+from sipcm.workers.wire import unpack_items
+
+
+def _control(shard: Shard, counters: Counters, name: str, arg: Any) -> Any:
+    if name == "snapshot":
+        snap = counters.snapshot()
+        snap["track_active"] = shard.gauges()
+        return snap
+    if name == "finish":
+        return shard.finish(arg)
+    if name == "blacklist":
+        shard.blacklist.replace(arg)
+        return None
+    if name == "calls":
+        return shard.tracker.active_calls()
+    if name == "registrations":
+        return shard.tracker.registrations()
+    raise ValueError(f"unknown control {name!r}")
+
+
+def serve(conn: Connection, in_fd: int, out_fd: int) -> None:
+    """Build the shard from the start-up message, then answer notices until stopped."""
+    cfg, index, count, hostname, ifnames = pickle.loads(conn.recv_bytes())
+    tune_gc()
+    counters = Counters()
+    shard = build_shard(cfg, counters, hostname=hostname, ifnames=ifnames, shards=count)
+    in_mem = map_region(in_fd)
+    out_ring = Ring(map_region(out_fd))
+    send(conn, ("ready", index, os.getpid()))
+    while True:
+        msg = recv(conn)
+        kind = msg[0]
+        if kind == "chunk":
+            _, no, advance_to, ack, off, n, inline = msg
+            out_ring.free_through(ack)
+            items = unpack_items(get_block(in_mem, off, n, inline))
+            rows = shard.run(items, advance_to)
+            roff, rn, rinline = put_block(out_ring, no, rows)
+            send(conn, ("res", no, roff, rn, rinline))
+        elif kind == "ctl":
+            send(conn, ("ctl", _control(shard, counters, msg[1], msg[2])))
+        elif kind == "stop":
+            return
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Process entry point; the exit status tells the pool how it ended."""
+    sock_fd, in_fd, out_fd = (int(a) for a in (argv or sys.argv[1:]))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    conn = Connection(sock_fd)
+    try:
+        serve(conn, in_fd, out_fd)
+    except EOFError:
+        return 0  # the dispatcher is gone: nothing left to report to
+    except BaseException as exc:
+        text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        where = traceback.extract_tb(exc.__traceback__)[-1:]
+        if where:
+            text += f" (at {where[0].filename}:{where[0].lineno})"
+        try:
+            send(conn, ("err", text))
+        except OSError:
+            pass
+        traceback.print_exc()
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
