@@ -27,10 +27,11 @@ class Collect:
 
 
 def replay_docs(
-    files: Sequence[Path | str], *overrides: str, end: str = "conclude"
+    files: Sequence[Path | str], *overrides: str, end: str = "conclude", workers: int = 1
 ) -> tuple[list[dict], list[FileTotals]]:
-    """Replay `files` with config overrides; return (documents, per-file totals)."""
-    cfg = load_config(None, ["stats_interval=0", *overrides])
+    """Replay `files` with config overrides and `workers` correlation processes; return
+    (documents, per-file totals)."""
+    cfg = load_config(None, ["stats_interval=0", f"workers={workers}", *overrides])
     out = Collect()
     totals = replay(cfg, [str(f) for f in files], lambda _c: [out], end=end)
     return out.docs, totals
@@ -40,3 +41,16 @@ def brief(doc: dict) -> tuple:
     """(action, call-id, method, code) of a document: the key of most event assertions."""
     sip = doc.get("sip", {})
     return (doc["event"]["action"], sip.get("call_id"), sip.get("method"), sip.get("code"))
+
+
+def replay_docs_all_workers(
+    files: Sequence[Path | str], *overrides: str, end: str = "conclude"
+) -> tuple[list[dict], list[FileTotals]]:
+    """`replay_docs` with 1, 2 and 3 workers; asserts the three give the same documents in
+    the same order and the same per-file totals, and returns them."""
+    docs, totals = replay_docs(files, *overrides, end=end, workers=1)
+    for workers in (2, 3):
+        docs_w, totals_w = replay_docs(files, *overrides, end=end, workers=workers)
+        assert docs_w == docs, f"workers={workers} published other events than workers=1"
+        assert totals_w == totals, f"workers={workers}: other per-file totals"
+    return docs, totals

@@ -118,7 +118,10 @@ class Tracker:
         ts = p.ts_ns if p is not None else core.now
         if ts >= core.now:
             self._fire(ts)
-        kind = self._dups.check(msg, ts)
+        # The window runs on the tracker's clock (the latest capture time seen), not on this
+        # message's own stamp: a message stamped earlier than the clock must not find
+        # sightings that a clock-ordered view has already expired, whichever worker holds it.
+        kind = self._dups.check(msg, core.now)
         if kind != NEW:
             self._duplicate(msg, kind)
             return out

@@ -156,6 +156,10 @@ class WorkerPool:
             self._pump(None)
         self._pump(0)
 
+    def poll(self) -> None:
+        """Read whatever the workers have sent, without waiting."""
+        self._pump(0)
+
     def results(self) -> list[list[Emitted]]:
         """The rows of every chunk completed so far, oldest chunk first."""
         out = list(self._done)
@@ -188,6 +192,18 @@ class WorkerPool:
                 for k, v in values.items():
                     dst[k] = dst.get(k, 0) + v
         return total
+
+    def active_calls(self) -> list[dict]:
+        """Every worker's dialogs."""
+        return [row for part in self.call("calls") for row in part]
+
+    def registrations(self) -> list[dict]:
+        """Every worker's bindings."""
+        return [row for part in self.call("registrations") for row in part]
+
+    def set_blacklist(self, names: list[str]) -> None:
+        """Tell every worker which event types not to build."""
+        self.call("blacklist", names)
 
     def finish(self, mode: str) -> list[Emitted]:
         """Every worker's end-of-input conclusion (after the chunks in flight)."""

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tests.ecs import assert_valid
-from tests.replayutil import brief, replay_docs
+from tests.replayutil import brief, replay_docs_all_workers
 from tests.sipgen import MS, SDP, T0, Capture, Leg, Req, S
 
 __all__ = [
@@ -39,17 +39,19 @@ __all__ = [
 def run(
     tmp_path: Path, cap: Capture, *overrides: str, end: str = "conclude", name: str = "c.pcap"
 ) -> list[dict]:
-    """Write `cap`, replay it through the real pipeline, ECS-validate every document."""
+    """Write `cap`, replay it through the real pipeline (with 1, 2 and 3 workers, which
+    must agree), ECS-validate every document."""
     path = cap.write(tmp_path / name)
-    docs, _totals = replay_docs([path], *overrides, end=end)
+    docs, _totals = replay_docs_all_workers([path], *overrides, end=end)
     for d in docs:
         assert_valid(d)
     return docs
 
 
 def run_files(files: Sequence[Path], *overrides: str, end: str = "conclude") -> tuple:
-    """Replay existing files; ECS-validate every document; return (docs, totals)."""
-    docs, totals = replay_docs(list(files), *overrides, end=end)
+    """Replay existing files (1, 2 and 3 workers, which must agree); ECS-validate every
+    document; return (docs, totals)."""
+    docs, totals = replay_docs_all_workers(list(files), *overrides, end=end)
     for d in docs:
         assert_valid(d)
     return docs, totals

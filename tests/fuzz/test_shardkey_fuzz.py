@@ -1,0 +1,59 @@
+"""The dispatcher's fast shard key agrees with the key of the fully parsed message."""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sipcm.sip.message import SipMessage
+from sipcm.sip.parser import parse
+from sipcm.sip.shardkey import message_shard_key, shard_key
+from tests.fuzz.test_parser_fuzz import SPECIAL, VALID
+
+REGISTER = (
+    b"REGISTER sip:registrar.example SIP/2.0\r\n"
+    b"Via: SIP/2.0/UDP pc33.example:5060;branch=z9hG4bK7\r\n"
+    b'To: "Al" <sip:alice@Example.COM;transport=udp>\r\n'
+    b"From: <sip:alice@example.com>;tag=4\r\n"
+    b"i: r1@pc33\r\n"
+    b"CSeq: 2 REGISTER\r\n"
+    b"Contact: <sip:alice@192.0.2.4>;expires=60\r\n\r\n"
+)
+EXTRA = [b"\r\nCall-ID: x", b"\r\nt: <sip:z@q>", b"\r\nCSeq: 3 REGISTER"]
+REPLY = REGISTER.replace(b"REGISTER sip:registrar.example SIP/2.0", b"SIP/2.0 200 OK")
+
+
+@st.composite
+def mutated(draw) -> bytes:
+    data = bytearray(draw(st.sampled_from([VALID, REGISTER, REPLY])))
+    for _ in range(draw(st.integers(1, 6))):
+        pos = draw(st.integers(0, len(data)))
+        op = draw(st.integers(0, 3))
+        if op == 0:
+            data[pos:pos] = draw(
+                st.sampled_from([*SPECIAL, b"\r\nCall-ID: x", b"\r\nt: <sip:z@q>"])
+            )
+        elif op == 1:
+            del data[pos : pos + draw(st.integers(1, 20))]
+        elif op == 2:
+            data[pos:pos] = draw(st.binary(min_size=1, max_size=8))
+        else:
+            end = draw(st.integers(pos, len(data)))
+            data[pos:pos] = data[pos:end]
+    return bytes(data)
+
+
+@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutated())
+def test_fast_key_equals_parsed_key(data: bytes) -> None:
+    key = shard_key(data)
+    msg = parse(data)
+    if key is not None and isinstance(msg, SipMessage):
+        assert key == message_shard_key(msg)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=600))
+def test_any_bytes_never_raise(data: bytes) -> None:
+    key = shard_key(data)
+    assert key is None or key.startswith(("c:", "r:"))

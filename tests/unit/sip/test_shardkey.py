@@ -1,0 +1,92 @@
+"""Shard keys: Call-ID for everything but REGISTER, which is keyed by its To AOR."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sipcm.sip.message import SipMessage
+from sipcm.sip.parser import parse
+from sipcm.sip.shardkey import message_shard_key, shard_key, shard_of
+from tests.unit.sip.test_corpus_messages import payloads
+
+INVITE = (
+    b"INVITE sip:bob@b.example SIP/2.0\r\n"
+    b"Via: SIP/2.0/UDP a.example;branch=z9hG4bK1\r\n"
+    b"From: <sip:alice@a.example>;tag=1\r\n"
+    b"To: <sip:bob@b.example>\r\n"
+    b"Call-ID:   abc@a.example  \r\n"
+    b"CSeq: 1 INVITE\r\n\r\n"
+)
+REGISTER = (
+    b"REGISTER sip:b.example SIP/2.0\r\n"
+    b"Via: SIP/2.0/UDP a.example;branch=z9hG4bK2\r\n"
+    b"From: <sip:alice@a.example>;tag=2\r\n"
+    b't: "Alice" <sip:alice@A.Example:5060;transport=udp>\r\n'
+    b"i: reg-1@a.example\r\n"
+    b"CSeq: 7 REGISTER\r\n\r\n"
+)
+REG_200 = (
+    b"SIP/2.0 200 OK\r\n"
+    b"Via: SIP/2.0/UDP a.example;branch=z9hG4bK2\r\n"
+    b"From: <sip:alice@a.example>;tag=2\r\n"
+    b"TO: sip:alice@a.example:5060;tag=99\r\n"
+    b"CALL-ID: reg-2@a.example\r\n"
+    b"cseq: 8 register\r\n\r\n"
+)
+
+
+def both(data: bytes) -> tuple[str | None, str]:
+    msg = parse(data)
+    assert isinstance(msg, SipMessage)
+    return shard_key(data), message_shard_key(msg)
+
+
+def test_call_id_key_is_the_trimmed_value() -> None:
+    assert both(INVITE) == ("c:abc@a.example", "c:abc@a.example")
+
+
+def test_register_request_and_reply_share_the_aor_key_across_call_ids() -> None:
+    # Different Call-IDs, To written differently (display name, case, params, tag): one AOR.
+    assert both(REGISTER) == ("r:sip:alice@a.example:5060", "r:sip:alice@a.example:5060")
+    assert both(REG_200) == ("r:sip:alice@a.example:5060", "r:sip:alice@a.example:5060")
+
+
+def test_a_reply_to_invite_keys_by_call_id() -> None:
+    reply = INVITE.replace(b"INVITE sip:bob@b.example SIP/2.0", b"SIP/2.0 180 Ringing")
+    assert both(reply) == ("c:abc@a.example", "c:abc@a.example")
+
+
+def test_layouts_left_to_the_parser() -> None:
+    folded = INVITE.replace(b"Call-ID:   abc@a.example  \r\n", b"Call-ID:\r\n abc@a.example\r\n")
+    assert shard_key(folded) is None
+    assert message_shard_key(parse(folded)) == "c:abc@a.example"  # type: ignore[arg-type]
+    assert shard_key(b"\r\n" + INVITE) is None  # keep-alive before the start line
+    assert shard_key(INVITE.replace(b"alice", "älice".encode())) is None  # not ASCII
+    assert shard_key(INVITE[:-2]) is None  # no blank line
+    assert shard_key(INVITE.replace(b"Call-ID:   abc@a.example  \r\n", b"")) is None
+
+
+def test_shard_of_is_stable_and_in_range() -> None:
+    keys = [f"c:{i}@x" for i in range(1000)]
+    got = [shard_of(k, 3) for k in keys]
+    assert got == [shard_of(k, 3) for k in keys]
+    assert set(got) == {0, 1, 2}
+    assert shard_of("c:abc@a.example", 7) == 4  # crc32: the same in every process and run
+
+
+def test_corpus_fast_keys_agree_with_the_parser(corpus: Path) -> None:
+    fast = total = 0
+    for path in sorted(corpus.rglob("*.pcap*")):
+        for data in payloads(path):
+            msg = parse(data)
+            if not isinstance(msg, SipMessage):
+                continue
+            total += 1
+            key = shard_key(data)
+            if key is not None:
+                fast += 1
+                assert key == message_shard_key(msg), (path.name, data[:200])
+    # What the fast path declines is a layout the parser must see (folding, leading CRLF,
+    # 8-bit text); on real traffic that is the exception.
+    assert total > 200
+    assert fast / total > 0.9, (fast, total)
