@@ -219,7 +219,19 @@ class Core:
 
     def take_retry(self, req: SipMessage) -> bool:
         """A credentialed request with a new Call-ID: if it retries a challenged entry, drop
-        that entry silently (the attempt continues under the new Call-ID) and say so."""
+        that entry silently (the attempt continues under the new Call-ID) and say so.
+
+        When no challenged entry matches, `auth_retry_unmatched` counts it: credentials sent
+        without a challenge this tracker saw (a phone reusing a cached nonce), or, with
+        several workers, a retry whose challenge is held by another worker (a new Call-ID
+        hashes elsewhere; REGISTER never does, it is keyed by address-of-record). Compare
+        the counter between `workers: 1` and more to see how often the latter happens."""
+        if not self._take_retry(req):
+            self.c["auth_retry_unmatched"] += 1
+            return False
+        return True
+
+    def _take_retry(self, req: SipMessage) -> bool:
         key = self.chal.pop(retry_key(req), None)
         if key is None:
             return False

@@ -38,7 +38,7 @@ Decisions where SPEC 6 leaves room (details in the module named):
 
 Counters (group passed in): retransmissions, duplicate_copies, calls_evicted, regs_evicted,
 dup_evicted, forks, forks_limited, in_dialog_unmatched, unmatched_reply,
-auth_retry_new_call_id, reg_refreshes, reg_contact_not_in_reply.
+auth_retry_new_call_id, auth_retry_unmatched, reg_refreshes, reg_contact_not_in_reply.
 """
 
 from __future__ import annotations

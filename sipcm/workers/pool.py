@@ -1,8 +1,8 @@
 """The dispatcher's side of the workers: start them, shard chunks, gather rows, notice death.
 
 `submit` splits a chunk of payloads by shard key and sends every worker its part (possibly
-empty: each still advances its clock to the chunk's end); up to `DEPTH` chunks are in flight
-so decoding overlaps correlation. A chunk is complete when every worker has answered it;
+empty: each still advances its clock to the chunk's end); several chunks are in flight so
+decoding overlaps correlation (up to `MAX_INFLIGHT_*`). A chunk is complete when every worker has answered it;
 complete chunks come out of `results()` in order. A worker that exits, is killed or raises
 is reported at once as a `WorkerError` naming it and why: the caller detaches and exits
 non-zero rather than run on with a shard missing.
@@ -35,7 +35,10 @@ if TYPE_CHECKING:
     from sipcm.config import Config
     from sipcm.shard import Emitted, Item
 
-DEPTH = 4  # chunks in flight before submit waits for the oldest
+# In flight before submit waits for the oldest chunk: replay sends a few large chunks, live
+# capture many small ones (one per poll), so both the chunks and their payloads are bounded.
+MAX_INFLIGHT_CHUNKS = 64
+MAX_INFLIGHT_PAYLOADS = 16384
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 5.0
 
@@ -100,6 +103,8 @@ class WorkerPool:
         self._inflight: deque[int] = deque()
         self._rows: dict[int, list[Emitted]] = {}
         self._missing: dict[int, int] = {}
+        self._sizes: dict[int, int] = {}
+        self._inflight_payloads = 0
         self._done: deque[list[Emitted]] = deque()
         self._next = 0
         try:
@@ -152,7 +157,12 @@ class WorkerPool:
         self._inflight.append(no)
         self._rows[no] = []
         self._missing[no] = n
-        while len(self._inflight) > DEPTH:
+        self._sizes[no] = len(items)
+        self._inflight_payloads += len(items)
+        while (
+            len(self._inflight) > MAX_INFLIGHT_CHUNKS
+            or self._inflight_payloads > MAX_INFLIGHT_PAYLOADS
+        ):
             self._pump(None)
         self._pump(0)
 
@@ -233,6 +243,7 @@ class WorkerPool:
         while inflight and not self._missing[inflight[0]]:
             no = inflight.popleft()
             del self._missing[no]
+            self._inflight_payloads -= self._sizes.pop(no)
             self._done.append(self._rows.pop(no))
 
     def _read(self, w: _Worker) -> None:

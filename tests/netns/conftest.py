@@ -317,11 +317,26 @@ def actions_of(events: list[dict]) -> list[str]:
     return [e["event"]["action"] for e in events if e["event"]["action"] != "stats"]
 
 
+# Correlation workers of every sensor the tests start (modules that run each scenario with
+# several worker counts set it through the `workers` fixture).
+WORKERS = 1
+
+
+@pytest.fixture(params=[1, 2], ids=["workers1", "workers2"])
+def workers(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
+    """Run the test with one process and with two correlation workers: a module that wants
+    every scenario both ways uses it autouse; each run must give the exact expected events."""
+    import tests.netns.conftest as here
+
+    monkeypatch.setattr(here, "WORKERS", request.param)
+    return request.param
+
+
 def sipcm_cmd(ifaces: list[str], *overrides: str) -> list[str]:
-    """The `sipcm ... attach IFACES` command line with `-E` overrides."""
+    """The `sipcm ... attach IFACES` command line with `-E` overrides (after `workers`)."""
     import sys
 
-    args = [sys.executable, "-m", "sipcm"]
+    args = [sys.executable, "-m", "sipcm", "-E", f"workers={WORKERS}"]
     for o in overrides:
         args += ["-E", o]
     return [*args, "attach", *ifaces]

@@ -20,9 +20,10 @@ from pathlib import Path
 
 import pytest
 
+import tests.netns.conftest as netns_conftest
 from tests.netns.conftest import capture, collect, l4, need, stop_proc, wait_listening
 
-pytestmark = pytest.mark.netns
+pytestmark = [pytest.mark.netns, pytest.mark.usefixtures("workers")]
 REPO = Path(__file__).resolve().parents[2]
 SCN = Path(__file__).parent / "scenarios"
 SIPP = ["-nostdin", "-timeout", "30"]
@@ -31,6 +32,7 @@ SIPP = ["-nostdin", "-timeout", "30"]
 def start_sensor(net, ns: str, ifaces: list[str], *overrides: str) -> subprocess.Popen:
     """`sipcm attach` in `ns`; returns once it reports being attached."""
     args = [sys.executable, "-m", "sipcm", "-E", "http_port=0"]
+    args += ["-E", f"workers={netns_conftest.WORKERS}"]
     for o in overrides:
         args += ["-E", o]
     proc = net.popen(ns, *args, "attach", *ifaces, stdout=subprocess.PIPE, cwd=REPO)
@@ -287,3 +289,28 @@ def test_cli_bad_interface_is_one_line_and_leaves_nothing(direct):
     assert "Traceback" not in r.stderr
     assert "nope0" in r.stderr.strip().splitlines()[-1]
     assert "xdp" not in net.run(b, "ip", "link", "show", "dev", "v1").stdout
+
+
+def test_cli_killed_worker_stops_the_sensor_with_nothing_attached(direct, workers):
+    """A worker that dies is reported by name at once; the sensor detaches and exits 3."""
+    if workers == 1:
+        pytest.skip("one process: no worker to kill")
+    net, _, b = direct
+    sensor = start_sensor(net, b, ["v1"])
+    kids = Path(f"/proc/{sensor.pid}/task/{sensor.pid}/children").read_text().split()
+    assert len(kids) == workers
+    os.kill(int(kids[1]), signal.SIGKILL)
+    _, err = sensor.communicate(timeout=30)
+    assert sensor.returncode == 3, err.decode()[-800:]
+    assert f"worker 1 (pid {kids[1]}) was killed by SIGKILL".encode() in err
+    assert b"Traceback" not in err
+    assert "xdp" not in net.run(b, "ip", "link", "show", "dev", "v1").stdout
+    assert net.run(b, "tc", "filter", "show", "dev", "v1", "egress").stdout.strip() == ""
+    assert not Path(f"/proc/{kids[0]}").exists() or _reaped(int(kids[0]))
+
+
+def _reaped(pid: int, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not Path(f"/proc/{pid}").exists()

@@ -18,9 +18,10 @@ from pathlib import Path
 
 import pytest
 
+import tests.netns.conftest as netns_conftest
 from tests.netns.conftest import need, wait_listening
 
-pytestmark = pytest.mark.netns
+pytestmark = [pytest.mark.netns, pytest.mark.usefixtures("workers")]
 REPO = Path(__file__).resolve().parents[2]
 SCN = Path(__file__).parent / "scenarios"
 SIPP = ("-nostdin", "-timeout", "30")
@@ -30,7 +31,8 @@ class Sensor:
     """`sipcm attach` in a namespace; threads drain stdout (events) and stderr (progress)."""
 
     def __init__(self, net, ns: str, args: list[str]) -> None:
-        cmd = [sys.executable, "-m", "sipcm", "-E", "http_port=0", *args]
+        cmd = [sys.executable, "-m", "sipcm", "-E", "http_port=0"]
+        cmd += ["-E", f"workers={netns_conftest.WORKERS}", *args]
         self.proc = net.popen(ns, *cmd, stdout=subprocess.PIPE, cwd=REPO)
         self.events: list[dict] = []  # every document printed but stats
         self.err: list[str] = []
