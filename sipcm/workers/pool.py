@@ -2,10 +2,10 @@
 
 `submit` splits a chunk of payloads by shard key and sends every worker its part (possibly
 empty: each still advances its clock to the chunk's end); several chunks are in flight so
-decoding overlaps correlation (up to `MAX_INFLIGHT_*`). A chunk is complete when every worker has answered it;
-complete chunks come out of `results()` in order. A worker that exits, is killed or raises
-is reported at once as a `WorkerError` naming it and why: the caller detaches and exits
-non-zero rather than run on with a shard missing.
+decoding overlaps correlation (up to `MAX_INFLIGHT_*`). A chunk is complete when every
+worker has answered it; complete chunks come out of `results()` in order. A worker that
+exits, is killed or raises is reported at once as a `WorkerError` naming it and why: the
+caller detaches and exits non-zero rather than run on with a shard missing.
 """
 
 from __future__ import annotations
