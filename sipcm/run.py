@@ -67,9 +67,12 @@ def build_outputs(
                 verify_certs=es.verify_certs,
                 batch_size=es.batch_size,
                 flush_interval_s=es.flush_interval,
-                queue_size=es.queue_size,
                 spool_dir=es.spool_dir,
                 spool_max_bytes=es.spool_max_bytes,
+                spool_fsync_interval_s=es.spool_fsync_interval,
+                dead_letter_file=es.dead_letter_file or None,
+                dead_letter_max_bytes=es.dead_letter_max_bytes,
+                retention=es.retention or None,
                 max_retries=es.max_retries,
             )
         )
