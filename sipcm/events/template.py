@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
 
 from sipcm import __version__
@@ -29,7 +30,7 @@ BASE_COMPONENTS = ("logs@settings", "ecs@mappings")
 
 def template_version(version: str = __version__) -> int:
     """The index template's integer `version`: sipcm X.Y.Z gives X*1000000 + Y*1000 + Z."""
-    nums = [int("".join(c for c in p if c.isdigit()) or 0) for p in version.split(".")[:3]]
+    nums = [int(m.group()) if (m := re.match(r"\d+", p)) else 0 for p in version.split(".")[:3]]
     major, minor, patch = [*nums, 0, 0][:3]
     return major * 1_000_000 + minor * 1000 + patch
 

@@ -81,6 +81,14 @@ def host_url(host: str) -> str:
     return parts.geturl()
 
 
+def display_url(host: str) -> str:
+    """`host_url(host)` with any user:password in it masked, for messages."""
+    parts = urlsplit(host_url(host))
+    if "@" not in parts.netloc:
+        return parts.geturl()
+    return parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]).geturl()
+
+
 def check_settings(
     hosts: list[str],
     data_stream: str,
