@@ -136,8 +136,9 @@ class ElasticsearchOutput(_Section):
     )
     spool_fsync_interval: float = key(
         k.duration(0),
-        "0s",
-        "0: fsync every accepted batch; else at most this often (power loss may cost that much)",
+        "1s",
+        "fsync the queue at least this often (power loss may cost that much; kill -9 nothing); "
+        "0: fsync every batch before accepting it",
     )
     dead_letter_file: str = key(
         _PATH, "", "NDJSON file for rejected documents (default: dead-letter.ndjson in spool_dir)"

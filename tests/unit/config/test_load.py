@@ -62,7 +62,7 @@ def test_defaults():
         "logs-sipcm.sip-default",
     )
     assert (es.batch_size, es.flush_interval, es.spool_fsync_interval, es.max_retries) == (
-        500, 1.0, 0.0, 5
+        500, 1.0, 1.0, 5
     )  # fmt: skip
     assert (es.spool_dir, es.spool_max_bytes, es.verify_certs) == (
         "/var/lib/sipcm/spool",

@@ -35,8 +35,10 @@ def events(a: int, b: int, pad: int = 0) -> list[dict[str, Any]]:
 
 
 def make(url: str, tmp_path: Path, c: Counter[str], **kw: Any) -> ElasticsearchOutput:
-    """An output with test-sized timings: 20 ms flush interval, millisecond backoff."""
+    """An output with test-sized timings: 20 ms flush interval, millisecond backoff, and an
+    fsync per batch (so fsync counts are exact)."""
     opts: dict[str, Any] = {
+        "spool_fsync_interval_s": 0.0,
         "counters": c,
         "spool_dir": str(tmp_path / "spool"),
         "batch_size": 10,
@@ -125,12 +127,19 @@ def test_write_encodes_at_once(es: FakeES, tmp_path: Path) -> None:
     c: Counter[str] = Counter()
     out = make(es.url, tmp_path, c)
     ev = {"n": 1, "sip": {"method": "INVITE"}}
-    out.write([ev, {"bad": float("nan")}, {"obj": object()}])
+    odd = {"n": 2, "user": "\udc80bob", "name": "Zoë"}  # a lone surrogate from odd SIP bytes
+    out.write([ev, odd, {"obj": object()}, {"n": 3, "x": float("nan")}])
     ev["sip"]["method"] = "BYE"  # the caller may reuse its dicts after write()
     out.close()
-    assert es.sources == [{"n": 1, "sip": {"method": "INVITE"}}]
-    assert c["dropped"] == 2
-    assert c["dropped_unserializable"] == 2
+    assert es.sources == [
+        {"n": 1, "sip": {"method": "INVITE"}},
+        {"n": 2, "user": "\udc80bob", "name": "Zoë"},
+        {"n": 3, "x": None},
+    ]
+    assert encode_event(odd) == b'{"n":2,"user":"\\udc80bob","name":"Zo\\u00eb"}'
+    assert encode_event({"name": "Zoë"}) == '{"name":"Zoë"}'.encode()
+    assert c["dropped"] == 1
+    assert c["dropped_unserializable"] == 1
 
 
 def test_write_returns_once_the_batch_is_on_disk(es: FakeES, tmp_path: Path) -> None:
@@ -167,6 +176,12 @@ def test_fsync_interval_policy(es: FakeES, tmp_path: Path) -> None:
     assert c["fsyncs"] == 0  # within the interval: written, not yet synced
     out.close()
     assert c["fsyncs"] == 1  # close syncs what is pending
+    c2: Counter[str] = Counter()
+    out2 = make(es.url, tmp_path / "2", c2, spool_fsync_interval_s=0.05)
+    out2.write(events(0, 1))
+    assert c2["fsyncs"] == 0
+    wait_for(lambda: c2["fsyncs"] == 1)  # the queue's own thread syncs within the interval
+    out2.close()
 
 
 @pytest.mark.parametrize("failure", [429, 500, 503, DROP])

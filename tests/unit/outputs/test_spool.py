@@ -84,18 +84,21 @@ def test_append_is_one_write_and_one_fsync(tmp_path: Path, monkeypatch: pytest.M
     assert sp.pending == 600
 
 
-def test_fsync_interval_syncs_when_due(tmp_path: Path) -> None:
+def test_fsync_interval_syncs_from_its_own_thread(tmp_path: Path) -> None:
     c: Counter[str] = Counter()
-    sp = Spool(tmp_path, max_bytes=1 << 20, counters=c, fsync_interval_s=0.05)
+    sp = Spool(tmp_path, max_bytes=1 << 20, counters=c, fsync_interval_s=0.3)
     sp.append(lines(0, 3))
     sp.append(lines(3, 6))
+    assert c["fsyncs"] == 0  # appends do not wait for the disk
+    sp.sync_due()  # not due yet
     assert c["fsyncs"] == 0
-    sp.sync_due()
-    assert c["fsyncs"] == 0
-    time.sleep(0.06)
-    sp.sync_due()
-    assert c["fsyncs"] == 1
-    sp.sync_due()  # nothing new written
+    deadline = time.monotonic() + 5
+    while c["fsyncs"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert c["fsyncs"] == 1  # one fsync covers both appends
+    time.sleep(0.7)
+    assert c["fsyncs"] == 1  # nothing new written, nothing to sync
+    sp.close()
     assert c["fsyncs"] == 1
 
 
