@@ -299,7 +299,8 @@ class ElasticsearchOutput:
             self._streak += 1
             attempt += 1
             if attempt > self.max_retries or self._stopping or not self._backoff():
-                self._note("down", f"Elasticsearch unavailable; {len(retry)} event(s) wait on disk")
+                n = self._spool.pending
+                self._note("down", f"Elasticsearch unavailable; {n} event(s) wait on disk")
                 return False
             self.counters["retried"] += len(retry)
             todo = retry
