@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 from elasticsearch import ApiError, Elasticsearch, TransportError, UnsupportedProductError
@@ -26,8 +26,23 @@ from sipcm.outputs.es_settings import (
     template_for,
 )
 
-if TYPE_CHECKING:
-    from sipcm.config.schema import ElasticsearchOutput as EsConfig
+
+class EsConfig(Protocol):
+    """The `outputs.elasticsearch` settings these commands read (the config section)."""
+
+    hosts: tuple[str, ...]
+    api_key: str
+    username: str
+    password: str
+    ca_file: str
+    fingerprint: str
+    verify_certs: bool
+    data_stream: str
+    batch_size: int
+    flush_interval: float
+    max_retries: int
+    retention: str
+
 
 # What the output needs: write documents (creating the data stream on first use), and, to
 # install the template itself, manage_index_templates (else run `sipcm setup` once as a user
