@@ -121,7 +121,7 @@ def content_hash(body: dict[str, Any]) -> str:
     """SHA-256 (16 hex digits) of the template in a normal form that survives Elasticsearch's
     storage: `_meta.content_hash` left out, settings flattened to dotted keys with string
     values, `enabled: true` in the lifecycle and false/empty top-level and data_stream options
-    (which Elasticsearch adds) dropped, keys sorted."""
+    (which Elasticsearch adds) dropped, every scalar written as a string, keys sorted."""
     norm = {k: v for k, v in body.items() if v is not False and v is not None}
     norm["_meta"] = {k: v for k, v in (body.get("_meta") or {}).items() if k != "content_hash"}
     norm["data_stream"] = {k: v for k, v in (body.get("data_stream") or {}).items() if v}
@@ -131,8 +131,16 @@ def content_hash(body: dict[str, Any]) -> str:
     if "lifecycle" in tpl:
         tpl["lifecycle"] = {k: v for k, v in tpl["lifecycle"].items() if k != "enabled" or not v}
     norm["template"] = tpl
-    data = json.dumps(norm, sort_keys=True, separators=(",", ":"), default=str)
+    data = json.dumps(_as_strings(norm), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(data.encode()).hexdigest()[:16]
+
+
+def _as_strings(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {str(k): _as_strings(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_as_strings(v) for v in node]
+    return str(node).lower() if isinstance(node, bool) else str(node)
 
 
 def _flat_settings(settings: dict[str, Any], prefix: str = "") -> dict[str, str]:

@@ -67,6 +67,13 @@ def test_template_conventions() -> None:
     assert OURS["ignore_missing_component_templates"] == ["logs-sipcm.sip@custom"]
     assert OURS["template"]["settings"] == {"index": {"lifecycle": {"prefer_ilm": False}}}
     assert OURS["template"]["lifecycle"] == {"enabled": True}
+    # What Elasticsearch may do to a stored template does not look like a user's edit.
+    stored = copy.deepcopy(_as_stored(OURS))
+    stored["template"]["mappings"]["dynamic"] = "false"
+    stored["priority"] = "200"
+    assert content_hash(stored) == OURS["_meta"]["content_hash"]
+    stored["template"]["mappings"]["dynamic"] = "true"
+    assert content_hash(stored) != OURS["_meta"]["content_hash"]
     assert template_version("1.2.3") == 1_002_003
     assert template_version("0.10.0rc1") == 10_000
 
