@@ -368,8 +368,9 @@ def config_keys() -> None:
 def setup(
     ctx: click.Context, force: bool, config_path: str | None, overrides: tuple[str, ...]
 ) -> None:
-    """Install the Elasticsearch index template (with its data stream lifecycle) for the
-    configured outputs.elasticsearch settings, whether or not that output is enabled.
+    """Install the Elasticsearch index template (with its data stream lifecycle, retention
+    from outputs.elasticsearch.retention) for the configured outputs.elasticsearch settings,
+    whether or not that output is enabled. `sipcm export template` prints it.
 
     \b
     An installed template is kept, unless --force is given, when:

@@ -428,16 +428,16 @@ def _handler(es: FakeES) -> type[BaseHTTPRequestHandler]:
 
         def _send(self, status: int, obj: Any) -> None:
             data = json.dumps(obj).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            if es.product_header:
-                self.send_header("X-Elastic-Product", "Elasticsearch")
-            self.end_headers()
-            if self.command != "HEAD":
-                try:
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                if es.product_header:
+                    self.send_header("X-Elastic-Product", "Elasticsearch")
+                self.end_headers()
+                if self.command != "HEAD":
                     self.wfile.write(data)
-                except OSError:  # the client gave up (timeout) before a Slow answer
-                    self.close_connection = True
+            except OSError:  # the client gave up (timeout) before a Slow answer
+                self.close_connection = True
 
     return Handler

@@ -290,9 +290,9 @@ def test_whole_request_400_dead_letters_the_batch(es: FakeES, tmp_path: Path) ->
 
 def test_answer_after_the_client_timeout_makes_no_duplicate(es: FakeES, tmp_path: Path) -> None:
     # The first bulk is indexed but answered after the client gave up; the resend is all 409s.
-    es.script_bulk(Slow(1.5))
+    es.script_bulk(Slow(2.5))
     c: Counter[str] = Counter()
-    out = make(es.url, tmp_path, c, request_timeout_s=0.5)
+    out = make(es.url, tmp_path, c, request_timeout_s=1.0)
     out.write(events(0, 7))
     out.close()
     assert es.sources == events(0, 7)
