@@ -1,4 +1,4 @@
-"""Command line: `sipcm replay|attach|detach|doctor|config`.
+"""Command line: `sipcm replay|attach|detach|doctor|config|setup|export|test`.
 
 User errors (SipcmError, bad flags) print one line naming the problem and the fix and exit
 non-zero; no traceback reaches the user.
@@ -7,8 +7,11 @@ non-zero; no traceback reaches the user.
 from __future__ import annotations
 
 import json
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import click
@@ -17,6 +20,44 @@ from sipcm import __version__
 from sipcm.errors import CaptureFileError, SipcmError
 
 END_MODES = ("conclude", "expire-all", "none")
+
+
+class DeliveryError(SipcmError):
+    """Events remain undelivered at exit (queued on disk, dropped or dead-lettered)."""
+
+    exit_code = 3
+
+
+class StopSignal(threading.Event):
+    """Set by the first SIGINT/SIGTERM; `signum` says which."""
+
+    signum = 0
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[StopSignal]:
+    """SIGINT and SIGTERM set the yielded event instead of killing the process, so the command
+    stops between batches and closes its outputs; a second signal acts as it normally does."""
+    stop = StopSignal()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    old = {s: signal.getsignal(s) for s in signals}
+
+    def handler(signum: int, _frame: object) -> None:
+        stop.signum = signum
+        stop.set()
+        for s, h in old.items():
+            signal.signal(s, h)
+
+    for s in signals:
+        signal.signal(s, handler)
+    try:
+        yield stop
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
 
 
 def _say(msg: str) -> None:
@@ -82,7 +123,7 @@ def cli(config_path: str | None, overrides: tuple[str, ...]) -> None:
     "--summary",
     type=click.Choice(("text", "json", "none")),
     default="text",
-    help="Per-file counts on stderr after the replay (default text).",
+    help="Per-file and per-output counts on stderr after the replay (default text).",
 )
 @config_options
 @click.pass_context
@@ -98,7 +139,13 @@ def replay(
     overrides: tuple[str, ...],
 ) -> None:
     """Replay pcap/pcapng FILES (Ethernet, Linux SLL/SLL2, raw IP, loopback) as fast as
-    possible, or paced with --realtime/--speed. Events go to the configured outputs."""
+    possible, or paced with --realtime/--speed. Events go to the configured outputs.
+
+    The summary counts, per output, the events delivered, still queued on disk (the
+    Elasticsearch output sends them on its next start), dropped and dead-lettered. Exit status:
+    0 when everything was delivered, 3 when events remain undelivered, 2 on a user error (or a
+    truncated file), 128+N after signal N (SIGINT/SIGTERM stop between batches and close the
+    outputs)."""
     from sipcm import run
 
     cfg = _load(ctx, config_path, overrides)
@@ -106,14 +153,17 @@ def replay(
         raise click.BadParameter("must be > 0", param_hint="--speed")
     pace = speed if speed is not None else (1.0 if realtime else None)
     progress = _say if sys.stderr.isatty() else None
-    results = run.replay(
-        cfg,
-        files,
-        lambda c: run.build_outputs(cfg, c, pretty=True if pretty else None),
-        end=end or cfg.replay_end,
-        speed=pace,
-        progress=progress,
-    )
+    outputs: list[Any] = []
+
+    def make_outputs(c: Any) -> list[Any]:
+        outputs.extend(run.build_outputs(cfg, c, pretty=True if pretty else None))
+        return outputs
+
+    with stop_on_signals() as stop:
+        results = run.replay(
+            cfg, files, make_outputs, end=end or cfg.replay_end, speed=pace, progress=progress,
+            stop=stop,
+        )  # fmt: skip
     truncated = []
     for t in results:
         if summary == "json":
@@ -126,10 +176,50 @@ def replay(
             )
         if t.truncated:
             truncated.append(f"{t.name}: {t.truncated}")
+    undelivered = []
+    for d in map(delivery_of, outputs):
+        if summary == "json":
+            _say(json.dumps(d))
+        elif summary == "text":
+            dup = f" ({d['already_indexed']} already indexed)" if d["already_indexed"] else ""
+            _say(
+                f"output {d['output']}: {d['delivered']} delivered{dup}, {d['queued']} queued "
+                f"on disk, {d['dropped']} dropped, {d['dead_lettered']} dead-lettered"
+            )
+        lost = {k: d[k] for k in ("queued", "dropped", "dead_lettered") if d[k]}
+        if lost:
+            undelivered.append(
+                f"{d['output']}: "
+                + ", ".join(f"{n} {k.replace('_', '-')}" for k, n in lost.items())
+            )
+    if stop.signum:
+        name = signal.Signals(stop.signum).name
+        _say(f"sipcm: stopped by {name}; outputs flushed and closed")
+        sys.exit(128 + stop.signum)
     if truncated:
         raise CaptureFileError(
             "; ".join(truncated), "the file was cut short; the rest was replayed"
         )
+    if undelivered:
+        raise DeliveryError(
+            "events not delivered: " + "; ".join(undelivered),
+            "queued events are sent by the next run with the same spool_dir; see the "
+            "dead-letter file for rejected ones",
+        )
+
+
+def delivery_of(out: Any) -> dict[str, Any]:
+    """An output's delivery counts: delivered (including resent documents Elasticsearch
+    already had), queued (on disk), dropped, dead-lettered."""
+    c = out.counters
+    return {
+        "output": getattr(out, "name", type(out).__name__),
+        "delivered": c["published"],
+        "queued": getattr(out, "pending", 0),
+        "dropped": c["dropped"],
+        "dead_lettered": c["dead_lettered"],
+        "already_indexed": c["already_indexed"],
+    }
 
 
 def vars_of(obj: object) -> dict[str, Any]:
@@ -267,6 +357,103 @@ def config_keys() -> None:
     from sipcm.config import describe
 
     click.echo(describe())
+
+
+@cli.command()
+@click.option(
+    "--force", is_flag=True, help="Replace the installed template whatever its version or edits."
+)
+@config_options
+@click.pass_context
+def setup(
+    ctx: click.Context, force: bool, config_path: str | None, overrides: tuple[str, ...]
+) -> None:
+    """Install the Elasticsearch index template (with its data stream lifecycle, retention
+    from outputs.elasticsearch.retention) for the configured outputs.elasticsearch settings,
+    whether or not that output is enabled. `sipcm export template` prints it.
+
+    \b
+    An installed template is kept, unless --force is given, when:
+      - sipcm did not install it (its _meta.managed_by is not sipcm);
+      - it was edited after sipcm installed it (its content no longer matches
+        _meta.content_hash; put your own changes in logs-sipcm.sip@custom instead,
+        which the template includes and sipcm never touches);
+      - its `version` is higher than this sipcm's (a newer sipcm installed it).
+    An older, unedited sipcm template is upgraded; an identical one is left as it is.
+    The Elasticsearch output applies the same rules when it connects.
+    Needs the manage_index_templates cluster privilege."""
+    from elasticsearch import ApiError, TransportError
+
+    from sipcm.outputs.es_setup import client_from_config, install_template, template_from_config
+
+    es = _load(ctx, config_path, overrides).outputs.elasticsearch
+    name, body = template_from_config(es)
+    client = client_from_config(es)
+    try:
+        result = install_template(client, name, body, force=force)
+    except ApiError as e:
+        raise SipcmError(
+            f"cannot install index template {name}: HTTP {e.meta.status} {e.message}",
+            "the user or API key needs the manage_index_templates privilege"
+            if e.meta.status in (401, 403)
+            else "check `sipcm test output`",
+        ) from None
+    except TransportError as e:
+        raise SipcmError(
+            f"cannot reach Elasticsearch: {e.message}", "check outputs.elasticsearch.hosts"
+        ) from None
+    finally:
+        client.close()
+    click.echo(f"index template {name}: {result.reason}")
+
+
+@cli.group()
+def export() -> None:
+    """Print what sipcm would install in Elasticsearch."""
+
+
+@export.command("template")
+@config_options
+@click.pass_context
+def export_template(
+    ctx: click.Context, config_path: str | None, overrides: tuple[str, ...]
+) -> None:
+    """Print the index template (JSON, the body of PUT _index_template/NAME) for the
+    configured data stream and retention."""
+    from sipcm.outputs.es_setup import template_from_config
+
+    es = _load(ctx, config_path, overrides).outputs.elasticsearch
+    _, body = template_from_config(es)
+    click.echo(json.dumps(body, indent=2))
+
+
+@cli.group("test")
+def test_group() -> None:
+    """Check the configured outputs."""
+
+
+@test_group.command("output")
+@config_options
+@click.pass_context
+def test_output(ctx: click.Context, config_path: str | None, overrides: tuple[str, ...]) -> None:
+    """Check the Elasticsearch output: connection (and TLS), authentication, the privileges
+    it needs (create_doc and auto_configure on the data stream; manage_index_templates unless
+    the template is already installed), and the index template. One line per step, OK or
+    ERROR; exit status 2 when a step fails."""
+    from sipcm.outputs.es_settings import display_url
+    from sipcm.outputs.es_setup import check_output, client_from_config
+
+    es = _load(ctx, config_path, overrides).outputs.elasticsearch
+    client = client_from_config(es)
+    failed = 0
+    try:
+        for step in check_output(client, es, ", ".join(display_url(h) for h in es.hosts)):
+            click.echo(f"{step.name}... {'OK' if step.ok else 'ERROR'} {step.detail}")
+            failed += not step.ok
+    finally:
+        client.close()
+    if failed:
+        raise SipcmError(f"{failed} check(s) failed", "fix the errors above, then run again")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -67,9 +67,12 @@ def build_outputs(
                 verify_certs=es.verify_certs,
                 batch_size=es.batch_size,
                 flush_interval_s=es.flush_interval,
-                queue_size=es.queue_size,
                 spool_dir=es.spool_dir,
                 spool_max_bytes=es.spool_max_bytes,
+                spool_fsync_interval_s=es.spool_fsync_interval,
+                dead_letter_file=es.dead_letter_file or None,
+                dead_letter_max_bytes=es.dead_letter_max_bytes,
+                retention=es.retention or None,
                 max_retries=es.max_retries,
             )
         )
@@ -88,18 +91,23 @@ def replay(
     end: str,
     speed: float | None = None,
     progress: Progress | None = None,
+    stop: threading.Event | None = None,
 ) -> list[FileTotals]:
     """Replay `files` in order through one pipeline (state carries over, as for a rotated
-    capture); `speed` paces by capture timestamps (1.0 = real time). Returns per-file totals."""
+    capture); `speed` paces by capture timestamps (1.0 = real time). Returns per-file totals.
+    Once `stop` is set (a signal) it stops between batches, concludes nothing and closes the
+    outputs (which flush)."""
     readers = [PcapReader(f) for f in files]  # open all first: a bad file fails before output
     pipe = Pipeline(cfg, [], hostname=socket.gethostname(), heuristic=True)
     pipe.outputs = make_outputs(pipe.counters)
     results: list[FileTotals] = []
     try:
         for path, reader in zip(files, readers, strict=True):
-            results.append(_replay_one(pipe, path, reader, speed, progress))
+            results.append(_replay_one(pipe, path, reader, speed, progress, stop))
+            if stop is not None and stop.is_set():
+                break
         pipe.totals = results[-1]  # what the end of input concludes belongs to the last file
-        pipe.finish(end)
+        pipe.finish("none" if stop is not None and stop.is_set() else end)
         pipe.totals = None
     finally:
         pipe.close()
@@ -109,14 +117,21 @@ def replay(
 
 
 def _replay_one(
-    pipe: Pipeline, path: str, reader: PcapReader, speed: float | None, progress: Progress | None
+    pipe: Pipeline,
+    path: str,
+    reader: PcapReader,
+    speed: float | None,
+    progress: Progress | None,
+    stop: threading.Event | None = None,
 ) -> FileTotals:
     totals = FileTotals(path)
     pipe.totals = totals
     sip_before = pipe.snapshot().get("sip", {})
-    pacer = _Pacer(speed) if speed else None
+    pacer = _Pacer(speed, stop) if speed else None
     last_report = time.monotonic()
     for batch in reader.batches(1 if pacer else 4096):
+        if stop is not None and stop.is_set():
+            break
         if pacer is not None and len(batch):
             pacer.wait(int(batch.ts_ns[0]))
         pipe.feed(batch)
@@ -139,8 +154,9 @@ def _replay_one(
 class _Pacer:
     """Sleeps so that capture time advances at `speed` times wall time."""
 
-    def __init__(self, speed: float) -> None:
+    def __init__(self, speed: float, stop: threading.Event | None = None) -> None:
         self.speed = speed
+        self.sleep = stop.wait if stop is not None else time.sleep  # a signal cuts a long gap
         self.t0_cap: int | None = None
         self.t0_wall = 0.0
 
@@ -151,7 +167,7 @@ class _Pacer:
         due = self.t0_wall + (ts_ns - self.t0_cap) / NS / self.speed
         delay = due - time.monotonic()
         if delay > 0:
-            time.sleep(delay)
+            self.sleep(delay)
 
 
 def live(

@@ -332,6 +332,11 @@ def is_fingerprint(text: str) -> bool:
     return re.fullmatch(r"[0-9A-Fa-f]{64}", text.replace(":", "")) is not None
 
 
+def is_time_unit(text: str) -> bool:
+    """An Elasticsearch time value such as 30d, 12h, 90m (no fractions)."""
+    return re.fullmatch(r"[1-9]\d*(d|h|m|s|ms|micros|nanos)", text) is not None
+
+
 def is_data_stream(text: str) -> bool:
     """Elasticsearch data stream naming: lower case, no spaces or \\/*?"<>|,#:, no leading -_+."""
     return (

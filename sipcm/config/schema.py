@@ -94,7 +94,7 @@ class FileOutput(_Section):
 
 @dataclass(frozen=True)
 class ElasticsearchOutput(_Section):
-    """Bulk indexing into an Elasticsearch data stream, spooling to disk during outages."""
+    """Bulk indexing into an Elasticsearch data stream through a write-ahead disk queue."""
 
     enabled: bool = key(k.boolean(), False, "send events to Elasticsearch")
     hosts: tuple[str, ...] = key(
@@ -128,10 +128,32 @@ class ElasticsearchOutput(_Section):
     )
     batch_size: int = key(_POS, 500, "events per bulk request")
     flush_interval: float = key(k.duration(0, above=True), "1s", "send a partial batch after this")
-    queue_size: int = key(_POS, 10000, "in-memory queue length; beyond it events spill to spool")
-    spool_dir: str = key(_PATH, "/var/lib/sipcm/spool", "directory for spooled events")
-    spool_max_bytes: int = key(k.size(1), "1GiB", "spool size cap; beyond it events are dropped")
-    max_retries: int = key(k.integer(0), 5, "retries (with backoff) of a failed bulk request")
+    spool_dir: str = key(
+        _PATH, "/var/lib/sipcm/spool", "write-ahead queue directory: every event waits here"
+    )
+    spool_max_bytes: int = key(
+        k.size(1), "1GiB", "queue size cap; beyond it the oldest events are dropped (counted)"
+    )
+    spool_fsync_interval: float = key(
+        k.duration(0),
+        "1s",
+        "fsync the queue at least this often (power loss may cost that much; kill -9 nothing); "
+        "0: fsync every batch before accepting it",
+    )
+    dead_letter_file: str = key(
+        _PATH, "", "NDJSON file for rejected documents (default: dead-letter.ndjson in spool_dir)"
+    )
+    dead_letter_max_bytes: int = key(
+        k.size(1), "100MiB", "dead-letter file cap; beyond it rejections are only counted"
+    )
+    retention: str = key(
+        k.string('an Elasticsearch time unit, e.g. "30d" or "12h"', k.is_time_unit),
+        "",
+        "data stream lifecycle retention set by the index template (empty: keep forever)",
+    )
+    max_retries: int = key(
+        k.integer(0), 5, "attempts before Elasticsearch is reported down (retries never stop)"
+    )
 
 
 @dataclass(frozen=True)

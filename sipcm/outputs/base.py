@@ -28,7 +28,9 @@ def ndjson_bytes(doc: dict[str, Any]) -> bytes:
 
 @runtime_checkable
 class Output(Protocol):
-    """An event sink. `counters` holds at least `published` (events written) and `write_errors`."""
+    """An event sink. `counters` holds at least `published` (events written) and `write_errors`,
+    and `dropped` for events lost. Optional: `name` (for summaries) and `pending` (accepted
+    events not delivered yet, e.g. on the Elasticsearch output's disk queue)."""
 
     counters: Counter[str]
 

@@ -113,6 +113,8 @@ def pretty_line(doc: dict[str, Any]) -> str:
 class ConsoleOutput:
     """Writes events to a text stream, NDJSON or pretty lines; flushes after every batch."""
 
+    name = "console"
+
     def __init__(
         self,
         stream: TextIO | None = None,

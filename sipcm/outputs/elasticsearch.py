@@ -1,62 +1,101 @@
-"""Elasticsearch output: bulk `create` into a data stream, with retries and an on-disk spool.
+"""Elasticsearch output: bulk `create` into a data stream through a write-ahead disk queue.
 
-Input: lists of ECS event dicts from the pipeline (`write`). Output: `_bulk` requests through
-the official client, sent by one background thread in batches of `batch_size` at least every
-`flush_interval_s`. Events are JSON-encoded in `write()` (so later changes by the caller do not
-matter) and kept in a bounded queue; the oldest spill to the spool (`spool.py`) when it is full
-and everything is spooled when Elasticsearch stays down beyond the retry budget or at `close()`.
-Delivery order is kept: spooled events are always older than queued ones and are sent first.
-Whole-request 429/5xx/connection errors and per-item 429/5xx are retried with capped
-exponential backoff; items rejected with other 4xx (mapping errors) are counted as dropped and
-logged, never retried. On the first successful connection it checks the server (`info()`, the
-client verifies the X-Elastic-Product header) and installs the index template.
-It never blocks `write()` on the network and never loses an accepted event silently: each one
-ends up published, spooled or counted under `dropped`.
+Input: lists of ECS event dicts from the pipeline (`write`), or already encoded NDJSON lines
+(`write_lines`). Output: `_bulk` requests through the official client, sent by one background
+thread in batches of `batch_size` at least every `flush_interval_s`.
+
+Delivery: `write()` encodes the events and appends them to the disk queue (`spool.py`) with one
+write before it returns (fsync: every batch, or at most `spool_fsync_interval_s` later); the
+sender reads batches from the queue and acknowledges them only once Elasticsearch has settled
+every document, so an outage,
+a kill -9 or a restart loses no accepted event (the next start resends what is left). Each
+document carries a deterministic `_id` (`doc_id`, a hash of its encoded bytes) and is sent with
+`create`: a resend of a document Elasticsearch already has (a bulk answered after the client
+timeout, a restart before the ack pointer moved) is answered 409 and counted as published and
+`already_indexed`, never indexed twice. Whole-request 429/5xx/401/403/404/connection errors
+and per-item 429/5xx are retried with capped exponential backoff, forever (`max_retries` only
+decides when `flush()` stops waiting and the output reports Elasticsearch as down); items
+rejected with another 4xx (mapping errors) go to the dead-letter file with the error
+(`deadletter.py`). On the first successful connection it checks the server (`info()`, the client
+verifies the X-Elastic-Product header) and installs the index template unless a newer or
+user-changed one is there (`es_setup.install_template`). `write()` never waits for the network.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import logging
 import random
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from typing import Any
 from urllib.parse import quote
 
+import orjson
 from elasticsearch import ApiError, TransportError, UnsupportedProductError
 
-from sipcm.outputs.es_settings import check_settings, host_url, make_client, template_for
-from sipcm.outputs.spool import Spool, SpoolBatch
+from sipcm.outputs.deadletter import DeadLetter
+from sipcm.outputs.es_settings import (
+    ACCEPT,
+    NDJSON_HEADERS,
+    check_settings,
+    host_url,
+    make_client,
+    template_for,
+)
+from sipcm.outputs.es_setup import install_template
+from sipcm.outputs.spool import Spool
 
 log = logging.getLogger(__name__)
 
-_ACTION = b'{"create":{}}\n'
-# The v9 client asks for REST compatibility with 9, which Elasticsearch 8 refuses (400
-# media_type_header_exception); 8 is understood by both 8.x and 9.x, so requests pin it.
-_ACCEPT = {"accept": "application/vnd.elasticsearch+json; compatible-with=8"}
-_JSON_HEADERS = {
-    **_ACCEPT,
-    "content-type": "application/vnd.elasticsearch+json; compatible-with=8",
-}
-_NDJSON_HEADERS = {
-    **_ACCEPT,
-    "content-type": "application/vnd.elasticsearch+x-ndjson; compatible-with=8",
-}
-# ASCII-only output: lone surrogates from odd SIP bytes stay valid JSON escapes.
-_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False, check_circular=False).encode
+# The slow path for what orjson refuses (lone surrogates from odd SIP bytes): ASCII-only
+# output, where they stay valid JSON escapes.
+_encode_ascii = json.JSONEncoder(
+    separators=(",", ":"), allow_nan=False, check_circular=False
+).encode
 # Whole-request statuses worth retrying: throttling, server trouble, and auth/routing problems
 # an operator fixes while we keep the events (401/403/404 would otherwise drop everything).
 _RETRY_STATUS = frozenset({401, 403, 404, 408, 429})
+_CONFLICT = 409  # `create` of an `_id` the index already has: delivered before
 
 
 def _retryable(status: int) -> bool:
     return status >= 500 or status in _RETRY_STATUS
 
 
+def encode_event(doc: dict[str, Any]) -> bytes:
+    """The document as one compact JSON line (no newline): what is queued, sent and hashed.
+    orjson (about 1.5 us for an event) unless the document holds a lone surrogate, which only
+    the standard library's ASCII-escaping encoder can write (about 12 us). Raises TypeError or
+    ValueError for what is not JSON (orjson writes NaN as null)."""
+    try:
+        return orjson.dumps(doc)
+    except TypeError:
+        return _encode_ascii(doc).encode()
+
+
+def doc_id(line: bytes) -> bytes:
+    """The document's `_id`: 20 URL-safe base64 characters of a BLAKE2b-120 digest of its encoded
+    bytes. Two documents share an id only when they are byte-identical, i.e. the same event
+    (same @timestamp to the nanosecond, action, Call-ID, addresses, ...); the same event resent
+    after a timeout or a restart, or the same capture replayed again, keeps its id."""
+    return base64.urlsafe_b64encode(hashlib.blake2b(line, digest_size=15).digest())
+
+
+def bulk_body(lines: list[bytes]) -> bytes:
+    """`_bulk` NDJSON: a `create` action with the document's `_id` before each document."""
+    return b"".join(
+        b'{"create":{"_id":"' + doc_id(line) + b'"}}\n' + line + b"\n" for line in lines
+    )
+
+
 class ElasticsearchOutput:
     """Ships events to an Elasticsearch data stream; see the module docstring."""
+
+    name = "elasticsearch"
 
     def __init__(
         self,
@@ -72,11 +111,14 @@ class ElasticsearchOutput:
         verify_certs: bool = True,
         batch_size: int = 500,
         flush_interval_s: float = 1.0,
-        queue_size: int = 10000,
         spool_dir: str = "/var/lib/sipcm/spool",
         spool_max_bytes: int = 1 << 30,
+        spool_fsync_interval_s: float = 1.0,
+        dead_letter_file: str | None = None,
+        dead_letter_max_bytes: int = 100 << 20,
         max_retries: int = 5,
         template: dict[str, Any] | None = None,
+        retention: str | None = None,
         retry_backoff_s: float = 0.5,
         retry_backoff_max_s: float = 30.0,
         request_timeout_s: float = 10.0,
@@ -85,60 +127,75 @@ class ElasticsearchOutput:
         hosts = [host_url(h) for h in hosts or ()]
         check_settings(
             hosts, data_stream, api_key, username, ca_file, fingerprint,
-            batch_size=batch_size, queue_size=queue_size, flush_interval_s=flush_interval_s,
-            max_retries=max_retries,
+            batch_size=batch_size, flush_interval_s=flush_interval_s, max_retries=max_retries,
         )  # fmt: skip
         self.counters = counters
         self.data_stream = data_stream
         self._bulk_path = f"/{quote(data_stream, safe='')}/_bulk"
         self.batch_size = batch_size
         self.flush_interval_s = flush_interval_s
-        self.queue_size = queue_size
         self.max_retries = max_retries
         self.retry_backoff_s = retry_backoff_s
         self.retry_backoff_max_s = retry_backoff_max_s
         self.request_timeout_s = request_timeout_s
         self.flush_timeout_s = flush_timeout_s
-        self.template_name, self.template = template_for(data_stream, template)
+        self.template_name, self.template = template_for(data_stream, template, retention)
         self._client = make_client(
             hosts, api_key, username, password, ca_file, fingerprint, verify_certs,
             request_timeout_s,
         )  # fmt: skip
-        self._spool = Spool(spool_dir, max_bytes=spool_max_bytes, counters=counters)
-        self._queue: deque[bytes] = deque()
+        self._spool = Spool(
+            spool_dir,
+            max_bytes=spool_max_bytes,
+            counters=counters,
+            fsync_interval_s=spool_fsync_interval_s,
+        )
+        self._dead = DeadLetter(
+            dead_letter_file or f"{spool_dir}/dead-letter.ndjson",
+            max_bytes=dead_letter_max_bytes,
+            counters=counters,
+        )
         self._cond = threading.Condition()
-        self._inflight = 0  # events taken by the sender and not yet settled
         self._stopping = False
         self._flushing = False
         self._closed = False
         self._ready = False  # server verified and template handled
-        self._down = False  # the last batch exhausted its retries; cleared by any success
+        self._down = False  # the head batch exhausted its retries; cleared by any success
         self._streak = 0  # consecutive failed attempts, drives the backoff
+        # Head batch bookkeeping, so a retried batch resends only its unsettled documents.
+        self._head: tuple[int, int] | None = None
+        self._head_done: set[int] = set()
         self._logged: Counter[str] = Counter()
         self._thread = threading.Thread(target=self._run, name="sipcm-es-output", daemon=True)
         self._thread.start()
 
     # -- Output protocol ----------------------------------------------------------------------
 
+    @property
+    def pending(self) -> int:
+        """Accepted events on disk that Elasticsearch has not acknowledged yet."""
+        return self._spool.pending
+
     def write(self, events: list[dict[str, Any]]) -> None:
-        """Queue `events` (encoded now); the oldest spill to the spool when the queue is full."""
+        """Encode `events` and queue them on disk (returns once they are written)."""
         lines = []
         for ev in events:
             try:
-                lines.append(_encode(ev).encode())
+                lines.append(encode_event(ev))
             except (TypeError, ValueError, RecursionError) as e:
                 self._drop(1, "unserializable", str(e))
+        self.write_lines(lines)
+
+    def write_lines(self, lines: list[bytes]) -> None:
+        """Queue already encoded documents (one compact JSON object per line, no newline)."""
+        if not lines:
+            return
         with self._cond:
             if self._closed:
                 self._drop(len(lines), "closed", "write() after close()")
                 return
-            self._queue.extend(lines)
-            over = len(self._queue) - self.queue_size
-            if over > 0:
-                # Spill the oldest, at least a batch, so the spool stays older than the queue.
-                n = min(len(self._queue), max(over, self.batch_size))
-                self._spool.append([self._queue.popleft() for _ in range(n)])
-            if len(self._queue) >= self.batch_size:
+            self._spool.append(lines)
+            if self._spool.pending >= self.batch_size:
                 self._cond.notify_all()
 
     def flush(self) -> None:
@@ -147,7 +204,7 @@ class ElasticsearchOutput:
         with self._cond:
             self._flushing = True
             self._cond.notify_all()
-            while (self._queue or self._spool or self._inflight) and self._thread.is_alive():
+            while self._spool.pending and self._thread.is_alive():
                 left = deadline - time.monotonic()
                 if self._down or left <= 0:
                     break
@@ -155,7 +212,7 @@ class ElasticsearchOutput:
             self._flushing = False
 
     def close(self) -> None:
-        """Flush, stop the sender and spool whatever is unsent; the next start resends it."""
+        """Flush and stop the sender; what is unsent stays on disk for the next start."""
         if self._closed:
             return
         self.flush()
@@ -165,10 +222,15 @@ class ElasticsearchOutput:
         self._thread.join(self.request_timeout_s + 5)
         with self._cond:
             self._closed = True
-            self._spool.append(list(self._queue))
-            self._queue.clear()
             self._spool.close()
+            self._dead.close()
         self._client.close()
+        if self._spool.pending:
+            log.warning(
+                "Elasticsearch output: %d event(s) not yet delivered stay queued in %s; "
+                "the next start sends them",
+                self._spool.pending, self._spool.dir,
+            )  # fmt: skip
 
     # -- sender thread ------------------------------------------------------------------------
 
@@ -184,178 +246,166 @@ class ElasticsearchOutput:
             except Exception:  # the sender must outlive any surprise (disk, odd answers)
                 log.exception("Elasticsearch output: unexpected error; retrying")
                 self.counters["sender_errors"] += 1
-                with self._cond:
-                    self._inflight = 0
                 self._streak += 1
                 self._backoff()
 
     def _step(self) -> None:
+        if self._down and not self._backoff():
+            return
         if not self._ready and not self._connect():
             self._streak += 1
             if self._streak > self.max_retries:
-                self._give_up([])
+                self._set_down()
             self._backoff()
             return
         self._drain()
 
     def _due(self) -> bool:
-        if len(self._queue) >= self.batch_size:
+        if self._spool.pending >= self.batch_size:
             return True
-        return self._flushing and bool(self._queue or self._spool) and not self._down
+        return self._flushing and bool(self._spool.pending) and not self._down
 
     def _drain(self) -> None:
-        """Send spool then queue, batch by batch, until empty or a batch cannot be delivered."""
+        """Send the queue head batch by batch until empty or a batch cannot be delivered."""
         while not self._stopping:
-            lines, token = self._take()
-            if not lines:
+            batch = self._spool.peek(self.batch_size)
+            if batch is None:
                 return
+            if (batch.seg_id, batch.start) != self._head:
+                self._head, self._head_done = (batch.seg_id, batch.start), set()
+            todo = [i for i in range(len(batch.lines)) if i not in self._head_done]
             try:
-                rest = self._send(lines)
-            except Exception:  # keep the batch: it is spooled like any undeliverable one
+                settled = self._send(batch.lines, todo)
+            except Exception:  # keep the batch on disk: it is retried like any failure
                 log.exception("Elasticsearch output: unexpected error while sending")
                 self.counters["sender_errors"] += 1
-                rest = lines
-            with self._cond:
-                if token is not None and len(rest) == len(lines):
-                    self._spool.release(token)
-                else:
-                    self._spool.prepend(rest)  # older than anything spooled or queued
-                    if token is not None:
-                        self._spool.ack(token)
-                self._inflight = 0
-                self._cond.notify_all()
-            if rest:
-                self._give_up(rest)
+                settled = False
+            if not settled:
+                self._spool.release(batch)
+                self._set_down()
                 return
+            self._spool.ack(batch)
+            self._head = None
+            with self._cond:
+                self._cond.notify_all()
 
-    def _take(self) -> tuple[list[bytes], SpoolBatch | None]:
-        with self._cond:
-            while self._spool:
-                batch = self._spool.peek(self.batch_size)
-                if batch is None:
-                    break
-                if batch.lines:
-                    self._inflight = len(batch.lines)
-                    return batch.lines, batch
-                self._spool.ack(batch)  # only blank lines
-            n = min(self.batch_size, len(self._queue))
-            self._inflight = n
-            return [self._queue.popleft() for _ in range(n)], None
-
-    def _send(self, lines: list[bytes]) -> list[bytes]:
-        """Bulk `lines` with retries; return those still failing when the budget is spent."""
+    def _send(self, lines: list[bytes], todo: list[int]) -> bool:
+        """Bulk the `todo` documents of `lines` with retries; True once all are settled."""
         attempt = 0
-        while True:
-            retry = self._bulk_once(lines)
+        while todo:
+            retry = self._bulk_once(lines, todo)
             if not retry:
-                self._streak = 0
-                self._down = False
-                return []
+                break
             self._streak += 1
             attempt += 1
             if attempt > self.max_retries or self._stopping or not self._backoff():
-                return retry
+                n = self._spool.pending
+                self._note("down", f"Elasticsearch unavailable; {n} event(s) wait on disk")
+                return False
             self.counters["retried"] += len(retry)
-            lines = retry
+            todo = retry
+        self._streak = 0
+        self._down = False
+        return True
 
-    def _bulk_once(self, lines: list[bytes]) -> list[bytes]:
-        """One `_bulk` request; return the lines to retry (others published or dropped)."""
-        body = b"".join(_ACTION + line + b"\n" for line in lines)
+    def _bulk_once(self, lines: list[bytes], todo: list[int]) -> list[int]:
+        """One `_bulk` request for `todo`; return the indices to retry. The others are settled
+        (published, already indexed or dead-lettered) and recorded in `_head_done`."""
         self.counters["bulk_requests"] += 1
         try:
             resp = self._client.perform_request(
-                "POST", self._bulk_path, headers=_NDJSON_HEADERS, body=body
-            )
+                "POST", self._bulk_path, headers=NDJSON_HEADERS,
+                body=bulk_body([lines[i] for i in todo]),
+            )  # fmt: skip
         except ApiError as e:
             self.counters["bulk_errors"] += 1
             if _retryable(e.meta.status):
                 self._note("bulk", f"bulk request failed: HTTP {e.meta.status} {e.message}")
-                return lines
-            self._drop(len(lines), "rejected", f"bulk request HTTP {e.meta.status}: {e.message}")
+                return todo
+            error = {"type": "bulk_request_rejected", "reason": str(e.message)}
+            for i in todo:
+                self._reject(lines[i], e.meta.status, error)
             return []
         except TransportError as e:
             self.counters["bulk_errors"] += 1
             self._note("bulk", f"bulk request failed: {e}")
-            return lines
-        return self._items(lines, resp.body)
+            return todo
+        return self._items(lines, todo, resp.body)
 
-    def _items(self, lines: list[bytes], body: Any) -> list[bytes]:
+    def _items(self, lines: list[bytes], todo: list[int], body: Any) -> list[int]:
         items = (body.get("items") or []) if isinstance(body, dict) else []
-        if len(items) == len(lines) and not body.get("errors"):
-            self.counters["published"] += len(lines)
-            return []
-        self.counters["bulk_errors"] += 1
-        retry: list[bytes] = []
-        ok = 0
-        for line, item in zip(lines, items, strict=False):
+        if body.get("errors") if isinstance(body, dict) else True:
+            self.counters["bulk_errors"] += 1
+        retry: list[int] = []
+        ok = dup = 0
+        for i, item in zip(todo, items, strict=False):
             res = next(iter(item.values()), {}) if isinstance(item, dict) else {}
             status = int(res.get("status", 500))
             if status < 300:
                 ok += 1
+            elif status == _CONFLICT:
+                dup += 1
             elif status == 429 or status >= 500:
-                retry.append(line)
+                retry.append(i)
+                continue
             else:
-                err = res.get("error") or {}
-                reason = f"{err.get('type', status)}: {err.get('reason', '')}"
-                self._drop(1, "rejected", f"document rejected with HTTP {status}: {reason}")
-        if len(items) < len(lines):  # malformed answer: resend what it did not cover
-            self._note("items", f"bulk answer covers {len(items)} of {len(lines)} items")
-            retry.extend(lines[len(items) :])
-        self.counters["published"] += ok
+                self._reject(lines[i], status, res.get("error") or {})
+            self._head_done.add(i)
+        if len(items) < len(todo):  # malformed answer: resend what it did not cover
+            self._note("items", f"bulk answer covers {len(items)} of {len(todo)} items")
+            retry.extend(todo[len(items) :])
+        self.counters["published"] += ok + dup
+        self.counters["already_indexed"] += dup
         return retry
+
+    def _reject(self, line: bytes, status: int, error: Any) -> None:
+        """A document Elasticsearch refuses for good: to the dead-letter file."""
+        err = error if isinstance(error, dict) else {"reason": str(error)}
+        self._dead.write(line, doc_id(line).decode(), self.data_stream, status, err)
+        reason = f"{err.get('type', status)}: {err.get('reason', '')}"
+        self._note("rejected", f"document rejected with HTTP {status} ({reason}); dead-lettered")
 
     def _connect(self) -> bool:
         """Verify the server and install the template; False on a failure worth retrying."""
         try:
-            info = self._client.perform_request("GET", "/", headers=_ACCEPT)
+            info = self._client.perform_request("GET", "/", headers=ACCEPT)
             version = info.body.get("version", {}).get("number", "?")
             log.info("connected to Elasticsearch %s", version)
-            self._install_template()
+            result = install_template(self._client, self.template_name, self.template)
         except UnsupportedProductError as e:
             self.counters["connect_errors"] += 1
             self._note("connect", f"server is not Elasticsearch: {e.message}")
             return False
-        except (ApiError, TransportError) as e:
+        except ApiError as e:
+            if _retryable(e.meta.status) and e.meta.status not in (401, 403):
+                self.counters["connect_errors"] += 1
+                self._note("connect", f"cannot reach Elasticsearch: {e}")
+                return False
+            # Keep shipping: the data stream still gets the built-in logs-*-* template.
+            self.counters["template_errors"] += 1
+            log.warning(
+                "cannot install index template %s (HTTP %s: %s); the API key or user needs "
+                "the manage_index_templates privilege, or run `sipcm setup` as a user who has it",
+                self.template_name, e.meta.status, e.message,
+            )  # fmt: skip
+        except TransportError as e:
             self.counters["connect_errors"] += 1
             self._note("connect", f"cannot reach Elasticsearch: {e}")
             return False
+        else:
+            self.counters[f"template_{result.action}"] += 1
+            log.log(
+                logging.WARNING if result.action == "kept" else logging.INFO,
+                "index template %s: %s", self.template_name, result.reason,
+            )  # fmt: skip
         self._ready = True
         self._streak = 0
         return True
 
-    def _install_template(self) -> None:
-        try:
-            self._client.perform_request(
-                "PUT",
-                f"/_index_template/{quote(self.template_name, safe='')}",
-                headers=_JSON_HEADERS,
-                body=self.template,
-            )
-        except ApiError as e:
-            if _retryable(e.meta.status) and e.meta.status not in (401, 403):
-                raise
-            # Keep shipping: the data stream still gets the built-in logs-*-* template.
-            self.counters["template_errors"] += 1
-            log.warning(
-                "cannot install index template %s (HTTP %s: %s); "
-                "the API key or user needs the manage_index_templates privilege",
-                self.template_name, e.meta.status, e.message,
-            )  # fmt: skip
-            return
-        self.counters["template_installed"] += 1
-        log.info("installed index template %s", self.template_name)
-
-    def _give_up(self, rest: list[bytes]) -> None:
-        """Elasticsearch stays down: move the queue to disk so a crash or close loses nothing."""
+    def _set_down(self) -> None:
         with self._cond:
             self._down = True
-            if self._queue:
-                self._spool.append(list(self._queue))
-                self._queue.clear()
-            self._spool.sync()
             self._cond.notify_all()
-        if rest:
-            self._note("down", f"Elasticsearch unavailable; {len(rest)} event(s) spooled")
 
     def _backoff(self) -> bool:
         """Sleep the capped exponential backoff; False if stopping interrupted it."""
@@ -370,7 +420,7 @@ class ElasticsearchOutput:
     def _drop(self, n: int, kind: str, reason: str) -> None:
         if n <= 0:
             return
-        with self._cond:  # the spool counts drops too, under this lock, from both threads
+        with self._cond:
             self.counters["dropped"] += n
             self.counters["write_errors"] += n
             self.counters[f"dropped_{kind}"] += n

@@ -19,6 +19,18 @@ from sipcm.events.template import index_template
 
 log = logging.getLogger("sipcm.outputs.elasticsearch")
 
+# The v9 client asks for REST compatibility with 9, which Elasticsearch 8 refuses (400
+# media_type_header_exception); 8 is understood by both 8.x and 9.x, so requests pin it.
+ACCEPT = {"accept": "application/vnd.elasticsearch+json; compatible-with=8"}
+JSON_HEADERS = {
+    **ACCEPT,
+    "content-type": "application/vnd.elasticsearch+json; compatible-with=8",
+}
+NDJSON_HEADERS = {
+    **ACCEPT,
+    "content-type": "application/vnd.elasticsearch+x-ndjson; compatible-with=8",
+}
+
 
 def make_client(
     hosts: list[str],
@@ -69,6 +81,14 @@ def host_url(host: str) -> str:
     return parts.geturl()
 
 
+def display_url(host: str) -> str:
+    """`host_url(host)` with any user:password in it masked, for messages."""
+    parts = urlsplit(host_url(host))
+    if "@" not in parts.netloc:
+        return parts.geturl()
+    return parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]).geturl()
+
+
 def check_settings(
     hosts: list[str],
     data_stream: str,
@@ -107,8 +127,6 @@ def check_settings(
         low = 0 if name == "max_retries" else 1e-9
         if value < low:
             raise SipcmError(f"{sec}.{name} must be positive, got {value}")
-    if numbers["queue_size"] < numbers["batch_size"]:
-        raise SipcmError(f"{sec}.queue_size must be at least batch_size")
 
 
 def _valid_stream(name: str) -> bool:
@@ -121,13 +139,17 @@ def _valid_stream(name: str) -> bool:
     )
 
 
-def template_for(data_stream: str, template: dict[str, Any] | None) -> tuple[str, dict[str, Any]]:
-    """Template name and body for `data_stream` (type-dataset-namespace: one per dataset)."""
+def template_for(
+    data_stream: str, template: dict[str, Any] | None = None, retention: str | None = None
+) -> tuple[str, dict[str, Any]]:
+    """Template name and body for `data_stream` (type-dataset-namespace: one per dataset);
+    `retention` (an Elasticsearch time unit such as 30d, None to keep forever) goes into the
+    data stream lifecycle."""
     parts = data_stream.split("-")
     prefix = "-".join(parts[:-1]) if len(parts) >= 3 else data_stream
     pattern = f"{prefix}-*" if len(parts) >= 3 else data_stream
     if template is None:
-        return prefix, index_template(pattern)
+        return prefix, index_template(pattern, name=prefix, retention=retention)
     body = dict(template)
     body.setdefault("index_patterns", [pattern])
     body.setdefault("data_stream", {})

@@ -21,6 +21,8 @@ class FileOutput:
     """NDJSON file with size-based rotation; counters `published`, `rotations`, `write_errors`,
     `dropped` (events lost to a write error)."""
 
+    name = "file"
+
     def __init__(
         self,
         path: str | os.PathLike[str],

@@ -22,8 +22,12 @@ def sipcm(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.parametrize(
-    "cmd", [[], ["replay"], ["attach"], ["detach"], ["doctor"], ["config"], ["config-keys"]]
-)
+    "cmd",
+    [
+        [], ["replay"], ["attach"], ["detach"], ["doctor"], ["config"], ["config-keys"],
+        ["setup"], ["export"], ["export", "template"], ["test"], ["test", "output"],
+    ],
+)  # fmt: skip
 def test_help_everywhere(cmd: list[str]) -> None:
     res = sipcm(*cmd, "--help")
     assert res.returncode == 0, res.stderr

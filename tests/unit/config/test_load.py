@@ -61,7 +61,9 @@ def test_defaults():
         ("http://127.0.0.1:9200",),
         "logs-sipcm.sip-default",
     )
-    assert (es.batch_size, es.flush_interval, es.queue_size, es.max_retries) == (500, 1.0, 10000, 5)
+    assert (es.batch_size, es.flush_interval, es.spool_fsync_interval, es.max_retries) == (
+        500, 1.0, 1.0, 5
+    )  # fmt: skip
     assert (es.spool_dir, es.spool_max_bytes, es.verify_certs) == (
         "/var/lib/sipcm/spool",
         1024**3,
@@ -507,7 +509,7 @@ def test_file_shape_errors(tmp_path, text, message, hint):
 def test_describe_lists_every_key_once():
     docs = key_docs()
     paths = [d.path for d in docs]
-    assert len(paths) == len(set(paths)) == 63
+    assert len(paths) == len(set(paths)) == 66
     text = describe()
     for doc in docs:
         assert f"{doc.path} (default: {doc.default})\n    {doc.help}; " in text + "\n"

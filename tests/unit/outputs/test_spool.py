@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import errno
-import io
+import os
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -49,8 +50,10 @@ def test_append_peek_ack_in_order(tmp_path: Path) -> None:
     sp.ack(b2)
     assert sp.peek(2) is None
     assert not sp
+    # The open segment stays for the next appends while the sensor runs; close removes it.
+    sp.close()
     assert segments(tmp_path) == []
-    assert c == Counter(spooled=3, unspooled=3)
+    assert c == Counter(spooled=3, unspooled=3, fsyncs=1)
 
 
 def test_many_segments_keep_order(tmp_path: Path) -> None:
@@ -60,15 +63,43 @@ def test_many_segments_keep_order(tmp_path: Path) -> None:
         sp.append(lines(i, i + 3))
     assert len(segments(tmp_path)) == 10  # 30 bytes each: every append seals one
     assert drain(sp, 2) == lines(0, 30)
-    assert c == Counter(spooled=30, unspooled=30)
+    assert c == Counter(spooled=30, unspooled=30, fsyncs=10)
 
 
-def test_prepend_goes_first(tmp_path: Path) -> None:
-    sp = Spool(tmp_path, max_bytes=1 << 20, counters=Counter())
-    sp.append(lines(2, 4))
-    sp.prepend(lines(0, 2))
-    sp.append(lines(4, 5))
-    assert drain(sp) == lines(0, 5)
+def test_append_is_one_write_and_one_fsync(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    calls: list[str] = []
+    real_write, real_fsync = os.write, os.fsync
+    monkeypatch.setattr(os, "write", lambda fd, b: calls.append("write") or real_write(fd, b))
+    monkeypatch.setattr(os, "fsync", lambda fd: calls.append("fsync") or real_fsync(fd))
+    c: Counter[str] = Counter()
+    sp = Spool(tmp_path, max_bytes=1 << 20, counters=c)
+    calls.clear()
+    sp.append(lines(0, 500))
+    sp.append(lines(500, 600))
+    # The first append also creates the segment (and syncs the directory entry).
+    assert calls == ["fsync", "write", "fsync", "write", "fsync"]
+    assert c["fsyncs"] == 2
+    assert sp.pending == 600
+
+
+def test_fsync_interval_syncs_from_its_own_thread(tmp_path: Path) -> None:
+    c: Counter[str] = Counter()
+    sp = Spool(tmp_path, max_bytes=1 << 20, counters=c, fsync_interval_s=0.3)
+    sp.append(lines(0, 3))
+    sp.append(lines(3, 6))
+    assert c["fsyncs"] == 0  # appends do not wait for the disk
+    sp.sync_due()  # not due yet
+    assert c["fsyncs"] == 0
+    deadline = time.monotonic() + 5
+    while c["fsyncs"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert c["fsyncs"] == 1  # one fsync covers both appends
+    time.sleep(0.7)
+    assert c["fsyncs"] == 1  # nothing new written, nothing to sync
+    sp.close()
+    assert c["fsyncs"] == 1
 
 
 def test_restart_resends_only_unacked(tmp_path: Path) -> None:
@@ -78,19 +109,19 @@ def test_restart_resends_only_unacked(tmp_path: Path) -> None:
     b = sp.peek(2)
     assert b is not None
     sp.ack(b)
+    assert (tmp_path / "ack").read_text() == f"1 {b.end}\n"
     sp.close()
     c2: Counter[str] = Counter()
     sp2 = Spool(tmp_path, max_bytes=1 << 20, counters=c2)
-    assert sp2
+    assert sp2.pending == 3
     assert drain(sp2) == lines(2, 5)
     assert c2 == Counter(unspooled=3)
-    sp2.close()
     assert segments(tmp_path) == []
-    assert [p.name for p in tmp_path.iterdir()] == [".lock"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock", "ack"]
 
 
 def test_torn_last_line_is_trimmed(tmp_path: Path) -> None:
-    seg = tmp_path / f"seg-{10**15:020d}.ndjson"
+    seg = tmp_path / f"seg-{1:020d}.ndjson"
     seg.write_bytes(b'{"n":000}\n{"n":001}\n{"n":0')
     c: Counter[str] = Counter()
     sp = Spool(tmp_path, max_bytes=1 << 20, counters=c)
@@ -130,7 +161,7 @@ def test_oversized_append_keeps_the_newest(tmp_path: Path) -> None:
     c: Counter[str] = Counter()
     sp = Spool(tmp_path, max_bytes=50, counters=c)
     sp.append(lines(0, 8))
-    assert c == Counter(spooled=5, dropped=3, dropped_spool_full=3, write_errors=3)
+    assert c == Counter(spooled=5, dropped=3, dropped_spool_full=3, write_errors=3, fsyncs=1)
     assert drain(sp) == lines(3, 8)
 
 
@@ -149,12 +180,22 @@ def test_unusable_directory(tmp_path: Path) -> None:
 
 
 def test_disk_error_counts_lost_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    class Full(io.BytesIO):
-        def write(self, b: object) -> int:
-            raise OSError(errno.ENOSPC, "No space left on device")
-
     c: Counter[str] = Counter()
     sp = Spool(tmp_path, max_bytes=1000, counters=c)
-    monkeypatch.setattr(sp, "_open_tail", lambda: (1, Full()))
-    sp.append(lines(0, 3))  # counted, not raised: the output's sender must keep going
-    assert c == Counter(dropped=3, write_errors=3, dropped_spool_error=3)
+    sp.append(lines(0, 2))
+    real_write = os.write
+    calls = {"n": 0}
+
+    def full(fd: int, data: bytes) -> int:
+        calls["n"] += 1
+        if calls["n"] == 1:  # a partial write, then the disk is full
+            return real_write(fd, data[:7])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", full)
+    assert sp.append(lines(2, 5)) == 0  # counted, not raised: the sender must keep going
+    monkeypatch.setattr(os, "write", real_write)
+    assert c == Counter(dropped=3, write_errors=3, dropped_spool_error=3, spooled=2, fsyncs=1)
+    # The torn bytes were cut off: the queue holds whole lines only and takes more.
+    sp.append(lines(5, 6))
+    assert drain(sp) == lines(0, 2) + lines(5, 6)
