@@ -24,56 +24,71 @@ from sipcm.sip.nameaddr import aor_of, cached_name_addr
 _CALL_ID = re.compile(rb"\n(?:call-id|i)[ \t]*:([^\n]*)", re.IGNORECASE)
 _TO = re.compile(rb"\n(?:to|t)[ \t]*:([^\n]*)", re.IGNORECASE)
 _CSEQ = re.compile(rb"\ncseq[ \t]*:([^\n]*)", re.IGNORECASE)
-_METHOD = re.compile(rb"([A-Za-z]{1,32}) ")
 # str.strip()'s ASCII whitespace (bytes.strip() leaves out \x1c-\x1f).
 _WS = b" \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"
 _REGISTER = b"REGISTER"
 _RESPONSE = b"SIP/2.0 "
+_FOLD = (32, 9)  # SP, HT: a line starting with one continues the previous line
 
 
-def shard_key(data: bytes) -> str | None:
-    """The shard key of a payload ("c:" + Call-ID, or "r:" + AOR for REGISTER), or None when
-    the layout needs the full parser to be sure (a None is never a claim that it is not SIP)."""
+def _value(data: bytes, m: re.Match[bytes]) -> bytes | None:
+    """A header value as the parser keeps it; None if the line is folded or not ASCII."""
+    nxt = m.end() + 1
+    if nxt < len(data) and data[nxt] in _FOLD:
+        return None
+    value = m.group(1).strip(_WS)
+    return value if value.isascii() else None
+
+
+def shard_key(data: bytes) -> bytes | None:
+    """The shard key of a payload (Call-ID, or for REGISTER the To AOR, as bytes), or None
+    when the layout needs the full parser to be sure (None never claims it is not SIP).
+
+    Only the lines read are checked: an ASCII value decodes the same whether the parser
+    takes the block as UTF-8 or Latin-1, and a bare-LF blank line before a header makes the
+    message a parse error (no key needed) or leaves the first match the parser's too."""
     if not data[:1].isupper():
         return None  # leading CRLF keep-alives, a lower-case method, not SIP at all
     end = data.find(b"\n\r\n")
     if end < 0:
         return None
-    head = data[:end]
-    if not head.isascii() or b"\n\n" in head or b"\n " in head or b"\n\t" in head:
-        return None  # decoding, bare-LF blank lines and folding: leave them to the parser
-    m = _CALL_ID.search(head)
+    m = _CALL_ID.search(data, 0, end)
     if m is None:
         return None
-    call_id = m.group(1).strip(_WS)
-    if data.startswith(_RESPONSE):
-        cs = _CSEQ.search(head)
+    call_id = _value(data, m)
+    if not call_id:
+        return None
+    if data[:4].upper() == b"SIP/":
+        if not data.startswith(_RESPONSE):
+            return None  # a status line the parser splits its own way
+        cs = _CSEQ.search(data, 0, end)
         if cs is None:
             return None
         parts = cs.group(1).split()
         register = len(parts) == 2 and parts[1].upper() == _REGISTER
     else:
-        method = _METHOD.match(data)
-        if method is None:
-            return None
-        register = method.group(1).upper() == _REGISTER
+        register = data[:8].upper() == _REGISTER
+        if register and data[8:9] != b" ":
+            if data[8:9].isspace() or data[8:9] in (b"\x1c", b"\x1d", b"\x1e", b"\x1f"):
+                return None  # the parser would split the start line on this blank too
+            register = False  # a longer method name
     if not register:
-        return "c:" + call_id.decode("ascii") if call_id else None
-    to = _TO.search(head)
+        return call_id
+    to = _TO.search(data, 0, end)
     if to is None:
         return None
-    na = cached_name_addr(to.group(1).strip(_WS).decode("ascii"))
-    return "r:" + aor_of(na.uri) if na is not None else None
+    value = _value(data, to)
+    na = cached_name_addr(value.decode("ascii")) if value is not None else None
+    return aor_of(na.uri).encode() if na is not None else None
 
 
-def message_shard_key(msg: SipMessage) -> str:
+def message_shard_key(msg: SipMessage) -> bytes:
     """The shard key of a parsed message (see the module docstring)."""
     method = msg.method if msg.is_request else msg.cseq_method
-    if method == "REGISTER":
-        return "r:" + aor_of(msg.to.uri)
-    return "c:" + msg.call_id
+    key = aor_of(msg.to.uri) if method == "REGISTER" else msg.call_id
+    return key.encode("utf-8", "surrogateescape")
 
 
-def shard_of(key: str, n: int) -> int:
+def shard_of(key: bytes, n: int) -> int:
     """Worker index of a key among `n` (stable across runs and processes)."""
-    return zlib.crc32(key.encode("utf-8", "surrogateescape")) % n
+    return zlib.crc32(key) % n

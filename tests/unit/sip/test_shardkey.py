@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 from sipcm.sip.message import SipMessage
@@ -35,43 +36,55 @@ REG_200 = (
 )
 
 
-def both(data: bytes) -> tuple[str | None, str]:
+def both(data: bytes) -> tuple[bytes | None, bytes]:
     msg = parse(data)
     assert isinstance(msg, SipMessage)
     return shard_key(data), message_shard_key(msg)
 
 
 def test_call_id_key_is_the_trimmed_value() -> None:
-    assert both(INVITE) == ("c:abc@a.example", "c:abc@a.example")
+    assert both(INVITE) == (b"abc@a.example", b"abc@a.example")
 
 
 def test_register_request_and_reply_share_the_aor_key_across_call_ids() -> None:
     # Different Call-IDs, To written differently (display name, case, params, tag): one AOR.
-    assert both(REGISTER) == ("r:sip:alice@a.example:5060", "r:sip:alice@a.example:5060")
-    assert both(REG_200) == ("r:sip:alice@a.example:5060", "r:sip:alice@a.example:5060")
+    assert both(REGISTER) == (b"sip:alice@a.example:5060", b"sip:alice@a.example:5060")
+    assert both(REG_200) == (b"sip:alice@a.example:5060", b"sip:alice@a.example:5060")
 
 
 def test_a_reply_to_invite_keys_by_call_id() -> None:
     reply = INVITE.replace(b"INVITE sip:bob@b.example SIP/2.0", b"SIP/2.0 180 Ringing")
-    assert both(reply) == ("c:abc@a.example", "c:abc@a.example")
+    assert both(reply) == (b"abc@a.example", b"abc@a.example")
+
+
+def test_mixed_case_and_odd_start_lines_follow_the_parser() -> None:
+    mixed = REGISTER.replace(b"REGISTER sip:", b"ReGiStEr sip:")
+    assert both(mixed) == (b"sip:alice@a.example:5060", b"sip:alice@a.example:5060")
+    tabbed = REGISTER.replace(b"REGISTER sip:", b"REGISTER\tsip:")
+    assert shard_key(tabbed) is None  # the parser splits on the tab: left to it
+    longer = INVITE.replace(b"INVITE sip:", b"REGISTERX sip:")
+    assert shard_key(longer) == b"abc@a.example"
+    status = REG_200.replace(b"SIP/2.0 200", b"SIP/2.0\t200")
+    assert shard_key(status) is None
 
 
 def test_layouts_left_to_the_parser() -> None:
     folded = INVITE.replace(b"Call-ID:   abc@a.example  \r\n", b"Call-ID:\r\n abc@a.example\r\n")
     assert shard_key(folded) is None
-    assert message_shard_key(parse(folded)) == "c:abc@a.example"  # type: ignore[arg-type]
+    assert message_shard_key(parse(folded)) == b"abc@a.example"  # type: ignore[arg-type]
     assert shard_key(b"\r\n" + INVITE) is None  # keep-alive before the start line
-    assert shard_key(INVITE.replace(b"alice", "älice".encode())) is None  # not ASCII
+    assert shard_key(INVITE.replace(b"abc@", "äbc@".encode())) is None  # an 8-bit value
+    assert shard_key(INVITE.replace(b"alice", "älice".encode())) == b"abc@a.example"
     assert shard_key(INVITE[:-2]) is None  # no blank line
     assert shard_key(INVITE.replace(b"Call-ID:   abc@a.example  \r\n", b"")) is None
 
 
 def test_shard_of_is_stable_and_in_range() -> None:
-    keys = [f"c:{i}@x" for i in range(1000)]
+    keys = [f"{i}@x".encode() for i in range(1000)]
     got = [shard_of(k, 3) for k in keys]
     assert got == [shard_of(k, 3) for k in keys]
     assert set(got) == {0, 1, 2}
-    assert shard_of("c:abc@a.example", 7) == 4  # crc32: the same in every process and run
+    assert shard_of(b"abc@a.example", 7) == zlib.crc32(b"abc@a.example") % 7  # no hash seed
 
 
 def test_corpus_fast_keys_agree_with_the_parser(corpus: Path) -> None:
