@@ -41,6 +41,7 @@ MAX_INFLIGHT_CHUNKS = 64
 MAX_INFLIGHT_PAYLOADS = 16384
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 5.0
+_STOPPED = "the sensor stopped; nothing is left attached"
 
 
 class _Worker:
@@ -149,7 +150,7 @@ class WorkerPool:
             off, size, inline = put_block(w.in_ring, no, pack_items(part))
             if inline is not None:
                 self.c["inline_blocks"] += 1
-            send(w.conn, ("chunk", no, advance_to, w.acked, off, size, inline))
+            self._send(w, ("chunk", no, advance_to, w.acked, off, size, inline))
         self.c["chunks"] += 1
         self.c["payloads"] += len(items)
         if fallback:
@@ -187,7 +188,7 @@ class WorkerPool:
     def call(self, name: str, arg: Any = None) -> list[Any]:
         """Ask every worker (after the chunks already sent); their answers, by index."""
         for w in self._workers:
-            send(w.conn, ("ctl", name, arg))
+            self._send(w, ("ctl", name, arg))
         for w in self._workers:
             while not w.replies:
                 self._pump(None)
@@ -238,7 +239,7 @@ class WorkerPool:
                 w = by_pidfd[obj]
                 while w.conn.poll():
                     self._read(w)
-                raise WorkerError(self._death(w), "the sensor stopped; nothing is left attached")
+                raise WorkerError(self._death(w), _STOPPED)
         inflight = self._inflight
         while inflight and not self._missing[inflight[0]]:
             no = inflight.popleft()
@@ -246,14 +247,18 @@ class WorkerPool:
             self._inflight_payloads -= self._sizes.pop(no)
             self._done.append(self._rows.pop(no))
 
+    def _send(self, w: _Worker, msg: tuple) -> None:
+        try:
+            send(w.conn, msg)
+        except OSError:  # the worker is gone (EPIPE, ECONNRESET)
+            raise WorkerError(self._death(w), _STOPPED) from None
+
     def _read(self, w: _Worker) -> None:
         while True:
             try:
                 msg = recv(w.conn)
             except (EOFError, OSError):
-                raise WorkerError(
-                    self._death(w), "the sensor stopped; nothing is left attached"
-                ) from None
+                raise WorkerError(self._death(w), _STOPPED) from None
             kind = msg[0]
             if kind == "res":
                 _, no, off, size, inline = msg
@@ -267,7 +272,7 @@ class WorkerPool:
             elif kind == "err":
                 raise WorkerError(
                     f"worker {w.index} (pid {w.pid}) failed: {msg[1]}",
-                    "the sensor stopped; nothing is left attached",
+                    _STOPPED,
                 )
             if not w.conn.poll():
                 return
