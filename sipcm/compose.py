@@ -1,8 +1,10 @@
-"""The composition root: every stage is built here from the configuration, and nowhere else.
+"""The composition root: every part of a sensor is built here from the configuration.
 
-The single-process pipeline and each worker process build their shard with `build_shard`,
-so a worker correlates exactly as the single process does; the dispatcher side (decoder,
-collector) is built once per sensor.
+Capture source (`build_capture`), decoder, shard (parse/track/build/anonymize), collector
+(blacklist, rates), outputs and web state. The single-process pipeline and each worker
+process build their shard with `build_shard`, so a worker correlates exactly as the single
+process does; everything else is built once per sensor, in the main process. Modules that
+only some runs need are imported where they are built, so a worker starts light.
 """
 
 from __future__ import annotations
@@ -10,14 +12,16 @@ from __future__ import annotations
 import gc
 import math
 import os
+import socket
+import sys
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 from sipcm.collector import Collector
 from sipcm.decode.decoder import Decoder
 from sipcm.decode.stream import TcpReassembler
-from sipcm.errors import ConfigError
+from sipcm.errors import CaptureError, ConfigError
 from sipcm.events.anonymize import Anonymizer
 from sipcm.events.build import EventBuilder
 from sipcm.events.filters import TypeBlacklist
@@ -26,9 +30,12 @@ from sipcm.shard import Shard
 from sipcm.track.tracker import Tracker
 
 if TYPE_CHECKING:
+    from sipcm.capture.live import LiveCapture
     from sipcm.config import Config
     from sipcm.counters import Counters
     from sipcm.outputs.base import Output
+    from sipcm.pipeline import Pipeline
+    from sipcm.web.server import WebServer
 
 
 # The hot path makes no reference cycles: its ~30 containers per message die by reference
@@ -146,3 +153,116 @@ def build_collector(
     return Collector(
         counters.group("events"), blacklist, rates, outputs, recent_events=recent_events
     )
+
+
+def build_outputs(
+    cfg: Config, counters: Counters, *, stdout: TextIO | None = None, pretty: bool | None = None
+) -> list[Output]:
+    """Instantiate the outputs the configuration enables, each with its own counter group."""
+    from sipcm.outputs.console import ConsoleOutput
+    from sipcm.outputs.file import FileOutput
+
+    outs: list[Output] = []
+    oc = cfg.outputs
+    if oc.console.enabled:
+        outs.append(
+            ConsoleOutput(
+                stdout or sys.stdout,
+                pretty=oc.console.pretty if pretty is None else pretty,
+                counters=counters.group("output_console"),
+            )
+        )
+    if oc.file.enabled:
+        outs.append(
+            FileOutput(
+                oc.file.path,
+                rotate_bytes=oc.file.rotate_bytes,
+                keep=oc.file.keep,
+                counters=counters.group("output_file"),
+            )
+        )
+    if oc.elasticsearch.enabled:
+        from sipcm.outputs.elasticsearch import ElasticsearchOutput
+
+        es = oc.elasticsearch
+        outs.append(
+            ElasticsearchOutput(
+                list(es.hosts),
+                counters=counters.group("output_elasticsearch"),
+                data_stream=es.data_stream,
+                api_key=es.api_key or None,
+                username=es.username or None,
+                password=es.password or None,
+                ca_file=es.ca_file or None,
+                fingerprint=es.fingerprint or None,
+                verify_certs=es.verify_certs,
+                batch_size=es.batch_size,
+                flush_interval_s=es.flush_interval,
+                spool_dir=es.spool_dir,
+                spool_max_bytes=es.spool_max_bytes,
+                spool_fsync_interval_s=es.spool_fsync_interval,
+                dead_letter_file=es.dead_letter_file or None,
+                dead_letter_max_bytes=es.dead_letter_max_bytes,
+                retention=es.retention or None,
+                max_retries=es.max_retries,
+            )
+        )
+    return outs
+
+
+def build_capture(cfg: Config, ifaces: Sequence[str], counters: Counters) -> LiveCapture:
+    """The live capture source (kernel program, ring, attachments) for `ifaces`."""
+    from sipcm.capture.live import LiveCapture
+
+    return LiveCapture(
+        list(ifaces),
+        counters=counters.group("capture"),
+        sip_ports=tuple(cfg.sip_ports),
+        vxlan_ports=tuple(cfg.vxlan_ports),
+        heuristic=cfg.sip_detect == "heuristic",
+        snap_len=cfg.snap_len,
+        ring_size=cfg.ring_size,
+        attach_mode=cfg.attach_mode,
+        egress=cfg.egress,
+        poll_interval_s=cfg.poll_interval,
+    )
+
+
+def ifindexes(ifaces: Sequence[str]) -> dict[int, str]:
+    """Map interface index to name, failing clearly on a name that does not exist."""
+    out: dict[int, str] = {}
+    for name in ifaces:
+        try:
+            out[socket.if_nametoindex(name)] = name
+        except OSError:
+            raise CaptureError(
+                f"interface {name!r} not found", "`ip link` lists the interfaces"
+            ) from None
+    return out
+
+
+def build_web(cfg: Config, pipe: Pipeline) -> WebServer | None:
+    """Serve the JSON API, /metrics and the dashboard over `pipe` (None when http_port is 0)."""
+    if not cfg.http_port:
+        return None
+    from sipcm.events.build import ACTIONS
+    from sipcm.web.server import WebServer
+    from sipcm.web.state import WebState
+
+    published = pipe.counters.group("events")
+    state = WebState(
+        lock=pipe.lock,
+        counters=pipe.snapshot,
+        recent=pipe.recent_docs,
+        active_calls=pipe.active_calls,
+        registrations=pipe.registrations,
+        get_blacklist=lambda: pipe.blacklist.names,
+        set_blacklist=pipe.set_blacklist,
+        valid_events=sorted(ACTIONS | {"stats"}),
+        rate_table=pipe.rates.table,
+        config=lambda: cfg.to_dict(mask_secrets=True),
+        published=lambda: published["published"],
+    )
+    web = WebServer(cfg.http_addr, cfg.http_port, token=cfg.access_token or None, state=state)
+    web.start()
+    return web

@@ -4,79 +4,25 @@ from __future__ import annotations
 
 import signal
 import socket
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING
 
 from sipcm.capture.pcapfile import PcapReader
+from sipcm.compose import build_capture, build_outputs, build_web, ifindexes
 from sipcm.counters import Counters
-from sipcm.errors import CaptureError, SipcmError
+from sipcm.errors import SipcmError
 from sipcm.outputs.base import Output
 from sipcm.pipeline import NS, FileTotals, Pipeline
 
 if TYPE_CHECKING:
     from sipcm.capture.live import LiveCapture
     from sipcm.config import Config
-    from sipcm.web.server import WebServer
+
+__all__ = ["build_outputs", "live", "replay"]
 
 Progress = Callable[[str], None]
-
-
-def build_outputs(
-    cfg: Config, counters: Counters, *, stdout: TextIO | None = None, pretty: bool | None = None
-) -> list[Output]:
-    """Instantiate the outputs the configuration enables, each with its own counter group."""
-    from sipcm.outputs.console import ConsoleOutput
-    from sipcm.outputs.file import FileOutput
-
-    outs: list[Output] = []
-    oc = cfg.outputs
-    if oc.console.enabled:
-        outs.append(
-            ConsoleOutput(
-                stdout or sys.stdout,
-                pretty=oc.console.pretty if pretty is None else pretty,
-                counters=counters.group("output_console"),
-            )
-        )
-    if oc.file.enabled:
-        outs.append(
-            FileOutput(
-                oc.file.path,
-                rotate_bytes=oc.file.rotate_bytes,
-                keep=oc.file.keep,
-                counters=counters.group("output_file"),
-            )
-        )
-    if oc.elasticsearch.enabled:
-        from sipcm.outputs.elasticsearch import ElasticsearchOutput
-
-        es = oc.elasticsearch
-        outs.append(
-            ElasticsearchOutput(
-                list(es.hosts),
-                counters=counters.group("output_elasticsearch"),
-                data_stream=es.data_stream,
-                api_key=es.api_key or None,
-                username=es.username or None,
-                password=es.password or None,
-                ca_file=es.ca_file or None,
-                fingerprint=es.fingerprint or None,
-                verify_certs=es.verify_certs,
-                batch_size=es.batch_size,
-                flush_interval_s=es.flush_interval,
-                spool_dir=es.spool_dir,
-                spool_max_bytes=es.spool_max_bytes,
-                spool_fsync_interval_s=es.spool_fsync_interval,
-                dead_letter_file=es.dead_letter_file or None,
-                dead_letter_max_bytes=es.dead_letter_max_bytes,
-                retention=es.retention or None,
-                max_retries=es.max_retries,
-            )
-        )
-    return outs
 
 
 def _delta(before: dict[str, int], after: dict[str, int], key: str) -> int:
@@ -182,8 +128,6 @@ def live(
 
     SIGHUP calls `reload` (re-reading the configuration) and applies what can change while
     attached: sip_ports, vxlan_ports (kernel maps and decoder) and event_types_blst."""
-    from sipcm.capture.live import LiveCapture
-
     stop = threading.Event()
     counters = Counters()
 
@@ -195,29 +139,18 @@ def live(
     def _hup(signum: int, _frame: object) -> None:
         hup.set()
 
-    capture = LiveCapture(
-        list(ifaces),
-        counters=counters.group("capture"),
-        sip_ports=tuple(cfg.sip_ports),
-        vxlan_ports=tuple(cfg.vxlan_ports),
-        heuristic=cfg.sip_detect == "heuristic",
-        snap_len=cfg.snap_len,
-        ring_size=cfg.ring_size,
-        attach_mode=cfg.attach_mode,
-        egress=cfg.egress,
-        poll_interval_s=cfg.poll_interval,
-    )
+    capture = build_capture(cfg, ifaces, counters)
     pipe = Pipeline(
         cfg,
         [],
         hostname=socket.gethostname(),
-        ifnames=_ifindexes(ifaces),
+        ifnames=ifindexes(ifaces),
         heuristic=cfg.sip_detect == "heuristic",
         counters=counters,
     )
     pipe.gauges["kernel"] = capture.kernel_counters
     pipe.outputs = make_outputs(pipe.counters)
-    web = start_web(cfg, pipe)
+    web = build_web(cfg, pipe)
     old = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)}
     old[signal.SIGHUP] = signal.signal(signal.SIGHUP, _hup if reload else signal.SIG_IGN)
     try:
@@ -241,46 +174,6 @@ def live(
         pipe.close()
     progress("detached")
     return 0
-
-
-def _ifindexes(ifaces: Sequence[str]) -> dict[int, str]:
-    """Map interface index to name, failing clearly on a name that does not exist."""
-    out: dict[int, str] = {}
-    for name in ifaces:
-        try:
-            out[socket.if_nametoindex(name)] = name
-        except OSError:
-            raise CaptureError(
-                f"interface {name!r} not found", "`ip link` lists the interfaces"
-            ) from None
-    return out
-
-
-def start_web(cfg: Config, pipe: Pipeline) -> WebServer | None:
-    """Serve the JSON API, /metrics and the dashboard over `pipe` (None when http_port is 0)."""
-    if not cfg.http_port:
-        return None
-    from sipcm.events.build import ACTIONS
-    from sipcm.web.server import WebServer
-    from sipcm.web.state import WebState
-
-    published = pipe.counters.group("events")
-    state = WebState(
-        lock=pipe.lock,
-        counters=pipe.snapshot,
-        recent=pipe.recent_docs,
-        active_calls=pipe.active_calls,
-        registrations=pipe.registrations,
-        get_blacklist=lambda: pipe.blacklist.names,
-        set_blacklist=pipe.set_blacklist,
-        valid_events=sorted(ACTIONS | {"stats"}),
-        rate_table=pipe.rates.table,
-        config=lambda: cfg.to_dict(mask_secrets=True),
-        published=lambda: published["published"],
-    )
-    web = WebServer(cfg.http_addr, cfg.http_port, token=cfg.access_token or None, state=state)
-    web.start()
-    return web
 
 
 def _apply_reload(
