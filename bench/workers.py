@@ -51,6 +51,45 @@ def run_once(path: str, workers: int) -> tuple[float, float, float, int, int]:
     return wall, main_cpu, kids, sum(t.messages for t in totals), out.counters["published"]
 
 
+def dispatcher_breakdown(path: str) -> list[tuple[str, float]]:
+    """CPU us/message of each dispatcher step on its own, over the same capture: what a
+    kernel program steering UDP to per-worker rings would take off the main process (read,
+    decode, key, marshal) against what stays there whatever the design (merge, rates, write)."""
+    import marshal
+
+    from sipcm.capture.pcapfile import PcapReader
+    from sipcm.compose import build_decoder
+    from sipcm.counters import Counters
+    from sipcm.sip.shardkey import shard_key, shard_of
+    from sipcm.workers.wire import pack_items
+
+    cfg = load_config(None, [])
+    t = time.process_time()
+    batches = list(PcapReader(path).batches(4096))
+    read = time.process_time() - t
+    dec = build_decoder(cfg, Counters(), heuristic=True)
+    t = time.process_time()
+    payloads = [p for b in batches for p in dec.decode(b)]
+    decode = time.process_time() - t
+    t = time.process_time()
+    for p in payloads:
+        key = shard_key(p.data)
+        shard_of(key, 2) if key is not None else 0
+    keys = time.process_time() - t
+    items = [(i, p.ts_ns, p) for i, p in enumerate(payloads)]
+    t = time.process_time()
+    for k in range(0, len(items), 4096):
+        marshal.dumps(pack_items(items[k : k + 4096]))
+    pack = time.process_time() - t
+    n = len(payloads)
+    return [
+        ("pcap read", read / n * 1e6),
+        ("decode", decode / n * 1e6),
+        ("shard key", keys / n * 1e6),
+        ("pack + marshal", pack / n * 1e6),
+    ]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--calls", type=int, default=20000, help="generated calls (7 msgs each)")
@@ -71,6 +110,7 @@ def main() -> None:
                 if best is None or r[0] < best[0]:
                     best = r
             rows.append((w, *best))
+        parts = dispatcher_breakdown(path)
     base = rows[0][1]
     print(
         f"{'workers':>7} {'msgs/s':>8} {'x':>5} {'events':>7} {'dispatch us/msg':>15} "
@@ -83,11 +123,17 @@ def main() -> None:
             f"{w:7d} {msgs / wall:8.0f} {base / wall:5.2f} {events:7d} "
             f"{disp / msgs * 1e6:15.1f} {shard_cpu / msgs * 1e6:13.1f}"
         )
+    print("dispatcher steps alone: " + ", ".join(f"{name} {us:.1f}" for name, us in parts))
     multi = [r for r in rows if r[0] > 1]
     if multi:
         w, wall, main_cpu, kids, msgs, _ = multi[-1]
         d_us, k_us = main_cpu / msgs * 1e6, kids / msgs * 1e6
         print(f"dispatcher ceiling: {1e6 / d_us:,.0f} msgs/s ({d_us:.1f} us/msg)")
+        kernel = d_us - sum(us for _, us in parts)
+        print(
+            f"with kernel steering of UDP the main process would keep about {kernel:.1f} "
+            f"us/msg (merge, rates, output): ceiling {1e6 / max(kernel, 0.1):,.0f} msgs/s"
+        )
         for cores in (8, 16):
             workers = cores - 1
             print(
