@@ -16,8 +16,10 @@ Each rate step sends a bounded number of calls paced at the target SIP message r
 waits (bounded) until the pipeline has parsed every message and published every event. A step
 keeps up when the kernel's `ring_full_lost` did not move, every message and event arrived, and
 the last event came within 10% of the step's sending time (plus 0.2 s) after the last frame.
-Rates double until a step fails, then a few bisection steps narrow the figure. The sensor and
-the sender are pinned to different cores when there are two, so the figure is per core.
+Rates double until a step fails, then a few bisection steps narrow the figure. With one worker
+the sensor and the sender are pinned to different cores when there are two, so the figure is
+per core; with `--workers N` the sensor's processes run on every core, sharing them with the
+sender.
 
 Root only; prints why and exits 0 when not root or BPF is unavailable. `--quick` is a smoke run.
 Event rate limits are disabled (`evr_limits=[0,0,0]`) and stats events off, so every event the
@@ -129,7 +131,7 @@ def send_paced(sock: socket.socket, frames: list[bytes], pps: float) -> float:
 class Sensor:
     """`sipcm attach v1` in the host namespace, events to a file; counters via its web API."""
 
-    def __init__(self, net, ns: str, events_path: Path, cpu: int | None) -> None:
+    def __init__(self, net, ns: str, events_path: Path, cpu: int | None, workers: int = 1) -> None:
         from tests.netns.conftest import start_sipcm
 
         self.ns = ns
@@ -145,6 +147,7 @@ class Sensor:
             "outputs.file.rotate_bytes=16GiB",
             "evr_limits=[0,0,0]",
             "stats_interval=0",
+            f"workers={workers}",
             cpu=cpu,
         )
 
@@ -310,10 +313,19 @@ def measure(args, net, tx: str, rx: str, events_path: Path) -> list[Step]:
     from tests.netns.conftest import in_ns
 
     cpus = sorted(os.sched_getaffinity(0))
-    sensor_cpu = cpus[-1] if len(cpus) > 1 else None
+    sensor_cpu = cpus[-1] if len(cpus) > 1 and args.workers == 1 else None
     if sensor_cpu is not None:
         os.sched_setaffinity(0, {cpus[0]})  # the sender (and its softirq work) on another core
-    sensor = Sensor(net, rx, events_path, sensor_cpu)
+    print(
+        f"workers={args.workers}; sensor on "
+        + (
+            f"core {sensor_cpu}, sender on core {cpus[0]}"
+            if sensor_cpu is not None
+            else f"all {len(cpus)} cores, shared with the sender"
+        ),
+        flush=True,
+    )
+    sensor = Sensor(net, rx, events_path, sensor_cpu, args.workers)
     steps: list[Step] = []
     try:
         with in_ns(tx):
@@ -396,6 +408,13 @@ def main() -> None:
     ap.add_argument("--refine", type=int, default=2, help="bisection steps after a failure")
     ap.add_argument("--noise", type=float, default=1.0, help="non-SIP datagrams per SIP one")
     ap.add_argument("--concurrency", type=int, default=500, help="calls up at once")
+    ap.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="correlation workers of the sensor; with 1 it is pinned to one core and the "
+        "sender to the other, with more it runs on every core, shared with the sender",
+    )
     args = ap.parse_args()
     if args.quick:
         args.start, args.seconds, args.max_steps, args.refine = 1000, 1.0, 2, 0
