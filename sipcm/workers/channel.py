@@ -67,8 +67,10 @@ class Ring:
             blocks.popleft()
 
 
-def new_region(size: int = RING_BYTES) -> tuple[int, mmap.mmap]:
-    """An anonymous shared memory file (memfd) and its mapping; the fd is inheritable."""
+def new_region(size: int | None = None) -> tuple[int, mmap.mmap]:
+    """An anonymous shared memory file (memfd, `RING_BYTES` by default) and its mapping; the
+    fd is inheritable."""
+    size = size or RING_BYTES
     fd = os.memfd_create("sipcm-ring", 0)
     os.ftruncate(fd, size)
     return fd, mmap.mmap(fd, size)

@@ -10,6 +10,7 @@ caller detaches and exits non-zero rather than run on with a shard missing.
 
 from __future__ import annotations
 
+import marshal
 import os
 import pickle
 import signal
@@ -26,7 +27,7 @@ from sipcm.errors import WorkerError
 from sipcm.sip.message import SipMessage
 from sipcm.sip.parser import parse
 from sipcm.sip.shardkey import message_shard_key, shard_key, shard_of
-from sipcm.workers.channel import Ring, get_block, new_region, put_block, recv, send
+from sipcm.workers.channel import Ring, get_block, new_region, recv, send
 from sipcm.workers.wire import pack_items
 
 if TYPE_CHECKING:
@@ -146,11 +147,23 @@ class WorkerPool:
             parts[shard_of(key, n) if key is not None else item[0] % n].append(item)
         no = self._next
         self._next += 1
-        for w, part in zip(self._workers, parts, strict=True):
-            off, size, inline = put_block(w.in_ring, no, pack_items(part))
-            if inline is not None:
+        blobs = [marshal.dumps(pack_items(part)) for part in parts]
+        offsets = [w.in_ring.put(no, blob) for w, blob in zip(self._workers, blobs, strict=True)]
+        if None in offsets:
+            # No room, or a block too large for a ring (it then goes on the socket): let
+            # every worker finish what it has first. That frees the rings, and no worker is
+            # writing a large answer while a large chunk is written to it.
+            while self._inflight:
+                self._pump(None)
+            for i, w in enumerate(self._workers):
+                if offsets[i] is None:
+                    offsets[i] = w.in_ring.put(no, blobs[i])
+        for w, blob, off in zip(self._workers, blobs, offsets, strict=True):
+            if off is None:
                 self.c["inline_blocks"] += 1
-            self._send(w, ("chunk", no, advance_to, w.acked, off, size, inline))
+                self._send(w, ("chunk", no, advance_to, w.acked, -1, len(blob), blob))
+            else:
+                self._send(w, ("chunk", no, advance_to, w.acked, off, len(blob), None))
         self.c["chunks"] += 1
         self.c["payloads"] += len(items)
         if fallback:

@@ -164,3 +164,16 @@ def test_unknown_timeout_fails_before_workers_start() -> None:
 
     with pytest.raises(ConfigError, match="calls_timeouts"):
         pipeline(2, "calls_timeouts={inv_frist: 3s}")
+
+
+def test_chunks_too_large_for_the_rings_travel_inline(tmp_path: Path, monkeypatch) -> None:
+    """Rings of 64 KiB: most chunks and answers go on the socket; the events are the same."""
+    import sipcm.workers.channel as channel
+    from tests.replayutil import replay_docs
+
+    path = calls_pcap(tmp_path / "c.pcap", 300, talk_s=1)
+    expected, _ = replay_docs([path], "event_types_blst=[]", end="expire-all", workers=1)
+    monkeypatch.setattr(channel, "RING_BYTES", 64 << 10)
+    got, _ = replay_docs([path], "event_types_blst=[]", end="expire-all", workers=2)
+    assert got == expected
+    assert [d["event"]["action"] for d in got].count("call-end") == 300
