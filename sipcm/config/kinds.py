@@ -218,14 +218,15 @@ def string(
     return Kind(full, _checked(full, conv), lambda v: repr(v) if v == "" else v, is_str=True)
 
 
-def count_or_auto(lo: int = 1, hi: int = 1024) -> Kind:
-    """A whole number within [lo, hi], or `auto` (stored as 0: decided at run time)."""
-    expected = f"auto or an integer from {lo} to {hi}"
+def count_or_auto(hi: int = 1024) -> Kind:
+    """A whole number from 1 to `hi`, or `auto` (also written 0; stored as 0 and decided at
+    run time)."""
+    expected = f"auto (or 0) or an integer from 1 to {hi}"
 
     def conv(value: Any) -> int:
         if isinstance(value, str) and value.strip().lower() == "auto":
             return 0
-        return integer(lo, hi).convert(value)
+        return integer(0, hi).convert(value)
 
     return Kind(expected, _checked(expected, conv), lambda v: "auto" if v == 0 else str(v))
 

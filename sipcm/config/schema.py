@@ -204,7 +204,7 @@ class Config(_Section):
         k.duration(0, 5, above=True), "5ms", "longest wait for ring data before a batch is cut"
     )
     workers: int = key(
-        k.count_or_auto(1, 256),
+        k.count_or_auto(256),
         "auto",
         "correlation worker processes, sharded by Call-ID (REGISTER by address-of-record); "
         "1 = one process; auto = usable CPUs minus one, at least 1",
