@@ -141,6 +141,7 @@ def sip_messages(ns: str, base: str, n: int, **kw) -> Callable[[], dict | None]:
     return get
 
 
+@pytest.mark.usefixtures("workers")
 def test_active_call_events_counters_and_metrics(site):
     sensor = site.sensor(f"http_port={PORT}")
     uas = site.uas(1)
@@ -235,6 +236,7 @@ def put_blacklist(ns: str, body: bytes) -> tuple[int, dict]:
     return status, json.loads(raw)
 
 
+@pytest.mark.usefixtures("workers")
 def test_blacklist_put_stops_call_start_but_not_call_end(site):
     sensor = site.sensor(f"http_port={PORT}")
     bl = http_json(site.srv, f"{LOCAL}/api/blacklist")
