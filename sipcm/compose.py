@@ -14,7 +14,6 @@ import math
 import os
 import socket
 import sys
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, TextIO
 
@@ -87,11 +86,11 @@ def build_decoder(cfg: Config, counters: Counters, *, heuristic: bool) -> Decode
 
 
 def check_shard_config(cfg: Config) -> None:
-    """Fail here, with the user's words, on what a worker would refuse at start-up."""
-    try:
-        Tracker(Counter(), timeouts=dict(cfg.calls_timeouts), max_calls=1, max_regs=1)
-    except ValueError as exc:
-        raise ConfigError(f"calls_timeouts: {exc}", "see `sipcm config-keys`") from exc
+    """Build a shard here once, so what a worker would refuse at start-up (timer names, key
+    files, passphrases) fails in this process with the user's words, before any starts."""
+    from sipcm.counters import Counters
+
+    build_shard(cfg, Counters(), hostname="", ifnames=None, shards=max(1, worker_count(cfg)))
 
 
 def build_shard(
