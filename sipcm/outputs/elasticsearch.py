@@ -187,9 +187,11 @@ class ElasticsearchOutput:
         self.write_lines(lines)
 
     def write_lines(self, lines: list[bytes]) -> None:
-        """Queue already encoded documents (one compact JSON object per line, no newline)."""
+        """Queue already encoded documents (one compact JSON object each, as the collector
+        hands them over: NDJSON lines; the newline is not part of the document or its _id)."""
         if not lines:
             return
+        lines = [line[:-1] if line[-1:] == b"\n" else line for line in lines]
         with self._cond:
             if self._closed:
                 self._drop(len(lines), "closed", "write() after close()")
