@@ -262,6 +262,12 @@ def build_web(cfg: Config, pipe: Pipeline) -> WebServer | None:
         config=lambda: cfg.to_dict(mask_secrets=True),
         published=lambda: published["published"],
     )
-    web = WebServer(cfg.http_addr, cfg.http_port, token=cfg.access_token or None, state=state)
+    web = WebServer(
+        cfg.http_addr,
+        cfg.http_port,
+        token=cfg.access_token or None,
+        state=state,
+        allowed_hosts=cfg.http_allowed_hosts,
+    )
     web.start()
     return web

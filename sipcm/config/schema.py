@@ -273,6 +273,12 @@ class Config(_Section):
     access_token: str = key(
         _SECRET, "", "bearer token for the web API (required off loopback)", secret=True
     )
+    http_allowed_hosts: tuple[str, ...] = key(
+        k.list_of(k.string("a host name or IP address", k.is_hostname_or_ip)),
+        [],
+        "extra Host header names the web interface answers without access_token "
+        "(loopback names and http_addr always)",
+    )
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,25 @@
 """The HTTP server for the web API, `/metrics` and the dashboard (SPEC 11).
 
-Standard library only: a `ThreadingHTTPServer` in a daemon thread. Each request is
-authenticated (bearer token or `?token=`, compared in constant time) before anything else
-except the dashboard shell, which carries no data. Bodies are bounded, every error is JSON, and
-tracebacks go to the log, never to the client. Reads pipeline state only through `WebState`.
+Standard library only: a `ThreadingHTTPServer` in a daemon thread (the async servers on
+PyPI bound idle keep-alive time but not the time a client may take to send its headers, which
+is what a slow client abuses). Every request has a deadline for its request line and headers
+(`HEADER_TIMEOUT_S`, however slowly the bytes trickle in) and one for its body; each client
+address holds at most `MAX_PER_CLIENT` connections and the server `MAX_CONNECTIONS`, past which
+new connections are closed at once, so one slow or greedy client cannot starve the others.
+
+Before anything else, the Host header must name this server when there is no access token
+(a DNS-rebinding page sends its own host name), and a state-changing request from a browser
+must come from the dashboard's own origin (Origin, or Referer when there is no Origin). Then
+each request is authenticated (bearer token or `?token=`, compared in constant time) except the
+dashboard shell, which carries no data. Bodies are bounded, every error is JSON, and tracebacks
+go to the log, never to the client. Reads pipeline state only through `WebState`.
 """
 
 from __future__ import annotations
 
 import errno
 import hmac
+import io
 import ipaddress
 import logging
 import re
@@ -27,12 +37,18 @@ from sipcm.web.state import PipelineBusy, WebState
 log = logging.getLogger(__name__)
 
 MAX_BODY = 64 * 1024
-MAX_CONNECTIONS = 64
-SOCKET_TIMEOUT_S = 15.0
+MAX_CONNECTIONS = 256
+MAX_PER_CLIENT = 16  # a browser opens at most 6 per host; the dashboard needs 6
+LISTEN_BACKLOG = 128
+HEADER_TIMEOUT_S = 5.0  # request line and headers, from the first wait for them (keep-alive too)
+BODY_TIMEOUT_S = 10.0  # the whole body (at most MAX_BODY)
+SEND_TIMEOUT_S = 10.0  # each answer
 POLL_S = 0.1  # how quickly stop() is noticed by the accept loop
 LINGER_S = 2.0
 LINGER_BYTES = 4 << 20
 PUBLIC_PATHS = frozenset({"/"})
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 _COMMON_HEADERS = {
     "Cache-Control": "no-store",
     "X-Content-Type-Options": "nosniff",
@@ -51,41 +67,58 @@ def is_loopback(addr: str) -> bool:
         return False
 
 
+def host_name(host_header: str) -> str:
+    """The host name of a Host header (or URL authority) without port, brackets or final dot."""
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        host = host[1 : host.find("]")] if "]" in host else host[1:]
+    elif host.count(":") == 1:
+        host = host.partition(":")[0]
+    return host.rstrip(".")
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     block_on_close = False
+    request_queue_size = LISTEN_BACKLOG
 
     def __init__(self, address: tuple, family: int, handler: type, app: _App) -> None:
         self.address_family = family
         self.app = app
-        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
-        self._open: set[socket.socket] = set()
+        self._open: dict[socket.socket, str] = {}
+        self._per_client: dict[str, int] = {}
         self._open_lock = threading.Lock()
         super().__init__(address, handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        # Past the connection cap, drop new connections instead of spawning more threads.
-        if not self._slots.acquire(blocking=False):
-            self.shutdown_request(request)
-            return
+        # Past either cap, close new connections at once instead of spawning more threads.
+        ip = client_address[0] if client_address else ""
         with self._open_lock:
-            self._open.add(request)
+            held = self._per_client.get(ip, 0)
+            admit = held < MAX_PER_CLIENT and len(self._open) < MAX_CONNECTIONS
+            if admit:
+                self._open[request] = ip
+                self._per_client[ip] = held + 1
+        if not admit:
+            self.app.refused += 1
+            super().shutdown_request(request)
+            return
         try:
             super().process_request(request, client_address)
         except BaseException:
-            self._slots.release()
+            self.shutdown_request(request)
             raise
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self._slots.release()
 
     def shutdown_request(self, request: Any) -> None:
         with self._open_lock:
-            self._open.discard(request)
+            ip = self._open.pop(request, None)
+            if ip is not None:
+                left = self._per_client[ip] - 1
+                if left:
+                    self._per_client[ip] = left
+                else:
+                    del self._per_client[ip]
         super().shutdown_request(request)
 
     def close_connections(self) -> None:
@@ -105,9 +138,36 @@ class _Server(ThreadingHTTPServer):
 class _App:
     """Per-server settings the handler reads."""
 
-    def __init__(self, token: str | None, state: WebState) -> None:
+    def __init__(self, token: str | None, state: WebState, hosts: frozenset[str]) -> None:
         self.token = token.encode() if token else None
         self.state = state
+        # Host names accepted without a token; with a token, any (the token is the guard).
+        self.hosts = hosts
+        self.refused = 0  # connections closed at once by a cap (read by tests)
+
+    def host_allowed(self, header: str | None) -> bool:
+        """Without a token, the Host header must name this server (HTTP/1.0 may omit it)."""
+        if self.token is not None or header is None:
+            return True
+        return host_name(header) in self.hosts
+
+    @staticmethod
+    def same_origin(origin: str | None, referer: str | None, host: str | None) -> bool:
+        """A browser's Origin (or Referer) names the host the request was sent to.
+
+        Requests without either (curl, scripts) are not cross-site requests and pass."""
+        source = origin if origin is not None else referer
+        if source is None:
+            return True
+        try:
+            parts = urlsplit(source.strip())
+        except ValueError:
+            return False
+        return (
+            parts.scheme in ("http", "https")
+            and host is not None
+            and parts.netloc.lower() == host.strip().lower()
+        )
 
     def authorized(self, header: str | None, query_token: str | None) -> bool:
         if self.token is None:
@@ -122,11 +182,40 @@ class _App:
         return given is not None and hmac.compare_digest(given.encode(), self.token)
 
 
+class _DeadlineSocket(io.RawIOBase):
+    """Reads from a socket until the handler's deadline, however the bytes trickle in."""
+
+    def __init__(self, sock: socket.socket, handler: _Handler) -> None:
+        self._sock = sock
+        self._handler = handler
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: Any) -> int:
+        left = self._handler.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("request deadline passed")
+        self._sock.settimeout(left)
+        return self._sock.recv_into(buf)
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
-    timeout = SOCKET_TIMEOUT_S
+    timeout = SEND_TIMEOUT_S
+    deadline = 0.0
     _unread = False
+
+    def setup(self) -> None:
+        super().setup()
+        self.rfile = io.BufferedReader(_DeadlineSocket(self.connection, self), 65536)
+
+    def handle_one_request(self) -> None:
+        # Request line and headers (and, on a kept-alive connection, the wait for them)
+        # must arrive within HEADER_TIMEOUT_S; the body gets its own deadline (_read_body).
+        self.deadline = time.monotonic() + HEADER_TIMEOUT_S
+        super().handle_one_request()
 
     def version_string(self) -> str:
         return "sipcm"
@@ -191,6 +280,17 @@ class _Handler(BaseHTTPRequestHandler):
         path = parts.path
         token = query.pop("token", [None])[-1]
         app = self.server.app
+        host = self.headers.get("Host")
+        if not app.host_allowed(host):
+            self._discard_body()
+            raise api.ApiError(421, f"unknown host name {host_name(host or '')!r}; "
+                               "use 127.0.0.1 or localhost, or add it to http_allowed_hosts")  # fmt: skip
+        if method not in SAFE_METHODS and not app.same_origin(
+            self.headers.get("Origin"), self.headers.get("Referer"), host
+        ):
+            self._discard_body()
+            raise api.ApiError(403, "cross-origin request refused: "
+                               "send it from the dashboard's own page")  # fmt: skip
         if path not in PUBLIC_PATHS and not app.authorized(
             self.headers.get("Authorization"), token
         ):
@@ -236,6 +336,7 @@ class _Handler(BaseHTTPRequestHandler):
         if length > MAX_BODY:
             self._abandon_body()
             raise api.ApiError(413, f"body larger than {MAX_BODY} bytes")
+        self.deadline = time.monotonic() + BODY_TIMEOUT_S
         try:
             body = self.rfile.read(length)
         except TimeoutError:
@@ -257,6 +358,7 @@ class _Handler(BaseHTTPRequestHandler):
         if length > MAX_BODY:
             self._abandon_body()
             return
+        self.deadline = time.monotonic() + BODY_TIMEOUT_S
         try:
             self.rfile.read(length)
         except TimeoutError:
@@ -278,10 +380,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
             self.connection.shutdown(socket.SHUT_WR)
             while budget > 0:
-                left = deadline - time.monotonic()
-                if left <= 0:
+                if deadline <= time.monotonic():
                     break
-                self.connection.settimeout(left)
+                self.deadline = deadline
                 chunk = self.rfile.read1(65536)
                 if not chunk:
                     break
@@ -291,6 +392,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, resp: api.Response, *, head: bool = False) -> None:
         try:
+            self.connection.settimeout(SEND_TIMEOUT_S)
             self.send_response(resp.status)
             self.send_header("Content-Type", resp.content_type)
             self.send_header("Content-Length", str(len(resp.body)))
@@ -308,11 +410,22 @@ class _Handler(BaseHTTPRequestHandler):
 class WebServer:
     """The web interface on `addr:port` (port 0 picks a free port; used by tests)."""
 
-    def __init__(self, addr: str, port: int, *, token: str | None, state: WebState) -> None:
+    def __init__(
+        self,
+        addr: str,
+        port: int,
+        *,
+        token: str | None,
+        state: WebState,
+        allowed_hosts: tuple[str, ...] = (),
+    ) -> None:
         self.addr = addr
         self.port = port
         self.token = token or None
         self.state = state
+        # Without a token, the Host names a request may carry: loopback, http_addr, extras.
+        names = (*LOOPBACK_NAMES, addr, *allowed_hosts)
+        self.hosts = frozenset(host_name(n) for n in names if n)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -328,7 +441,8 @@ class WebServer:
         dashboard.page()  # fail now, not on the first request, if the static files are missing
         family, host = self._family()
         try:
-            server = _Server((host, self.port), family, _Handler, _App(self.token, self.state))
+            app = _App(self.token, self.state, self.hosts)
+            server = _Server((host, self.port), family, _Handler, app)
         except OSError as exc:
             raise self._bind_error(exc) from None
         self._server = server

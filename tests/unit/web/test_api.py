@@ -307,7 +307,7 @@ def test_put_without_length_or_chunked_411(server: WebServer) -> None:
     host, port = server.url[len("http://") :].rstrip("/").split(":")
     for extra in (b"", b"Transfer-Encoding: chunked\r\n"):
         with socket.create_connection((host, int(port)), timeout=5) as s:
-            s.sendall(b"PUT /api/blacklist HTTP/1.1\r\nHost: x\r\n" + extra + b"\r\n")
+            s.sendall(b"PUT /api/blacklist HTTP/1.1\r\nHost: 127.0.0.1\r\n" + extra + b"\r\n")
             data = b""
             while chunk := s.recv(4096):
                 data += chunk
@@ -368,15 +368,15 @@ def test_protocol_errors_are_json(
 def test_body_shorter_than_content_length(server: WebServer, monkeypatch) -> None:
     import sipcm.web.server as web_server
 
-    monkeypatch.setattr(web_server._Handler, "timeout", 0.3)
+    monkeypatch.setattr(web_server, "BODY_TIMEOUT_S", 0.3)
     host, port = server.url[len("http://") :].rstrip("/").split(":")
     with socket.create_connection((host, int(port)), timeout=5) as s:
-        s.sendall(b"PUT /api/blacklist HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n[]")
+        s.sendall(b"PUT /api/blacklist HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 10\r\n\r\n[]")
         line, body = _read_all(s)
     assert line == b"HTTP/1.1 408 Request Timeout"
     assert json.loads(body) == {"error": "timed out reading the request body"}
     with socket.create_connection((host, int(port)), timeout=5) as s:
-        s.sendall(b"PUT /api/blacklist HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n[]")
+        s.sendall(b"PUT /api/blacklist HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 10\r\n\r\n[]")
         s.shutdown(socket.SHUT_WR)
         line, body = _read_all(s)
     assert line == b"HTTP/1.1 400 Bad Request"

@@ -179,7 +179,7 @@ def test_ipv6_loopback(fake: FakePipeline) -> None:
     try:
         assert srv.url.startswith("http://[::1]:")
         with socket.create_connection(("::1", int(srv.url.rsplit(":", 1)[1].rstrip("/")))) as s:
-            s.sendall(b"GET /api/calls HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            s.sendall(b"GET /api/calls HTTP/1.1\r\nHost: [::1]\r\nConnection: close\r\n\r\n")
             assert s.recv(4096).startswith(b"HTTP/1.1 200 ")
     finally:
         srv.stop()
