@@ -283,14 +283,19 @@ class _Handler(BaseHTTPRequestHandler):
         host = self.headers.get("Host")
         if not app.host_allowed(host):
             self._discard_body()
-            raise api.ApiError(421, f"unknown host name {host_name(host or '')!r}; "
-                               "use 127.0.0.1 or localhost, or add it to http_allowed_hosts")  # fmt: skip
+            name = host_name(host or "")
+            raise api.ApiError(
+                421,
+                f"unknown host name {name!r}; "
+                "use 127.0.0.1 or localhost, or add it to http_allowed_hosts",
+            )
         if method not in SAFE_METHODS and not app.same_origin(
             self.headers.get("Origin"), self.headers.get("Referer"), host
         ):
             self._discard_body()
-            raise api.ApiError(403, "cross-origin request refused: "
-                               "send it from the dashboard's own page")  # fmt: skip
+            raise api.ApiError(
+                403, "cross-origin request refused: send it from the dashboard's own page"
+            )
         if path not in PUBLIC_PATHS and not app.authorized(
             self.headers.get("Authorization"), token
         ):
