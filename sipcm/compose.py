@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from sipcm.outputs.base import Output
     from sipcm.pipeline import Pipeline
     from sipcm.web.server import WebServer
+    from sipcm.web.state import WebState
 
 
 # The hot path makes no reference cycles: its ~30 containers per message die by reference
@@ -114,7 +115,16 @@ def build_shard(
         )
     except ValueError as exc:
         raise ConfigError(f"calls_timeouts: {exc}", "see `sipcm config-keys`") from exc
-    anonymizer = Anonymizer(
+    anonymizer = build_anonymizer(cfg, counters)
+    if blacklist is None:
+        blacklist = TypeBlacklist(cfg.event_types_blst, counters.group("events"))
+    builder = EventBuilder(cfg.observer_name or hostname, ifnames)
+    return Shard(counters, tracker, builder, anonymizer, blacklist)
+
+
+def build_anonymizer(cfg: Config, counters: Counters) -> Anonymizer:
+    """The event anonymization the encrypt_* switches select (counted in group `anon`)."""
+    return Anonymizer(
         ip=cfg.encrypt_ip_addresses,
         ipcipher=cfg.encrypt_ipcipher,
         uris=cfg.encrypt_uris,
@@ -126,10 +136,6 @@ def build_shard(
         salt=cfg.encryption_salt,
         counters=counters.group("anon"),
     )
-    if blacklist is None:
-        blacklist = TypeBlacklist(cfg.event_types_blst, counters.group("events"))
-    builder = EventBuilder(cfg.observer_name or hostname, ifnames)
-    return Shard(counters, tracker, builder, anonymizer, blacklist)
 
 
 def build_collector(
@@ -240,16 +246,16 @@ def ifindexes(ifaces: Sequence[str]) -> dict[int, str]:
     return out
 
 
-def build_web(cfg: Config, pipe: Pipeline) -> WebServer | None:
-    """Serve the JSON API, /metrics and the dashboard over `pipe` (None when http_port is 0)."""
-    if not cfg.http_port:
-        return None
+def web_state(cfg: Config, pipe: Pipeline) -> WebState:
+    """What the web interface reads of `pipe`: every row anonymized as the events are (the
+    shards anonymize calls and registrations; the rate table is the collector's)."""
     from sipcm.events.build import ACTIONS
-    from sipcm.web.server import WebServer
+    from sipcm.events.rows import RATE_ROW, anonymize_rows
     from sipcm.web.state import WebState
 
     published = pipe.counters.group("events")
-    state = WebState(
+    anonymizer = build_anonymizer(cfg, pipe.counters)
+    return WebState(
         lock=pipe.lock,
         counters=pipe.snapshot,
         recent=pipe.recent_docs,
@@ -258,10 +264,19 @@ def build_web(cfg: Config, pipe: Pipeline) -> WebServer | None:
         get_blacklist=lambda: pipe.blacklist.names,
         set_blacklist=pipe.set_blacklist,
         valid_events=sorted(ACTIONS | {"stats"}),
-        rate_table=pipe.rates.table,
+        rate_table=lambda: anonymize_rows(anonymizer, pipe.rates.table(), RATE_ROW),
         config=lambda: cfg.to_dict(mask_secrets=True),
         published=lambda: published["published"],
     )
+
+
+def build_web(cfg: Config, pipe: Pipeline) -> WebServer | None:
+    """Serve the JSON API, /metrics and the dashboard over `pipe` (None when http_port is 0)."""
+    if not cfg.http_port:
+        return None
+    from sipcm.web.server import WebServer
+
+    state = web_state(cfg, pipe)
     web = WebServer(
         cfg.http_addr,
         cfg.http_port,

@@ -2,6 +2,17 @@
 
 from __future__ import annotations
 
+import re
+
+# scheme://user:password@host -> the password (RFC 3986 userinfo; '@' inside it is %40).
+_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/?#@\s:]*):[^/?#\s]*@")
+
+
+def redact_url_passwords(text: str) -> str:
+    """`text` with the password of every URL in it (scheme://user:password@host) as ***, for
+    anything shown or logged (configuration dumps, error messages)."""
+    return _URL_PASSWORD.sub(r"\1:***@", text)
+
 
 class SipcmError(Exception):
     """An error the user can act on. `hint` says how to fix it; `exit_code` is the CLI status."""

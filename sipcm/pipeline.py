@@ -85,10 +85,10 @@ class _Local:
         return {"track_active": self.shard.gauges()}  # its counters are the pipeline's
 
     def active_calls(self) -> list[dict]:
-        return self.shard.tracker.active_calls()
+        return self.shard.call_rows()
 
     def registrations(self) -> list[dict]:
-        return self.shard.tracker.registrations()
+        return self.shard.registration_rows()
 
     def set_blacklist(self, names: list[str]) -> None:
         pass  # the shard shares the pipeline's blacklist
@@ -309,11 +309,11 @@ class Pipeline:
         return {g: dict(sorted(snap[g].items())) for g in sorted(snap)}
 
     def active_calls(self) -> list[dict]:
-        """Every dialog being followed, across workers."""
+        """Every dialog being followed, across workers (anonymized like the events)."""
         return self.backend.active_calls()
 
     def registrations(self) -> list[dict]:
-        """Every cached binding, across workers."""
+        """Every cached binding, across workers (anonymized like the events)."""
         return self.backend.registrations()
 
     def recent_docs(self) -> list[dict]:

@@ -22,6 +22,7 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from sipcm.events.rows import CALL_ROW, REGISTRATION_ROW, anonymize_rows
 from sipcm.outputs.base import ndjson_bytes
 from sipcm.sip.message import ParseError
 from sipcm.sip.parser import parse
@@ -96,6 +97,14 @@ class Shard:
         out: list[Emitted] = []
         self._timer_rows(self.tracker.finish(mode), out)
         return out
+
+    def call_rows(self) -> list[dict]:
+        """The dialogs this shard follows, as the web API shows them (anonymized like events)."""
+        return anonymize_rows(self.anonymizer, self.tracker.active_calls(), CALL_ROW)
+
+    def registration_rows(self) -> list[dict]:
+        """The bindings this shard holds, as the web API shows them (anonymized like events)."""
+        return anonymize_rows(self.anonymizer, self.tracker.registrations(), REGISTRATION_ROW)
 
     def gauges(self) -> dict[str, int]:
         """The tracker's table sizes."""

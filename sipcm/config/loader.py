@@ -19,7 +19,7 @@ import yaml
 from sipcm.config import kinds as k
 from sipcm.config.rules import check_rules
 from sipcm.config.schema import MASK, Config, key_docs
-from sipcm.errors import ConfigError
+from sipcm.errors import ConfigError, redact_url_passwords
 
 ROOT = "sipcm"
 _OVERRIDE = "-E override"
@@ -56,7 +56,7 @@ def _show(value: Any, secret: bool) -> str:
     """A short rendering of a bad value for a message; secrets become ***."""
     if secret:
         return MASK
-    text = json.dumps(value, default=str, ensure_ascii=False)
+    text = redact_url_passwords(json.dumps(value, default=str, ensure_ascii=False))
     return text if len(text) <= 80 else text[:77] + "..."
 
 

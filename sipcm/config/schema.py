@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sipcm.config import kinds as k
+from sipcm.errors import redact_url_passwords
 
 EVENT_NAMES = (
     "call-start",
@@ -52,7 +53,8 @@ class _Section:
     """Behaviour shared by every section dataclass."""
 
     def to_dict(self, mask_secrets: bool = True) -> dict[str, Any]:
-        """Plain JSON-able data (lists, dicts, float seconds, int bytes); set secrets as ***."""
+        """Plain JSON-able data (lists, dicts, float seconds, int bytes); set secrets as ***,
+        and so the password of a URL (https://user:***@host)."""
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):  # type: ignore[arg-type]
             value = getattr(self, f.name)
@@ -60,8 +62,13 @@ class _Section:
                 out[f.name] = value.to_dict(mask_secrets)
             elif f.metadata["secret"] and mask_secrets and value:
                 out[f.name] = MASK
+            elif mask_secrets and isinstance(value, str):
+                out[f.name] = redact_url_passwords(value)
             elif isinstance(value, tuple):
-                out[f.name] = list(value)
+                out[f.name] = [
+                    redact_url_passwords(v) if mask_secrets and isinstance(v, str) else v
+                    for v in value
+                ]
             elif isinstance(value, dict):
                 out[f.name] = dict(value)
             else:

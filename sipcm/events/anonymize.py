@@ -1,10 +1,13 @@
 """Anonymization of built event documents, and its reversal (SPEC section 9).
 
 Input: nested ECS documents from `EventBuilder.build`. `Anonymizer.apply` encrypts, in place,
-the values its switches select; `decrypt_doc` restores them for whoever holds the key. Both
-are deterministic. Neither logs, and no key material appears in any repr, str or error message.
+the values its switches select; `Anonymizer.value` does the same for one value of a named field
+(the web API's rows, `rows.py`); `decrypt_doc` restores them for whoever holds the key. All are
+deterministic. None logs, and no key material appears in any repr, str or error message.
 
-What each switch changes (every listed field that is present; lists element by element):
+Which fields are transformed is derived from the `sensitive` declaration of each field in
+`schema.py` (through `KINDS`), so a new field is anonymized by declaring what it holds. Today
+that gives (every listed field that is present; lists element by element):
 - ip (`encrypt_ip_addresses`): source.ip, destination.ip, client.ip, server.ip,
   sipcm.tunnel.source.ip, sipcm.tunnel.destination.ip, related.ip. IPv4 keeps prefixes
   (Crypto-PAn) unless `ipcipher`; IPv6 always uses ipcipher. `ipcipher` alone implies `ip`.
@@ -34,32 +37,26 @@ from collections.abc import Callable
 from typing import Any
 
 from sipcm.errors import SipcmError
+from sipcm.events import schema
 from sipcm.events.anon.codec import Codec
 from sipcm.events.anon.keys import AnonKey
 
-_NAME_ADDRS = ("sip.from", "sip.to", "sip.contact")
-_URI_PREFIXES = ("sip.from.uri", "sip.to.uri", "sip.contact.uri", "sip.uri")
+# sensitivity (schema.SENSITIVE) -> (switch, cipher kind). "ip|uris": either switch.
+KINDS: dict[str, tuple[str, str]] = {
+    "ip": ("ip", "ip"),
+    "uri_ip": ("ip|uris", "ip"),
+    "uri": ("uris", "uri"),
+    "user": ("uris", "user"),
+    "host": ("uris", "host"),
+    "display": ("uris", "display"),
+    "call_id": ("call_ids", "call_id"),
+    "ua": ("ua", "ua"),
+}
 
-# field -> (switch, kind). Order matters for nothing but readability.
+# field -> (switch, cipher kind), for every field the schema declares sensitive.
 FIELDS: dict[str, tuple[str, str]] = {
-    **{f: ("ip", "ip") for f in ("source.ip", "destination.ip", "client.ip", "server.ip",
-                                 "sipcm.tunnel.source.ip", "sipcm.tunnel.destination.ip")},
-    "related.ip": ("ip|uris", "ip"),
-    **{f"{p}.original": ("uris", "uri") for p in _URI_PREFIXES},
-    **{f"{p}.username": ("uris", "user") for p in _URI_PREFIXES},
-    **{f"{p}.host": ("uris", "host") for p in _URI_PREFIXES},
-    **{f"{p}.display_info": ("uris", "display") for p in _NAME_ADDRS},
-    "url.original": ("uris", "uri"),
-    "sip.pai": ("uris", "uri"),
-    "sip.reg.aor": ("uris", "uri"),
-    "user.name": ("uris", "user"),
-    "related.user": ("uris", "user"),
-    "related.hosts": ("uris", "host"),
-    "sip.auth.realm": ("uris", "host"),
-    "sip.call_id": ("call_ids", "call_id"),
-    "user_agent.original": ("ua", "ua"),
-    "sip.user_agent.original": ("ua", "ua"),
-}  # fmt: skip
+    f.name: KINDS[f.sensitive] for f in schema.FIELDS if f.sensitive is not None
+}
 
 _Fn = Callable[[str], str]
 
@@ -126,6 +123,7 @@ class Anonymizer:
         # parent object is looked up once and a cached value costs one dict lookup.
         self._plan: list[tuple[tuple[str, ...], list[tuple[str, str, dict[str, str], _Fn]]]] = []
         self._ipv4 = ""
+        self._by_name: dict[str, tuple[dict[str, str], _Fn]] = {}
         if not self.enabled:
             return
         key = AnonKey.from_settings(
@@ -142,6 +140,7 @@ class Anonymizer:
                 *parents, last = name.split(".")
                 item = (last, name, codec.cache_for(kind), enc[kind])
                 groups.setdefault(tuple(parents), []).append(item)
+                self._by_name[name] = (item[2], item[3])
         self._plan = list(groups.items())
         if on["ip|uris"]:
             self._ipv4 = "ipcipher" if ipcipher else "prefix"
@@ -182,6 +181,16 @@ class Anonymizer:
                 anon["ipv4"] = self._ipv4
             doc.setdefault("sipcm", {})["anon"] = anon
         return doc
+
+    def value(self, name: str, v: Any) -> Any:
+        """`v` as the field `name` shows it in documents: encrypted when a switch selects the
+        field, unchanged when none does, None when it cannot be encrypted (counted)."""
+        plan = self._by_name.get(name)
+        if plan is None or v is None:
+            return v
+        cache, fn = plan
+        new = cache.get(v) if v.__class__ is str else None
+        return new if new is not None else self._transform(v, fn)
 
     def _transform(self, v: object, fn: _Fn) -> str | list[str] | None:
         if isinstance(v, list):

@@ -37,10 +37,26 @@ TYPES = frozenset(
 )
 
 
+# What a field's value identifies, when it identifies a person or a host: the anonymization
+# switch that encrypts it and how follow from this (`anonymize.KINDS`). Every surface that
+# shows a field's value (events, web API rows, dashboard) goes through that transformation.
+SENSITIVE: dict[str, str] = {
+    "ip": "an IP address (encrypt_ip_addresses)",
+    "uri_ip": "an IP address, possibly from a URI host (encrypt_ip_addresses or encrypt_uris)",
+    "uri": "a SIP or tel URI (encrypt_uris)",
+    "user": "a user part or user name (encrypt_uris)",
+    "host": "a host name or realm (encrypt_uris)",
+    "display": "a display name (encrypt_uris)",
+    "call_id": "a Call-ID (encrypt_call_ids)",
+    "ua": "a User-Agent or Server string (encrypt_ua)",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Field:
     """One emitted field. `array`: the value is a list; `text`: add a `.text` multi-field;
-    `leaf`: for an `object`, the type of every value under it (dynamic names)."""
+    `leaf`: for an `object`, the type of every value under it (dynamic names); `sensitive`:
+    a key of SENSITIVE when the value identifies someone (every `ip` field must say which)."""
 
     name: str
     type: str
@@ -48,20 +64,25 @@ class Field:
     array: bool = False
     text: bool = False
     leaf: str | None = None
+    sensitive: str | None = None
 
 
 def _uri(prefix: str, what: str) -> list[Field]:
     return [
-        Field(f"{prefix}.uri.original", "keyword", f"{what}: the URI as written.", text=True),
+        Field(f"{prefix}.uri.original", "keyword", f"{what}: the URI as written.", text=True,
+              sensitive="uri"),
         Field(f"{prefix}.uri.scheme", "keyword", f"{what}: URI scheme (sip, sips, tel)."),
-        Field(f"{prefix}.uri.username", "keyword", f"{what}: user part or tel number."),
-        Field(f"{prefix}.uri.host", "keyword", f"{what}: host part."),
+        Field(f"{prefix}.uri.username", "keyword", f"{what}: user part or tel number.",
+              sensitive="user"),
+        Field(f"{prefix}.uri.host", "keyword", f"{what}: host part.", sensitive="host"),
         Field(f"{prefix}.uri.port", "long", f"{what}: port, when the URI has one."),
-    ]
+    ]  # fmt: skip
 
 
 def _name_addr(prefix: str, what: str, tag: bool) -> list[Field]:
-    fields = [Field(f"{prefix}.display_info", "keyword", f"{what}: display name.")]
+    fields = [
+        Field(f"{prefix}.display_info", "keyword", f"{what}: display name.", sensitive="display")
+    ]
     if tag:
         fields.append(Field(f"{prefix}.tag", "keyword", f"{what}: tag parameter."))
     return fields + _uri(prefix, what)
@@ -84,13 +105,15 @@ FIELDS: tuple[Field, ...] = (
     Field("event.duration", "long", "Call duration (call-end) or binding lifetime (reg-*), ns."),
     Field("event.start", "date", "Start of the dialog, transaction or binding."),
     Field("event.end", "date", "End of the dialog, transaction or binding."),
-    Field("source.ip", "ip", "Source address of the triggering message (inner, if tunnelled)."),
+    Field("source.ip", "ip", "Source address of the triggering message (inner, if tunnelled).",
+          sensitive="ip"),
     Field("source.port", "long", "Source port of the triggering message."),
-    Field("destination.ip", "ip", "Destination address of the triggering message."),
+    Field("destination.ip", "ip", "Destination address of the triggering message.",
+          sensitive="ip"),
     Field("destination.port", "long", "Destination port of the triggering message."),
-    Field("client.ip", "ip", "Caller side (sender of the initial request)."),
+    Field("client.ip", "ip", "Caller side (sender of the initial request).", sensitive="ip"),
     Field("client.port", "long", "Caller side port."),
-    Field("server.ip", "ip", "Callee side (receiver of the initial request)."),
+    Field("server.ip", "ip", "Callee side (receiver of the initial request).", sensitive="ip"),
     Field("server.port", "long", "Callee side port."),
     Field("network.transport", "keyword", "udp or tcp."),
     Field("network.type", "keyword", "ipv4 or ipv6 (inner packet)."),
@@ -106,15 +129,21 @@ FIELDS: tuple[Field, ...] = (
     Field("observer.ingress.interface.id", "keyword", "ifindex of that interface."),
     Field("observer.egress.interface.name", "keyword", "Interface the message left by."),
     Field("observer.egress.interface.id", "keyword", "ifindex of that interface."),
-    Field("url.original", "wildcard", "Request URI of the initial request.", text=True),
-    Field("user_agent.original", "keyword", "User-Agent of the caller side.", text=True),
-    Field("user.name", "keyword", "Digest user name of the request's credentials.", text=True),
+    Field("url.original", "wildcard", "Request URI of the initial request.", text=True,
+          sensitive="uri"),
+    Field("user_agent.original", "keyword", "User-Agent of the caller side.", text=True,
+          sensitive="ua"),
+    Field("user.name", "keyword", "Digest user name of the request's credentials.", text=True,
+          sensitive="user"),
     Field("error.code", "keyword", "parse-error/msg-probe reason (snake_case)."),
     Field("error.message", "match_only_text", "Parse failure, with the byte offset."),
-    Field("related.ip", "ip", "Every address in the event (inner, outer, URI hosts).", array=True),
-    Field("related.user", "keyword", "User parts of From, To, Contact, request URI.", array=True),
-    Field("related.hosts", "keyword", "Host names in From, To, Contact, request URI.", array=True),
-    Field("sip.call_id", "keyword", "Call-ID."),
+    Field("related.ip", "ip", "Every address in the event (inner, outer, URI hosts).", array=True,
+          sensitive="uri_ip"),
+    Field("related.user", "keyword", "User parts of From, To, Contact, request URI.", array=True,
+          sensitive="user"),
+    Field("related.hosts", "keyword", "Host names in From, To, Contact, request URI.", array=True,
+          sensitive="host"),
+    Field("sip.call_id", "keyword", "Call-ID.", sensitive="call_id"),
     Field("sip.method", "keyword", "Method of the dialog or transaction (INVITE, REGISTER, ...)."),
     Field("sip.code", "long", "Final status code (408 for a timeout)."),
     Field("sip.status", "keyword", "Final reason phrase."),
@@ -125,10 +154,11 @@ FIELDS: tuple[Field, ...] = (
     Field("sip.contact.expires", "long", "Contact expires parameter, seconds."),
     Field("sip.cseq.code", "long", "CSeq number of the initial request."),
     Field("sip.cseq.method", "keyword", "CSeq method of the initial request."),
-    Field("sip.user_agent.original", "keyword", "Server/User-Agent of the callee side.", text=True),
-    Field("sip.pai", "keyword", "P-Asserted-Identity URIs.", array=True),
+    Field("sip.user_agent.original", "keyword", "Server/User-Agent of the callee side.", text=True,
+          sensitive="ua"),
+    Field("sip.pai", "keyword", "P-Asserted-Identity URIs.", array=True, sensitive="uri"),
     Field("sip.auth.scheme", "keyword", "Authorization scheme (Digest)."),
-    Field("sip.auth.realm", "keyword", "Authorization realm."),
+    Field("sip.auth.realm", "keyword", "Authorization realm.", sensitive="host"),
     Field("sip.call.pdd", "float", "Post-dial delay: INVITE to first 18x or final reply, ms."),
     Field("sip.call.ring_time", "float", "First 18x to answer, ms."),
     Field("sip.call.setup_time", "float", "INVITE to 2xx, ms."),
@@ -136,14 +166,15 @@ FIELDS: tuple[Field, ...] = (
     Field("sip.call.reconstructed", "boolean", "Dialog seen without its INVITE or its 2xx."),
     Field("sip.call.reconstructed_from", "keyword", "What it was rebuilt from (bye, 2xx, ...)."),
     Field("sip.call.retransmissions", "long", "Retransmitted messages seen in the dialog."),
-    Field("sip.reg.aor", "keyword", "Address-of-record (To URI without parameters)."),
+    Field("sip.reg.aor", "keyword", "Address-of-record (To URI without parameters).",
+          sensitive="uri"),
     Field("sip.reg.expires", "long", "Seconds granted to the binding."),
     Field("sip.reg.lifetime", "long", "Seconds the binding existed (reg-del, reg-expired)."),
     Field("sipcm.tunnel.type", "keyword", "Encapsulation: vxlan, ipip, gre, gtp."),
     Field("sipcm.tunnel.vni", "long", "VXLAN network identifier (GTP TEID for gtp)."),
-    Field("sipcm.tunnel.source.ip", "ip", "Outer source address."),
+    Field("sipcm.tunnel.source.ip", "ip", "Outer source address.", sensitive="ip"),
     Field("sipcm.tunnel.source.port", "long", "Outer source port (UDP encapsulations)."),
-    Field("sipcm.tunnel.destination.ip", "ip", "Outer destination address."),
+    Field("sipcm.tunnel.destination.ip", "ip", "Outer destination address.", sensitive="ip"),
     Field("sipcm.tunnel.destination.port", "long", "Outer destination port."),
     Field("sipcm.frame", "long", "Replay: 1-based frame number of the triggering packet."),
     Field("sipcm.reassembled", "boolean", "Message rebuilt from IP fragments or TCP segments."),
@@ -158,9 +189,20 @@ FIELDS: tuple[Field, ...] = (
     Field("sipcm.anon.fields", "keyword", "Fields anonymized in this event.", array=True),
     Field("sipcm.anon.key_check", "keyword", "Short check value of the anonymization key."),
     Field("sipcm.anon.ipv4", "keyword", "How IPv4 addresses were encrypted: prefix or ipcipher."),
-)
+)  # fmt: skip
 
 BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
+
+
+def check_sensitivity() -> list[str]:
+    """Problems with the `sensitive` declarations: unknown kinds, addresses left undeclared."""
+    errors = []
+    for f in FIELDS:
+        if f.sensitive is not None and f.sensitive not in SENSITIVE:
+            errors.append(f"{f.name}: unknown sensitivity {f.sensitive!r}")
+        if f.type == "ip" and f.sensitive is None:
+            errors.append(f"{f.name}: an address field must declare its sensitivity")
+    return errors
 
 
 def check_ecs(ecs_flat: dict[str, dict]) -> list[str]:

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from elasticsearch import Elasticsearch
 
-from sipcm.errors import SipcmError
+from sipcm.errors import SipcmError, redact_url_passwords
 from sipcm.events.template import index_template
 
 log = logging.getLogger("sipcm.outputs.elasticsearch")
@@ -63,7 +63,11 @@ def make_client(
     try:
         return Elasticsearch(list(hosts), **kw)
     except (ValueError, TypeError) as e:
-        raise SipcmError(f"invalid Elasticsearch settings: {e}") from e
+        raise SipcmError(f"invalid Elasticsearch settings: {redact_url_passwords(str(e))}") from e
+
+
+def _shown(host: object) -> str:
+    return redact_url_passwords(repr(host))
 
 
 def host_url(host: str) -> str:
@@ -73,9 +77,9 @@ def host_url(host: str) -> str:
         parts = urlsplit(str(host).strip())
         port = parts.port
     except ValueError as e:
-        raise SipcmError(f"invalid Elasticsearch host {host!r}: {e}", hint) from e
+        raise SipcmError(f"invalid Elasticsearch host {_shown(host)}: {e}", hint) from e
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise SipcmError(f"invalid Elasticsearch host {host!r}: need an http(s) URL", hint)
+        raise SipcmError(f"invalid Elasticsearch host {_shown(host)}: need an http(s) URL", hint)
     if port is None:
         parts = parts._replace(netloc=f"{parts.netloc}:9200")
     return parts.geturl()

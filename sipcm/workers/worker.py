@@ -36,9 +36,9 @@ def _control(shard: Shard, counters: Counters, name: str, arg: Any) -> Any:
         shard.blacklist.replace(arg)
         return None
     if name == "calls":
-        return shard.tracker.active_calls()
+        return shard.call_rows()
     if name == "registrations":
-        return shard.tracker.registrations()
+        return shard.registration_rows()
     raise ValueError(f"unknown control {name!r}")
 
 
