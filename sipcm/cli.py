@@ -174,6 +174,9 @@ def replay(
                 f"{t.parse_errors} parse errors, {t.probes} probes, "
                 f"{t.reassembled} reassembled, {t.events} events"
             )
+        if t.skipped:
+            truncated.append(f"{t.name}: {t.skipped} unreadable record(s) skipped, the first "
+                             f"{t.skip_note}")  # fmt: skip
         if t.truncated:
             truncated.append(f"{t.name}: {t.truncated}")
     undelivered = []
@@ -197,9 +200,7 @@ def replay(
         _say(f"sipcm: stopped by {name}; outputs flushed and closed")
         sys.exit(128 + stop.signum)
     if truncated:
-        raise CaptureFileError(
-            "; ".join(truncated), "the file was cut short; the rest was replayed"
-        )
+        raise CaptureFileError("; ".join(truncated), "everything else was replayed")
     if undelivered:
         raise DeliveryError(
             "events not delivered: " + "; ".join(undelivered),

@@ -57,6 +57,8 @@ class FileTotals:
     reassembled: int = 0
     events: int = 0
     truncated: str | None = None
+    skipped: int = 0  # records that could not be replayed (bad timestamp, unknown interface)
+    skip_note: str | None = None  # where the first one was and why
 
 
 class _Local:

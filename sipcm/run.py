@@ -93,6 +93,7 @@ def _replay_one(
     totals.payloads = totals.messages + totals.parse_errors + totals.probes
     totals.payloads += _delta(sip_before, sip_after, "heuristic_not_sip")
     totals.truncated = reader.truncated
+    totals.skipped, totals.skip_note = reader.skipped, reader.skip_note
     pipe.totals = None
     return totals
 

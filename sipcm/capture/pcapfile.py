@@ -4,9 +4,15 @@ Input: a file path (classic pcap in either byte order with microsecond or nanose
 timestamps, or pcapng with any number of sections and interfaces). Output: `RecordBatch`es of
 up to `batch_size` frames, each of one link type, timestamps in ns since the epoch.
 
-The file is mapped (or, for pipes, read whole) once; a batch copies one contiguous span of the
-file and records per-frame offsets into it, so there is no read() per record. It never raises
-after `__init__`: a file cut short yields every complete record and sets `truncated`.
+A regular file is mapped once; a pipe, device or socket is read in bounded windows as data
+arrives (at most `CHUNK` bytes beyond the record being completed, which is itself bounded by
+`_MAX_RECORD`), and each batch is yielded before the window moves, so `replay -` on a live
+pipe shows events as they come and `/dev/zero` fails or runs in constant memory. A batch copies
+one contiguous span of the window and records per-frame offsets into it, so there is no read()
+per record. It never raises after `__init__`: a file cut short yields every complete record
+and sets `truncated`; a record that cannot be placed (an undeclared pcapng interface, a
+timestamp outside the int64 nanosecond range) is skipped, counted in `skipped` and described in
+`skip_note`, and the rest is read.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ _IDB, _OPB, _SPB, _EPB = 1, 2, 3, 6
 _OPT_TSRESOL, _OPT_TSOFFSET, _OPT_FLAGS = 9, 14, 2
 # A record claiming more than this is corrupt, not a packet (pcap snaplens are <= 256 KiB).
 _MAX_RECORD = 64 << 20
+CHUNK = 1 << 20  # bytes read from a non-regular file at a time
+_TS_MAX = (1 << 63) - 1  # timestamps are int64 nanoseconds since the epoch
 # epb_flags bits 0-1 (pcapng draft section 4.3.1): 01 inbound, 10 outbound.
 _FLAG_DIR = {1: DIR_INGRESS, 2: DIR_EGRESS}
 
@@ -72,8 +80,12 @@ class PcapReader:
         self.truncated: str | None = None  # why reading stopped early, None when clean
         self.records = 0  # packet records yielded
         self.bytes = 0  # captured packet bytes yielded
-        self.skipped = 0  # pcapng packet blocks naming an undeclared interface
+        self.skipped = 0  # packet records skipped (see skip_note)
+        self.skip_note: str | None = None  # the first skipped record: where and why
         self._frame = 0  # packet records seen (frame numbers, as Wireshark counts them)
+        self._fd: int | None = None  # a non-regular file, read in windows
+        self._base = 0  # file offset of self._buf[0]
+        self._buf: bytes | mmap.mmap = b""
         self._buf = self._load()
         magic = self._buf[:4]
         if len(magic) < 4:
@@ -94,9 +106,38 @@ class PcapReader:
                 self._fail(f"not a pcap or pcapng file (magic 0x{magic.hex()})")
 
     def close(self) -> None:
-        """Release the file mapping (batches already yielded hold their own copies)."""
+        """Release the file mapping or descriptor (batches already yielded hold copies)."""
         if isinstance(self._buf, mmap.mmap):
             self._buf.close()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def _more(self, keep: int, need: int) -> bool:
+        """Streams: drop the window before `keep` and read until `need` bytes follow it (or
+        the input ends). False, with the window unchanged, when nothing more could be read."""
+        if self._fd is None:
+            return False
+        parts = [self._buf[keep:]]
+        have = len(parts[0])
+        got = False
+        while have < need:
+            try:
+                chunk = os.read(self._fd, max(CHUNK, need - have))
+            except OSError as exc:
+                self._stop(len(self._buf), f"cannot read ({exc.strerror})")
+                chunk = b""
+            if not chunk:
+                os.close(self._fd)
+                self._fd = None
+                break
+            parts.append(chunk)
+            have += len(chunk)
+            got = True
+        if got:  # otherwise the window stays as it was, so the caller's positions hold
+            self._base += keep
+            self._buf = b"".join(parts)
+        return got
 
     def _fail(self, problem: str) -> None:
         raise CaptureFileError(f"{self.path}: {problem}", "give a pcap or pcapng capture file")
@@ -114,28 +155,44 @@ class PcapReader:
             st = os.fstat(fd)
             if stat.S_ISDIR(st.st_mode):
                 self._fail("is a directory")
-            if not stat.S_ISREG(st.st_mode):  # a pipe or device: read it whole
-                with os.fdopen(os.dup(fd), "rb") as f:
-                    return f.read()
+            if not stat.S_ISREG(st.st_mode):  # a pipe or device: read as it comes
+                self._fd, fd = fd, -1
+                self._more(0, 4)
+                return self._buf
             if st.st_size == 0:
                 self._fail("empty file, not a pcap or pcapng capture")
             return mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
         except OSError as exc:
             self._fail(f"cannot read ({exc.strerror})")
         finally:
-            os.close(fd)
+            if fd >= 0:
+                os.close(fd)
         raise AssertionError("unreachable")
 
     def batches(self, batch_size: int = 4096) -> Iterator[RecordBatch]:
         """Yield every readable frame in file order, in batches of one link type."""
         batch_size = max(1, batch_size)
         if self.format == "pcap":
+            if len(self._buf) < 24:
+                self._more(0, 24)  # a stream: read on until the file header is complete
+            if len(self._buf) < 24:
+                size = len(self._buf)
+                self._stop(size, f"truncated pcap file header ({size} of 24 bytes)")
+                return
             yield from self._pcap(batch_size)
         else:
             yield from self._pcapng(batch_size)
 
     def _stop(self, pos: int, problem: str) -> None:
-        self.truncated = f"stopped at byte offset {pos} (record {self._frame + 1}): {problem}"
+        if self.truncated is None:
+            at = self._base + pos
+            self.truncated = f"stopped at byte offset {at} (record {self._frame + 1}): {problem}"
+
+    def _skip(self, pos: int, problem: str) -> None:
+        """Count a record that cannot be replayed (the frame number stays used)."""
+        self.skipped += 1
+        if self.skip_note is None:
+            self.skip_note = f"record {self._frame} at byte offset {self._base + pos}: {problem}"
 
     def _flush(self, b: _Batch, end: int) -> RecordBatch:
         n = len(b.offs)
@@ -157,29 +214,28 @@ class PcapReader:
     # -- classic pcap --------------------------------------------------------------------------
 
     def _pcap(self, batch_size: int) -> Iterator[RecordBatch]:
-        buf = self._buf
-        size = len(buf)
-        if size < 24:
-            self._stop(size, f"truncated pcap file header ({size} of 24 bytes)")
-            return
-        linktype = struct.unpack_from(self._endian + "I", buf, 20)[0] & 0xFFFF
+        linktype = struct.unpack_from(self._endian + "I", self._buf, 20)[0] & 0xFFFF
         unpack = struct.Struct(self._endian + "IIII").unpack_from
         mul = self._mul
         pos = 24
-        while pos < size:
+        need = 0  # bytes the record at `pos` needs beyond the window, 0 when none is cut
+        while True:
+            buf = self._buf
+            size = len(buf)
             b = _Batch(pos, linktype, self._frame + 1)
             offs, caps, origs, tss = b.offs, b.caps, b.origs, b.tss
             start = pos
+            need = 0
             while len(offs) < batch_size and pos < size:
                 if pos + 16 > size:
-                    self._stop(pos, f"partial record header ({size - pos} of 16 bytes)")
+                    need = 16
                     break
                 sec, frac, incl, orig = unpack(buf, pos)
                 if incl > _MAX_RECORD:
                     self._stop(pos, f"corrupt record length {incl}")
                     break
                 if pos + 16 + incl > size:
-                    self._stop(pos, f"partial record ({size - pos - 16} of {incl} bytes)")
+                    need = 16 + incl
                     break
                 self._frame += 1
                 offs.append(pos + 16 - start)
@@ -191,6 +247,16 @@ class PcapReader:
                 yield self._flush(b, pos)
             if self.truncated:
                 return
+            if len(offs) >= batch_size:
+                continue
+            if not self._more(pos, max(need, 16)):
+                left = len(self._buf) - pos
+                if left and need == 16:
+                    self._stop(pos, f"partial record header ({left} of 16 bytes)")
+                elif left:
+                    self._stop(pos, f"partial record ({left - 16} of {need - 16} bytes)")
+                return
+            pos = 0
 
     # -- pcapng ------------------------------------------------------------------------------
 
@@ -202,29 +268,45 @@ class PcapReader:
         ifaces: list[_Iface] = []
         b: _Batch | None = None
         last_ts = 0
-        while pos < size:
-            if pos + 12 > size:
-                self._stop(pos, f"partial block header ({size - pos} bytes)")
-                break
-            (btype,) = struct.unpack_from("<I", buf, pos)
-            if btype == _SHB:
-                if pos + 28 > size:
+        while True:
+            # How many bytes the block at `pos` needs to be whole (0: it is).
+            need = 12 if pos + 12 > size else 0
+            if not need:
+                (btype,) = struct.unpack_from("<I", buf, pos)
+                if btype == _SHB and pos + 28 > size:
+                    need = 28
+            if not need:
+                if btype == _SHB:
+                    e = "<" if struct.unpack_from("<I", buf, pos + 8)[0] == _BOM else ">"
+                    if struct.unpack_from(e + "I", buf, pos + 8)[0] != _BOM:
+                        self._stop(pos, "bad section header byte-order magic")
+                        break
+                else:
+                    btype = struct.unpack_from(e + "I", buf, pos)[0]
+                blen = struct.unpack_from(e + "I", buf, pos + 4)[0]
+                if blen < 12 or blen % 4 or blen > _MAX_RECORD:
+                    self._stop(pos, f"corrupt block length {blen}")
+                    break
+                if pos + blen > size:
+                    need = blen
+            if need:
+                # The window ends inside this block: yield what is ready, then read on.
+                if b is not None and b.offs:
+                    yield self._flush(b, b.start + b.offs[-1] + b.caps[-1])
+                b = None
+                if self._more(pos, need):
+                    buf, size, pos = self._buf, len(self._buf), 0
+                    continue
+                left = size - pos
+                if left and need == 12:
+                    self._stop(pos, f"partial block header ({left} bytes)")
+                elif left and need == 28 and btype == _SHB:
                     self._stop(pos, "partial section header block")
-                    break
-                e = "<" if struct.unpack_from("<I", buf, pos + 8)[0] == _BOM else ">"
-                if struct.unpack_from(e + "I", buf, pos + 8)[0] != _BOM:
-                    self._stop(pos, "bad section header byte-order magic")
-                    break
+                elif left:
+                    self._stop(pos, f"partial block ({left} of {need} bytes)")
+                break
+            if btype == _SHB:
                 ifaces = []
-            else:
-                btype = struct.unpack_from(e + "I", buf, pos)[0]
-            blen = struct.unpack_from(e + "I", buf, pos + 4)[0]
-            if blen < 12 or blen % 4:
-                self._stop(pos, f"corrupt block length {blen}")
-                break
-            if pos + blen > size:
-                self._stop(pos, f"partial block ({size - pos} of {blen} bytes)")
-                break
             end = pos + blen - 4  # options end where the trailing length starts
             rec = None
             if btype == _EPB and blen >= 32:
@@ -245,22 +327,32 @@ class PcapReader:
             if rec is not None:
                 iid, units, cap, orig, data = rec
                 self._frame += 1
-                if iid >= len(ifaces) or data + cap > end:
-                    # A packet block we cannot place or that overruns its block: skip it; end
-                    # the batch so later frames keep their numbers.
-                    self.skipped += 1
+                ifc = ifaces[iid] if iid < len(ifaces) else None
+                ts = last_ts
+                if ifc is not None and units >= 0:
+                    ts = units * ifc.mul // ifc.div + ifc.off_ns
+                problem = None
+                if ifc is None:
+                    problem = f"no interface {iid} declared in its section"
+                elif data + cap > end:
+                    problem = f"captured length {cap} overruns its block"
+                elif not 0 <= ts <= _TS_MAX:
+                    problem = "timestamp outside the representable range (1970 to 2262)"
+                if problem is not None:
+                    # A packet block we cannot replay: skip it; end the batch so later frames
+                    # keep their numbers.
+                    self._skip(pos, problem)
                     if b is not None and b.offs:
                         yield self._flush(b, b.start + b.offs[-1] + b.caps[-1])
                     b = None
                     pos += blen
                     continue
-                ifc = ifaces[iid]
+                assert ifc is not None
                 if b is not None and (b.linktype != ifc.linktype or len(b.offs) >= batch_size):
                     yield self._flush(b, b.start + b.offs[-1] + b.caps[-1])
                     b = None
                 if b is None:
                     b = _Batch(pos, ifc.linktype, self._frame)
-                ts = last_ts if units < 0 else units * ifc.mul // ifc.div + ifc.off_ns
                 last_ts = ts
                 direction = DIR_UNKNOWN
                 opt = data + ((cap + 3) & ~3)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from tests.unit.test_cli import sipcm
 
 URL_WITH_PASSWORD = 'outputs.elasticsearch.hosts=["https://elastic:hunter2pw@es.example:9200"]'
@@ -19,3 +22,46 @@ def test_bad_url_error_masks_its_password() -> None:
     assert res.returncode == 2
     assert "ftp://elastic:***@es" in res.stderr
     assert "hunter2pw" not in res.stderr + res.stdout
+
+
+def test_replay_dev_zero_is_a_one_line_error() -> None:
+    res = sipcm("replay", "/dev/zero")
+    assert res.returncode == 2
+    assert res.stderr.count("\n") == 1
+    assert "/dev/zero: not a pcap or pcapng file (magic 0x00000000)" in res.stderr
+
+
+def _options_pcapng(path: Path, bad_units: int) -> Path:
+    """OPTIONS, a record with timestamp `bad_units` (ns), then the 200 OK."""
+    from sipcm.capture.pcapwriter import udp_frame
+    from tests.sipgen import T0, Leg
+    from tests.unit.capture.test_pcapfile import epb, idb, shb
+
+    leg = Leg("bad-ts@example.com", to_tag="tt")
+    req = leg.req("OPTIONS")
+    a, b = (leg.a_ip, leg.a_port), (leg.b_ip, leg.b_port)
+    out = udp_frame(*a, *b, req.raw)
+    back = udp_frame(*b, *a, leg.resp(req, 200, "OK"))
+    e = "<"
+    path.write_bytes(
+        shb(e)
+        + idb(e, 1, (9, b"\x09"))
+        + epb(e, 0, T0, out)
+        + epb(e, 0, bad_units, back)
+        + epb(e, 0, T0 + 5_000_000, back)
+    )
+    return path
+
+
+def test_replay_skips_a_record_with_an_overflowing_timestamp(tmp_path) -> None:
+    f = _options_pcapng(tmp_path / "bad.pcapng", 0xFFFFFFFF << 32)
+    res = sipcm("-E", "http_port=0", "replay", str(f))
+    assert res.returncode == 2
+    summary, error = res.stderr.splitlines()  # the per-file summary, then the one-line error
+    assert summary.startswith(f"{f}: 2 packets, 2 SIP messages")
+    assert f"{f}: 1 unreadable record(s) skipped, the first record 2 at byte offset " in error
+    assert error.endswith(
+        "timestamp outside the representable range (1970 to 2262) (everything else was replayed)"
+    )
+    events = [json.loads(line) for line in res.stdout.splitlines()]
+    assert [(e["event"]["action"], e["sip"]["code"]) for e in events] == [("other-ok", 200)]
