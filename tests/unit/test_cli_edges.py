@@ -37,7 +37,7 @@ def _options_pcapng(path: Path, bad_units: int) -> Path:
     from tests.sipgen import T0, Leg
     from tests.unit.capture.test_pcapfile import epb, idb, shb
 
-    leg = Leg("bad-ts@example.com", to_tag="tt")
+    leg = Leg("bad-ts@example.com")
     req = leg.req("OPTIONS")
     a, b = (leg.a_ip, leg.a_port), (leg.b_ip, leg.b_port)
     out = udp_frame(*a, *b, req.raw)

@@ -114,7 +114,9 @@ def test_stream_window_stays_bounded(tmp_path, monkeypatch) -> None:
     got, biggest = [], 0
     for b in r.batches():
         biggest = max(biggest, len(r._buf))
-        got.extend(bytes(b.data[int(o) : int(o) + int(n)]) for o, n in zip(b.offset, b.caplen))
+        got.extend(
+            bytes(b.data[int(o) : int(o) + int(n)]) for o, n in zip(b.offset, b.caplen, strict=True)
+        )
     t.join(5)
     assert got == pkts
     assert biggest <= 4096 + 316
