@@ -16,6 +16,18 @@ from sipcm.outputs.base import ndjson_line
 
 _ACTION_WIDTH = 13  # len("other-timeout")
 
+# Characters a terminal acts on rather than shows: C0 and C1 controls (ESC starts the escape
+# sequences that move the cursor, retitle the window or write to the clipboard), DEL, and the
+# bidirectional overrides that reorder what is shown. Pretty lines show them as \xNN / \uNNNN.
+_CONTROLS = [*range(0x20), *range(0x7F, 0xA0), 0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F),
+             *range(0x2066, 0x206A)]  # fmt: skip
+_ESCAPES = {c: (f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}") for c in _CONTROLS}
+
+
+def escape_controls(text: str) -> str:
+    r"""`text` with every terminal control character shown as an escape (\x1b, \u202e)."""
+    return text.translate(_ESCAPES)
+
 
 def _endpoint(party: dict[str, Any] | None) -> str:
     """`user@host` of a sip.from/sip.to object, or its URI text."""
@@ -80,7 +92,7 @@ def pretty_line(doc: dict[str, Any]) -> str:
     """`<date time.ms> <action> <call-id> <from> -> <to> <code> <reason> <metrics>` (+newline).
 
     Events without From/To (parse-error, msg-probe) show source -> destination addresses;
-    stats events show their counter total.
+    stats events show their counter total. Control characters from the SIP text are escaped.
     """
     ts = doc.get("@timestamp", "")
     when = ts[:23].replace("T", " ") if len(ts) >= 23 else ts
@@ -107,7 +119,7 @@ def pretty_line(doc: dict[str, Any]) -> str:
     metric = _metric(doc)
     if metric:
         parts.append(metric)
-    return " ".join(parts) + "\n"
+    return escape_controls(" ".join(parts)) + "\n"
 
 
 class ConsoleOutput:

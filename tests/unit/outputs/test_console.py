@@ -140,3 +140,19 @@ def test_broken_pipe_is_counted_and_raised() -> None:
     with pytest.raises(BrokenPipeError):
         con.write([{"a": 1}, {"b": 2}])
     assert con.counters == {"write_errors": 1, "dropped": 2}
+
+
+def test_pretty_escapes_terminal_controls() -> None:
+    """SIP text is attacker-chosen: ESC sequences, BEL, C1 CSI and bidi overrides are shown,
+    never sent to the terminal raw."""
+    doc = call_start()
+    doc["sip"]["call_id"] = "x\x1b]0;owned\x07y"
+    doc["sip"]["from"]["uri"]["username"] = "al\x1b[2Jice"
+    doc["sip"]["status"] = "OK\u202eevil\x9b31m\x7f\r"
+    line = pretty_line(doc)
+    assert line == (
+        "2023-11-14 22:13:22.123 call-start    x\\x1b]0;owned\\x07y "
+        "al\\x1b[2Jice@atlanta.example.com -> bob@biloxi.example.com 200 "
+        "OK\\u202eevil\\x9b31m\\x7f\\x0d pdd=120ms ring=1880ms setup=2000ms\n"
+    )
+    assert line[:-1].isprintable()
