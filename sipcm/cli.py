@@ -289,7 +289,7 @@ def doctor() -> None:
 
 
 @cli.command()
-@click.argument("file", default="-", type=click.File("r", encoding="utf-8"))
+@click.argument("file", default="-", type=click.File("rb"))
 @click.option("--key-file", type=click.Path(dir_okay=False), help="File holding the hex key.")
 @click.option(
     "--passphrase-env",

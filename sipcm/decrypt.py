@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
 from sipcm.errors import SipcmError
 from sipcm.events.anon.codec import Codec
@@ -36,14 +36,30 @@ def load_key(
     )
 
 
-def decrypt_lines(lines: Iterable[str], key: AnonKey) -> Iterable[str]:
-    """Decrypted NDJSON lines (with newline) for NDJSON input lines; blank lines are skipped."""
+def decrypt_lines(lines: Iterable[str | bytes], key: AnonKey) -> Iterable[str]:
+    """Decrypted NDJSON lines (with newline) for NDJSON input lines (text, or bytes that must
+    be UTF-8); blank lines are skipped."""
     dec = Decryptor(key)
-    for n, line in enumerate(lines, 1):
+    for n, raw in enumerate(lines, 1):
+        if isinstance(raw, bytes):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise SipcmError(
+                    f"line {n} is not UTF-8 text (byte 0x{raw[e.start]:02x} at column {e.start + 1})",
+                    "give the NDJSON written by the console or file output",
+                ) from None
+        else:
+            line = raw
         if not line.strip():
             continue
         try:
             doc = json.loads(line)
+        except RecursionError:
+            raise SipcmError(
+                f"line {n} is nested too deeply to be an event",
+                "give the NDJSON written by the console or file output",
+            ) from None
         except ValueError as e:
             raise SipcmError(
                 f"line {n} is not a JSON event ({e.msg} at column {e.colno})"
@@ -63,7 +79,7 @@ def decrypt_lines(lines: Iterable[str], key: AnonKey) -> Iterable[str]:
 
 
 def decrypt_stream(
-    in_stream: TextIO,
+    in_stream: TextIO | BinaryIO,
     out_stream: TextIO,
     *,
     passphrase: str | None = None,

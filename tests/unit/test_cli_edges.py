@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+
+import pytest
 from pathlib import Path
 
 from tests.unit.test_cli import sipcm
@@ -65,3 +67,25 @@ def test_replay_skips_a_record_with_an_overflowing_timestamp(tmp_path) -> None:
     )
     events = [json.loads(line) for line in res.stdout.splitlines()]
     assert [(e["event"]["action"], e["sip"]["code"]) for e in events] == [("other-ok", 200)]
+
+
+@pytest.mark.parametrize(
+    ("content", "error"),
+    [
+        (b'{"a": 1}\n{"b": "\xff\xfe"}\n', "line 2 is not UTF-8 text (byte 0xff at column 8)"),
+        (b"[" * 200_000 + b"\n", "line 1 is nested too deeply to be an event"),
+        (b'{"a":' * 200_000 + b"\n", "line 1 is nested too deeply to be an event"),
+    ],
+)
+def test_decrypt_hostile_input_is_a_one_line_error(tmp_path, content: bytes, error: str) -> None:
+    f = tmp_path / "in.ndjson"
+    f.write_bytes(content)
+    key = tmp_path / "k.hex"
+    key.write_text("00112233445566778899aabbccddeeff\n")
+    key.chmod(0o600)
+    res = sipcm("decrypt", "--key-file", str(key), str(f))
+    assert res.returncode == 2
+    assert "Traceback" not in res.stderr
+    assert res.stderr == (
+        f"sipcm: error: {error} (give the NDJSON written by the console or file output)\n"
+    )
