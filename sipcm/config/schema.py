@@ -266,7 +266,9 @@ class Config(_Section):
     encryption_key: str = key(
         k.string("32 hex digits", k.is_hex_key), "", "the 128-bit key as hex", secret=True
     )
-    encryption_key_file: str = key(_PATH, "", "file holding the key as 32 hex digits")
+    encryption_key_file: str = key(
+        _PATH, "", "file holding the key as 32 hex digits (mode 600 or 640, else refused)"
+    )
     encryption_salt: str = key(k.string(quote_hint=False), "", "salt for the passphrase")
     # outputs
     outputs: Outputs = section(Outputs, "event destinations")  # noqa: RUF009

@@ -84,6 +84,7 @@ def test_attach_unknown_interface_is_one_line_error() -> None:
 def test_anonymized_replay_decrypts_back_to_the_clear_events(tmp_path) -> None:
     key = tmp_path / "key.hex"
     key.write_text("00112233445566778899aabbccddeeff\n")
+    key.chmod(0o600)
     pcap = str(CORPUS / "zeek/sip-wireshark.pcap")
     plain = sipcm("replay", "--summary", "none", pcap)
     enc = sipcm(
@@ -102,6 +103,7 @@ def test_anonymized_replay_decrypts_back_to_the_clear_events(tmp_path) -> None:
     assert dec.stdout == plain.stdout
     other = tmp_path / "other.hex"
     other.write_text("ffeeddccbbaa99887766554433221100\n")
+    other.chmod(0o600)
     bad = sipcm("decrypt", "--key-file", str(other), str(src))
     assert bad.returncode != 0
     assert "wrong key" in bad.stderr

@@ -54,6 +54,7 @@ def test_stream_with_key_file(tmp_path) -> None:
     clear, anon = anonymized(key_hex=HEX)
     f = tmp_path / "key"
     f.write_text(HEX + "\n")
+    f.chmod(0o600)
     out = io.StringIO()
     assert decrypt_stream(io.StringIO(anon), out, key_file=str(f)) == 3
     assert out.getvalue() == clear

@@ -9,7 +9,10 @@ Derivation (a contract: `sipcm decrypt` must find the same key):
   16 bytes). This is ipcipher's key derivation with the salt appended; with an empty salt it is
   exactly ipcipher's, so the published ipcipher test vectors apply to passphrase keys too.
 - hex key: K = the 16 bytes written as 32 hex digits.
-- key file: 32 hex digits (white space around them ignored), or exactly 16 raw bytes.
+- key file: 32 hex digits (white space around them ignored), or exactly 16 raw bytes. As ssh
+  does with private keys, a key file that other users may read, or that anyone but its owner
+  may change (world-readable, world- or group-writable), is refused: its key is not secret.
+  Group read is allowed, for a service group.
 Sub-keys: HKDF-SHA256(K, no salt, info = "sipcm-anon-v1 " + purpose), one per purpose, so no
 two constructions share AES key material except ipcipher, which by its definition uses K.
 Check value: the first 8 hex digits of HMAC-SHA256(K, "sipcm-key-check"); it identifies the key
@@ -20,8 +23,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
+import stat
 import string
-from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -53,9 +57,32 @@ def _hex_key(text: str) -> bytes | None:
     return bytes.fromhex(t)
 
 
+# Permission bits that make a key file's key not secret: readable by others, writable by
+# anyone but its owner.
+_UNSAFE_MODE = stat.S_IROTH | stat.S_IWOTH | stat.S_IWGRP
+_MAX_KEY_FILE = 4096
+
+
 def _file_key(path: str) -> bytes:
     try:
-        data = Path(path).read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise ConfigError(
+                    f"encryption_key_file {path} is not a regular file",
+                    "write the key as 32 hex digits into a file",
+                )
+            if st.st_mode & _UNSAFE_MODE:
+                raise ConfigError(
+                    f"encryption_key_file {path} is accessible by other users "
+                    f"(mode {stat.S_IMODE(st.st_mode):04o}); its key is not secret",
+                    f"chmod 600 {path} (or 640 for a service group), then consider the key "
+                    "exposed and replace it if others may have read it",
+                )
+            data = os.read(fd, _MAX_KEY_FILE)
+        finally:
+            os.close(fd)
     except OSError as e:
         raise ConfigError(
             f"cannot read encryption_key_file {path}: {e.strerror or type(e).__name__}",

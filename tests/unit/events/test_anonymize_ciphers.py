@@ -207,6 +207,7 @@ def test_key_sources(tmp_path) -> None:
     assert k1.ipcipher == bytes(range(16))
     f = tmp_path / "k"
     f.write_text(hexkey.upper() + "\n")
+    f.chmod(0o600)
     assert AnonKey.from_settings(key_file=str(f)).check == k1.check
     f.write_bytes(bytes(range(16)))
     assert AnonKey.from_settings(key_file=str(f)).check == k1.check
@@ -264,6 +265,7 @@ def test_key_file_errors(tmp_path) -> None:
         AnonKey.from_settings(key_file=str(missing))
     f = tmp_path / "k"
     f.write_text(SECRET + "\n")
+    f.chmod(0o600)
     with pytest.raises(ConfigError) as ei:
         AnonKey.from_settings(key_file=str(f))
     assert "does not hold a 128-bit key" in str(ei.value)
@@ -280,3 +282,36 @@ def test_key_repr_hides_material() -> None:
 
     with pytest.raises(TypeError, match="not picklable"):
         pickle.dumps(k)
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o604, 0o620, 0o602, 0o666])
+def test_key_file_others_may_access_is_refused(tmp_path, mode: int) -> None:
+    f = tmp_path / "k"
+    f.write_text(SECRET_HEX + "\n")
+    f.chmod(mode)
+    with pytest.raises(ConfigError) as ei:
+        AnonKey.from_settings(key_file=str(f))
+    assert ei.value.message == (
+        f"encryption_key_file {f} is accessible by other users (mode {mode:04o}); "
+        "its key is not secret"
+    )
+    assert ei.value.hint is not None
+    assert ei.value.hint.startswith(f"chmod 600 {f} ")
+    assert SECRET_HEX[:8] not in str(ei.value)
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o400, 0o640])
+def test_key_file_private_or_group_readable_is_accepted(tmp_path, mode: int) -> None:
+    f = tmp_path / "k"
+    f.write_text(SECRET_HEX + "\n")
+    f.chmod(mode)
+    assert (
+        AnonKey.from_settings(key_file=str(f)).check
+        == AnonKey.from_settings(key_hex=SECRET_HEX).check
+    )
+
+
+def test_key_file_must_be_a_regular_file(tmp_path) -> None:
+    with pytest.raises(ConfigError) as ei:
+        AnonKey.from_settings(key_file=str(tmp_path))
+    assert ei.value.message == f"encryption_key_file {tmp_path} is not a regular file"
