@@ -3,12 +3,16 @@
 When writing the next line would take the file past `rotate_bytes`, `path` is renamed to
 `path.1` (older ones shift to `path.2` ... `path.<keep>`; the oldest is deleted) and a new
 `path` is started, so a file never exceeds `rotate_bytes` unless a single line does. Files are
-created mode 0640 (events carry phone numbers and addresses). It never modifies events.
+created mode 0640 (events carry phone numbers and addresses). A symbolic link or anything but a
+regular file at `path` is refused (O_NOFOLLOW), so a link planted there cannot redirect the
+events (or a root sensor's writes) elsewhere. It never modifies events.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -43,14 +47,27 @@ class FileOutput:
         try:
             self._open()
         except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise SipcmError(
+                    f"file output: {self.path} is a symbolic link; refusing to follow it",
+                    "set the file output path to the real file, or remove the link",
+                ) from None
+            if e.errno == errno.EISDIR or e.errno == errno.ENXIO:
+                e.strerror = "not a regular file"
             raise SipcmError(
                 f"file output: cannot open {self.path}: {e.strerror}",
                 "check that the directory exists and is writable",
             ) from e
 
     def _open(self) -> None:
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
-        self._size = os.fstat(self._fd).st_size
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+        fd = os.open(self.path, flags | os.O_NONBLOCK | os.O_NOCTTY, 0o640)
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            raise OSError(errno.EISDIR, "not a regular file", str(self.path))
+        self._fd = fd
+        self._size = st.st_size
 
     def _close_fd(self, sync: bool) -> None:
         fd, self._fd = self._fd, None

@@ -89,3 +89,21 @@ def test_decrypt_hostile_input_is_a_one_line_error(tmp_path, content: bytes, err
     assert res.stderr == (
         f"sipcm: error: {error} (give the NDJSON written by the console or file output)\n"
     )
+
+
+def test_file_output_refuses_a_symlink(tmp_path) -> None:
+    target = tmp_path / "precious"
+    target.write_text("keep me\n")
+    link = tmp_path / "events.ndjson"
+    link.symlink_to(target)
+    pcap = _options_pcapng(tmp_path / "x.pcapng", 1_700_000_000_000_000_000)
+    res = sipcm(
+        "-E", "outputs.file.enabled=true", "-E", f"outputs.file.path={link}",
+        "-E", "outputs.console.enabled=false", "replay", str(pcap),
+    )  # fmt: skip
+    assert res.returncode == 2
+    assert res.stderr == (
+        f"sipcm: error: file output: {link} is a symbolic link; refusing to follow it "
+        "(set the file output path to the real file, or remove the link)\n"
+    )
+    assert target.read_text() == "keep me\n"

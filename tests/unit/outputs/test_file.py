@@ -102,3 +102,38 @@ def test_unopenable_path_is_a_user_error(tmp_path) -> None:
         FileOutput(tmp_path / "missing" / "ev.json")
     with pytest.raises(SipcmError, match="rotate_bytes must be positive"):
         FileOutput(tmp_path / "ev.json", rotate_bytes=0)
+
+
+def test_symlink_at_the_path_is_refused(tmp_path) -> None:
+    target = tmp_path / "elsewhere"
+    target.write_text("precious\n")
+    link = tmp_path / "ev.json"
+    link.symlink_to(target)
+    with pytest.raises(SipcmError) as ei:
+        FileOutput(link)
+    assert (ei.value.message, ei.value.hint) == (
+        f"file output: {link} is a symbolic link; refusing to follow it",
+        "set the file output path to the real file, or remove the link",
+    )
+    assert target.read_text() == "precious\n"
+
+
+def test_symlink_planted_after_rotation_is_not_followed(tmp_path) -> None:
+    target = tmp_path / "elsewhere"
+    target.write_text("")
+    p = tmp_path / "ev.json"
+    out = FileOutput(p, rotate_bytes=1, keep=1)
+    out.write([{"n": 1}])
+    os.unlink(p)
+    p.symlink_to(target)  # planted while the sensor runs: the next open refuses it
+    out._close_fd(sync=False)
+    out.write([{"n": 2}])
+    assert target.read_text() == ""
+    assert (out.counters["write_errors"], out.counters["dropped"]) == (1, 1)
+
+
+def test_fifo_at_the_path_is_refused(tmp_path) -> None:
+    fifo = tmp_path / "ev.json"
+    os.mkfifo(fifo)
+    with pytest.raises(SipcmError, match=r"cannot open .*ev\.json: not a regular file"):
+        FileOutput(fifo)
