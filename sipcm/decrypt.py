@@ -45,8 +45,9 @@ def decrypt_lines(lines: Iterable[str | bytes], key: AnonKey) -> Iterable[str]:
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as e:
+                bad = f"byte 0x{raw[e.start]:02x} at column {e.start + 1}"
                 raise SipcmError(
-                    f"line {n} is not UTF-8 text (byte 0x{raw[e.start]:02x} at column {e.start + 1})",
+                    f"line {n} is not UTF-8 text ({bad})",
                     "give the NDJSON written by the console or file output",
                 ) from None
         else:
