@@ -11,7 +11,7 @@ appears in them. It never writes a partial line for an event it cannot decrypt.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import BinaryIO, TextIO
 
 from sipcm.errors import SipcmError
@@ -21,6 +21,21 @@ from sipcm.events.anonymize import Decryptor, decrypt_doc
 from sipcm.outputs.base import ndjson_line
 
 KINDS = ("ip", "uri", "call_id", "ua", "user", "host", "display")
+MAX_LINE = 16 << 20  # an event is a few KiB; a longer "line" is not NDJSON (e.g. /dev/zero)
+_HINT = "give the NDJSON written by the console or file output"
+
+
+def _lines(stream: TextIO | BinaryIO, limit: int = MAX_LINE) -> Iterator[str | bytes]:
+    """The lines of `stream`, refusing one longer than `limit` instead of reading it whole."""
+    n = 0
+    while True:
+        line = stream.readline(limit + 1)
+        if not line:
+            return
+        n += 1
+        if len(line) > limit:
+            raise SipcmError(f"line {n} is longer than {limit} bytes", _HINT)
+        yield line
 
 
 def load_key(
@@ -48,7 +63,7 @@ def decrypt_lines(lines: Iterable[str | bytes], key: AnonKey) -> Iterable[str]:
                 bad = f"byte 0x{raw[e.start]:02x} at column {e.start + 1}"
                 raise SipcmError(
                     f"line {n} is not UTF-8 text ({bad})",
-                    "give the NDJSON written by the console or file output",
+                    _HINT,
                 ) from None
         else:
             line = raw
@@ -59,14 +74,14 @@ def decrypt_lines(lines: Iterable[str | bytes], key: AnonKey) -> Iterable[str]:
         except RecursionError:
             raise SipcmError(
                 f"line {n} is nested too deeply to be an event",
-                "give the NDJSON written by the console or file output",
+                _HINT,
             ) from None
         except ValueError as e:
             raise SipcmError(
                 f"line {n} is not a JSON event ({e.msg} at column {e.colno})"
                 if isinstance(e, json.JSONDecodeError)
                 else f"line {n} is not a JSON event",
-                "give the NDJSON written by the console or file output",
+                _HINT,
             ) from None
         if not isinstance(doc, dict):
             raise SipcmError(
@@ -91,7 +106,7 @@ def decrypt_stream(
     """Decrypt NDJSON events from `in_stream` to `out_stream`; returns the events written."""
     key = load_key(passphrase=passphrase, key_hex=key_hex, key_file=key_file, salt=salt)
     count = 0
-    for out in decrypt_lines(in_stream, key):
+    for out in decrypt_lines(_lines(in_stream), key):
         out_stream.write(out)
         count += 1
     out_stream.flush()

@@ -107,3 +107,15 @@ def test_file_output_refuses_a_symlink(tmp_path) -> None:
         "(set the file output path to the real file, or remove the link)\n"
     )
     assert target.read_text() == "keep me\n"
+
+
+def test_decrypt_dev_zero_is_a_one_line_error(tmp_path) -> None:
+    key = tmp_path / "k.hex"
+    key.write_text("00112233445566778899aabbccddeeff\n")
+    key.chmod(0o600)
+    res = sipcm("decrypt", "--key-file", str(key), "/dev/zero")
+    assert res.returncode == 2
+    assert res.stderr == (
+        f"sipcm: error: line 1 is longer than {16 << 20} bytes "
+        "(give the NDJSON written by the console or file output)\n"
+    )
