@@ -206,8 +206,9 @@ def check_sensitivity() -> list[str]:
 
 
 def check_ecs(ecs_flat: dict[str, dict]) -> list[str]:
-    """Problems with FIELDS against ECS definitions (`ecs_flat.yml` loaded as a dict)."""
-    errors = []
+    """Problems with FIELDS against ECS definitions (`ecs_flat.yml` loaded as a dict), and with
+    their sensitivity declarations."""
+    errors = check_sensitivity()
     for f in FIELDS:
         if f.type not in TYPES:
             errors.append(f"{f.name}: unknown type {f.type}")
@@ -227,12 +228,13 @@ def check_ecs(ecs_flat: dict[str, dict]) -> list[str]:
 
 def markdown() -> str:
     """The field reference as a Markdown table."""
-    rows = ["| field | type | description |", "|---|---|---|"]
+    rows = ["| field | type | description | sensitive |", "|---|---|---|---|"]
     for f in FIELDS:
         kind = f"{f.type}[]" if f.array else f.type
         if f.leaf:
             kind += f" of {f.leaf}"
-        rows.append(f"| `{f.name}` | {kind} | {f.description} |")
+        sensitive = SENSITIVE[f.sensitive] if f.sensitive else ""
+        rows.append(f"| `{f.name}` | {kind} | {f.description} | {sensitive} |")
     return "\n".join(rows) + "\n"
 
 

@@ -65,6 +65,7 @@ def test_cli_check_markdown_template(capsys) -> None:
     out = capsys.readouterr().out
     assert f"{len(schema.FIELDS)} fields, 0 problems" in out
     assert "| `sip.call.pdd` | float | Post-dial delay" in out
+    assert "| `sip.call_id` | keyword | Call-ID. | a Call-ID (encrypt_call_ids) |" in out
     assert '"index_patterns": [' in out
 
 

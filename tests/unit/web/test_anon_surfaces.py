@@ -185,3 +185,15 @@ def test_api_config_masks_url_passwords() -> None:
         srv.stop()
         pipe.close()
     assert got["outputs"]["elasticsearch"]["hosts"] == ["https://elastic:***@es:9200"]
+
+
+def test_an_undeclared_address_field_is_a_schema_problem(monkeypatch) -> None:
+    extra = (
+        schema.Field("host.ip", "ip", "An address someone forgot to declare.", array=True),
+        schema.Field("sipcm.x", "keyword", "A typo.", sensitive="phone"),
+    )
+    monkeypatch.setattr(schema, "FIELDS", schema.FIELDS + extra)
+    assert schema.check_sensitivity() == [
+        "host.ip: an address field must declare its sensitivity",
+        "sipcm.x: unknown sensitivity 'phone'",
+    ]
