@@ -4,8 +4,10 @@ Standard library only: a `ThreadingHTTPServer` in a daemon thread (the async ser
 PyPI bound idle keep-alive time but not the time a client may take to send its headers, which
 is what a slow client abuses). Every request has a deadline for its request line and headers
 (`HEADER_TIMEOUT_S`, however slowly the bytes trickle in) and one for its body; each client
-address holds at most `MAX_PER_CLIENT` connections and the server `MAX_CONNECTIONS`, past which
-new connections are closed at once, so one slow or greedy client cannot starve the others.
+address holds at most `MAX_PER_CLIENT` connections (a new one replaces the one of its own that
+has waited longest for a request) and the server `MAX_CONNECTIONS`, past which new connections
+are closed at once, so slow or greedy clients cannot starve the others, nor a quick request
+from the same address.
 
 Before anything else, the Host header must name this server when there is no access token
 (a DNS-rebinding page sends its own host name), and a state-changing request from a browser
@@ -77,6 +79,26 @@ def host_name(host_header: str) -> str:
     return host.rstrip(".")
 
 
+def _hang_up(sock: socket.socket) -> None:
+    """End a connection whose thread may be blocked reading it (the read returns at once)."""
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+class _Conn:
+    """One open connection: its client address and whether it waits for a request."""
+
+    __slots__ = ("evicted", "ip", "sock", "waiting_since")
+
+    def __init__(self, sock: socket.socket, ip: str) -> None:
+        self.sock = sock
+        self.ip = ip
+        self.waiting_since: float | None = time.monotonic()
+        self.evicted = False
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -86,20 +108,38 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address: tuple, family: int, handler: type, app: _App) -> None:
         self.address_family = family
         self.app = app
-        self._open: dict[socket.socket, str] = {}
-        self._per_client: dict[str, int] = {}
+        self._open: dict[socket.socket, _Conn] = {}
+        self._per_client: dict[str, list[_Conn]] = {}
         self._open_lock = threading.Lock()
         super().__init__(address, handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        # Past either cap, close new connections at once instead of spawning more threads.
+        # A client at its cap gets a new connection only in exchange for the one of its own
+        # that has waited longest for a request (slow, or idle between keep-alive requests):
+        # a slowloris client evicts itself, while a quick request from the same address
+        # still gets through. With none to evict, or past the server cap, the new
+        # connection is closed at once instead of spawning another thread.
         ip = client_address[0] if client_address else ""
+        evict = None
         with self._open_lock:
-            held = self._per_client.get(ip, 0)
-            admit = held < MAX_PER_CLIENT and len(self._open) < MAX_CONNECTIONS
+            mine = self._per_client.setdefault(ip, [])
+            live = [c for c in mine if not c.evicted]
+            admit = len(self._open) < MAX_CONNECTIONS
+            if admit and len(live) >= MAX_PER_CLIENT:
+                waiting = [c for c in live if c.waiting_since is not None]
+                evict = min(waiting, key=lambda c: c.waiting_since or 0.0, default=None)
+                admit = evict is not None
+                if evict is not None:
+                    evict.evicted = True
             if admit:
-                self._open[request] = ip
-                self._per_client[ip] = held + 1
+                conn = _Conn(request, ip)
+                self._open[request] = conn
+                mine.append(conn)
+            elif not mine:
+                del self._per_client[ip]
+        if evict is not None:
+            self.app.evicted += 1
+            _hang_up(evict.sock)
         if not admit:
             self.app.refused += 1
             super().shutdown_request(request)
@@ -110,15 +150,20 @@ class _Server(ThreadingHTTPServer):
             self.shutdown_request(request)
             raise
 
+    def waiting(self, request: Any, since: float | None) -> None:
+        """Record that a connection waits for a request (since `since`) or serves one (None)."""
+        conn = self._open.get(request)
+        if conn is not None:
+            conn.waiting_since = since
+
     def shutdown_request(self, request: Any) -> None:
         with self._open_lock:
-            ip = self._open.pop(request, None)
-            if ip is not None:
-                left = self._per_client[ip] - 1
-                if left:
-                    self._per_client[ip] = left
-                else:
-                    del self._per_client[ip]
+            conn = self._open.pop(request, None)
+            if conn is not None:
+                mine = self._per_client[conn.ip]
+                mine.remove(conn)
+                if not mine:
+                    del self._per_client[conn.ip]
         super().shutdown_request(request)
 
     def close_connections(self) -> None:
@@ -126,10 +171,7 @@ class _Server(ThreadingHTTPServer):
         with self._open_lock:
             socks = list(self._open)
         for sock in socks:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            _hang_up(sock)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         log.exception("web: error serving %s", client_address[0] if client_address else "?")
@@ -144,6 +186,7 @@ class _App:
         # Host names accepted without a token; with a token, any (the token is the guard).
         self.hosts = hosts
         self.refused = 0  # connections closed at once by a cap (read by tests)
+        self.evicted = 0  # connections ended to make room for their client's new one
 
     def host_allowed(self, header: str | None) -> bool:
         """Without a token, the Host header must name this server (HTTP/1.0 may omit it)."""
@@ -214,7 +257,9 @@ class _Handler(BaseHTTPRequestHandler):
     def handle_one_request(self) -> None:
         # Request line and headers (and, on a kept-alive connection, the wait for them)
         # must arrive within HEADER_TIMEOUT_S; the body gets its own deadline (_read_body).
-        self.deadline = time.monotonic() + HEADER_TIMEOUT_S
+        now = time.monotonic()
+        self.deadline = now + HEADER_TIMEOUT_S
+        self.server.waiting(self.request, now)
         super().handle_one_request()
 
     def version_string(self) -> str:
@@ -256,6 +301,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(api.error(code, text))
 
     def _dispatch(self, method: str) -> None:
+        self.server.waiting(self.request, None)
         self._unread = False
         try:
             resp = self._route(method)

@@ -121,14 +121,13 @@ def test_dashboard_origin_and_scripts_may_write(server: WebServer, client: Clien
 
 SLOW_CLIENTS = 80
 LEGIT_REQUESTS = 60
-ATTACKER = "127.0.0.2"  # a second loopback address, so the per-client cap can tell them apart
 
 
-def _slow_connect(port: int) -> socket.socket | None:
+def _slow_connect(port: int, source: str) -> socket.socket | None:
     s = socket.socket()
     s.settimeout(2)
     try:
-        s.bind((ATTACKER, 0))
+        s.bind((source, 0))
         s.connect(("127.0.0.1", port))
         s.sendall(b"GET /api/counters HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
     except OSError:
@@ -137,35 +136,42 @@ def _slow_connect(port: int) -> socket.socket | None:
     return s
 
 
-@pytest.fixture
-def attacked(fake: FakePipeline, monkeypatch) -> Iterator[tuple[WebServer, list[socket.socket]]]:
+def _attack(fake: FakePipeline, monkeypatch, source: str):
     monkeypatch.setattr(web_server, "HEADER_TIMEOUT_S", 2.0)
     srv = WebServer("127.0.0.1", 0, token=None, state=fake.state())
     srv.start()
-    socks = [s for s in (_slow_connect(_port(srv)) for _ in range(SLOW_CLIENTS)) if s]
+    socks = [s for s in (_slow_connect(_port(srv), source) for _ in range(SLOW_CLIENTS)) if s]
+    return srv, socks
+
+
+@pytest.fixture(params=["127.0.0.2", "127.0.0.1"], ids=["other-address", "same-address"])
+def attacked(request, fake: FakePipeline, monkeypatch) -> Iterator[tuple[WebServer, list]]:
+    """80 slow connections, from another loopback address than the legitimate client or
+    from the same one."""
+    srv, socks = _attack(fake, monkeypatch, request.param)
     yield srv, socks
     for s in socks:
         s.close()
     srv.stop()
 
 
+def _trickle(socks: list[socket.socket], stop: threading.Event) -> None:
+    """One byte per connection every 0.5 s, as a slowloris client does, for 3 s at most."""
+    end = time.monotonic() + 3
+    while not stop.is_set() and time.monotonic() < end:
+        for s in socks:
+            try:
+                s.send(b"a")
+            except OSError:
+                pass
+        stop.wait(0.5)
+
+
 def test_slow_clients_do_not_block_others(attacked) -> None:
     srv, socks = attacked
     assert len(socks) == SLOW_CLIENTS  # the kernel accepted them all (the backlog is large)
     stop = threading.Event()
-
-    def trickle() -> None:
-        """One byte per connection every 0.5 s, as a slowloris client does, for 3 s at most."""
-        end = time.monotonic() + 3
-        while not stop.is_set() and time.monotonic() < end:
-            for s in socks:
-                try:
-                    s.send(b"a")
-                except OSError:
-                    pass
-            stop.wait(0.5)
-
-    t = threading.Thread(target=trickle)
+    t = threading.Thread(target=_trickle, args=(socks, stop))
     t.start()
     try:
         client = Client(srv.url)
@@ -177,29 +183,71 @@ def test_slow_clients_do_not_block_others(attacked) -> None:
         t.join()
     assert statuses == [200] * LEGIT_REQUESTS
     assert took < 10  # not one of them waited for a slow client's deadline
-    # Only MAX_PER_CLIENT of the attacker's connections were served at all; the rest were
-    # closed on arrival.
     assert srv._server is not None
-    assert srv._server.app.refused == SLOW_CLIENTS - web_server.MAX_PER_CLIENT
+    app = srv._server.app
+    # Past its 16 connections each new one of the slow client replaced its own oldest; none
+    # was refused, and the server never held more than 16 of them.
+    assert app.refused == 0
+    assert app.evicted >= SLOW_CLIENTS - web_server.MAX_PER_CLIENT
+    held = srv._server._per_client.get(socks[0].getsockname()[0], [])
+    assert len([c for c in held if not c.evicted]) <= web_server.MAX_PER_CLIENT
 
 
-def test_slow_headers_hit_the_request_deadline(attacked) -> None:
+def test_slow_headers_hit_the_request_deadline(fake: FakePipeline, monkeypatch) -> None:
     """A client trickling its headers is cut off at HEADER_TIMEOUT_S, not per byte."""
-    _srv, socks = attacked
-    s = socks[0]
+    srv, socks = _attack(fake, monkeypatch, "127.0.0.2")
+    s = socks[-1]  # one that was not evicted
     started = time.monotonic()
     closed_after = None
-    while time.monotonic() - started < 8:
-        try:
-            s.send(b"a")
-            s.settimeout(0.3)
-            if s.recv(4096) == b"":
+    try:
+        while time.monotonic() - started < 8:
+            try:
+                s.send(b"a")
+                s.settimeout(0.3)
+                if s.recv(4096) == b"":
+                    closed_after = time.monotonic() - started
+                    break
+            except TimeoutError:
+                continue
+            except OSError:
                 closed_after = time.monotonic() - started
                 break
-        except TimeoutError:
-            continue
-        except OSError:
-            closed_after = time.monotonic() - started
-            break
+    finally:
+        for x in socks:
+            x.close()
+        srv.stop()
     assert closed_after is not None
-    assert closed_after < 4
+    assert 1 < closed_after < 4
+
+
+def test_busy_connections_are_not_evicted(fake: FakePipeline) -> None:
+    """A client whose 16 connections are all being served gets no 17th: it is closed."""
+    srv = WebServer("127.0.0.1", 0, token=None, state=fake.state())
+    srv.start()
+    port = _port(srv)
+    fake.lock.acquire()  # every API request now waits in its handler (busy, not waiting)
+    socks = []
+    try:
+        for _ in range(web_server.MAX_PER_CLIENT):
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            s.sendall(b"GET /api/counters HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            socks.append(s)
+        assert srv._server is not None
+        app = srv._server.app
+        deadline = time.monotonic() + 5
+        while (
+            time.monotonic() < deadline
+            and sum(c.waiting_since is None for c in list(srv._server._open.values()))
+            < web_server.MAX_PER_CLIENT
+        ):
+            time.sleep(0.01)
+        extra = socket.create_connection(("127.0.0.1", port), timeout=5)
+        assert extra.recv(100) == b""  # closed at once
+        extra.close()
+        assert (app.refused, app.evicted) == (1, 0)
+    finally:
+        fake.lock.release()
+    for s in socks:
+        assert s.recv(12) == b"HTTP/1.1 200"
+        s.close()
+    srv.stop()
