@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.ecs import assert_valid
 from tests.unit.test_cli import sipcm
 
 URL_WITH_PASSWORD = 'outputs.elasticsearch.hosts=["https://elastic:hunter2pw@es.example:9200"]'
@@ -67,6 +68,8 @@ def test_replay_skips_a_record_with_an_overflowing_timestamp(tmp_path) -> None:
     )
     events = [json.loads(line) for line in res.stdout.splitlines()]
     assert [(e["event"]["action"], e["sip"]["code"]) for e in events] == [("other-ok", 200)]
+    for e in events:
+        assert_valid(e)
 
 
 @pytest.mark.parametrize(
