@@ -1,8 +1,8 @@
 """The HTTP server for the web API, `/metrics` and the dashboard (SPEC 11).
 
-Standard library only: a `ThreadingHTTPServer` in a daemon thread (the async servers on
-PyPI bound idle keep-alive time but not the time a client may take to send its headers, which
-is what a slow client abuses). Every request has a deadline for its request line and headers
+Standard library only: a `ThreadingHTTPServer` in a daemon thread (an async server would not
+help by itself: uvicorn, for one, has no deadline for receiving a request, its keep-alive
+timeout restarts with every byte, which is what a slow client abuses). Every request has a deadline for its request line and headers
 (`HEADER_TIMEOUT_S`, however slowly the bytes trickle in) and one for its body; each client
 address holds at most `MAX_PER_CLIENT` connections (a new one replaces the one of its own that
 has waited longest for a request) and the server `MAX_CONNECTIONS`, past which new connections
