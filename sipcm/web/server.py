@@ -2,8 +2,9 @@
 
 Standard library only: a `ThreadingHTTPServer` in a daemon thread (an async server would not
 help by itself: uvicorn, for one, has no deadline for receiving a request, its keep-alive
-timeout restarts with every byte, which is what a slow client abuses). Every request has a deadline for its request line and headers
-(`HEADER_TIMEOUT_S`, however slowly the bytes trickle in) and one for its body; each client
+timeout restarts with every byte, which is what a slow client abuses). Every request has a
+deadline for its request line and headers (`HEADER_TIMEOUT_S`, however slowly the bytes
+trickle in) and one for its body; each client
 address holds at most `MAX_PER_CLIENT` connections (a new one replaces the one of its own that
 has waited longest for a request) and the server `MAX_CONNECTIONS`, past which new connections
 are closed at once, so slow or greedy clients cannot starve the others, nor a quick request
