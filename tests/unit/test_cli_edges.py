@@ -60,8 +60,10 @@ def test_replay_skips_a_record_with_an_overflowing_timestamp(tmp_path) -> None:
     f = _options_pcapng(tmp_path / "bad.pcapng", 0xFFFFFFFF << 32)
     res = sipcm("-E", "http_port=0", "replay", str(f))
     assert res.returncode == 2
-    summary, error = res.stderr.splitlines()  # the per-file summary, then the one-line error
+    # The per-file summary, the per-output delivery line, then the one-line error.
+    summary, delivery, error = res.stderr.splitlines()
     assert summary.startswith(f"{f}: 2 packets, 2 SIP messages")
+    assert delivery.startswith("output console: 1 delivered")
     assert f"{f}: 1 unreadable record(s) skipped, the first record 2 at byte offset " in error
     assert error.endswith(
         "timestamp outside the representable range (1970 to 2262) (everything else was replayed)"
