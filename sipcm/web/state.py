@@ -126,10 +126,18 @@ class WebState:
         """Counters and table sizes for `/metrics`, consistent with each other."""
 
         def read() -> MetricsView:
+            counters = _copy_counters(self._counters())
+            # The tracker's own gauges give the table sizes without building (and, with
+            # workers, fetching and anonymizing) every row on each scrape.
+            sizes = counters.get("track_active")
+            if sizes is not None and "dialogs" in sizes:
+                calls, regs = sizes["dialogs"], sizes.get("registrations", 0)
+            else:
+                calls, regs = len(self._active_calls()), len(self._registrations())
             return MetricsView(
-                counters=_copy_counters(self._counters()),
-                active_calls=len(self._active_calls()),
-                registrations=len(self._registrations()),
+                counters=counters,
+                active_calls=calls,
+                registrations=regs,
                 recent_events=len(self._recent()),
                 blacklisted_types=len(self._get_blacklist()),
             )

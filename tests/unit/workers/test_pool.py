@@ -86,7 +86,9 @@ def test_active_calls_and_blacklist_span_every_worker(tmp_path: Path) -> None:
         feed_until(pipe, path, T0 + 40 * 20 * MS + 3 * S)  # every call answered, none ended
         with pipe.lock:
             calls = pipe.active_calls()
+            sizes = pipe.snapshot()["track_active"]  # what /metrics reports instead of rows
             pipe.set_blacklist(["call-end"])
+        assert sizes["dialogs"] == len(calls) == 40
         assert sorted(c["call_id"] for c in calls) == sorted(
             f"pool-{i}@example.com" for i in range(40)
         )
