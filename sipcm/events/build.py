@@ -24,7 +24,11 @@ Categorisation (ECS allowed values; every `event.type` is expected for every cat
 A registration binding is modelled as a session (it starts, lives, ends); ECS `session` expects
 exactly start/end/info. Caller-side facts (From, To, request URI, User-Agent, CSeq) come from
 `Outcome.request`, falling back to the triggering message; callee-side ones (Server) from
-`Outcome.response`. VXLAN and other tunnels: `source.*`/`destination.*` are the inner addresses;
+`Outcome.response`. `source.*`/`destination.*` are who acted: the sender and receiver of the
+request the event reports on, on its leg (`Outcome.flow`; the packet itself for parse-error and
+msg-probe), and `network.community_id` hashes that 5-tuple (Community ID v1, seed 0).
+`client.*`/`server.*` stay the caller and callee side of the dialog or transaction.
+VXLAN and other tunnels: `source.*`/`destination.*` and the community id are the inner flow;
 ECS has no tunnel fields (`network.inner` only describes an inner VLAN), so the outer addresses
 and the VNI go under `sipcm.tunnel.*`. `Outcome.extra` maps dotted field names (declared in
 `schema.py`, e.g. `sipcm.rate.exceeded`) to values; they are set last, nested.
@@ -40,6 +44,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from sipcm import __version__
+from sipcm.events.community_id import community_id
 from sipcm.events.schema import ECS_VERSION
 from sipcm.sip.message import NameAddr
 from sipcm.sip.nameaddr import parse_uri
@@ -245,10 +250,13 @@ class EventBuilder:
                 if m is not None and m.payload is not None:
                     ctx = m.payload
                     break
-        if trig is not None:
-            doc["source"] = {"ip": trig.src_ip, "port": trig.src_port}
-            doc["destination"] = {"ip": trig.dst_ip, "port": trig.dst_port}
-            ips += (trig.src_ip, trig.dst_ip)
+        fl = o.flow
+        if fl is None and trig is not None:
+            fl = (trig.src_ip, trig.src_port, trig.dst_ip, trig.dst_port, trig.transport)
+        if fl is not None:
+            doc["source"] = {"ip": fl[0], "port": fl[1]}
+            doc["destination"] = {"ip": fl[2], "port": fl[3]}
+            ips += (fl[0], fl[2])
         if o.client is not None:
             doc["client"] = {"ip": o.client[0], "port": o.client[1]}
             ips.append(o.client[0])
@@ -259,6 +267,13 @@ class EventBuilder:
         if ctx is not None:
             network["transport"] = ctx.transport
             network["type"] = "ipv6" if ctx.ip_version == 6 else "ipv4"
+        elif fl is not None:  # reg-expired: the binding remembers its REGISTER's flow
+            network["transport"] = fl[4]
+            network["type"] = "ipv6" if ":" in fl[0] else "ipv4"
+        if fl is not None:
+            cid = community_id(fl[4], fl[0], fl[1], fl[2], fl[3])
+            if cid is not None:
+                network["community_id"] = cid
         network["protocol"] = "sip"
         if trig is not None and trig.direction:
             network["direction"] = trig.direction

@@ -10,7 +10,8 @@ Design decisions (SPEC 6 over the reference notes 1.3-1.10):
   reply from another branch (serial forking, RFC 3261 16.7). Every leg answered 2xx produces its
   own call-start, and its own call-end: two established dialogs are two calls to the operator.
   call-attempt is produced at most once per attempt and never when some leg started.
-- The INVITE transaction of an attempt is the latest INVITE without To-tag and a higher CSeq;
+- The INVITE transaction of an attempt is the latest INVITE without To-tag and a higher CSeq
+  (or the same CSeq under a new Via branch, RFC 3261 17.1.3: a cracker's next guess);
   a credentialed one after a challenge continues the attempt (Ev.RETRY). Metrics (pdd, ring,
   setup) are measured from that INVITE, i.e. from the request that was answered.
 - Reconstruction: a set created without its INVITE is labelled by `CallSet.recon` ("2xx",
@@ -23,7 +24,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sipcm.track.core import CallSet, Core, Leg, ends, proof, slim
+from sipcm.track.core import (
+    CallSet, Core, Leg, ends, flow_of, proof, same_txn, slim, txn_branches,
+)  # fmt: skip
 from sipcm.track.outcome import CallMetrics, Outcome
 from sipcm.track.states import TIMER_OF, TRANSITIONS, Effect, Ev, State, transition
 
@@ -139,8 +142,8 @@ class Calls:
 
     def _invite(self, cs: CallSet, msg: SipMessage, ts: int) -> None:
         leg = cs.legs[0]
-        if msg.cseq <= cs.inv_cseq:  # an old INVITE (a copy the filter could not pair)
-            self.core.set_state(leg, leg.state, ts)
+        if msg.cseq < cs.inv_cseq or same_txn(cs.inv_branches, msg, cs.inv_cseq):
+            self.core.set_state(leg, leg.state, ts)  # an old INVITE (a copy not paired)
             return
         retry = leg.state in _RETRYABLE and proof(msg) is not None
         ev = Ev.RETRY if retry else Ev.INVITE
@@ -157,6 +160,7 @@ class Calls:
             leg.pdd_ts = leg.ring_ts = leg.answer_ts = leg.status = leg.reason = leg.final = None
             cs.attempted = False
         cs.invite, cs.inv_ts, cs.inv_cseq, cs.creds = slim(msg), ts, msg.cseq, proof(msg)
+        cs.inv_branches = txn_branches(msg)
         cs.caller_tag = msg.from_.tag
         if cs.recon is not None and cs.recon != "bye":
             cs.recon = None
@@ -269,9 +273,10 @@ class Calls:
         elif eff is Effect.CALL_END or eff is Effect.END_TIMEOUT:
             self._end(leg, msg, ts, by_callee, eff is Effect.END_TIMEOUT)
         elif eff is Effect.AUTH_FAILED:
-            if msg is None or msg.cseq == cs.auth_cseq:
+            txn = (cs.inv_cseq, cs.inv_branches)
+            if msg is None or cs.auth_txn == txn:
                 return
-            cs.auth_cseq = msg.cseq
+            cs.auth_txn = txn
             self._emit("auth-failed", leg, ts, msg, msg.status, msg.reason, None)
         elif eff in (Effect.ATTEMPT, Effect.ATTEMPT_TIMEOUT, Effect.ATTEMPT_CANCEL):
             if cs.started or cs.attempted:
@@ -355,6 +360,10 @@ class Calls:
         end: int | None = None,
     ) -> None:
         cs = leg.cs
+        if action == "call-end" and msg is not None:
+            flow = flow_of(msg)  # the BYE, or its reply
+        else:
+            flow = flow_of(cs.invite, msg, leg.final)
         self.core.out.append(
             Outcome(
                 action,
@@ -371,6 +380,7 @@ class Calls:
                 start_ns=start,
                 end_ns=end,
                 call=metrics,
+                flow=flow,
             )
         )
 

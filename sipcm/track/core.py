@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from sipcm.decode.packet import Payload
 from sipcm.sip.message import SipMessage
 from sipcm.sip.nameaddr import aor_of
+from sipcm.track.outcome import Flow
 from sipcm.track.states import TIMER_OF, State
 from sipcm.track.timers import Timed, TimerHeap
 
@@ -59,8 +60,9 @@ class CallSet:
     """Every dialog of one Call-ID plus the INVITE that created them (forks share it)."""
 
     __slots__ = (
-        "attempted", "auth_cseq", "call_id", "caller_known", "caller_tag", "client", "creds",
-        "inv_cseq", "inv_ts", "invite", "legs", "recon", "retrans", "server", "started",
+        "attempted", "auth_txn", "call_id", "caller_known", "caller_tag", "client", "creds",
+        "inv_branches", "inv_cseq", "inv_ts", "invite", "legs", "recon", "retrans", "server",
+        "started",
     )  # fmt: skip
 
     def __init__(self, call_id: str) -> None:
@@ -73,20 +75,21 @@ class CallSet:
         self.invite: SipMessage | None = None  # INVITE of the current attempt
         self.inv_ts: int | None = None
         self.inv_cseq = -1
+        self.inv_branches: tuple[str, ...] = ()  # Via branches of that INVITE (txn_branches)
         self.creds: Credentials | None = None
         self.recon: str | None = None  # what the set was rebuilt from (no INVITE seen)
         self.retrans = 0
         self.started = 0  # legs that produced call-start
         self.attempted = False  # call-attempt produced for the current attempt
-        self.auth_cseq = -1  # CSeq of the last INVITE counted as auth-failed
+        self.auth_txn: tuple[int, tuple[str, ...]] | None = None  # INVITE counted as auth-failed
 
 
 class Trans(Timed):
     """A non-INVITE transaction outside a call (OPTIONS, MESSAGE, REGISTER, ...)."""
 
     __slots__ = (
-        "auth_cseq", "call_id", "client", "creds", "cseq", "key", "method", "reason", "req",
-        "resp", "server", "state", "status",
+        "auth_txn", "branches", "call_id", "client", "creds", "cseq", "key", "method", "reason",
+        "req", "resp", "server", "state", "status",
     )  # fmt: skip
 
     def __init__(self, key: tuple[str, str], method: str) -> None:
@@ -98,12 +101,33 @@ class Trans(Timed):
         self.req: SipMessage | None = None
         self.resp: SipMessage | None = None
         self.cseq = -1
+        self.branches: tuple[str, ...] = ()  # Via branches of the request (txn_branches)
         self.creds: Credentials | None = None
         self.status: int | None = None
         self.reason: str | None = None
         self.client: tuple[str, int] | None = None
         self.server: tuple[str, int] | None = None
-        self.auth_cseq = -1
+        self.auth_txn: tuple[int, tuple[str, ...]] | None = None  # request counted as auth-failed
+
+
+def txn_branches(msg: SipMessage) -> tuple[str, ...]:
+    """The Via branches of a message, top first (RFC 3261 17.1.3: the top one names the
+    transaction; a proxy's copy of a request keeps the sender's branch below its own)."""
+    return tuple([v.branch for v in msg.vias if v.branch])
+
+
+def same_txn(known: tuple[str, ...], msg: SipMessage, cseq: int) -> bool:
+    """True when `msg` (a request with CSeq `cseq`) belongs to the transaction whose request
+    had CSeq `cseq` and Via branches `known`: the same branch anywhere in both Via lists
+    (a retransmission, or a proxy's copy the duplicate filter could not pair). A request
+    without branches, or a transaction known without them, cannot be told apart by branch:
+    the same CSeq is the same transaction (RFC 2543 clients)."""
+    if msg.cseq != cseq:
+        return False
+    if not known:
+        return True
+    mine = txn_branches(msg)
+    return not mine or any(b in known for b in mine)
 
 
 def ends(msg: SipMessage) -> tuple[tuple[str, int] | None, tuple[str, int] | None]:
@@ -113,6 +137,19 @@ def ends(msg: SipMessage) -> tuple[tuple[str, int] | None, tuple[str, int] | Non
         return None, None
     a, b = (p.src_ip, p.src_port), (p.dst_ip, p.dst_port)
     return (a, b) if msg.is_request else (b, a)
+
+
+def flow_of(*msgs: SipMessage | None) -> Flow | None:
+    """The request direction of the first message with a packet: a request's sender to its
+    receiver; for a response, its receiver (who sent the request) to its sender."""
+    for msg in msgs:
+        p = msg.payload if msg is not None else None
+        if p is None:
+            continue
+        if msg.is_request:  # type: ignore[union-attr]
+            return Flow(p.src_ip, p.src_port, p.dst_ip, p.dst_port, p.transport)
+        return Flow(p.dst_ip, p.dst_port, p.src_ip, p.src_port, p.transport)
+    return None
 
 
 def slim(msg: SipMessage, all_contacts: bool = False) -> SipMessage:

@@ -10,8 +10,10 @@ sighting a second message with the same fingerprint is:
   sighting's (RFC 3261 17: a retransmission is the same transaction resent), and
 - a COPY otherwise: a proxy's outgoing copy (one more Via, new top branch), ingress and egress
   of one host (same bytes, other direction), a response on its way back through a proxy.
-Limitation: a client that reuses Call-ID and CSeq for a genuinely new request within the window
-(some scanners) is seen as a copy.
+Limitation: a client that reuses Call-ID, CSeq and From-tag for a genuinely new request within
+the window is seen as a copy. Password crackers that reuse Call-ID and CSeq send a new From-tag
+with every guess, so each guess is new here and the tracker tells the transactions apart by
+their Via branch (`core.same_txn`).
 
 Memory is bounded by `max_entries` (oldest first, counter `dup_evicted`) and by the window
 (pruned as time advances).

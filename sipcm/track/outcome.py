@@ -4,7 +4,14 @@
 - `action`: event name (call-start, call-end, call-attempt, reg-new, reg-del, reg-expired,
   auth-failed, other-ok, other-failed, other-timeout, parse-error, msg-probe).
 - `ts_ns`: time of the message or timer that produced the event (capture time).
-- `msg`: the message that triggered it (None when a timer did); gives source/destination.
+- `msg`: the message that triggered it (None when a timer did); its packet gives the observer
+  interface and direction.
+- `flow`: who acted: sender and receiver (and transport) of the request the event reports on,
+  on the leg the event describes (the hop where the tracker first saw that request): the UA
+  that sent the credentials (auth-failed), the INVITE's sender (call-start, call-attempt, and
+  call-end by timeout), the BYE's sender (call-end), the REGISTER's sender (reg-*), the
+  request's sender (other-*). Known from a reply alone, it is the reply's receiver and sender.
+  None for parse-error and msg-probe (their packet is the flow).
 - `request`: the initial request of the dialog or transaction (caller side: From, To, request
   URI, User-Agent); `response`: its final response when seen (callee side: Server/User-Agent).
 - `status`/`reason`: final status and reason phrase (a timeout has status 408 and a reason
@@ -18,11 +25,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from sipcm.decode.packet import Payload
     from sipcm.sip.message import NameAddr, ParseError, SipMessage
+
+
+class Flow(NamedTuple):
+    """One leg's request direction: sender and receiver address and port, and transport."""
+
+    src_ip: str
+    src_port: int
+    dst_ip: str
+    dst_port: int
+    transport: str  # "udp" or "tcp"
 
 
 @dataclass(slots=True)
@@ -64,4 +81,5 @@ class Outcome:
     reg: RegInfo | None = None
     error: ParseError | None = None
     payload: Payload | None = None  # network context when there is no message (parse errors)
+    flow: Flow | None = None
     extra: dict[str, object] = field(default_factory=dict)

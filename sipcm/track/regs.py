@@ -25,8 +25,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
-from sipcm.track.core import NS, Core, aor_of, ends
-from sipcm.track.outcome import Outcome, RegInfo
+from sipcm.track.core import NS, Core, aor_of, ends, flow_of
+from sipcm.track.outcome import Flow, Outcome, RegInfo
 from sipcm.track.timers import Timed
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ class Binding(Timed):
 
     __slots__ = (
         "aor", "call_id", "ckey", "client", "contact", "created", "expires", "refreshed",
-        "server",
+        "server", "transport",
     )  # fmt: skip
 
     def __init__(self, aor: str, ckey: CKey, contact: NameAddr, ts: int) -> None:
@@ -59,6 +59,7 @@ class Binding(Timed):
         self.call_id = ""
         self.client: tuple[str, int] | None = None
         self.server: tuple[str, int] | None = None
+        self.transport = ""  # of the REGISTER that last refreshed it
 
 
 class Registrar:
@@ -144,6 +145,8 @@ class Registrar:
         b.contact, b.expires, b.refreshed = contact, exp, ts
         b.call_id = resp.call_id
         b.client, b.server = ends(req if req is not None else resp)
+        p = resp.payload
+        b.transport = p.transport if p is not None else ""
         self.core.timers.arm(b, ts + exp * NS + self.grace_ns)
 
     def _unlink(self, b: Binding) -> None:
@@ -165,6 +168,9 @@ class Registrar:
         """The binding was not refreshed in time (or the replay ends with expire-all)."""
         self._unlink(b)
         end = min(due, b.refreshed + b.expires * NS)
+        flow = None
+        if b.client is not None and b.server is not None and b.transport:
+            flow = Flow(*b.client, *b.server, b.transport)
         o = Outcome(
             "reg-expired",
             due,
@@ -177,6 +183,7 @@ class Registrar:
             start_ns=b.created,
             end_ns=end,
             reg=RegInfo(b.aor, b.contact, b.expires, max(0, end - b.created)),
+            flow=flow,
         )
         self.core.out.append(o)
 
@@ -209,6 +216,7 @@ class Registrar:
                 start_ns=start,
                 end_ns=ts if action == "reg-del" else None,
                 reg=RegInfo(aor, contact, exp, life),
+                flow=flow_of(req, resp),
             )
         )
 

@@ -21,9 +21,10 @@ Decisions where SPEC 6 leaves room (details in the module named):
   attempt, under the same Call-ID (higher CSeq) or a new one; a new Call-ID is matched by
   method, From and To address-of-record, request-URI and source IP while the challenged entry
   lives (its inv_neg / non_inv_neg timer) (`core.retry_key`). Every credentialed request
-  answered 401/407/403 is one auth-failed (once per CSeq: retransmissions and copies never
-  count twice) and nothing else; a challenge nobody answers ends as call-attempt/other-failed
-  with its status when the timer fires.
+  answered 401/407/403 is one auth-failed (once per transaction, named by its Via branch as
+  RFC 3261 17.1.3 says, so guesses that reuse Call-ID and CSeq each count; retransmissions and
+  copies never count twice) and nothing else; a challenge nobody answers ends as
+  call-attempt/other-failed with its status when the timer fires.
 - Duplicates (`dedup.py`): fingerprint Call-ID, CSeq, method or status, From/To tags within
   `dup_window` (32 s); same top branch, Via count and direction = retransmission (counted in
   CallMetrics.retransmissions), otherwise a copy.

@@ -4,15 +4,17 @@ Input: out-of-dialog non-INVITE requests and their responses (not duplicates) an
 expiries; output: other-ok / other-failed / other-timeout / auth-failed Outcomes appended to
 `Core.out`, and REGISTER 2xx handed to the binding cache (`regs.py`). One `Trans` per Call-ID
 and method follows the transactions of that Call-ID one after the other: a new request (higher
-CSeq) concludes the previous one at once, except a credentialed retry after a challenge, which
-continues it. A 2xx to REGISTER produces binding events, never other-ok. It never reads a clock.
+CSeq, or the same CSeq with a new Via branch: RFC 3261 17.1.3, as a password cracker that reuses
+Call-ID and CSeq sends) concludes the previous one at once, except a credentialed retry after a
+challenge, which continues it. A reply whose Via branches do not include the current request's
+is a late reply to an earlier transaction and changes nothing. A 2xx to REGISTER produces binding events, never other-ok. It never reads a clock.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sipcm.track.core import Core, Trans, ends, proof, slim
+from sipcm.track.core import Core, Trans, ends, flow_of, proof, same_txn, slim, txn_branches
 from sipcm.track.outcome import Outcome
 from sipcm.track.states import TIMER_OF, TRANSITIONS, Effect, Ev, State, transition
 
@@ -50,14 +52,15 @@ class Transactions:
             t = Trans(key, method)
             core.add(key, t)
         assert isinstance(t, Trans)
-        if msg.cseq <= t.cseq:  # an old request (a copy the filter could not pair)
-            core.set_state(t, t.state, ts)
+        if msg.cseq < t.cseq or same_txn(t.branches, msg, t.cseq):
+            core.set_state(t, t.state, ts)  # an old request (a copy the filter could not pair)
             return
         retry = t.state in _RETRYABLE and proof(msg) is not None
         new, eff = transition(t.state, Ev.RETRY if retry else Ev.REQ)
         if eff is Effect.CONCLUDE:
             self._effect(t, TRANSITIONS[(t.state, Ev.TIMEOUT)][1], None, ts, TIMER_OF[t.state])
         t.req, t.cseq, t.creds = slim(msg, method == "REGISTER"), msg.cseq, proof(msg)
+        t.branches = txn_branches(msg)
         t.resp = t.status = t.reason = None
         t.client, t.server = ends(msg)
         core.set_state(t, new, ts)
@@ -74,8 +77,8 @@ class Transactions:
                 core.c["unmatched_reply"] += 1
             return
         assert isinstance(t, Trans)
-        if msg.cseq != t.cseq or status < 200:
-            core.set_state(t, t.state, ts)
+        if status < 200 or not same_txn(t.branches, msg, t.cseq):
+            core.set_state(t, t.state, ts)  # provisional, or late for an earlier transaction
             return
         ok = status < 300
         if ok:
@@ -115,9 +118,10 @@ class Transactions:
                 self.regs.on_2xx(t.req, msg, ts)
             return
         if eff is Effect.AUTH_FAILED:
-            if msg is None or msg.cseq == t.auth_cseq:
+            txn = (t.cseq, t.branches)
+            if msg is None or t.auth_txn == txn:
                 return
-            t.auth_cseq = msg.cseq
+            t.auth_txn = txn
             self._emit("auth-failed", t, ts, msg, msg.status, msg.reason)
             return
         action = _ACTION.get(eff)
@@ -150,5 +154,6 @@ class Transactions:
                 reason=reason,
                 client=t.client,
                 server=t.server,
+                flow=flow_of(t.req, msg),
             )
         )

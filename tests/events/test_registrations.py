@@ -19,6 +19,7 @@ from tests.events.scen import (
     auth_hdr,
     briefs,
     doubled,
+    proxy_copy,
     iso,
     run,
     ts_of,
@@ -349,3 +350,113 @@ def test_register_without_reply(tmp_path: Path) -> None:
     docs = run(tmp_path, cap)
     assert briefs(docs) == [("other-timeout", "r-lost@test", "REGISTER", 408)]
     assert ts_of(docs[0]) > T0
+
+
+# -- a SIPVicious-style cracker: every guess reuses Call-ID and CSeq 2 (issue 9.1) ---------------
+
+ATTACKER = ("203.0.113.66", 5070)
+_CHAL = ('WWW-Authenticate: Digest realm="example.com",nonce="abc"',)
+
+
+def _cracker(cap: Capture, guesses: int, *, via_proxy: str | None = None) -> list[tuple]:
+    """REGISTER CSeq 1 -> 401, then `guesses` REGISTERs that all reuse the Call-ID and CSeq 2,
+    each with a new Via branch, a new From-tag and a new Digest response, each answered 401,
+    one guess every 200 ms. With `via_proxy`, every message is also captured on the proxy's
+    other leg (request: one more Via; reply: as the registrar sent it). Returns per guess
+    (time of its 401 on the attacker's leg, user name, From-tag, branch)."""
+    leg = Leg(
+        "crack@test", a_user="100", b_user="100", a_ip=ATTACKER[0], a_port=ATTACKER[1],
+        b_ip=R[0], from_tag="ct0",
+    )  # fmt: skip
+    first = leg.req("REGISTER", ruri="sip:example.com", cseq=1)
+    cap.a2b(leg, T0, first.raw)
+    cap.b2a(leg, T0 + 10 * MS, leg.resp(first, 401, "Unauthorized", to_tag="rt0", headers=_CHAL))
+    out = []
+    for k in range(1, guesses + 1):
+        t = T0 + k * 200 * MS
+        leg.from_tag = f"ct{k}"
+        branch = f"z9hG4bKguess{k}"
+        req = leg.req(
+            "REGISTER", ruri="sip:example.com", cseq=2, branch=branch,
+            headers=(auth_hdr(f"u{k}", n=k),),
+        )  # fmt: skip
+        resp = leg.resp(req, 401, "Unauthorized", to_tag=f"rt{k}", headers=_CHAL)
+        if via_proxy is None:
+            cap.a2b(leg, t, req.raw)
+            cap.b2a(leg, t + 10 * MS, resp)
+        else:
+            p, side = (via_proxy, 5060), f"z9hG4bKpx{k}"
+            cap.udp(t, ATTACKER, p, req.raw)
+            cap.udp(t + MS, p, R, proxy_copy(req.raw, via_proxy, side, request=True))
+            cap.udp(t + 9 * MS, R, p, proxy_copy(resp, via_proxy, side, request=False))
+            cap.udp(t + 10 * MS, p, ATTACKER, resp)
+        out.append((t + 10 * MS, f"u{k}", f"ct{k}", branch))
+    return out
+
+
+def test_cracker_guesses_on_one_call_id_are_each_an_auth_failed(tmp_path: Path) -> None:
+    """5 guesses under one Call-ID and CSeq: 5 auth-failed, one per guess, each naming the
+    guess's user, From-tag and time; the unanswered first challenge is not a failure. The
+    attacker is `source` (it sent the credentials), the registrar `destination`."""
+    cap = Capture()
+    guesses = _cracker(cap, 5)
+    docs = run(tmp_path, cap, end="none")
+    assert briefs(docs) == [("auth-failed", "crack@test", "REGISTER", 401)] * 5
+    assert [(ts_of(d), d["user"]["name"], d["sip"]["from"]["tag"]) for d in docs] == [
+        (t, user, tag) for t, user, tag, _b in guesses
+    ]
+    for d in docs:
+        assert d["sip"]["cseq"] == {"code": 2, "method": "REGISTER"}
+        assert d["source"] == {"ip": ATTACKER[0], "port": ATTACKER[1]}
+        assert d["destination"] == {"ip": R[0], "port": R[1]}
+        assert d["client"] == d["source"]
+
+
+def test_cracker_guess_retransmitted_counts_once(tmp_path: Path) -> None:
+    """One guess sent three times (same branch, 500 ms apart) and answered 401 each time."""
+    cap = Capture()
+    _cracker(cap, 1)
+    again = [(ts, frame) for ts, frame in cap.packets if ts >= T0 + 200 * MS]
+    for n in (1, 2):
+        cap.packets += [(ts + n * 500 * MS, frame) for ts, frame in again]
+    docs = run(tmp_path, cap, end="none")
+    assert briefs(docs) == [("auth-failed", "crack@test", "REGISTER", 401)]
+    assert ts_of(docs[0]) == T0 + 210 * MS
+
+
+def test_cracker_through_a_proxy_counts_each_guess_once(tmp_path: Path) -> None:
+    """Every guess seen on both legs of a proxy (4 frames per guess): still one auth-failed per
+    guess, on the attacker's leg."""
+    cap = Capture()
+    guesses = _cracker(cap, 3, via_proxy="192.0.2.7")
+    docs = run(tmp_path, cap, end="none")
+    assert briefs(docs) == [("auth-failed", "crack@test", "REGISTER", 401)] * 3
+    assert [d["user"]["name"] for d in docs] == ["u1", "u2", "u3"]
+    assert [ts_of(d) for d in docs] == [t - 9 * MS for t, *_ in guesses]
+    for d in docs:
+        assert d["source"] == {"ip": ATTACKER[0], "port": ATTACKER[1]}
+        assert d["destination"] == {"ip": "192.0.2.7", "port": 5060}
+
+
+def test_late_reply_to_an_earlier_guess_changes_nothing(tmp_path: Path) -> None:
+    """Guess 1 answered; guess 2 sent; a retransmitted 401 of guess 1 (its branch) arrives
+    40 s later (after the duplicate window), then guess 2's 401: two auth-failed, the second
+    at guess 2's reply, not at the stale one."""
+    cap = Capture()
+    leg = Leg("late@test", a_user="100", b_user="100", a_ip=ATTACKER[0], b_ip=R[0])
+    stale = b""
+    for k, t in ((1, T0), (2, T0 + 41 * S)):
+        leg.from_tag = f"lt{k}"
+        req = leg.req("REGISTER", ruri="sip:example.com", cseq=2, headers=(auth_hdr("x", n=k),))
+        resp = leg.resp(req, 401, "Unauthorized", to_tag=f"r{k}", headers=_CHAL)
+        cap.a2b(leg, t, req.raw)
+        if k == 1:
+            cap.b2a(leg, t + 10 * MS, resp)
+            stale = resp
+        else:
+            cap.b2a(leg, t + 5 * MS, stale)
+            cap.b2a(leg, t + 10 * MS, resp)
+    docs = run(tmp_path, cap, end="none")
+    assert briefs(docs) == [("auth-failed", "late@test", "REGISTER", 401)] * 2
+    assert [ts_of(d) for d in docs] == [T0 + 10 * MS, T0 + 41 * S + 10 * MS]
+    assert [d["sip"]["from"]["tag"] for d in docs] == ["lt1", "lt2"]

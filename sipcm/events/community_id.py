@@ -1,0 +1,46 @@
+"""Community ID v1 flow hashes (https://github.com/corelight/community-id-spec), ECS
+`network.community_id`: the same value for both directions of a 5-tuple, so an event pivots to
+the flow logs (Zeek, Suricata, Packetbeat) of the connection that carried it.
+
+Input: IP protocol name ("udp", "tcp") or number, addresses as text (IPv4 or IPv6) and ports.
+Output: "1:" + base64(SHA-1(seed, smaller endpoint, larger endpoint, protocol, padding, ports)).
+Only the port-carrying protocols sipcm sees (UDP, TCP; SCTP works the same) are hashed; others
+return None. It never reads packets or clocks.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import ipaddress
+import struct
+from functools import lru_cache
+
+VERSION = "1:"
+PROTOCOLS = {"tcp": 6, "udp": 17, "sctp": 132}  # IANA protocol numbers with ports
+
+
+@lru_cache(maxsize=8192)
+def _packed(ip: str) -> bytes:
+    return ipaddress.ip_address(ip).packed
+
+
+def community_id(
+    proto: str | int, src_ip: str, src_port: int, dst_ip: str, dst_port: int, seed: int = 0
+) -> str | None:
+    """Community ID v1 of a flow, or None for a protocol without ports or a bad address."""
+    num = PROTOCOLS.get(proto) if isinstance(proto, str) else proto
+    if num not in PROTOCOLS.values():
+        return None
+    try:
+        a, b = _packed(src_ip), _packed(dst_ip)
+    except ValueError:
+        return None
+    if len(a) != len(b):
+        return None
+    # The endpoint ordered first is the smaller address, or for equal addresses the smaller
+    # port (spec: "is_one_way" aside, which only concerns ICMP).
+    if (a, src_port) > (b, dst_port):
+        a, b, src_port, dst_port = b, a, dst_port, src_port
+    data = struct.pack("!H", seed) + a + b + struct.pack("!BBHH", num, 0, src_port, dst_port)
+    return VERSION + base64.b64encode(hashlib.sha1(data, usedforsecurity=False).digest()).decode()
