@@ -25,7 +25,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from sipcm.track.core import (
-    CallSet, Core, Leg, ends, flow_of, proof, same_txn, slim, txn_branches,
+    CallSet,
+    Core,
+    Leg,
+    ends,
+    flow_of,
+    proof,
+    same_txn,
+    slim,
+    txn_branches,
 )  # fmt: skip
 from sipcm.track.outcome import CallMetrics, Outcome
 from sipcm.track.states import TIMER_OF, TRANSITIONS, Effect, Ev, State, transition

@@ -7,7 +7,8 @@ and method follows the transactions of that Call-ID one after the other: a new r
 CSeq, or the same CSeq with a new Via branch: RFC 3261 17.1.3, as a password cracker that reuses
 Call-ID and CSeq sends) concludes the previous one at once, except a credentialed retry after a
 challenge, which continues it. A reply whose Via branches do not include the current request's
-is a late reply to an earlier transaction and changes nothing. A 2xx to REGISTER produces binding events, never other-ok. It never reads a clock.
+is a late reply to an earlier transaction and changes nothing. A 2xx to REGISTER produces
+binding events, never other-ok. It never reads a clock.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sipcm.events.community_id import community_id
 from tests.events.scen import (
     MS,
     SDP,
@@ -55,8 +56,11 @@ def test_basic_call_caller_hangs_up(tmp_path: Path) -> None:
     assert start["event"]["type"] == ["start"]
     assert start["client"] == {"ip": A[0], "port": A[1]}
     assert start["server"] == {"ip": B[0], "port": B[1]}
-    assert start["source"] == {"ip": B[0], "port": B[1]}  # the 200 travels callee -> caller
-    assert start["destination"] == {"ip": A[0], "port": A[1]}
+    # who acted: the INVITE's sender (the 200 that triggered the event travels callee -> caller)
+    assert start["source"] == {"ip": A[0], "port": A[1]}
+    assert start["destination"] == {"ip": B[0], "port": B[1]}
+    flow_id = community_id("udp", A[0], A[1], B[0], B[1])
+    assert start["network"]["community_id"] == flow_id
     assert start["url"]["original"] == "sip:bob@example.com"
     assert start["user_agent"]["original"] == "TestPhone/1.0"
     assert start["sip"]["user_agent"]["original"] == "TestServer/2.0"
@@ -76,7 +80,9 @@ def test_basic_call_caller_hangs_up(tmp_path: Path) -> None:
     assert end["event"]["end"] == iso(T0 + 12 * S)
     assert end["event"]["type"] == ["end"]
     assert end["event"]["outcome"] == "success"
-    assert end["source"] == {"ip": A[0], "port": A[1]}  # the BYE
+    assert end["source"] == {"ip": A[0], "port": A[1]}  # the BYE's sender
+    assert end["destination"] == {"ip": B[0], "port": B[1]}
+    assert end["network"]["community_id"] == flow_id
     assert end["client"] == {"ip": A[0], "port": A[1]}
     assert end["sip"]["call"]["reconstructed"] is False
 
@@ -88,7 +94,8 @@ def test_callee_hangs_up(tmp_path: Path) -> None:
     assert end["@timestamp"] == iso(T0 + 32 * S)
     assert end["sip"]["call"]["originator"] == "callee"
     assert end["event"]["duration"] == 30 * S
-    assert end["source"] == {"ip": B[0], "port": B[1]}
+    assert end["source"] == {"ip": B[0], "port": B[1]}  # the callee sent the BYE
+    assert end["destination"] == {"ip": A[0], "port": A[1]}
     assert end["client"] == {"ip": A[0], "port": A[1]}  # still the caller side
     assert end["server"] == {"ip": B[0], "port": B[1]}
 

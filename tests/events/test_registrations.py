@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sipcm.events.community_id import community_id
 from tests.events.scen import (
     MS,
     T0,
@@ -19,8 +20,8 @@ from tests.events.scen import (
     auth_hdr,
     briefs,
     doubled,
-    proxy_copy,
     iso,
+    proxy_copy,
     run,
     ts_of,
 )
@@ -80,7 +81,9 @@ def test_reg_new_and_stays_open(tmp_path: Path) -> None:
     assert d["sip"]["contact"]["uri"]["port"] == 5060
     assert d["client"] == {"ip": "192.0.2.10", "port": 5060}
     assert d["server"] == {"ip": R[0], "port": R[1]}
-    assert d["source"] == {"ip": R[0], "port": R[1]}  # the registrar's 200
+    assert d["source"] == {"ip": "192.0.2.10", "port": 5060}  # the REGISTER's sender
+    assert d["destination"] == {"ip": R[0], "port": R[1]}
+    assert d["network"]["community_id"] == community_id("udp", "192.0.2.10", 5060, *R)
     assert d["url"]["original"] == "sip:example.com"
     assert d["event"]["type"] == ["start"]
     assert d["event"]["outcome"] == "success"
@@ -266,7 +269,8 @@ def test_register_auth_failed(tmp_path: Path) -> None:
     assert d["sip"]["auth"]["realm"] == "example.com"
     assert d["sip"]["cseq"]["code"] == 2
     assert d["client"] == {"ip": "192.0.2.10", "port": 5060}
-    assert d["source"] == {"ip": R[0], "port": R[1]}
+    assert d["source"] == {"ip": "192.0.2.10", "port": 5060}  # who sent the credentials
+    assert d["destination"] == {"ip": R[0], "port": R[1]}
 
 
 def test_register_refused_403(tmp_path: Path) -> None:
@@ -432,10 +436,13 @@ def test_cracker_through_a_proxy_counts_each_guess_once(tmp_path: Path) -> None:
     docs = run(tmp_path, cap, end="none")
     assert briefs(docs) == [("auth-failed", "crack@test", "REGISTER", 401)] * 3
     assert [d["user"]["name"] for d in docs] == ["u1", "u2", "u3"]
-    assert [ts_of(d) for d in docs] == [t - 9 * MS for t, *_ in guesses]
+    # the registrar's 401 on the proxy's leg is the first sighting: 1 ms before the copy
+    assert [ts_of(d) for d in docs] == [t - MS for t, *_ in guesses]
     for d in docs:
+        # the guess was first seen on the attacker's leg: attacker -> proxy
         assert d["source"] == {"ip": ATTACKER[0], "port": ATTACKER[1]}
         assert d["destination"] == {"ip": "192.0.2.7", "port": 5060}
+        assert d["network"]["community_id"] == community_id("udp", *ATTACKER, "192.0.2.7", 5060)
 
 
 def test_late_reply_to_an_earlier_guess_changes_nothing(tmp_path: Path) -> None:

@@ -48,6 +48,7 @@ from pathlib import Path
 
 import pytest
 
+from sipcm.events.community_id import community_id
 from tests.events.scen import briefs, iso, run_files, ts_of
 
 REG1 = "578222729-4665d775@578222732-4665d772"
@@ -253,9 +254,11 @@ def test_auth_failed_fields(case: tuple) -> None:
         assert doc["event"]["category"] == ["authentication", "network"]
         assert doc["event"]["outcome"] == "failure"
         assert doc["sip"]["auth"]["realm"] == "sip.cybercity.dk"
-        # Triggered by the registrar's/proxy's reply to the phone.
-        assert doc["source"] == {"ip": REGISTRAR, "port": 5060}
-        assert doc["destination"] == {"ip": PHONE, "port": 5060}
+        # Who acted: the phone sent the refused credentials to the registrar/proxy (the reply
+        # that triggered the event travels the other way).
+        assert doc["source"] == {"ip": PHONE, "port": 5060}
+        assert doc["destination"] == {"ip": REGISTRAR, "port": 5060}
+        assert doc["network"]["community_id"] == community_id("udp", PHONE, 5060, REGISTRAR, 5060)
         assert doc["client"]["ip"] == PHONE
         assert doc["server"]["ip"] == REGISTRAR
 

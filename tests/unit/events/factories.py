@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sipcm.decode.packet import Payload, Tunnel
 from sipcm.sip.message import Credentials, NameAddr, SipMessage, Uri
-from sipcm.track.outcome import CallMetrics, Outcome, RegInfo
+from sipcm.track.outcome import CallMetrics, Flow, Outcome, RegInfo
 
 T0 = 1_700_000_000_123_456_789  # 2023-11-14T22:13:20.123456789Z
 ALICE = ("192.0.2.10", 5060)
@@ -107,6 +107,7 @@ __all__ = [
     "T0",
     "CallMetrics",
     "Credentials",
+    "Flow",
     "Outcome",
     "RegInfo",
     "Tunnel",

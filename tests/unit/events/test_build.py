@@ -7,6 +7,7 @@ import json
 import pytest
 
 from sipcm.events.build import ACTIONS, EventBuilder, rfc3339
+from sipcm.events.community_id import community_id
 from sipcm.sip.message import NameAddr, ParseError, Uri
 from tests.ecs import assert_valid
 from tests.unit.events.factories import (
@@ -15,6 +16,7 @@ from tests.unit.events.factories import (
     T0,
     CallMetrics,
     Credentials,
+    Flow,
     Outcome,
     RegInfo,
     Tunnel,
@@ -85,6 +87,7 @@ def test_call_start_exact_document() -> None:
         server=BOB,
         start_ns=T0,
         call=CallMetrics(pdd_ms=120.5, ring_time_ms=1879.5, setup_time_ms=2000, retransmissions=1),
+        flow=Flow(*ALICE, *BOB, "udp"),  # the INVITE's sender: who acted
     )
     assert build(o) == {
         "@timestamp": "2023-11-14T22:13:22.123456789Z",
@@ -100,13 +103,14 @@ def test_call_start_exact_document() -> None:
             "reason": "OK",
             "start": "2023-11-14T22:13:20.123456789Z",
         },
-        "source": {"ip": "192.0.2.20", "port": 5062},
-        "destination": {"ip": "192.0.2.10", "port": 5060},
+        "source": {"ip": "192.0.2.10", "port": 5060},
+        "destination": {"ip": "192.0.2.20", "port": 5062},
         "client": {"ip": "192.0.2.10", "port": 5060},
         "server": {"ip": "192.0.2.20", "port": 5062},
         "network": {
             "transport": "udp",
             "type": "ipv4",
+            "community_id": community_id("udp", "192.0.2.10", 5060, "192.0.2.20", 5062),
             "protocol": "sip",
             "direction": "egress",
             "vlan": {"id": "100"},
@@ -115,7 +119,7 @@ def test_call_start_exact_document() -> None:
         "url": {"original": "sip:bob@192.0.2.20:5062"},
         "user_agent": {"original": "Softphone/1.0"},
         "related": {
-            "ip": ["192.0.2.20", "192.0.2.10"],
+            "ip": ["192.0.2.10", "192.0.2.20"],
             "user": ["bob", "alice"],
             "hosts": ["atlanta.example.com", "biloxi.example.com"],
         },
@@ -279,7 +283,13 @@ def test_reg_new_ipv6_with_credentials_exact_sip_part() -> None:
     doc = build(o)
     assert doc["event"]["category"] == ["authentication", "network", "session"]
     assert doc["event"]["type"] == ["start"]
-    assert doc["network"] == {"transport": "tcp", "type": "ipv6", "protocol": "sip"}
+    assert doc["network"] == {
+        "transport": "tcp",
+        "type": "ipv6",
+        # no flow from the tracker: the triggering 2xx's packet, either direction hashes alike
+        "community_id": community_id("tcp", "2001:db8::5", 5070, "2001:db8::1", 5060),
+        "protocol": "sip",
+    }
     assert doc["related"] == {
         "ip": ["2001:db8::1", "2001:db8::5"],
         "user": ["bob"],
@@ -436,7 +446,12 @@ def test_parse_error_exact_document() -> None:
         "destination": {"ip": "192.0.2.20", "port": 5062},
         "client": {"ip": "192.0.2.10", "port": 5060},
         "server": {"ip": "192.0.2.20", "port": 5062},
-        "network": {"transport": "tcp", "type": "ipv4", "protocol": "sip"},
+        "network": {
+            "transport": "tcp",
+            "type": "ipv4",
+            "community_id": community_id("tcp", "192.0.2.10", 5060, "192.0.2.20", 5062),
+            "protocol": "sip",
+        },
         "observer": OBSERVER,
         "error": {"code": "bad_via", "message": "SIP parse error: bad_via at byte 22"},
         "related": {"ip": ["192.0.2.10", "192.0.2.20"]},

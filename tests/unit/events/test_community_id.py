@@ -21,7 +21,7 @@ BASELINE = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize("proto,sip,sport,dip,dport,seed0,seed1", BASELINE)
+@pytest.mark.parametrize(("proto", "sip", "sport", "dip", "dport", "seed0", "seed1"), BASELINE)
 def test_baseline_both_directions(proto, sip, sport, dip, dport, seed0, seed1) -> None:
     assert community_id(proto, sip, sport, dip, dport) == seed0
     assert community_id(proto, dip, dport, sip, sport) == seed0
