@@ -11,6 +11,8 @@ that gives (every listed field that is present; lists element by element):
 - ip (`encrypt_ip_addresses`): source.ip, destination.ip, client.ip, server.ip,
   sipcm.tunnel.source.ip, sipcm.tunnel.destination.ip, related.ip. IPv4 keeps prefixes
   (Crypto-PAn) unless `ipcipher`; IPv6 always uses ipcipher. `ipcipher` alone implies `ip`.
+  network.community_id is then recomputed from the encrypted addresses (and again from the
+  restored ones on decryption): a hash of the clear 5-tuple would confirm a guessed address.
 - uris (`encrypt_uris`): the URIs sip.{from,to,contact}.uri.original, sip.uri.original,
   url.original, sip.pai, sip.reg.aor (scheme and port kept; user, host and parameters each
   encrypted); their parts sip.*.uri.username and sip.*.uri.host (the same tokens as inside the
@@ -40,6 +42,7 @@ from sipcm.errors import SipcmError
 from sipcm.events import schema
 from sipcm.events.anon.codec import Codec
 from sipcm.events.anon.keys import AnonKey
+from sipcm.events.community_id import rehash
 
 # sensitivity (schema.SENSITIVE) -> (switch, cipher kind). "ip|uris": either switch.
 KINDS: dict[str, tuple[str, str]] = {
@@ -175,6 +178,8 @@ class Anonymizer:
                     if new != v:
                         node[last] = new
                         changed.append(name)
+        if self.ip:
+            rehash(doc)
         if changed:
             anon: dict[str, Any] = {"fields": sorted(changed), "key_check": self.key_check}
             if self._ipv4:
@@ -272,6 +277,8 @@ def decrypt_doc(doc: dict[str, Any], key: AnonKey | Decryptor) -> dict[str, Any]
             raise SipcmError(
                 f"cannot decrypt {name}: not encrypted with this key", "is the event altered?"
             ) from None
+    if "source.ip" in names or "destination.ip" in names:
+        rehash(doc)
     del sipcm["anon"]
     if not sipcm:
         del doc["sipcm"]

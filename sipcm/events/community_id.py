@@ -44,3 +44,21 @@ def community_id(
         a, b, src_port, dst_port = b, a, dst_port, src_port
     data = struct.pack("!H", seed) + a + b + struct.pack("!BBHH", num, 0, src_port, dst_port)
     return VERSION + base64.b64encode(hashlib.sha1(data, usedforsecurity=False).digest()).decode()
+
+
+def rehash(doc: dict) -> None:
+    """Recompute a document's `network.community_id` from its `source`/`destination` and
+    `network.transport` (after anonymization changed the addresses, or decryption restored
+    them): a hash of the clear 5-tuple would let anyone confirm a guessed address. Removed
+    when the document no longer has a hashable flow."""
+    net = doc.get("network")
+    if not isinstance(net, dict) or "community_id" not in net:
+        return
+    src, dst = doc.get("source") or {}, doc.get("destination") or {}
+    cid = None
+    if all(k in src and k in dst for k in ("ip", "port")):
+        cid = community_id(net.get("transport", ""), src["ip"], src["port"], dst["ip"], dst["port"])
+    if cid is None:
+        del net["community_id"]
+    else:
+        net["community_id"] = cid

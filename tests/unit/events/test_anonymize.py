@@ -14,6 +14,7 @@ from sipcm.events.anon.codec import Codec
 from sipcm.events.anon.keys import AnonKey
 from sipcm.events.anonymize import FIELDS, Anonymizer, Decryptor, decrypt_doc
 from sipcm.events.build import EventBuilder
+from sipcm.events.community_id import community_id
 from sipcm.sip.message import NameAddr, ParseError, Uri
 from tests.ecs import assert_valid
 from tests.unit.events.factories import (
@@ -153,8 +154,15 @@ def test_call_start_exact_fields() -> None:
         "key_check": KEY.check,
         "ipv4": "prefix",
     }  # fmt: skip
+    # The community id hashes the encrypted 5-tuple, never the clear one (which would confirm
+    # a guessed address).
+    assert doc["network"] == {
+        **clear["network"],
+        "community_id": community_id("udp", ip("192.0.2.20"), 5062, ip("192.0.2.10"), 5060),
+    }
+    assert clear["network"]["community_id"] == community_id("udp", *ALICE, *BOB)
     # Everything not anonymized is untouched.
-    for k in ("@timestamp", "ecs", "event", "network", "observer"):
+    for k in ("@timestamp", "ecs", "event", "observer"):
         assert doc[k] == clear[k]
     assert list(doc) == [*list(clear), *([] if "sipcm" in clear else ["sipcm"])]
 

@@ -498,6 +498,11 @@ def test_vxlan_tunnel_and_ingress_interface() -> None:
         "destination": {"ip": "198.51.100.2", "port": 4789},
     }
     assert doc["source"]["ip"] == "192.0.2.10"  # inner addresses stay in source/destination
+    # the community id hashes the inner 5-tuple, not the VXLAN outer one
+    assert doc["network"]["community_id"] == community_id("udp", *ALICE, *BOB)
+    assert doc["network"]["community_id"] != community_id(
+        "udp", "198.51.100.1", 40000, "198.51.100.2", 4789
+    )
     assert doc["related"]["ip"] == ["192.0.2.10", "192.0.2.20", "198.51.100.1", "198.51.100.2"]
     # ifindex 9 has no known name: only its id.
     assert doc["observer"]["ingress"] == {"interface": {"id": "9"}}
