@@ -172,7 +172,7 @@ def replay(
             _say(
                 f"{t.name}: {t.packets} packets, {t.messages} SIP messages, "
                 f"{t.parse_errors} parse errors, {t.probes} probes, "
-                f"{t.reassembled} reassembled, {t.events} events"
+                f"{t.reassembled} reassembled, {t.events} events{_limited_text(t.limited)}"
             )
         if t.skipped:
             truncated.append(f"{t.name}: {t.skipped} unreadable record(s) skipped, the first "
@@ -221,6 +221,14 @@ def delivery_of(out: Any) -> dict[str, Any]:
         "dead_lettered": c["dead_lettered"],
         "already_indexed": c["already_indexed"],
     }
+
+
+def _limited_text(limited: dict[str, int]) -> str:
+    """`, N more not published (rate limits, evr_limits): auth-failed 40, ...` or ""."""
+    if not limited:
+        return ""
+    per = ", ".join(f"{name} {n}" for name, n in sorted(limited.items()))
+    return f", {sum(limited.values())} more not published (rate limits, evr_limits): {per}"
 
 
 def vars_of(obj: object) -> dict[str, Any]:

@@ -56,6 +56,9 @@ class Collector:
                 continue
             verdict = check(action, ip, ts)
             if verdict is False:
+                if self.totals is not None:  # the replay summary says what was held back
+                    lim = self.totals.limited
+                    lim[action] = lim.get(action, 0) + 1
                 continue
             if verdict is not True:
                 line = _with_rate(line, verdict)

@@ -154,6 +154,7 @@ def build_collector(
         max_entries=cfg.evr_max_entries,
         report_min=cfg.evr_conseq_report_min,
         report_max=cfg.evr_conseq_report_max,
+        limited=counters.group("rates_limited"),
     )
     return Collector(
         counters.group("events"), blacklist, rates, outputs, recent_events=recent_events

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -59,6 +59,7 @@ class FileTotals:
     truncated: str | None = None
     skipped: int = 0  # records that could not be replayed (bad timestamp, unknown interface)
     skip_note: str | None = None  # where the first one was and why
+    limited: dict[str, int] = field(default_factory=dict)  # events suppressed per event name
 
 
 class _Local:

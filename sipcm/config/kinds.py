@@ -293,6 +293,44 @@ def map_of(item: Kind) -> Kind:
     return Kind(expected, conv, fmt, is_map=True)
 
 
+def list_or_map(
+    item: Kind, names: Sequence[str], defaults: dict[str, Any], list_name: str = "default"
+) -> Kind:
+    """Either one value of kind `item` (a list) that becomes the `list_name` entry, or a mapping
+    of names (from `names`, or `list_name`) to such values; either is laid over `defaults`, so
+    the stored dict always holds every default entry."""
+    allowed = (list_name, *names)
+    expected = f"{item.expected}, or a mapping of {', '.join(allowed)} to such lists"
+
+    def conv(value: Any) -> dict:
+        if isinstance(value, list):
+            try:
+                return {**defaults, list_name: item.convert(value)}
+            except Invalid as exc:
+                raise Invalid(exc.expected, exc.sub, exc.value, has_value=exc.has_value) from None
+        if value is None:
+            return dict(defaults)
+        if not isinstance(value, dict):
+            raise Invalid(expected)
+        out = dict(defaults)
+        for name, elem in value.items():
+            if name not in allowed:
+                close = difflib.get_close_matches(str(name), allowed, n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                raise Invalid(f"one of {', '.join(allowed)}{hint}", f".{name}", name,
+                              has_value=True)  # fmt: skip
+            try:
+                out[name] = item.convert(elem)
+            except Invalid as exc:
+                raise Invalid(exc.expected, f".{name}{exc.sub}", elem, has_value=True) from None
+        return out
+
+    def fmt(value: dict) -> str:
+        return "{" + ", ".join(f"{k}: {item.format(v)}" for k, v in value.items()) + "}"
+
+    return Kind(expected, conv, fmt, is_map=True)
+
+
 def is_hostname_or_ip(text: str) -> bool:
     """True for an IPv4/IPv6 literal or an RFC 1123 host name."""
     try:

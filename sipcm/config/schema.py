@@ -32,6 +32,14 @@ EVENT_NAMES = (
 )
 
 
+# Server-confirmed outcomes (a real server's 2xx): the call records, never rate-limited by default.
+CONFIRMED_EVENTS = ("call-start", "call-end", "reg-new", "reg-del", "reg-expired")
+_LIMITS = k.list_of(k.integer(0), 3)
+_LIMITS_DEFAULT = {"default": _LIMITS.convert([20, 240, 3600])} | {
+    name: _LIMITS.convert([0, 0, 0]) for name in CONFIRMED_EVENTS
+}
+
+
 def key(kind: k.Kind, default: Any, help: str, *, secret: bool = False) -> Any:
     """Declare one configuration key (`default` is parsed by `kind`)."""
     value = kind.convert(default)
@@ -70,7 +78,7 @@ class _Section:
                     for v in value
                 ]
             elif isinstance(value, dict):
-                out[f.name] = dict(value)
+                out[f.name] = {k: list(v) if isinstance(v, tuple) else v for k, v in value.items()}
             else:
                 out[f.name] = value
         return out
@@ -244,8 +252,11 @@ class Config(_Section):
     evr_intervals: tuple[float, ...] = key(
         k.list_of(k.duration(), 3), [1, 60, 3600], "event rate windows (0 disables a window)"
     )
-    evr_limits: tuple[int, ...] = key(
-        k.list_of(k.integer(0), 3), [20, 240, 3600], "event rate limits per window (0 disables)"
+    evr_limits: dict[str, tuple[int, ...]] = key(  # noqa: RUF009 - a dataclasses.Field
+        k.list_or_map(_LIMITS, [n for n in EVENT_NAMES if n != "stats"], _LIMITS_DEFAULT),
+        {},
+        "event rate limits per window (0: not limited), per event name; a list sets the default "
+        "for events not named (call records are never limited unless named)",
     )
     evr_max_entries: int = key(_POS, 65536, "keys in the event rate table (about 600 B each)")
     evr_conseq_report_min: int = key(_POS, 100, "first repeat count reported when over a limit")

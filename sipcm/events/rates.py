@@ -24,7 +24,16 @@ sipcmbeat used a fixed window restarted once an interval has passed, holding the
 window's extrapolated rate as a peak until then; the sliding estimate needs no peak-hold and
 decays smoothly, which is what makes recovery (below) happen at a predictable time.
 
-A key is over the limit when est > limit for any enabled window (interval and limit > 0). An
+Limits are per event name: `limits` is one list for every event, or a mapping of event name to
+list with a "default" entry for the names it does not list (the configuration's default keeps
+the server-confirmed outcomes call-start, call-end, reg-new, reg-del and reg-expired unlimited:
+they are the call records). A window is enabled when its interval is > 0 and some event has a
+limit > 0 in it; every event is counted in every enabled window (the table shows its rates) but
+only a limit > 0 limits it, so an unlimited event is counted and never suppressed. With no
+window enabled nothing is counted at all. Suppressed events are counted per event name in the
+`limited` counter group (the replay summary and stats events report it).
+
+A key is over the limit when est > limit for any enabled window where its limit is > 0. An
 over key is blacklisted: its c-th event over the limit (c = 1 at the transition) is published
 with `sipcm.rate.*` when c == 1, c == report_min * 2**k < report_max, or c is a multiple of
 report_max; the others are suppressed. Its first event with every window back under its limit
@@ -45,11 +54,17 @@ An out-of-order capture time (several interfaces, timers) is taken as the key's 
 from __future__ import annotations
 
 from collections import Counter, OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from sipcm.events.build import rfc3339
 
 _NS = 1_000_000_000
+DEFAULT = "default"  # the limits of every event name a limits mapping does not list
+
+
+def _published(interval_s: float) -> float:
+    """A window length as published: an int when whole (1, 60, 3600), else the float."""
+    return int(interval_s) if float(interval_s).is_integer() else float(interval_s)
 
 
 def next_report(c: int, report_min: int, report_max: int) -> int:
@@ -89,26 +104,40 @@ class RateLimiter:
         counters: Counter[str],
         *,
         intervals_s: Sequence[float] = (1.0, 60.0, 3600.0),
-        limits: Sequence[int] = (20, 240, 3600),
+        limits: Sequence[int] | Mapping[str, Sequence[int]] = (20, 240, 3600),
         max_entries: int = 1_048_576,
         report_min: int = 100,
         report_max: int = 10_000,
+        limited: Counter[str] | None = None,
     ) -> None:
-        if len(intervals_s) != len(limits):
-            raise ValueError("intervals_s and limits must have the same length")
+        by_event = dict(limits) if isinstance(limits, Mapping) else {DEFAULT: limits}
+        if DEFAULT not in by_event:
+            raise ValueError(f"a limits mapping needs a {DEFAULT!r} entry")
+        for lims in by_event.values():
+            if len(intervals_s) != len(lims):
+                raise ValueError("intervals_s and limits must have the same length")
         if max_entries < 1 or report_min < 0 or report_max < 0:
             raise ValueError("max_entries must be >= 1, report_min/report_max >= 0")
-        if any(i < 0 for i in intervals_s) or any(lim < 0 for lim in limits):
+        if any(i < 0 for i in intervals_s) or any(
+            lim < 0 for lims in by_event.values() for lim in lims
+        ):
             raise ValueError("rate intervals and limits must be >= 0")
         self._ctr = counters
-        # Enabled windows: (index into counts, interval ns, limit, window as published).
+        self._limited: Counter[str] = limited if limited is not None else Counter()
+        on = [
+            n
+            for n, iv in enumerate(intervals_s)
+            if iv > 0 and any(lims[n] > 0 for lims in by_event.values())
+        ]
+        # Enabled windows: (index into counts, interval ns, window as published).
         self._wins = tuple(
-            (3 * n, round(iv * _NS), lim, int(iv) if float(iv).is_integer() else float(iv))
-            for n, (iv, lim) in enumerate(
-                (iv, lim) for iv, lim in zip(intervals_s, limits, strict=True) if iv > 0 and lim > 0
-            )
+            (3 * k, round(intervals_s[n] * _NS), _published(intervals_s[n]))
+            for k, n in enumerate(on)
         )
         self._n = len(self._wins)
+        # Event name -> its limit per enabled window (0: counted, never limited).
+        self._lims = {name: tuple(int(lims[n]) for n in on) for name, lims in by_event.items()}
+        self._default = self._lims[DEFAULT]
         self.max_entries = max_entries
         self.report_min = report_min
         self.report_max = report_max
@@ -116,6 +145,10 @@ class RateLimiter:
         self._ok: OrderedDict[tuple[str, str | None], _Key] = OrderedDict()
         self._bl: OrderedDict[tuple[str, str | None], _Key] = OrderedDict()
         self._now = 0  # latest capture time seen, for the table
+
+    def limits_of(self, action: str) -> tuple[int, ...]:
+        """The limit of `action` in each enabled window (0: not limited there)."""
+        return self._lims.get(action, self._default)
 
     def check(self, action: str, src_ip: str | None, ts_ns: int) -> dict | bool:
         """True: publish; False: suppress; dict: publish with these `sipcm.rate` fields."""
@@ -141,10 +174,10 @@ class RateLimiter:
         e.last = ts_ns
         e.events += 1
         c = e.counts
-        hit = None
+        lims = self._lims.get(action, self._default)
+        hit = -1
         rate = 0.0
-        for win in self._wins:
-            j, iv, lim, _ = win
+        for n, (j, iv, _w) in enumerate(self._wins):
             end = c[j + 2]
             if ts_ns < end:
                 cur = c[j] = c[j] + 1
@@ -157,14 +190,15 @@ class RateLimiter:
                     prev = c[j + 1] = 0
                     c[j + 2] = ts_ns - (ts_ns - end) % iv + iv
                 cur = c[j] = 1
-            if hit is None and cur + prev > lim:
+            lim = lims[n]
+            if hit < 0 and lim and cur + prev > lim:
                 est = prev * (c[j + 2] - ts_ns) / iv + cur if prev else float(cur)
                 if est > lim:
-                    hit = win
+                    hit = n
                     rate = est
 
         if not blacklisted:
-            if hit is None:
+            if hit < 0:
                 return True
             del self._ok[key]
             self._bl[key] = e
@@ -173,8 +207,8 @@ class RateLimiter:
             e.since = rfc3339(ts_ns)
             self._ctr["rate_blacklisted_keys"] += 1
             self._ctr["rate_reported"] += 1
-            return self._fields(e, rate, hit)
-        if hit is None:
+            return self._fields(e, rate, lims[hit], self._wins[hit][2])
+        if hit < 0:
             del self._bl[key]
             self._ok[key] = e
             e.exceeded = 0
@@ -183,25 +217,26 @@ class RateLimiter:
         x = e.exceeded = e.exceeded + 1
         if x != e.next:
             self._ctr["rate_suppressed"] += 1
+            self._limited[action] += 1
             return False
         e.next = next_report(x, self.report_min, self.report_max)
         self._ctr["rate_reported"] += 1
-        return self._fields(e, rate, hit)
+        return self._fields(e, rate, lims[hit], self._wins[hit][2])
 
     @staticmethod
-    def _fields(e: _Key, rate: float, win: tuple[int, int, int, float]) -> dict:
+    def _fields(e: _Key, rate: float, limit: int, window: float) -> dict:
         return {
             "exceeded": e.exceeded,
             "current": round(rate, 3),
-            "limit": win[2],
-            "window": win[3],
+            "limit": limit,
+            "window": window,
             "since": e.since,
         }
 
     def _add(self, key: tuple[str, str | None], ts_ns: int) -> None:
         """Track a new key (its first event is never over a limit >= 1), making room if full."""
         if len(self._ok) + len(self._bl) >= self.max_entries:
-            if self._bl and self._stale(next(iter(self._bl.values())), ts_ns):
+            if self._bl and self._stale(*next(iter(self._bl.items())), ts_ns):
                 self._bl.popitem(last=False)
             elif self._ok:
                 self._ok.popitem(last=False)
@@ -210,7 +245,7 @@ class RateLimiter:
                 return
             self._ctr["rate_evicted"] += 1
         counts = [0] * (3 * self._n)
-        for j, iv, _lim, _w in self._wins:
+        for j, iv, _w in self._wins:
             counts[j] = 1
             counts[j + 2] = ts_ns + iv
         self._ok[key] = _Key(ts_ns, counts)
@@ -219,7 +254,7 @@ class RateLimiter:
         """Each enabled window's estimate for key `e` at time ts_ns (no event counted)."""
         c = e.counts
         out = []
-        for j, iv, _lim, _w in self._wins:
+        for j, iv, _w in self._wins:
             end = c[j + 2]
             if ts_ns < end:
                 cur, prev = c[j], c[j + 1]
@@ -230,9 +265,10 @@ class RateLimiter:
             out.append(round(prev * min(end - ts_ns, iv) / iv + cur, 3))
         return out
 
-    def _stale(self, e: _Key, ts_ns: int) -> bool:
+    def _stale(self, key: tuple[str, str | None], e: _Key, ts_ns: int) -> bool:
         est = self._estimates(e, ts_ns)
-        return all(r <= w[2] for r, w in zip(est, self._wins, strict=True))
+        lims = self.limits_of(key[0])
+        return all(not lim or r <= lim for r, lim in zip(est, lims, strict=True))
 
     def table(self, limit: int = 100) -> list[dict]:
         """Up to `limit` keys for the web API: blacklisted ones first, each group most recently
@@ -243,13 +279,14 @@ class RateLimiter:
                 if len(rows) >= limit:
                     return rows
                 est = self._estimates(e, self._now)
+                lims = self.limits_of(action)
                 rows.append(
                     {
                         "event": action,
                         "source_ip": ip,
                         "rates": [
-                            {"window": w[3], "limit": w[2], "current": r}
-                            for w, r in zip(self._wins, est, strict=True)
+                            {"window": w[2], "limit": lim, "current": r}
+                            for w, lim, r in zip(self._wins, lims, est, strict=True)
                         ],
                         "events": e.events,
                         "last_seen": rfc3339(e.last),

@@ -92,7 +92,9 @@ def pretty_line(doc: dict[str, Any]) -> str:
     """`<date time.ms> <action> <call-id> <from> -> <to> <code> <reason> <metrics>` (+newline).
 
     Events without From/To (parse-error, msg-probe) show source -> destination addresses;
-    stats events show their counter total. Control characters from the SIP text are escaped.
+    stats events show their counter total. An event of a rate-limited key ends with
+    `[limited N]`, N its `sipcm.rate.exceeded` (events over the limit so far). Control
+    characters from the SIP text are escaped.
     """
     ts = doc.get("@timestamp", "")
     when = ts[:23].replace("T", " ") if len(ts) >= 23 else ts
@@ -119,6 +121,10 @@ def pretty_line(doc: dict[str, Any]) -> str:
     metric = _metric(doc)
     if metric:
         parts.append(metric)
+    rate = doc.get("sipcm", {}).get("rate")
+    if rate:
+        # A rate-limited key: this event is reported, most of its others are not.
+        parts.append(f"[limited {rate.get('exceeded', '?')}]")
     return escape_controls(" ".join(parts)) + "\n"
 
 

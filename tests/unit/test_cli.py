@@ -114,3 +114,38 @@ def test_attach_needs_an_interface() -> None:
     res = sipcm("-E", "http_port=0", "attach")
     assert res.returncode == 2
     assert "no interface" in res.stderr
+
+
+def _options_flood(path, n: int) -> str:
+    """`n` OPTIONS from one IP within n ms, each answered 200."""
+    from tests.sipgen import MS, T0, Capture, Leg
+
+    cap = Capture()
+    for i in range(n):
+        leg = Leg(f"opt-{i}@example.com")
+        req = leg.req("OPTIONS")
+        cap.a2b(leg, T0 + i * MS, req.raw)
+        cap.b2a(leg, T0 + i * MS + MS, leg.resp(req, 200, "OK"))
+    return str(cap.write(path))
+
+
+def test_summary_says_what_the_rate_limits_held_back(tmp_path) -> None:
+    """150 OPTIONS in 150 ms: 20 pass, the 21st and 120th (repeats 1 and 100) are published
+    marked, 128 are not published; text and JSON summaries and --pretty all say so."""
+    import json
+
+    pcap = _options_flood(tmp_path / "flood.pcap", 150)
+    res = sipcm("-E", "stats_interval=0", "replay", "--pretty", pcap)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert len(lines) == 22
+    assert [ln.rsplit(" ", 2)[-2:] for ln in lines if "[limited" in ln] == [
+        ["[limited", "1]"],
+        ["[limited", "100]"],
+    ]
+    assert res.stderr.strip().endswith(
+        "22 events, 128 more not published (rate limits, evr_limits): other-ok 128"
+    )
+    res = sipcm("-E", "stats_interval=0", "replay", "--summary", "json", pcap)
+    assert json.loads(res.stderr)["limited"] == {"other-ok": 128}
+    assert json.loads(res.stderr)["events"] == 22

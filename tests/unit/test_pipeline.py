@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sipcm.events.build import rfc3339
 from tests.ecs import assert_valid
 from tests.replayutil import replay_docs
-from tests.sipgen import MS, T0, Capture, Leg
+from tests.sipgen import MS, T0, Capture, Leg, S
 
 
 def options_flood(path: Path, n: int, spacing_ns: int) -> Path:
@@ -67,9 +68,44 @@ def test_rate_key_is_the_caller_side(tmp_path: Path) -> None:
     assert not [d for d in docs if "rate" in d.get("sipcm", {})]
 
 
-def test_one_caller_over_the_limit_is_limited(tmp_path: Path) -> None:
-    docs, _ = replay_docs([many_calls(tmp_path / "one.pcap", 40, same_caller=True)])
+def test_call_records_are_never_limited_by_default(tmp_path: Path) -> None:
+    """40 calls within 0.4 s from one caller (a trunk): every call-start and call-end is
+    published, none is marked, nothing is counted as limited (issue 9.4)."""
+    docs, totals = replay_docs([many_calls(tmp_path / "one.pcap", 40, same_caller=True)])
+    acts = [d["event"]["action"] for d in docs]
+    assert (acts.count("call-start"), acts.count("call-end")) == (40, 40)
+    assert not [d for d in docs if "rate" in d.get("sipcm", {})]
+    assert totals[0].limited == {}
+
+
+def test_a_named_call_record_limit_applies(tmp_path: Path) -> None:
+    """Naming call-start in evr_limits limits it like any other event: 20 pass, the 21st is
+    the first over, 19 more are suppressed and counted per event name."""
+    pcap = many_calls(tmp_path / "one.pcap", 40, same_caller=True)
+    docs, totals = replay_docs([pcap], "evr_limits={call-start: [20, 240, 3600]}")
     starts = [d for d in docs if d["event"]["action"] == "call-start"]
-    # 40 call-starts within 0.4 s from one caller: 20 pass, the 21st is the first over.
     assert len(starts) == 21
     assert starts[-1]["sipcm"]["rate"]["exceeded"] == 1
+    assert [d["event"]["action"] for d in docs].count("call-end") == 40  # still unlimited
+    assert totals[0].limited == {"call-start": 19}
+
+
+def test_limited_counts_per_file_and_in_stats_events(tmp_path: Path) -> None:
+    """250 OPTIONS in 250 ms, then one more at T0+20 s: 20 other-ok pass, repeats 1, 100, 200
+    are reported, 227 are suppressed (their non_inv_fin timers fire 5 s after each 200), as the
+    stats event at T0+10 s says per event name. The last one is still over the minute window
+    (251 > 240, its 229th repeat, not a reported one): 228 in the replay totals."""
+    cap = Capture()
+    for i in range(251):
+        leg = Leg(f"opt-{i}@example.com")
+        req = leg.req("OPTIONS")
+        t = T0 + (i * MS if i < 250 else 20 * S)
+        cap.a2b(leg, t, req.raw)
+        cap.b2a(leg, t + 1 * MS, leg.resp(req, 200, "OK"))
+    docs, totals = replay_docs([cap.write(tmp_path / "f.pcap")], "stats_interval=10s")
+    assert totals[0].limited == {"other-ok": 228}
+    stats = [d for d in docs if d["event"]["action"] == "stats"]
+    assert [d["@timestamp"] for d in stats] == [rfc3339(T0 + 10 * S)]
+    assert_valid(stats[0])
+    assert stats[0]["sipcm"]["counters"]["rates_limited"] == {"other-ok": 227}
+    assert stats[0]["sipcm"]["counters"]["rates"]["rate_suppressed"] == 227

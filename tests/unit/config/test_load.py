@@ -44,7 +44,11 @@ def test_defaults():
         "conclude",
     )
     assert cfg.event_types_blst == ("msg-probe",)
-    assert (cfg.evr_intervals, cfg.evr_limits) == ((1.0, 60.0, 3600.0), (20, 240, 3600))
+    assert cfg.evr_intervals == (1.0, 60.0, 3600.0)
+    # sipcmbeat's 20/240/3600 for every event but the call records, which are never limited
+    assert cfg.evr_limits == {"default": (20, 240, 3600)} | {
+        name: (0, 0, 0) for name in ("call-start", "call-end", "reg-new", "reg-del", "reg-expired")
+    }
     assert (cfg.evr_max_entries, cfg.evr_conseq_report_min, cfg.evr_conseq_report_max) == (
         65536,
         100,
@@ -129,7 +133,9 @@ def test_full_file(tmp_path):
     assert cfg.calls_timeouts == {"inv_1st": 60.0, "inv_established": 7200.0}
     assert (cfg.reg_exp_delta, cfg.replay_end) == (0.0, "expire-all")
     assert cfg.event_types_blst == ("msg-probe", "other-ok")
-    assert (cfg.evr_intervals, cfg.evr_limits) == ((2.0, 120.0, 7200.0), (0, 100, 1000))
+    assert cfg.evr_intervals == (2.0, 120.0, 7200.0)
+    assert cfg.evr_limits["default"] == (0, 100, 1000)  # the list form sets the default only
+    assert cfg.evr_limits["call-end"] == (0, 0, 0)
     assert (cfg.stats_interval, cfg.observer_name) == (0.0, "sbc-1")
     out = cfg.outputs
     assert (out.console.enabled, out.console.pretty) == (False, False)
@@ -516,3 +522,28 @@ def test_describe_lists_every_key_once():
     assert "ring_size (default: 16MiB)\n    BPF ring buffer size" in text
     assert "evr_intervals (default: [1s, 1m, 1h])" in text
     assert "outputs.elasticsearch.password (default: '')" in text
+
+
+def test_evr_limits_per_event_name() -> None:
+    """A map names events; the others keep the default, the call records stay unlimited; a
+    dotted override sets one name; a misspelt name is a clear error."""
+    confirmed = {
+        n: (0, 0, 0) for n in ("call-start", "call-end", "reg-new", "reg-del", "reg-expired")
+    }
+    cfg = load_config(None, ["evr_limits={auth-failed: [5, 60, 600], call-end: [1, 2, 3]}"])
+    assert cfg.evr_limits == {
+        "default": (20, 240, 3600),
+        **confirmed,
+        "auth-failed": (5, 60, 600),
+        "call-end": (1, 2, 3),
+    }
+    cfg = load_config(None, ["evr_limits.other-failed=[1, 0, 0]"])
+    assert cfg.evr_limits == {"default": (20, 240, 3600), **confirmed, "other-failed": (1, 0, 0)}
+    assert cfg.to_dict()["evr_limits"]["other-failed"] == [1, 0, 0]
+    with pytest.raises(ConfigError) as err:
+        load_config(None, ["evr_limits={auth-faild: [1, 2, 3]}"])
+    assert "evr_limits.auth-faild" in str(err.value)
+    assert "did you mean 'auth-failed'?" in err.value.hint
+    with pytest.raises(ConfigError) as err:
+        load_config(None, ["evr_limits={auth-failed: [1, 2]}"])
+    assert "evr_limits.auth-failed" in str(err.value)

@@ -309,3 +309,57 @@ def test_replay_is_deterministic() -> None:
     assert runs[0] == runs[1]
     assert runs[0][1]["rate_suppressed"] > 0
     assert runs[0][1]["rate_evicted"] > 0
+
+
+# -- limits per event name (issue 9.4) ---------------------------------------------------------
+
+PER_EVENT = {"default": (20, 240, 3600), "call-start": (0, 0, 0), "auth-failed": (5, 60, 600)}
+
+
+def test_per_event_limits_and_unlimited_events_are_still_counted() -> None:
+    """call-start (all limits 0) is counted in the table but never limited; auth-failed uses
+    its own 5/s; other-failed falls back to the default 20/s."""
+    limited: Counter[str] = Counter()
+    rl = RateLimiter(Counter(), limits=PER_EVENT, limited=limited)
+    starts = [rl.check("call-start", A, T0 + k * MS) for k in range(1000)]
+    assert starts == [True] * 1000
+    auth = [rl.check("auth-failed", A, T0 + k * MS) for k in range(10)]
+    assert auth[:5] == [True] * 5
+    assert auth[5] == {
+        "exceeded": 1, "current": 6.0, "limit": 5, "window": 1, "since": rfc3339(T0 + 5 * MS),
+    }  # fmt: skip
+    assert auth[6:] == [False] * 4
+    other = [rl.check("other-failed", A, T0 + k * MS) for k in range(25)]
+    assert other[:20] == [True] * 20
+    assert other[20]["limit"] == 20
+    assert other[21:] == [False] * 4
+    assert limited == Counter({"auth-failed": 4, "other-failed": 4})
+    rows = {r["event"]: r for r in rl.table()}
+    assert rows["call-start"]["events"] == 1000
+    assert rows["call-start"]["blacklisted"] is False
+    assert rows["call-start"]["rates"] == [
+        {"window": 1, "limit": 0, "current": 1000.0},
+        {"window": 60, "limit": 0, "current": 1000.0},
+        {"window": 3600, "limit": 0, "current": 1000.0},
+    ]
+    assert rows["auth-failed"]["blacklisted"] is True
+    assert rl.limits_of("reg-new") == (20, 240, 3600)
+    assert rl.limits_of("auth-failed") == (5, 60, 600)
+
+
+def test_a_window_no_event_limits_is_not_counted() -> None:
+    """Only auth-failed limits the minute window: the table shows that window for every event
+    (limit 0 where the event is unlimited), and not the second and hour windows nobody uses."""
+    rl = RateLimiter(Counter(), limits={"default": (0, 0, 0), "auth-failed": (0, 3, 0)})
+    assert rl.check("reg-new", A, T0) is True
+    assert rl.table()[0]["rates"] == [{"window": 60, "limit": 0, "current": 1.0}]
+    res = [rl.check("auth-failed", A, T0 + k * S) for k in range(4)]
+    assert res[3]["limit"] == 3
+    assert res[3]["window"] == 60
+
+
+def test_mapping_without_default_is_refused() -> None:
+    with pytest.raises(ValueError, match="'default'"):
+        RateLimiter(Counter(), limits={"auth-failed": (1, 1, 1)})
+    with pytest.raises(ValueError, match="same length"):
+        RateLimiter(Counter(), limits={"default": (1, 1, 1), "auth-failed": (1,)})
