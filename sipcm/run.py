@@ -166,7 +166,9 @@ def live(
                     pipe.feed(batch)
                 else:
                     pipe.tick(time.time_ns())
-        pipe.finish("none")
+        # Stopping: publish what a final reply already decided (other-ok lingering in
+        # non_inv_fin, negative replies no retry can continue), then flush the outputs.
+        pipe.finish("decided")
     finally:
         for s, h in old.items():
             signal.signal(s, h)

@@ -134,6 +134,18 @@ TERMINAL = frozenset({State.DONE})
 # States whose entry is a pending transaction: `finish("conclude")` runs their timers.
 PENDING = frozenset(State) - {State.INV_ESTABLISHED, State.DONE, State.INIT}
 
+# States whose timer effect is already decided: a final reply was seen and no credentialed retry
+# can continue the entry, so the event its timer would publish cannot change. `finish("decided")`
+# (a live sensor stopping) runs their timers now. NON_INV_FIN: other-ok (2xx seen, only its
+# linger for late retransmissions is left); NON_INV_NEG: other-failed (a non-auth negative reply:
+# a new request would conclude it the same way); INV_NEG: call-attempt with that reply, provided
+# no other fork of the call is still unanswered (the tracker checks); INV_CANCELED: call-attempt
+# 487 once the INVITE's own final reply was seen (else a 200 may still cross the CANCEL).
+# Not decided: *_CHALLENGED (401/407 to a request without credentials: the retry that continues
+# the attempt may still come within auth_wait), INV_1ST/INV_EARLY/NON_INV_1ST (no final reply),
+# established calls and bindings. *_AUTH_FAILED and INV_BYE_* publish nothing at their timers.
+DECIDED = frozenset({State.NON_INV_FIN, State.NON_INV_NEG, State.INV_NEG, State.INV_CANCELED})
+
 # Timeout (seconds) per state name, defaults from the reference notes 1.4, plus `auth_wait`:
 # how long a 401/407 waits for the credentialed retry that continues the attempt. Phones that
 # ask their user for a password retry 15-50 s later (sip-wireshark.pcap in the corpus), so the

@@ -32,7 +32,10 @@ Decisions where SPEC 6 leaves room (details in the module named):
   "timeout <timer>"; call-end by timeout reports the last in-dialog message as its end.
 - finish("conclude") runs the pending timers (events at their expiry times);
   finish("expire-all") then ends calls and bindings at the current clock with reason
-  "timeout end of replay".
+  "timeout end of replay"; finish("decided") (a live sensor stopping) runs only the timers
+  whose event is already decided (`states.DECIDED`: a final reply seen, no retry can change
+  it), again each event at its timer's expiry, as if the sensor had kept running; the rest
+  stays (a challenge waiting for its retry, unanswered requests, calls, bindings).
 - Memory: `max_calls` entries (Call-IDs with INVITE dialogs plus other transactions) and
   `max_regs` bindings, least recently used evicted without an event; stored messages are slim
   copies (`core.slim`).
@@ -53,7 +56,7 @@ from sipcm.track.calls import Calls
 from sipcm.track.core import NS, CallSet, Core, Leg, Trans
 from sipcm.track.dedup import NEW, RETRANS, DupFilter
 from sipcm.track.regs import Binding, Registrar
-from sipcm.track.states import DEFAULT_TIMEOUTS, PENDING, State
+from sipcm.track.states import DECIDED, DEFAULT_TIMEOUTS, PENDING, State
 from sipcm.track.trans import Transactions
 
 if TYPE_CHECKING:
@@ -64,7 +67,8 @@ _CALL_METHODS = frozenset({"INVITE", "BYE", "CANCEL", "ACK", "PRACK", "UPDATE"})
 # Retransmissions and proxy copies of one message arrive within a transaction's lifetime
 # (RFC 3261 17: Timer B/F/H = 64*T1 = 32 s).
 DUP_WINDOW_S = 32.0
-FINISH_MODES = ("conclude", "expire-all", "none")
+FINISH_MODES = ("conclude", "expire-all", "decided", "none")
+_UNANSWERED = frozenset({State.INIT, State.INV_1ST, State.INV_EARLY})
 
 
 class Tracker:
@@ -178,10 +182,11 @@ class Tracker:
             self._regs.timeout(obj, due)
 
     def finish(self, mode: str = "conclude") -> list[Outcome]:
-        """End of replay. "conclude": run the timers of pending transactions (each event at its
+        """End of input. "conclude": run the timers of pending transactions (each event at its
         timer's expiry), keeping established calls and bindings; "expire-all": that, then end
         established calls (call-end, originator timeout) and bindings (reg-expired) at the
-        current clock; "none": nothing."""
+        current clock; "decided": run only the timers whose event is already decided (see
+        `_decided`), keeping everything else; "none": nothing."""
         if mode not in FINISH_MODES:
             raise ValueError(f"finish mode {mode!r} is not one of {', '.join(FINISH_MODES)}")
         core = self._core
@@ -190,6 +195,13 @@ class Tracker:
         if mode == "none":
             return out
         timers = core.timers
+        if mode == "decided":
+            for obj in timers.armed():
+                if self._decided(obj):
+                    due = obj.due
+                    timers.cancel(obj)
+                    self._expire(obj, due if due is not None else core.now)
+            return out
         for obj in timers.armed():
             if isinstance(obj, (Leg, Trans)) and obj.state in PENDING:
                 due = obj.due
@@ -203,6 +215,19 @@ class Tracker:
                 elif isinstance(obj, Binding):
                     self._regs.timeout(obj, core.now, "timeout end of replay")
         return out
+
+    @staticmethod
+    def _decided(obj: object) -> bool:
+        """The event this entry's timer will publish can no longer change (`states.DECIDED`):
+        for a call leg, also no other fork of the call still waits for its final reply, and a
+        cancelled INVITE's own final reply was seen."""
+        if isinstance(obj, Trans):
+            return obj.state in DECIDED
+        if not isinstance(obj, Leg) or obj.state not in DECIDED:
+            return False
+        if obj.state is State.INV_CANCELED and obj.status is None:
+            return False
+        return not any(leg.state in _UNANSWERED for leg in obj.cs.legs if leg is not obj)
 
     # -- views ---------------------------------------------------------------------------------
 

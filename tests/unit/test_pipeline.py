@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sipcm.capture.pcapfile import PcapReader
+from sipcm.config import load_config
 from sipcm.events.build import rfc3339
+from sipcm.pipeline import Pipeline
 from tests.ecs import assert_valid
 from tests.replayutil import replay_docs
 from tests.sipgen import MS, T0, Capture, Leg, S
@@ -109,3 +112,48 @@ def test_limited_counts_per_file_and_in_stats_events(tmp_path: Path) -> None:
     assert_valid(stats[0])
     assert stats[0]["sipcm"]["counters"]["rates_limited"] == {"other-ok": 227}
     assert stats[0]["sipcm"]["counters"]["rates"]["rate_suppressed"] == 227
+
+
+def test_stop_publishes_what_is_decided_then_flushes(tmp_path: Path) -> None:
+    """What a live sensor does on SIGINT/SIGTERM (`Pipeline.finish("decided")`): an OPTIONS
+    answered 200 at T0+10 ms is published at once (stamped at its non_inv_fin expiry,
+    T0+5.01 s); a REGISTER challenged 401 may still be retried and an INVITE still rings:
+    neither is published. The outputs are flushed after the documents are written."""
+    cap = Capture()
+    opt_leg, reg_leg, inv_leg = Leg("stop-opt@t"), Leg("stop-reg@t"), Leg("stop-inv@t")
+    opt = opt_leg.req("OPTIONS")
+    cap.a2b(opt_leg, T0, opt.raw)
+    cap.b2a(opt_leg, T0 + 10 * MS, opt_leg.resp(opt, 200, "OK", to_tag="o"))
+    reg = reg_leg.req("REGISTER", ruri="sip:example.com")
+    cap.a2b(reg_leg, T0 + 20 * MS, reg.raw)
+    cap.b2a(reg_leg, T0 + 30 * MS, reg_leg.resp(reg, 401, "Unauthorized", to_tag="r"))
+    inv = inv_leg.req("INVITE")
+    cap.a2b(inv_leg, T0 + 40 * MS, inv.raw)
+    cap.b2a(inv_leg, T0 + 50 * MS, inv_leg.resp(inv, 180, "Ringing", to_tag="i"))
+    cfg = load_config(None, ["stats_interval=0"])
+    seen: list[str] = []
+
+    class Out:
+        def write(self, docs: list[dict]) -> None:
+            seen.extend(d["event"]["action"] for d in docs)
+            for d in docs:
+                assert_valid(d)
+                assert d["sip"]["call_id"] == "stop-opt@t"
+                assert d["@timestamp"] == rfc3339(T0 + 5 * S + 10 * MS)
+
+        def flush(self) -> None:
+            seen.append("flush")
+
+        def close(self) -> None:
+            pass
+
+    pipe = Pipeline(cfg, [Out()], hostname="h")
+    reader = PcapReader(str(cap.write(tmp_path / "stop.pcap")))
+    try:
+        for batch in reader.batches(64):
+            pipe.feed(batch)
+    finally:
+        reader.close()
+    assert seen == []
+    pipe.finish("decided")
+    assert seen == ["other-ok", "flush"]

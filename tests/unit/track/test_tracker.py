@@ -147,8 +147,67 @@ def test_finish_expire_all_ends_calls_and_bindings_now() -> None:
     assert t.stats()["timers"] == 0
     assert len(t.entries) == 0
     assert t.registrations() == []
-    with pytest.raises(ValueError, match="conclude, expire-all, none"):
+    with pytest.raises(ValueError, match="conclude, expire-all, decided, none"):
         t.finish("all")
+
+
+def test_finish_decided_publishes_only_what_a_final_reply_settled() -> None:
+    """A live sensor stopping: of mixed_traffic only the answered OPTIONS is decided (other-ok
+    at its non_inv_fin expiry, as if the sensor had kept running); the challenged INVITE may
+    still be retried, the ringing call and the unanswered OPTIONS have no final reply, the
+    call and the binding go on: all of them stay."""
+    t = tracker()
+    feed(t, mixed_traffic())
+    assert brief(t.finish("decided")) == [("other-ok", "opt2", 200, "OK", 8.6)]
+    assert t.stats()["calls"] == 3
+    # the REGISTER's answered transaction was decided too (its linger publishes nothing:
+    # reg-new covered it); the unanswered OPTIONS stays
+    assert t.stats()["transactions"] == 1
+    assert len(t.registrations()) == 1
+    assert brief(t.finish("conclude"))[0] == (
+        "other-timeout",
+        "opt",
+        408,
+        "timeout non_inv_1st",
+        33.0,
+    )
+
+
+def test_finish_decided_negative_replies() -> None:
+    """486 to an INVITE, 404 to a MESSAGE, CANCEL answered 487: decided (call-attempt,
+    other-failed, call-attempt 487 at their timers). 401 to a REGISTER without credentials
+    and a CANCEL whose INVITE got no final reply yet: not decided."""
+    t = tracker()
+    busy = invite("busy", "f", 1, 0.0)
+    msg = request("MESSAGE", "msg", "f", 1, 0.5)
+    can = invite("can", "f", 1, 1.0)
+    open_can = invite("open-can", "f", 1, 1.2)
+    reg = request("REGISTER", "reg", "r", 1, 1.5, ALICE, PROXY)
+    feed(t, [
+        busy, resp(busy, 486, 0.1, "b"),
+        msg, resp(msg, 404, 0.6, "m"),
+        can, resp(can, 180, 1.1, "c"), cancel(can, 2.0), resp(can, 487, 2.1, "c"),
+        open_can, cancel(open_can, 2.2),
+        reg, resp(reg, 401, 1.6, "r"),
+    ])  # fmt: skip
+    assert brief(t.finish("decided")) == [
+        ("other-failed", "msg", 404, "Not Found", 5.6),
+        ("call-attempt", "can", 487, "Request Terminated", 7.1),  # the 487 extended it
+        ("call-attempt", "busy", 486, "Busy Here", 30.1),
+    ]
+    assert sorted(str(k) for k in t.entries) == ["('reg', 'REGISTER')", "open-can"]
+
+
+def test_finish_decided_waits_for_an_unanswered_fork() -> None:
+    """One fork answered 486 while another still rings: the call may yet start, so the
+    negative reply is not decided; once the ringing fork answers 603 too, it is (one
+    call-attempt for the attempt)."""
+    t = tracker()
+    inv = invite("fork", "f", 1, 0.0)
+    feed(t, [inv, resp(inv, 180, 0.1, "a"), resp(inv, 486, 0.2, "b")])
+    assert t.finish("decided") == []
+    feed(t, [resp(inv, 603, 0.3, "a")])
+    assert brief(t.finish("decided")) == [("call-attempt", "fork", 486, "Busy Here", 30.2)]
 
 
 def test_stats_and_views() -> None:
