@@ -314,3 +314,51 @@ def _reaped(pid: int, timeout: float = 10.0) -> bool:
     while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
         time.sleep(0.1)
     return not Path(f"/proc/{pid}").exists()
+
+
+_UAS_200 = r"""
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("10.95.0.2", 5060))
+data, peer = s.recvfrom(65535)
+head = data.split(b"\r\n\r\n", 1)[0].split(b"\r\n")[1:]
+names = (b"via", b"from", b"to", b"call-id", b"cseq")
+keep = [h for h in head if h.split(b":", 1)[0].lower() in names]
+keep = [h + b";tag=uas1" if h.lower().startswith(b"to:") else h for h in keep]
+s.sendto(b"\r\n".join([b"SIP/2.0 200 OK", *keep, b"Content-Length: 0", b"", b""]), peer)
+"""
+
+_OPTIONS = (
+    "OPTIONS sip:srv@10.95.0.2 SIP/2.0\r\nVia: SIP/2.0/UDP 10.95.0.1:5062;branch=z9hG4bKstop1\r\n"
+    "Max-Forwards: 70\r\nFrom: <sip:uac@10.95.0.1>;tag=f1\r\nTo: <sip:srv@10.95.0.2>\r\n"
+    "Call-ID: stop-options@10.95.0.1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+)
+_UAC = (
+    "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+    "s.bind(('10.95.0.1', 5062))\ns.settimeout(5)\n"
+    f"s.sendto({_OPTIONS.encode()!r}, ('10.95.0.2', 5060))\nprint(s.recv(65535)[:12])\n"
+)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_cli_stop_publishes_an_answered_options_at_once(direct, sig):
+    """Issue 9.3: a sensor stopped 1 s after an OPTIONS was answered 200 (its other-ok would
+    wait out the 5 s non_inv_fin linger) still publishes that other-ok before it exits."""
+    net, a, b = direct
+    sensor = start_sensor(net, b, ["v1"], "stats_interval=0")
+    uas = net.popen(b, sys.executable, "-c", _UAS_200)
+    wait_listening(net, b, 5060)
+    uac = net.run(a, sys.executable, "-c", _UAC)
+    assert uac.returncode == 0, uac.stderr[-800:]
+    assert "SIP/2.0 200" in uac.stdout
+    assert uas.wait(10) == 0
+    time.sleep(1.0)
+    sensor.send_signal(sig)
+    out, err = sensor.communicate(timeout=30)
+    assert sensor.returncode == 0, err.decode()[-1500:]
+    events = [json.loads(line) for line in out.decode().splitlines() if line.strip()]
+    assert [(e["event"]["action"], e["sip"]["call_id"], e["sip"]["code"]) for e in events] == [
+        ("other-ok", "stop-options@10.95.0.1", 200)
+    ]
+    assert events[0]["source"] == {"ip": "10.95.0.1", "port": 5062}
+    assert events[0]["destination"] == {"ip": "10.95.0.2", "port": 5060}
