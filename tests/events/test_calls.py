@@ -193,6 +193,30 @@ def _challenge(cap: Capture, leg: Leg, t: int, tag: str) -> None:
     cap.a2b(leg, t + 60 * MS, ack.raw)
 
 
+def test_invite_guesses_reusing_call_id_and_cseq(tmp_path: Path) -> None:
+    """INVITE CSeq 1 -> 407; then 4 guesses that all reuse Call-ID and CSeq 2, each with a new
+    branch, From-tag and Digest response, each refused 407 and ACKed: 4 auth-failed, one per
+    guess (RFC 3261 17.1.3: the branch names the transaction), no call-attempt."""
+    cap, leg = Capture(), Leg("inv-crack@test")
+    _challenge(cap, leg, T0, "c0")
+    for k in range(1, 5):
+        t = T0 + k * S
+        leg.from_tag = f"g{k}"
+        inv = leg.req("INVITE", cseq=2, headers=(auth_hdr(f"u{k}", proxy=True, n=k),))
+        rej = leg.resp(inv, 407, "Proxy Authentication Required", to_tag=f"c{k}")
+        cap.a2b(leg, t, inv.raw)
+        cap.b2a(leg, t + 50 * MS, rej)
+        ack = leg.req("ACK", cseq=2, branch=branch_of(inv), to_tag=f"c{k}")
+        cap.a2b(leg, t + 60 * MS, ack.raw)
+    docs = run(tmp_path, cap)
+    assert briefs(docs) == [("auth-failed", "inv-crack@test", "INVITE", 407)] * 4
+    assert [(d["user"]["name"], ts_of(d)) for d in docs] == [
+        (f"u{k}", T0 + k * S + 50 * MS) for k in range(1, 5)
+    ]
+    for d in docs:
+        assert d["source"] == {"ip": A[0], "port": A[1]}  # the UA that sent the credentials
+
+
 def test_invite_auth_failed(tmp_path: Path) -> None:
     """407, credentialed INVITE at T0+1 s, 407 again at T0+1.05 s: one auth-failed, at that
     reply, and not also a call-attempt."""
