@@ -25,6 +25,7 @@ def _packed(ip: str) -> bytes:
     return ipaddress.ip_address(ip).packed
 
 
+@lru_cache(maxsize=16384)  # a call's or a binding's events share one flow
 def community_id(
     proto: str | int, src_ip: str, src_port: int, dst_ip: str, dst_port: int, seed: int = 0
 ) -> str | None:

@@ -183,7 +183,7 @@ def test_dashboard_renders_live_state(tmp_path: Path, served) -> None:
             "ok",
             "1",
             "0",
-            "1s: 1/20  1min: 1/240  1h: 1/3600",
+            "1s: 1 (not limited)  1min: 1 (not limited)  1h: 1 (not limited)",
             "2024-05-01 10:00:00.000Z",
             "",
         ],

@@ -354,7 +354,8 @@
       state.appendChild(el("span", "act " + (r.blacklisted ? "bad" : "good"),
                            r.blacklisted ? "blacklisted" : "ok"));
       const rates = (r.rates || []).map((w) =>
-        fmtWindow(w.window) + ": " + fmtShort(Number(w.current)) + "/" + w.limit).join("  ");
+        fmtWindow(w.window) + ": " + fmtShort(Number(w.current)) +
+        (w.limit ? "/" + w.limit : " (not limited)")).join("  ");
       return [td(r.event), td(r.source_ip === null ? "(none)" : r.source_ip, "mono"), state,
         td(fmt(r.events), "num"), td(fmt(r.exceeded), "num"), td(rates, "mono"),
         td(fmtTs(r.last_seen)), td(fmtTs(r.since))];

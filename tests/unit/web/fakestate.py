@@ -134,10 +134,10 @@ RATES = [
     {
         "event": "reg-new",
         "source_ip": "10.0.0.1",
-        "rates": [
-            {"window": 1, "limit": 20, "current": 1},
-            {"window": 60, "limit": 240, "current": 1},
-            {"window": 3600, "limit": 3600, "current": 1},
+        "rates": [  # a call record: counted, not limited (limit 0)
+            {"window": 1, "limit": 0, "current": 1},
+            {"window": 60, "limit": 0, "current": 1},
+            {"window": 3600, "limit": 0, "current": 1},
         ],
         "events": 1,
         "last_seen": "2024-05-01T10:00:00.000000000Z",
