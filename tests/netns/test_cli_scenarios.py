@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 import tests.netns.conftest as netns_conftest
+from sipcm.events.community_id import community_id
 from tests.netns.conftest import need, wait_listening
 
 pytestmark = [pytest.mark.netns, pytest.mark.usefixtures("workers")]
@@ -236,13 +237,14 @@ def make_overlay(net, h1: str, h2: str, port: int) -> None:
 
 def assert_overlay_calls(events: list[dict], cids: list[str], port: int) -> None:
     """Events of calls from 192.168.94.1:5062 (h1) to the UAS 192.168.94.2:5060 (h2) as
-    seen on h2's underlay u1: inner addresses in source/destination, outer under
-    sipcm.tunnel."""
+    seen on h2's underlay u1: who acted (the caller's INVITE, the caller's BYE) as inner
+    addresses in source/destination and the community id; the triggering packet's outer
+    addresses under sipcm.tunnel and its direction in network.direction."""
     assert actions(events) == {"call-start": len(cids), "call-end": len(cids)}
     assert ids(events, "call-start") == ids(events, "call-end") == cids
     for e in events:
         if e["event"]["action"] == "call-start":  # the UAS's 200 OK leaving h2
-            inner = ("192.168.94.2", 5060, "192.168.94.1", 5062, "ipv4", "udp", "egress")
+            inner = ("192.168.94.1", 5062, "192.168.94.2", 5060, "ipv4", "udp", "egress")
             outer = ("172.31.94.2", 42000, "172.31.94.1", port)
             side = "egress"
         else:  # the UAC's BYE arriving on h2
@@ -250,6 +252,7 @@ def assert_overlay_calls(events: list[dict], cids: list[str], port: int) -> None
             outer = ("172.31.94.1", 41000, "172.31.94.2", port)
             side = "ingress"
         assert endpoints(e) == inner
+        assert e["network"]["community_id"] == community_id("udp", *inner[:4])
         t = e["sipcm"]["tunnel"]
         assert t == {
             "type": "vxlan",
@@ -321,13 +324,13 @@ def test_ipv6_calls(net, procs, transport):
 def test_each_host_sees_each_call_once_across_ingress_and_egress(net, procs):
     """A sensor on the UAS (INVITE and BYE in, 200 OK out) and one on the UAC (the reverse)
     at the same time: each gives exactly one call-start (at the 200 OK) and one call-end (at
-    the BYE) per call, with the direction the triggering message had on its host."""
+    the BYE) per call, with the direction the triggering message had on its host; who acted
+    is the caller both times (its INVITE, its BYE)."""
     a, b = pair(net, "10.94.3", "fd94:3")
     on_uac = attach(net, procs, a, "v0")
     on_uas = attach(net, procs, b, "v1")
     cids = calls(net, procs, a, b, "10.94.3.1", "10.94.3.2", 4)
-    answer = ("10.94.3.2", 5060, "10.94.3.1", 5062, "ipv4", "udp")
-    bye = ("10.94.3.1", 5062, "10.94.3.2", 5060, "ipv4", "udp")
+    caller = ("10.94.3.1", 5062, "10.94.3.2", 5060, "ipv4", "udp")
     for sensor, iface, start_dir, end_dir in (
         (on_uas, "v1", "egress", "ingress"),
         (on_uac, "v0", "ingress", "egress"),
@@ -337,10 +340,10 @@ def test_each_host_sees_each_call_once_across_ingress_and_egress(net, procs):
         assert ids(events, "call-start") == ids(events, "call-end") == cids
         for e in events:
             if e["event"]["action"] == "call-start":
-                assert endpoints(e) == (*answer, start_dir)
+                assert endpoints(e) == (*caller, start_dir)
                 assert e["observer"][start_dir]["interface"]["name"] == iface
             else:
-                assert endpoints(e) == (*bye, end_dir)
+                assert endpoints(e) == (*caller, end_dir)
                 assert e["observer"][end_dir]["interface"]["name"] == iface
                 assert e["sip"]["call"]["originator"] == "caller"
             assert e["sip"]["call"]["reconstructed"] is False
