@@ -41,8 +41,8 @@ def replay(
 ) -> list[FileTotals]:
     """Replay `files` in order through one pipeline (state carries over, as for a rotated
     capture); `speed` paces by capture timestamps (1.0 = real time). Returns per-file totals.
-    Once `stop` is set (a signal) it stops between batches, concludes nothing and closes the
-    outputs (which flush)."""
+    Once `stop` is set (a signal) it stops between batches, publishes what is already decided
+    (as a live stop does) and closes the outputs (which flush)."""
     readers = [PcapReader(f) for f in files]  # open all first: a bad file fails before output
     pipe = Pipeline(cfg, [], hostname=socket.gethostname(), heuristic=True)
     pipe.outputs = make_outputs(pipe.counters)
@@ -53,7 +53,7 @@ def replay(
             if stop is not None and stop.is_set():
                 break
         pipe.totals = results[-1]  # what the end of input concludes belongs to the last file
-        pipe.finish("none" if stop is not None and stop.is_set() else end)
+        pipe.finish("decided" if stop is not None and stop.is_set() else end)
         pipe.totals = None
     finally:
         pipe.close()
