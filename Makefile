@@ -40,6 +40,7 @@ lint: venv
 # Replay figures on one core; the live figure needs root and BPF (it says so and skips otherwise).
 bench: setup
 	$(PY) -m bench.run
+	$(PY) -m bench.parser_bench
 	$(PY) -m bench.workers
 	$(PY) -m bench.live
 	$(PY) -m bench.live --workers 2

@@ -1,8 +1,11 @@
 """SIP parser throughput: messages per second on one core (`python -m bench.parser_bench`).
 
 Parses a typical INVITE with SDP, a 200 OK, a REGISTER with Digest credentials, a de-REGISTER
-with `Contact: *`, and every SIP payload of the shared corpus, each best-of-several over a
-fixed count, and prints one table row per input. Pure CPU; no network, no files written.
+with `Contact: *`, a 180 and a BYE (these two take the keyed step: their other headers wait
+for a second step the tracker seldom needs), and every SIP payload of the shared corpus, each
+best-of-several over a fixed count, and prints one table row per input; then the one-step
+parse (`parse_full`) of the same INVITE and BYE, and `shardkey.shard_key` (the dispatcher's
+Call-ID/AOR extraction from bytes). Pure CPU; no network, no files written.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from sipcm.sip.message import SipMessage  # noqa: E402
-from sipcm.sip.parser import parse  # noqa: E402
+from sipcm.sip.parser import parse, parse_full  # noqa: E402
+from sipcm.sip.shardkey import shard_key  # noqa: E402
 
 CORPUS = REPO.parent / "shared" / "corpus"
 
@@ -75,6 +79,21 @@ REGISTER = (
     b"Expires: 3600\r\n"
     b"Content-Length: 0\r\n\r\n"
 )
+RINGING = (
+    OK_200.replace(b"200 OK", b"180 Ringing")
+    .split(b"Content-Type")[0]
+    .replace(b"Contact: <sip:bob@192.0.2.4>\r\n", b"")
+    + b"Content-Length: 0\r\n\r\n"
+)
+BYE = (
+    INVITE.replace(b"INVITE sip:bob@biloxi.example.com", b"BYE sip:bob@192.0.2.4")
+    .replace(b"314159 INVITE", b"314160 BYE")
+    .replace(
+        b"To: Bob <sip:bob@biloxi.example.com>", b"To: Bob <sip:bob@biloxi.example.com>;tag=a6c85cf"
+    )
+    .split(b"Contact:")[0]
+    + b"Content-Length: 0\r\n\r\n"
+)
 DEREGISTER = REGISTER.replace(
     REGISTER[REGISTER.index(b"Contact:") : REGISTER.index(b"Authorization:")], b"Contact: *\r\n"
 ).replace(b"Expires: 3600", b"Expires: 0")
@@ -94,14 +113,14 @@ def corpus_payloads() -> list[bytes]:
     return out
 
 
-def rate(messages: list[bytes], rounds: int, repeat: int) -> tuple[float, float]:
-    """(best messages/s, best microseconds per message) over `repeat` timed runs."""
+def rate(messages: list[bytes], rounds: int, repeat: int, fn=parse) -> tuple[float, float]:
+    """(best messages/s, best microseconds per message) of `fn` over `repeat` timed runs."""
     best = float("inf")
     for _ in range(repeat):
         t0 = time.perf_counter()
         for _ in range(rounds):
             for m in messages:
-                parse(m)
+                fn(m)
         best = min(best, time.perf_counter() - t0)
     n = rounds * len(messages)
     return n / best, best / n * 1e6
@@ -113,18 +132,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=5, help="timed runs; the best is kept")
     args = ap.parse_args(argv)
     cases = [
-        ("INVITE + SDP", [INVITE]),
-        ("200 OK + SDP", [OK_200]),
-        ("REGISTER + Digest", [REGISTER]),
-        ("de-REGISTER Contact: *", [DEREGISTER]),
+        ("INVITE + SDP", [INVITE], parse),
+        ("200 OK + SDP", [OK_200], parse),
+        ("REGISTER + Digest", [REGISTER], parse),
+        ("de-REGISTER Contact: *", [DEREGISTER], parse),
+        ("180 Ringing (keyed step)", [RINGING], parse),
+        ("BYE (keyed step)", [BYE], parse),
     ]
     if CORPUS.is_dir():
-        cases.append(("corpus (all SIP payloads)", corpus_payloads()))
+        cases.append(("corpus (all SIP payloads)", corpus_payloads(), parse))
+    cases += [
+        ("INVITE, parse_full", [INVITE], parse_full),
+        ("BYE, parse_full", [BYE], parse_full),
+        ("INVITE, shard_key", [INVITE], shard_key),
+    ]
     print(f"{'input':28s} {'msgs':>5s} {'avg bytes':>9s} {'msgs/s':>10s} {'us/msg':>7s}")
-    for name, msgs in cases:
+    for name, msgs, fn in cases:
         assert all(isinstance(parse(m), SipMessage) for m in msgs[:4]), name
         rounds = max(1, args.count // len(msgs))
-        per_s, us = rate(msgs, rounds, args.repeat)
+        per_s, us = rate(msgs, rounds, args.repeat, fn)
         avg = sum(map(len, msgs)) // len(msgs)
         print(f"{name:28s} {len(msgs):5d} {avg:9d} {per_s:10,.0f} {us:7.2f}")
     return 0

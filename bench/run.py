@@ -1,15 +1,22 @@
-"""`make bench`: end-to-end replay throughput, linearity, and memory per dialog/registration.
+"""`make bench`: end-to-end replay throughput, linearity, memory per dialog/registration, and
+where the time goes.
 
-Replay is measured end to end (pcap read, decode, parse, correlate, build events, null output)
-on one core, on generated calls and on the shared corpus. Figures are printed as a table; the
-README quotes them with this command.
+Replay is measured end to end (pcap read, decode, parse, correlate, build events) on one core,
+on generated calls and on the shared corpus, twice per input: every event written as NDJSON
+through the real console output to /dev/null (the way users run it), and with a null output
+that drops the documents (the pipeline alone). Each row gives wall and CPU seconds (CPU time is
+the figure to compare on a shared machine). A cProfile run of the NDJSON replay ends the report
+with the top functions by cumulative share. Figures are printed as tables; the README quotes
+them with this command.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import gc
 import os
+import pstats
 import sys
 import tempfile
 import time
@@ -20,7 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from sipcm.config import load_config  # noqa: E402
-from sipcm.run import replay  # noqa: E402
+from sipcm.run import build_outputs, replay  # noqa: E402
 from tests.sipgen import MS, T0, Capture, Leg, basic_call  # noqa: E402
 
 CORPUS = REPO.parent / "shared" / "corpus"
@@ -57,19 +64,71 @@ def gen_calls(path: Path, calls: int, talk_s: int = 3) -> int:
     return calls * 7
 
 
-def time_replay(files: list[str], repeat: int = 3) -> tuple[float, int, int]:
-    """Best-of-`repeat` seconds for a replay of `files`; also the events and SIP messages."""
-    # Rate limits off: every event is built, so the figure is the whole pipeline's cost.
-    cfg = load_config(None, ["stats_interval=0", "evr_limits=[0,0,0]"])
-    best, events, messages = float("inf"), 0, 0
-    for _ in range(repeat):
-        out = NullOutput()
-        gc.collect()
-        t0 = time.perf_counter()
-        totals = replay(cfg, files, lambda _c, o=out: [o], end="expire-all")
-        best = min(best, time.perf_counter() - t0)
-        events, messages = out.count, sum(t.messages for t in totals)
-    return best, events, messages
+OUTPUTS = ("ndjson", "null")
+
+
+def _outputs(kind: str, sink):
+    """Output factory for replay(): the real console output as NDJSON into `sink`, or null."""
+    if kind == "ndjson":
+        return lambda c: build_outputs(CFG, c, stdout=sink, pretty=False)
+    return lambda _c: [NullOutput()]
+
+
+# Rate limits off: every event is built and written, so the figure is the whole pipeline's cost.
+CFG = load_config(None, ["stats_interval=0", "evr_limits=[0,0,0]"])
+
+
+def time_replay(
+    files: list[str], repeat: int = 3, output: str = "ndjson"
+) -> tuple[float, float, int, int]:
+    """Best-of-`repeat` (wall seconds, CPU seconds) of a replay of `files` with `output`; also
+    the events written and the SIP messages."""
+    best = cpu_best = float("inf")
+    events = messages = 0
+    with open(os.devnull, "w") as sink:
+        for _ in range(repeat):
+            gc.collect()
+            t0, c0 = time.perf_counter(), time.process_time()
+            totals = replay(CFG, files, _outputs(output, sink), end="expire-all")
+            best = min(best, time.perf_counter() - t0)
+            cpu_best = min(cpu_best, time.process_time() - c0)
+            events, messages = sum(t.events for t in totals), sum(t.messages for t in totals)
+    return best, cpu_best, events, messages
+
+
+# The loop around the per-message work: near 100% cumulative, they would say nothing.
+_DRIVERS = frozenset(
+    {
+        "run.replay",
+        "run._replay_one",
+        "pipeline.feed",
+        "pipeline._feed",
+        "pipeline._dispatch",
+        "pipeline.submit",
+        "shard.run",
+    }
+)
+
+
+def profile_summary(files: list[str], top: int = 14) -> list[tuple[str, float, float]]:
+    """(function, cumulative share, own share) of an NDJSON replay under cProfile, the `top`
+    functions of sipcm by cumulative time (the drivers above the per-message loop left out)."""
+    prof = cProfile.Profile()
+    with open(os.devnull, "w") as sink:
+        prof.enable()
+        replay(CFG, files, _outputs("ndjson", sink), end="expire-all")
+        prof.disable()
+    stats = pstats.Stats(prof).stats  # type: ignore[attr-defined]
+    total = sum(tt for (_cc, _nc, tt, _ct, _callers) in stats.values())
+    rows = []
+    for (path, _line, name), (_cc, _nc, tt, ct, _callers) in stats.items():
+        if "/sipcm/" not in path:
+            continue
+        function = path.split("/sipcm/", 1)[1].removesuffix(".py").replace("/", ".") + "." + name
+        if function not in _DRIVERS:
+            rows.append((function, ct / total, tt / total))
+    rows.sort(key=lambda r: -r[1])
+    return rows[:top]
 
 
 def memory_per_entry(n: int) -> tuple[float, float]:
@@ -142,26 +201,46 @@ def main() -> None:
         help="calls in the smaller generated run (the larger has 10x); 50000 calls span 250 s "
         "of capture, past the 32 s duplicate window, so both runs are in steady state",
     )
+    ap.add_argument("--profile-calls", type=int, default=20000, help="calls in the profiled run")
     args = ap.parse_args()
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core
     rows = []
-    for calls, repeat in ((args.calls, 2), (args.calls * 10, 1)):
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp, "calls.pcap")
+    ratios = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for calls, repeat in ((args.calls, 2), (args.calls * 10, 1)):
+            path = Path(tmp, f"calls{calls}.pcap")
             n = gen_calls(path, calls)
-            t, ev, msgs = time_replay([str(path)], repeat)
-            assert msgs == n, (msgs, n)
-            rows.append((f"generated {calls} calls", n, t, ev))
-    corpus = sorted(str(p) for p in CORPUS.rglob("*.pcap*"))
-    t_corpus, ev_corpus, n_corpus = time_replay(corpus * 20)
-    rows.append(("corpus x20 (all 23 files)", n_corpus, t_corpus, ev_corpus))
-    print(f"{'input':32} {'SIP msgs':>9} {'seconds':>8} {'msgs/s':>9} {'us/msg':>7} {'events':>7}")
-    for name, n, t, ev in rows:
-        print(f"{name:32} {n:9d} {t:8.3f} {n / t:9.0f} {t / n * 1e6:7.1f} {ev:7d}")
-    ratio = rows[1][2] / rows[0][2]
-    print(f"linearity: 10x messages took {ratio:.2f}x the time (limit 10.5x)")
+            for output in OUTPUTS:
+                t, cpu, ev, msgs = time_replay([str(path)], repeat, output)
+                assert msgs == n, (msgs, n)
+                rows.append((f"generated {calls} calls", output, n, t, cpu, ev))
+                ratios.setdefault(output, []).append(cpu)
+            path.unlink()
+        corpus = sorted(str(p) for p in CORPUS.rglob("*.pcap*"))
+        for output in OUTPUTS:
+            t, cpu, ev, n = time_replay(corpus * 20, 3, output)
+            rows.append(("corpus x20 (all 23 files)", output, n, t, cpu, ev))
+        prof_path = Path(tmp, "profile.pcap")
+        gen_calls(prof_path, args.profile_calls)
+        summary = profile_summary([str(prof_path)])
+    print(
+        f"{'input':28} {'output':6} {'SIP msgs':>9} {'seconds':>8} {'CPU s':>8} {'msgs/s':>9} "
+        f"{'us/msg':>7} {'events':>7}"
+    )
+    for name, output, n, t, cpu, ev in rows:
+        print(
+            f"{name:28} {output:6} {n:9d} {t:8.3f} {cpu:8.3f} {n / t:9.0f} {t / n * 1e6:7.1f} "
+            f"{ev:7d}"
+        )
+    for output, (small, large) in ratios.items():
+        ratio = large / small
+        print(f"linearity ({output}): 10x messages took {ratio:.2f}x the CPU time (limit 10.5x)")
     per_call, per_reg = memory_per_entry(20000)
     print(f"memory: {per_call:.0f} B per established dialog, {per_reg:.0f} B per registration")
+    print(f"\nprofile: NDJSON replay of {args.profile_calls} generated calls (cProfile)")
+    print(f"{'function':52} {'cumulative':>10} {'own':>6}")
+    for name, cum, own in summary:
+        print(f"{name:52} {cum:10.1%} {own:6.1%}")
 
 
 if __name__ == "__main__":

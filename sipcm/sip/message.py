@@ -20,6 +20,10 @@ Field list (documented once, here):
   header block had no blank line or the body is shorter than Content-Length.
 - Read-only after parsing: the parser shares one `Uri`/`NameAddr`/`Via` between the
   messages that repeat its header text (sip/nameaddr.py caches), so never mutate them.
+- Parsed in two steps (sip/parser.py): `parse` fills the fields the tracker keys on (start
+  line, Call-ID, From, To, CSeq, Vias, `size`) and leaves the others (`DEFERRED`) to a second
+  step over the same bytes, run by `complete()` or on the first read of any of them. Every
+  field then has exactly the value a one-step parse gives (`parser.parse_full`).
 - `ParseError`: `reason` (stable snake_case, also used as the parse-error event reason),
   `offset` (byte offset in the payload where parsing stopped), `probe` (True when the payload
   is not SIP text at all: too short or not starting with a letter -> msg-probe).
@@ -28,7 +32,7 @@ Field list (documented once, here):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from sipcm.decode.packet import Payload
@@ -125,11 +129,38 @@ class SipMessage:
     # No blank line ended the headers, or the body is shorter than Content-Length (e.g. the
     # first fragment of a datagram); what was there is parsed and kept.
     truncated: bool = False
+    # The payload bytes while the second parsing step is pending (None once complete): never
+    # in repr or comparisons, and never set on a message built by hand.
+    _rest: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def branch(self) -> str | None:
         """Branch of the topmost Via, the transaction id in RFC 3261."""
         return self.vias[0].branch if self.vias else None
+
+    def complete(self) -> SipMessage:
+        """Run the pending second parsing step, if any (idempotent); returns the message."""
+        if self._rest is not None:
+            from sipcm.sip.parser import complete  # the parser imports this module
+
+            complete(self)
+        return self
+
+    def __getattr__(self, name: str) -> Any:
+        # Reached only when a slot is unset: a deferred field of a message not completed yet.
+        if name in DEFERRED and self._rest is not None:
+            self.complete()
+            return getattr(self, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+
+# The SipMessage fields filled by the second parsing step.
+DEFERRED = frozenset(
+    {
+        "contacts", "contact_star", "expires", "user_agent", "server", "reason_hdr", "pai",
+        "credentials", "content_length", "body", "headers", "bad_headers", "truncated",
+    }
+)  # fmt: skip
 
 
 @dataclass(slots=True)

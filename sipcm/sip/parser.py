@@ -21,8 +21,14 @@ from functools import lru_cache
 
 from sipcm.sip.auth import redact_challenge
 from sipcm.sip.headers import ADDRESS_LISTS, CANON, CHALLENGES, COMPACT, URI_HEADERS
-from sipcm.sip.message import Credentials, NameAddr, ParseError, SipMessage, Uri
-from sipcm.sip.nameaddr import cached_name_addr, cached_uri, scrub_passwords, split_values
+from sipcm.sip.message import Credentials, NameAddr, ParseError, SipMessage, Uri, Via
+from sipcm.sip.nameaddr import (
+    CACHE_MAX_TEXT,
+    cached_name_addr,
+    cached_uri,
+    scrub_passwords,
+    split_values,
+)
 from sipcm.sip.probe import probe
 from sipcm.sip.values import addresses, credentials
 from sipcm.sip.via import cached_via
@@ -68,13 +74,141 @@ _EXACT: dict[str, tuple[str, int | None]] = {n: (c, _KIND.get(c)) for n, c in CA
 
 
 def parse(data: bytes) -> SipMessage | ParseError:
-    """Parse one SIP message. Total: every input gives a SipMessage or a ParseError."""
+    """Parse one SIP message in two steps (see `_parse`). Total: every input gives a
+    SipMessage or a ParseError, the same as `parse_full` gives."""
     if not isinstance(data, bytes):
         data = bytes(data)
     try:
         return _parse(data)
     except Exception:  # the code below is written not to raise; this is only a safety net
         return ParseError("internal_error", 0)
+
+
+def parse_full(data: bytes) -> SipMessage | ParseError:
+    """Parse one SIP message in one step, every header at once (the general path)."""
+    if not isinstance(data, bytes):
+        data = bytes(data)
+    try:
+        return _parse_general(data)
+    except Exception:
+        return ParseError("internal_error", 0)
+
+
+def _parse(data: bytes) -> SipMessage | ParseError:
+    """The keyed step for the messages that seldom need their other fields (their first bytes
+    say so: a request in KEYED_METHODS, a 1xx), else the general path. A message the keyed step
+    cannot vouch for (folded lines, a bare-LF blank line, no blank line, any error) takes the
+    general path too, so errors and their offsets are always the general path's."""
+    if data.startswith(_KEYED_STARTS):
+        msg = _keyed(data)
+        if msg is not None:
+            return msg
+    return _parse_general(data)
+
+
+def _parse_general(data: bytes) -> SipMessage | ParseError:
+    got = _general(data)
+    return got if type(got) is ParseError else SipMessage(*got)  # type: ignore[misc]
+
+
+# Requests the tracker only routes by their keys (in-dialog, or ending a transaction it already
+# holds): with 1xx replies, these take the keyed step. Any other message is stored or described
+# by an event, so its second step would run at once; it is parsed in one step.
+KEYED_METHODS = frozenset({"ACK", "BYE", "CANCEL", "PRACK", "UPDATE", "INFO", "NOTIFY", "REFER"})
+_KEYED_STARTS = (*(m.encode() + b" " for m in sorted(KEYED_METHODS)), b"SIP/2.0 1")
+
+# The header lines the keyed step reads, found by one scan of the header block. A name is
+# matched exactly as the general path reads it (ASCII case-insensitive, blanks before ":").
+_KEY_LINE = re.compile(r"\n(from|f|to|t|call-id|i|cseq|via|v)[ \t]*+:([^\n]*+)", re.I | re.A)
+_KEY_NAME = {
+    n: CANON.get(n, n) for n in ("from", "f", "to", "t", "call-id", "i", "cseq", "via", "v")
+}
+_KEY_NAME.update({n: CANON[n] for n in CANON if n.lower() in _KEY_NAME})
+_FOLD_OR_EMPTY = re.compile(r"\n[\n \t]")
+_new_message = SipMessage.__new__
+
+
+def _keyed(data: bytes, vias: bool = True) -> SipMessage | ParseError | None:
+    """The keyed step: start line, From, To, Call-ID, CSeq and Vias, checked as the general
+    path checks them; None when the general path must decide. Fields in message.DEFERRED are
+    left unset for `complete`; without `vias` (shard_key) `vias` is left empty."""
+    start, probe_reason = probe(data)
+    if probe_reason is not None:
+        return ParseError(probe_reason, start, probe=True)
+    end = data.find(b"\n\r\n", start)
+    if end < 0:
+        return None
+    raw = data[start:end]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = raw.decode("latin-1")
+    nl = text.find("\n")
+    # Folded lines and empty lines (a bare-LF blank line) are the general path's business.
+    if nl < 0 or text[-1] == "\n" or _FOLD_OR_EMPTY.search(text, nl) is not None:
+        return None
+    line = text[:nl]
+    first = _start_lru(line) if len(line) <= CACHE_MAX_TEXT else _start_line(line)
+    if len(first) == 2:
+        return None
+    single: dict[str, str] = {}
+    values: list[str] = []
+    names = _KEY_NAME
+    for name, value in _KEY_LINE.findall(text, nl):
+        key = names.get(name) or names[name.lower()]
+        if key == "via":
+            values.append(value.strip())
+        elif key not in single:
+            single[key] = value.strip()
+    mandatory = _mandatory(single)
+    if type(mandatory) is str:
+        return None
+    msg = _new_message(SipMessage)
+    msg.is_request, msg.method, msg.uri, msg.status, msg.reason = first  # type: ignore[misc]
+    msg.from_, msg.to, msg.cseq, msg.cseq_method = mandatory  # type: ignore[misc]
+    msg.call_id = single["call-id"]
+    msg.vias = _via_list(values, None) if values and vias else []
+    msg.size = len(data)
+    msg.payload = None
+    msg._rest = data
+    return msg
+
+
+def complete(msg: SipMessage) -> None:
+    """The second step: fill the DEFERRED fields of a keyed message from its bytes."""
+    data = msg._rest
+    if data is None:
+        return
+    try:
+        got = _general(data, None, True)
+    except Exception:  # never expected (the general path does not raise); keep what is known
+        got = None
+    if type(got) is tuple:
+        (
+            msg.contacts, msg.contact_star, msg.expires, msg.user_agent, msg.server,
+            msg.reason_hdr, msg.pai, msg.credentials, msg.content_length, msg.body, msg.headers,
+            msg.bad_headers,
+        ) = got[11:23]  # fmt: skip
+        msg.truncated = got[25]
+    else:
+        msg.contacts, msg.contact_star, msg.expires = [], False, None
+        msg.user_agent = msg.server = msg.reason_hdr = msg.credentials = None
+        msg.pai, msg.content_length, msg.body, msg.headers = [], None, b"", {}
+        msg.bad_headers, msg.truncated = 0, False
+    msg._rest = None
+
+
+def _via_list(values: list[str], headers: dict[str, list[str]] | None) -> list[Via]:
+    """Parsed Via values in order; bad ones go raw to `headers["via"]` (when given)."""
+    out = []
+    for value in values:
+        for piece in split_values(value) if "," in value else (value,):
+            via = cached_via(piece)
+            if via is not None:
+                out.append(via)
+            elif headers is not None:
+                headers.setdefault("via", []).append(piece)
+    return out
 
 
 def _small_int(s: str, digits: int) -> int | None:
@@ -138,8 +272,11 @@ class _Where:
         return self.offset(n)
 
 
-def _parse(data: bytes, lf_end: int | None = None) -> SipMessage | ParseError:
-    """`lf_end`: where a bare-LF blank line ends the header block, once found."""
+def _general(data: bytes, lf_end: int | None = None, keyed: bool = False) -> tuple | ParseError:
+    """Every SipMessage field in declaration order, or the ParseError (the general path).
+    `lf_end`: where a bare-LF blank line ends the header block, once found. `keyed`: the keyed
+    step accepted these bytes, so the start line and mandatory headers (fields 0-9) are not
+    checked again and come back as None."""
     start, probe_reason = probe(data)
     if probe_reason is not None:
         return ParseError(probe_reason, start, probe=True)
@@ -167,29 +304,27 @@ def _parse(data: bytes, lf_end: int | None = None) -> SipMessage | ParseError:
         lf = data.find(b"\n\n", start)
         if lf_end is not None or lf < 0:  # cannot happen: the block had an empty line
             return ParseError("internal_error", start)
-        return _parse(data, lf)
+        return _general(data, lf)
     headers, single, vias, contacts, pais, auths, reasons, bad = got  # type: ignore[misc]
-    first = _start_line(lines[0])
-    if len(first) == 2:  # (reason, character offset)
-        return ParseError(first[0], _Where(start, text, len(raw)).offset(first[1]))
-    mandatory = _mandatory(single)
-    if type(mandatory) is str:
-        if mandatory.startswith("missing_"):  # offset: where the blank line is (or is not)
-            return ParseError(mandatory, end + 1 if complete else len(data))
-        where = _Where(start, text, len(raw))
-        return ParseError(mandatory, where.value_offset(_CHECKED[mandatory]))
+    if keyed:
+        first, mandatory = _NO_START, _NO_MANDATORY
+    else:
+        line = lines[0]
+        first = _start_lru(line) if len(line) <= CACHE_MAX_TEXT else _start_line(line)
+        if len(first) == 2:  # (reason, character offset)
+            return ParseError(first[0], _Where(start, text, len(raw)).offset(first[1]))
+        mandatory = _mandatory(single)
+        if type(mandatory) is str:
+            if mandatory.startswith("missing_"):  # offset: where the blank line is (or is not)
+                return ParseError(mandatory, end + 1 if complete else len(data))
+            where = _Where(start, text, len(raw))
+            return ParseError(mandatory, where.value_offset(_CHECKED[mandatory]))
     from_, to, cseq, cseq_method = mandatory  # type: ignore[misc]
-    is_request, method, ruri, status, reason = first
+    is_request, method, ruri, status, reason = first  # type: ignore[misc]
 
-    via_list = []
-    for value in vias:
-        for piece in split_values(value) if "," in value else (value,):
-            via = cached_via(piece)
-            if via is None:
-                headers.setdefault("via", []).append(piece)
-                bad += 1
-            else:
-                via_list.append(via)
+    via_list = _via_list(vias, headers) if vias else []
+    if "via" in headers:
+        bad += len(headers["via"])
     contact_list: list[NameAddr] = []
     star = False
     if contacts:
@@ -229,35 +364,16 @@ def _parse(data: bytes, lf_end: int | None = None) -> SipMessage | ParseError:
     else:
         body = data[body_start : body_start + clen]
         truncated = len(body) < clen
-    return SipMessage(
-        is_request,
-        method,
-        ruri,
-        status,
-        reason,
-        single["call-id"],
-        from_,
-        to,
-        cseq,
-        cseq_method,
-        via_list,
-        contact_list,
-        star,
-        expires,
-        single.get("user-agent"),
-        single.get("server"),
-        reasons[0] if reasons else None,
-        pai_list,
-        creds,
-        clen,
-        body,
-        headers,
-        bad,
-        len(data),
-        None,
-        truncated,
-    )
+    return (
+        is_request, method, ruri, status, reason, single.get("call-id"), from_, to, cseq,
+        cseq_method, via_list, contact_list, star, expires, single.get("user-agent"),
+        single.get("server"), reasons[0] if reasons else None, pai_list, creds, clen, body,
+        headers, bad, len(data), None, truncated,
+    )  # fmt: skip
 
+
+_NO_START = (None,) * 5
+_NO_MANDATORY = (None,) * 4
 
 _Collected = tuple[
     dict[str, list[str]],  # headers kept raw
@@ -375,6 +491,9 @@ def _start_line(line: str) -> _StartLine | tuple[str, int]:
         return "bad_request_uri", line.find(uri_text, len(method))
     return True, method.upper(), uri, None, None
 
+
+# Start lines repeat (`SIP/2.0 200 OK`, a dialog's request URIs): each distinct one is read once.
+_start_lru = lru_cache(maxsize=1024)(_start_line)
 
 # Error reason -> the canonical header it is about.
 _CHECKED = {"bad_from": "from", "bad_to": "to", "bad_call_id": "call-id", "bad_cseq": "cseq"}

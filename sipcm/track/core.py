@@ -164,13 +164,20 @@ def slim(msg: SipMessage, all_contacts: bool = False) -> SipMessage:
         p.data = b""
     if not all_contacts and len(msg.contacts) > 1:
         new.contacts = msg.contacts[:1]
-    new.body, new.headers, new.vias = b"", {}, []
+    new.body, new.headers, new.vias = b"", _NO_HEADERS, _NO_VIAS
     return new
+
+
+# Every slim copy shares these (parsed messages are read-only, see sip/message.py): two fewer
+# objects per stored message.
+_NO_HEADERS: dict[str, list[str]] = {}
+_NO_VIAS: list = []
 
 
 # Shallow copies through the dataclass constructor: one C-level attrgetter call for every
 # field, in declaration order, instead of a getattr/setattr pair per field (2.4x faster).
-_msg_fields = operator.attrgetter(*(f.name for f in dataclasses.fields(SipMessage)))
+# Reading every init field also completes a message whose second parsing step is pending.
+_msg_fields = operator.attrgetter(*(f.name for f in dataclasses.fields(SipMessage) if f.init))
 _payload_fields = operator.attrgetter(*(f.name for f in dataclasses.fields(Payload)))
 
 

@@ -31,6 +31,12 @@ class TimerHeap:
 
     __slots__ = ("_heap", "_seq", "live")
 
+    @property
+    def heap(self) -> list[tuple[int, int, Timed]]:
+        """The heap itself, earliest (expiry, sequence, object) first; read-only use (a peek
+        at heap[0] tells whether `pop_due` could yield anything)."""
+        return self._heap
+
     def __init__(self) -> None:
         self._heap: list[tuple[int, int, Timed]] = []
         self._seq = 0

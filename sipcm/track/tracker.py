@@ -122,7 +122,10 @@ class Tracker:
         p = msg.payload
         ts = p.ts_ns if p is not None else core.now
         if ts >= core.now:
-            self._fire(ts)
+            core.now = ts
+            heap = core.timers.heap
+            if heap and heap[0][0] <= ts:  # most messages find no timer due
+                self._fire(ts)
         # The window runs on the tracker's clock (the latest capture time seen), not on this
         # message's own stamp: a message stamped earlier than the clock must not find
         # sightings that a clock-ordered view has already expired, whichever worker holds it.
