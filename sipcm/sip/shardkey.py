@@ -62,9 +62,10 @@ def shard_key(data: bytes) -> bytes | None:
         if not data.startswith(_RESPONSE):
             return None  # a status line the parser splits its own way
         cs = _CSEQ.search(data, 0, end)
-        if cs is None:
-            return None
-        parts = cs.group(1).split()
+        value = _value(data, cs) if cs is not None else None
+        if value is None:
+            return None  # no CSeq, or a folded one (the parser joins the next line)
+        parts = value.split()
         register = len(parts) == 2 and parts[1].upper() == _REGISTER
     else:
         register = data[:8].upper() == _REGISTER

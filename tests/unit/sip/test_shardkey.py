@@ -72,6 +72,13 @@ def test_layouts_left_to_the_parser() -> None:
     folded = INVITE.replace(b"Call-ID:   abc@a.example  \r\n", b"Call-ID:\r\n abc@a.example\r\n")
     assert shard_key(folded) is None
     assert message_shard_key(parse(folded)) == b"abc@a.example"  # type: ignore[arg-type]
+    # A folded CSeq in a response: the parser reads "2 REGISTER" (the To AOR is the key).
+    reg_reply = (
+        b"SIP/2.0 200 OK\r\nTo: <sip:al@Example.COM>\r\nFrom: <sip:al@example.com>;tag=4\r\n"
+        b"Call-ID: r1@pc\r\nCSeq:\r\n 2 REGISTER\r\n\r\n"
+    )
+    assert shard_key(reg_reply) is None
+    assert message_shard_key(parse(reg_reply)) == b"sip:al@example.com"  # type: ignore[arg-type]
     assert shard_key(b"\r\n" + INVITE) is None  # keep-alive before the start line
     assert shard_key(INVITE.replace(b"abc@", "äbc@".encode())) is None  # an 8-bit value
     assert shard_key(INVITE.replace(b"alice", "älice".encode())) == b"abc@a.example"
