@@ -42,6 +42,10 @@ class NullOutput:
     def write(self, events: list[dict]) -> None:
         self.count += len(events)
 
+    def write_lines(self, lines: list[bytes]) -> None:
+        """Take the encoded documents as they come (nothing decoded back into dicts)."""
+        self.count += len(lines)
+
     def flush(self) -> None:
         pass
 
