@@ -209,6 +209,54 @@ def replay(
         )
 
 
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path())
+@click.argument("call_id")
+@click.option(
+    "--end",
+    type=click.Choice(END_MODES),
+    default=None,
+    help="At end of input (as for replay; default: the replay_end key).",
+)
+@config_options
+@click.pass_context
+def flow(
+    ctx: click.Context,
+    files: tuple[str, ...],
+    call_id: str,
+    end: str | None,
+    config_path: str | None,
+    overrides: tuple[str, ...],
+) -> None:
+    """Replay pcap/pcapng FILES (events go nowhere) and print the message ladder of the call
+    CALL_ID: one column per host (ip:port), one arrow per message with its UTC clock time,
+    seconds since the call's first message, transport and first line; retransmissions and
+    proxy copies are marked. With encrypt_call_ids on, give the Call-ID the events show.
+    Exit status 2 when the files hold no message of CALL_ID (or the flow store is off,
+    flow_max_calls: 0)."""
+    from sipcm import ladder, run
+
+    cfg = _load(ctx, config_path, overrides)
+    if not cfg.flow_max_calls:
+        raise SipcmError("the flow store is off (flow_max_calls: 0)", "set flow_max_calls > 0")
+    found: list[dict | None] = []
+    with stop_on_signals() as stop:
+        run.replay(
+            cfg, files, lambda _c: [], end=end or cfg.replay_end, stop=stop,
+            after=lambda pipe: found.append(pipe.flow(call_id)),
+        )  # fmt: skip
+    if stop.signum:
+        sys.exit(128 + stop.signum)
+    got = found[0] if found else None
+    if got is None:
+        raise SipcmError(
+            f"no message with Call-ID {call_id!r} in {', '.join(files)}",
+            "`sipcm replay FILE --pretty` shows the Call-IDs",
+        )
+    for line in ladder.text(ladder.view(got)):
+        click.echo(line)
+
+
 def delivery_of(out: Any) -> dict[str, Any]:
     """An output's delivery counts: delivered (including resent documents Elasticsearch
     already had), queued (on disk), dropped, dead-lettered."""

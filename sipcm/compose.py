@@ -25,6 +25,7 @@ from sipcm.events.anonymize import Anonymizer
 from sipcm.events.build import EventBuilder
 from sipcm.events.filters import TypeBlacklist
 from sipcm.events.rates import RateLimiter
+from sipcm.flows import FlowStore
 from sipcm.shard import Shard
 from sipcm.track.tracker import Tracker
 
@@ -103,8 +104,8 @@ def build_shard(
     blacklist: TypeBlacklist | None = None,
     shards: int = 1,
 ) -> Shard:
-    """Parse/track/build/anonymize for one shard of `shards`; each holds its share of the
-    entry limits, so the sensor's memory bound is the same for every worker count."""
+    """Parse/track/build/anonymize (and the message store) for one shard of `shards`; each
+    holds its share of the entry and byte limits, so the sensor's memory bound is the same for every worker count."""
     try:
         tracker = Tracker(
             counters.group("track"),
@@ -119,7 +120,14 @@ def build_shard(
     if blacklist is None:
         blacklist = TypeBlacklist(cfg.event_types_blst, counters.group("events"))
     builder = EventBuilder(cfg.observer_name or hostname, ifnames)
-    return Shard(counters, tracker, builder, anonymizer, blacklist)
+    flows = FlowStore(
+        counters.group("flows"),
+        max_calls=math.ceil(cfg.flow_max_calls / shards),
+        max_call_bytes=cfg.flow_max_call_bytes,
+        max_bytes=math.ceil(cfg.flow_max_bytes / shards),
+        anon=anonymizer,
+    )
+    return Shard(counters, tracker, builder, anonymizer, blacklist, flows)
 
 
 def build_anonymizer(cfg: Config, counters: Counters) -> Anonymizer:

@@ -93,6 +93,9 @@ class _Local:
     def registrations(self) -> list[dict]:
         return self.shard.registration_rows()
 
+    def flow(self, call_id: str) -> dict | None:
+        return self.shard.flows.flow(call_id)
+
     def set_blacklist(self, names: list[str]) -> None:
         pass  # the shard shares the pipeline's blacklist
 
@@ -318,6 +321,10 @@ class Pipeline:
     def registrations(self) -> list[dict]:
         """Every cached binding, across workers (anonymized like the events)."""
         return self.backend.registrations()
+
+    def flow(self, call_id: str) -> dict | None:
+        """The stored messages of one call (sipcm.flows), None when none are held."""
+        return self.backend.flow(call_id)
 
     def recent_docs(self) -> list[dict]:
         """The recent published documents, oldest first."""

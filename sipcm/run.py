@@ -38,11 +38,13 @@ def replay(
     speed: float | None = None,
     progress: Progress | None = None,
     stop: threading.Event | None = None,
+    after: Callable[[Pipeline], None] | None = None,
 ) -> list[FileTotals]:
     """Replay `files` in order through one pipeline (state carries over, as for a rotated
     capture); `speed` paces by capture timestamps (1.0 = real time). Returns per-file totals.
     Once `stop` is set (a signal) it stops between batches, publishes what is already decided
-    (as a live stop does) and closes the outputs (which flush)."""
+    (as a live stop does) and closes the outputs (which flush). `after` gets the pipeline
+    once the input is concluded, before it is closed (to read its state: flows, calls)."""
     readers = [PcapReader(f) for f in files]  # open all first: a bad file fails before output
     pipe = Pipeline(cfg, [], hostname=socket.gethostname(), heuristic=True)
     pipe.outputs = make_outputs(pipe.counters)
@@ -55,6 +57,8 @@ def replay(
         pipe.totals = results[-1]  # what the end of input concludes belongs to the last file
         pipe.finish("decided" if stop is not None and stop.is_set() else end)
         pipe.totals = None
+        if after is not None:
+            after(pipe)
     finally:
         pipe.close()
         for reader in readers:

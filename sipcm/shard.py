@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from sipcm.events.anonymize import Anonymizer
     from sipcm.events.build import EventBuilder
     from sipcm.events.filters import TypeBlacklist
+    from sipcm.flows import FlowStore
     from sipcm.track.tracker import Tracker
 
 TIMER = 0
@@ -54,12 +55,14 @@ class Shard:
         builder: EventBuilder,
         anonymizer: Anonymizer,
         blacklist: TypeBlacklist,
+        flows: FlowStore,
     ) -> None:
         self.counters = counters
         self.tracker = tracker
         self.builder = builder
         self.anonymizer = anonymizer
         self.blacklist = blacklist
+        self.flows = flows
         self._sip: Counter[str] = counters.group("sip")
         self._ev: Counter[str] = counters.group("events")
 
@@ -68,6 +71,7 @@ class Shard:
         out: list[Emitted] = []
         sip = self._sip
         tracker = self.tracker
+        flows = self.flows if self.flows.enabled else None
         for seq, clk, p in items:
             if clk > tracker.now_ns:
                 self._timer_rows(tracker.advance(clk), out)
@@ -86,6 +90,8 @@ class Shard:
             sip["messages"] += 1
             res.payload = p
             found = tracker.process(res)
+            if flows is not None:
+                flows.add(seq, res, tracker.last_dup)
             if found:
                 self._message_rows(found, seq, out)
         if advance_to > tracker.now_ns:

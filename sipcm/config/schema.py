@@ -240,6 +240,13 @@ class Config(_Section):
     reg_exp_delta: float = key(k.duration(), "30s", "grace added to a registration's expiry")
     calls_max_entries: int = key(_POS, 100000, "call/transaction entries tracked at once")
     regs_max_entries: int = key(_POS, 100000, "registration bindings tracked at once")
+    flow_max_calls: int = key(
+        k.integer(0),
+        10000,
+        "calls whose messages are kept for ladders and per-call pcaps (0 = keep none)",
+    )
+    flow_max_call_bytes: int = key(k.size(1), "256KiB", "message bytes kept per call")
+    flow_max_bytes: int = key(k.size(1), "64MiB", "message bytes kept for all calls")
     replay_end: str = key(
         k.choice(("conclude", "expire-all", "none")),
         "conclude",

@@ -101,6 +101,7 @@ class Tracker:
         self._calls = Calls(core)
         self._trans = Transactions(core, self._regs)
         self._dups = DupFilter(core.tmo["dup_window"], 2 * max_calls + 1024, counters)
+        self.last_dup = NEW  # the duplicate filter's verdict on the last processed message
 
     @property
     def entries(self) -> Mapping[object, object]:
@@ -129,7 +130,7 @@ class Tracker:
         # The window runs on the tracker's clock (the latest capture time seen), not on this
         # message's own stamp: a message stamped earlier than the clock must not find
         # sightings that a clock-ordered view has already expired, whichever worker holds it.
-        kind = self._dups.check(msg, core.now)
+        kind = self.last_dup = self._dups.check(msg, core.now)
         if kind != NEW:
             self._duplicate(msg, kind)
             return out

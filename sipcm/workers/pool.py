@@ -24,6 +24,7 @@ from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING, Any
 
 from sipcm.errors import WorkerError
+from sipcm.flows import merge_flows
 from sipcm.sip.message import SipMessage
 from sipcm.sip.parser import parse
 from sipcm.sip.shardkey import message_shard_key, shard_key, shard_of
@@ -224,6 +225,10 @@ class WorkerPool:
     def registrations(self) -> list[dict]:
         """Every worker's bindings."""
         return [row for part in self.call("registrations") for row in part]
+
+    def flow(self, call_id: str) -> dict | None:
+        """The stored messages of `call_id` from the worker that owns it (None: unknown)."""
+        return merge_flows(self.call("flow", call_id))
 
     def set_blacklist(self, names: list[str]) -> None:
         """Tell every worker which event types not to build."""

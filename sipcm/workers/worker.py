@@ -39,6 +39,8 @@ def _control(shard: Shard, counters: Counters, name: str, arg: Any) -> Any:
         return shard.call_rows()
     if name == "registrations":
         return shard.registration_rows()
+    if name == "flow":
+        return shard.flows.flow(arg)
     raise ValueError(f"unknown control {name!r}")
 
 

@@ -1,0 +1,188 @@
+"""The per-call message store: every message of the recent calls, transactions and
+registrations, for ladder diagrams (`sipcm flow`, `/api/calls/{id}/flow`) and per-call pcaps.
+
+Input: each parsed SIP message with its payload (capture time, addresses, ports, transport,
+capture direction, VLAN), its sensor-wide payload number and the duplicate filter's verdict
+(new, retransmission or copy). Output: `flow(call_id)`, the call's messages in capture order
+as plain dicts (marshal-able, so a worker sends them as they are).
+
+A shard keeps the flows of the Call-IDs it owns. Bounds, each counted in group `flows`:
+- `max_calls` Call-IDs (least recently active evicted first: `calls_evicted`);
+- `max_bytes` in total, a message costing its raw size plus `OVERHEAD` (least recently active
+  calls evicted until it fits: `calls_evicted`);
+- `max_call_bytes` per call: a message that does not fit is kept without its raw text
+  (`raw_dropped`) while its metadata still fits, otherwise not kept (`messages_dropped`); the
+  flow says how many of its messages lost their text or were not kept.
+With anonymization on (`anon`), raw text is never kept, and addresses, the request URI of
+the first line and the Call-ID are stored transformed exactly as the event documents show
+them (the anonymizer is applied to a small document holding them), so the store reveals
+nothing the events hide and the call is looked up by the Call-ID its events carry.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, OrderedDict
+from typing import TYPE_CHECKING, Any
+
+from sipcm.track.dedup import COPY, NEW, RETRANS
+
+if TYPE_CHECKING:
+    from sipcm.events.anonymize import Anonymizer
+    from sipcm.sip.message import SipMessage
+
+DUP_NAMES = {NEW: "new", RETRANS: "retrans", COPY: "copy"}
+# Accounted bytes of one stored message besides its raw text (its dict and strings).
+OVERHEAD = 400
+
+
+class _Flow:
+    __slots__ = ("bytes", "dropped", "messages", "raw_dropped")
+
+    def __init__(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+        self.bytes = 0
+        self.dropped = 0
+        self.raw_dropped = 0
+
+
+class FlowStore:
+    """Bounded messages per Call-ID; see the module docstring."""
+
+    def __init__(
+        self,
+        counters: Counter[str],
+        *,
+        max_calls: int,
+        max_call_bytes: int,
+        max_bytes: int,
+        anon: Anonymizer | None = None,
+    ) -> None:
+        self.c = counters
+        self.max_calls = max_calls
+        self.max_call_bytes = max_call_bytes
+        self.max_bytes = max_bytes
+        self.anon = anon if anon is not None and anon.enabled else None
+        self.enabled = max_calls > 0
+        self.bytes = 0
+        self._flows: OrderedDict[str, _Flow] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._flows)
+
+    def add(self, seq: int, msg: SipMessage, dup: int) -> None:
+        """Keep one message of `msg.call_id` (its payload must be set)."""
+        p = msg.payload
+        if p is None or not self.enabled:
+            return
+        data = p.data
+        end = data.find(b"\r\n")
+        first = data[: end if end >= 0 else min(len(data), 200)].decode("utf-8", "replace")
+        call_id, src_ip, dst_ip = msg.call_id, p.src_ip, p.dst_ip
+        raw: bytes | None = data
+        if self.anon is not None:
+            call_id, src_ip, dst_ip, first = self._anonymized(msg, first)
+            raw = None
+        rec = {
+            "seq": seq,
+            "ts_ns": p.ts_ns,
+            "src_ip": src_ip,
+            "src_port": p.src_port,
+            "dst_ip": dst_ip,
+            "dst_port": p.dst_port,
+            "transport": p.transport,
+            "direction": p.direction,
+            "vlan": p.vlan,
+            "leg": msg.to.tag,
+            "first_line": first,
+            "dup": DUP_NAMES[dup],
+            "size": len(data),
+            "raw": raw,
+        }
+        flows = self._flows
+        flow = flows.get(call_id)
+        if flow is None:
+            while len(flows) >= self.max_calls:
+                self._evict()
+            flow = flows[call_id] = _Flow()
+        else:
+            flows.move_to_end(call_id)
+        cost = OVERHEAD + len(first) + (len(raw) if raw is not None else 0)
+        if flow.bytes + cost > self.max_call_bytes and raw is not None:
+            rec["raw"] = None
+            cost -= len(raw)
+            flow.raw_dropped += 1
+            self.c["raw_dropped"] += 1
+        if flow.bytes + cost > self.max_call_bytes:
+            flow.dropped += 1
+            self.c["messages_dropped"] += 1
+            return
+        while self.bytes + cost > self.max_bytes and len(flows) > 1:
+            self._evict()
+        if self.bytes + cost > self.max_bytes:  # one call alone over the total
+            flow.dropped += 1
+            self.c["messages_dropped"] += 1
+            return
+        flow.messages.append(rec)
+        flow.bytes += cost
+        self.bytes += cost
+
+    def _evict(self) -> None:
+        _, flow = self._flows.popitem(last=False)
+        self.bytes -= flow.bytes
+        self.c["calls_evicted"] += 1
+
+    def flow(self, call_id: str) -> dict[str, Any] | None:
+        """The call's messages in capture order with what the bounds cut, or None."""
+        flow = self._flows.get(call_id)
+        if flow is None:
+            return None
+        return {
+            "call_id": call_id,
+            "messages": list(flow.messages),
+            "messages_dropped": flow.dropped,
+            "raw_dropped": flow.raw_dropped,
+            "anonymized": self.anon is not None,
+        }
+
+    def stats(self) -> dict[str, int]:
+        """Gauges: calls held and bytes accounted."""
+        return {"calls": len(self._flows), "bytes": self.bytes}
+
+    def _anonymized(self, msg: SipMessage, first: str) -> tuple[str, str, str, str]:
+        """Call-ID, addresses and first line as the event documents show them."""
+        p = msg.payload
+        assert p is not None and self.anon is not None
+        doc: dict[str, Any] = {
+            "source": {"ip": p.src_ip},
+            "destination": {"ip": p.dst_ip},
+            "sip": {"call_id": msg.call_id},
+        }
+        if msg.uri is not None:
+            doc["sip"]["uri"] = {"original": msg.uri.original}
+        self.anon.apply(doc)
+        sip = doc.get("sip", {})
+        if msg.is_request:
+            uri = sip.get("uri", {}).get("original", "?")
+            first = f"{msg.method} {uri} SIP/2.0"
+        return (
+            sip.get("call_id", "?"),
+            doc.get("source", {}).get("ip", "?"),
+            doc.get("destination", {}).get("ip", "?"),
+            first,
+        )
+
+
+def merge_flows(parts: list[dict[str, Any] | None]) -> dict[str, Any] | None:
+    """One flow from the workers' answers (the owner answers; the others have None). A key
+    that fell back to another worker (no shard key) may leave messages in several: they are
+    merged in capture order (sensor-wide payload number)."""
+    found = [p for p in parts if p is not None]
+    if not found:
+        return None
+    if len(found) == 1:
+        return found[0]
+    out = dict(found[0])
+    out["messages"] = sorted((m for p in found for m in p["messages"]), key=lambda m: m["seq"])
+    for k in ("messages_dropped", "raw_dropped"):
+        out[k] = sum(p[k] for p in found)
+    return out
