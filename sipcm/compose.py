@@ -105,7 +105,8 @@ def build_shard(
     shards: int = 1,
 ) -> Shard:
     """Parse/track/build/anonymize (and the message store) for one shard of `shards`; each
-    holds its share of the entry and byte limits, so the sensor's memory bound is the same for every worker count."""
+    holds its share of the entry and byte limits, so the sensor's memory bound is the same
+    for every worker count."""
     try:
         tracker = Tracker(
             counters.group("track"),

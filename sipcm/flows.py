@@ -106,16 +106,18 @@ class FlowStore:
             flow = flows[call_id] = _Flow()
         else:
             flows.move_to_end(call_id)
-        cost = OVERHEAD + len(first) + (len(raw) if raw is not None else 0)
-        if flow.bytes + cost > self.max_call_bytes and raw is not None:
-            rec["raw"] = None
-            cost -= len(raw)
-            flow.raw_dropped += 1
-            self.c["raw_dropped"] += 1
+        cost = OVERHEAD + len(first)
         if flow.bytes + cost > self.max_call_bytes:
             flow.dropped += 1
             self.c["messages_dropped"] += 1
             return
+        if raw is not None:
+            if flow.bytes + cost + len(raw) <= self.max_call_bytes:
+                cost += len(raw)
+            else:
+                rec["raw"] = None
+                flow.raw_dropped += 1
+                self.c["raw_dropped"] += 1
         while self.bytes + cost > self.max_bytes and len(flows) > 1:
             self._evict()
         if self.bytes + cost > self.max_bytes:  # one call alone over the total
@@ -151,7 +153,8 @@ class FlowStore:
     def _anonymized(self, msg: SipMessage, first: str) -> tuple[str, str, str, str]:
         """Call-ID, addresses and first line as the event documents show them."""
         p = msg.payload
-        assert p is not None and self.anon is not None
+        assert p is not None
+        assert self.anon is not None
         doc: dict[str, Any] = {
             "source": {"ip": p.src_ip},
             "destination": {"ip": p.dst_ip},
