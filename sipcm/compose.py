@@ -277,6 +277,7 @@ def web_state(cfg: Config, pipe: Pipeline) -> WebState:
         rate_table=lambda: anonymize_rows(anonymizer, pipe.rates.table(), RATE_ROW),
         config=lambda: cfg.to_dict(mask_secrets=True),
         published=lambda: published["published"],
+        flow=pipe.flow,
     )
 
 

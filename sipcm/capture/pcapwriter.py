@@ -1,6 +1,7 @@
-"""A small pcap writer: SIP payloads wrapped in Ethernet/IPv4|IPv6/UDP|TCP frames.
+"""A small pcap writer: SIP payloads wrapped in Ethernet[/802.1Q]/IPv4|IPv6/UDP|TCP frames.
 
-Used to generate scenario captures (tests) and traffic (benchmarks). Frames are well formed
+Used to generate scenario captures (tests), traffic (benchmarks) and the per-call pcaps the
+web API serves (`write_messages`, from the stored messages of a call). Frames are well formed
 (IPv4 header checksum set; UDP/TCP checksums zero, which receivers of a capture ignore).
 """
 
@@ -8,9 +9,11 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-from typing import BinaryIO
+from collections.abc import Iterable, Mapping
+from typing import Any, BinaryIO
 
 _ETH_SRC = b"\x02\x00\x00\x00\x00\x01"
+MAX_SEGMENT = 60000  # TCP payload bytes per written segment
 _ETH_DST = b"\x02\x00\x00\x00\x00\x02"
 
 
@@ -44,20 +47,60 @@ def ip_packet(src: str, dst: str, proto: int, l4: bytes, ident: int = 0) -> tupl
     return 0x86DD, hdr + l4
 
 
-def udp_frame(src: str, sport: int, dst: str, dport: int, payload: bytes) -> bytes:
-    """An Ethernet frame with one UDP datagram."""
-    udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
+def _eth(etype: int, vlan: int | None) -> bytes:
+    tag = b"" if vlan is None else struct.pack("!HH", 0x8100, vlan & 0x0FFF)
+    return _ETH_DST + _ETH_SRC + tag + struct.pack("!H", etype)
+
+
+def udp_frame(
+    src: str, sport: int, dst: str, dport: int, payload: bytes, vlan: int | None = None
+) -> bytes:
+    """An Ethernet frame (802.1Q-tagged when `vlan` is set) with one UDP datagram."""
+    udp = struct.pack("!HHHH", sport, dport, (8 + len(payload)) & 0xFFFF, 0) + payload
     etype, ip = ip_packet(src, dst, 17, udp)
-    return _ETH_DST + _ETH_SRC + struct.pack("!H", etype) + ip
+    return _eth(etype, vlan) + ip
 
 
 def tcp_frame(
-    src: str, sport: int, dst: str, dport: int, seq: int, payload: bytes, flags: int = 0x18
+    src: str,
+    sport: int,
+    dst: str,
+    dport: int,
+    seq: int,
+    payload: bytes,
+    flags: int = 0x18,
+    vlan: int | None = None,
 ) -> bytes:
-    """An Ethernet frame with one TCP segment (default flags PSH|ACK)."""
+    """An Ethernet frame (802.1Q-tagged when `vlan` is set) with one TCP segment (default
+    flags PSH|ACK)."""
     tcp = struct.pack("!HHIIBBHHH", sport, dport, seq & 0xFFFFFFFF, 0, 5 << 4, flags, 65535, 0, 0)
     etype, ip = ip_packet(src, dst, 6, tcp + payload)
-    return _ETH_DST + _ETH_SRC + struct.pack("!H", etype) + ip
+    return _eth(etype, vlan) + ip
+
+
+def write_messages(fh: BinaryIO, messages: Iterable[Mapping[str, Any]]) -> int:
+    """A pcap of stored messages (sipcm.flows records with their raw text) in the given
+    order: one UDP datagram per message, or TCP segments (one unless the message exceeds
+    `MAX_SEGMENT`) numbered on per direction of each connection. Returns the frame count."""
+    w = PcapWriter(fh)
+    seqs: dict[tuple, int] = {}
+    n = 0
+    for m in messages:
+        raw, vlan = m["raw"], m["vlan"]
+        src, sport, dst, dport = m["src_ip"], m["src_port"], m["dst_ip"], m["dst_port"]
+        if m["transport"] == "tcp":
+            key = (src, sport, dst, dport)
+            seq = seqs.get(key, 1)
+            for off in range(0, len(raw), MAX_SEGMENT):  # an IP packet holds < 64 KiB
+                part = raw[off : off + MAX_SEGMENT]
+                w.write(m["ts_ns"], tcp_frame(src, sport, dst, dport, seq, part, vlan=vlan))
+                seq += len(part)
+                n += 1
+            seqs[key] = seq
+        else:
+            w.write(m["ts_ns"], udp_frame(src, sport, dst, dport, raw, vlan=vlan))
+            n += 1
+    return n
 
 
 class PcapWriter:

@@ -8,11 +8,16 @@ traceback.
 
 from __future__ import annotations
 
+import functools
+import io
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote
 
+from sipcm import ladder
+from sipcm.capture.pcapwriter import write_messages
 from sipcm.web import dashboard, metrics
 from sipcm.web.state import WebState
 
@@ -203,6 +208,65 @@ def get_dashboard(_state: WebState, query: Query, _body: bytes) -> Response:
     pg = dashboard.page()
     headers = {"Content-Security-Policy": pg.csp, "X-Frame-Options": "DENY"}
     return Response(200, pg.html, "text/html; charset=utf-8", headers)
+
+
+def _flow_of(state: WebState, call_id: str) -> dict:
+    flow = state.flow(call_id)
+    if flow is None:
+        raise ApiError(404, f"no stored messages for Call-ID {call_id!r}")
+    return flow
+
+
+def get_call_flow(state: WebState, query: Query, _body: bytes, *, call_id: str) -> Response:
+    """A call's ladder: hosts (ip:port, in order of appearance) and its messages in capture
+    order (time, relative time, columns, first line, retransmission/copy, raw text)."""
+    _only(query, ())
+    return ok(ladder.view(_flow_of(state, call_id)))
+
+
+PCAP = "application/vnd.tcpdump.pcap"
+
+
+def get_call_pcap(state: WebState, query: Query, _body: bytes, *, call_id: str) -> Response:
+    """A pcap of the call's messages in capture order (one frame per message). 409 when the
+    store does not hold every message with its text (anonymization on, or flow limits)."""
+    _only(query, ())
+    flow = _flow_of(state, call_id)
+    if flow["anonymized"]:
+        raise ApiError(409, "no pcap: raw messages are not kept while anonymization is on")
+    missing = flow["messages_dropped"] + flow["raw_dropped"]
+    if missing:
+        raise ApiError(
+            409,
+            f"no pcap: {missing} messages of this call were not kept whole "
+            "(flow_max_call_bytes / flow_max_bytes)",
+        )
+    buf = io.BytesIO()
+    write_messages(buf, flow["messages"])
+    name = "".join(c if c.isalnum() or c in "-._" else "_" for c in call_id)[:80]
+    disposition = f'attachment; filename="call-{name}.pcap"'
+    return Response(200, buf.getvalue(), PCAP, {"Content-Disposition": disposition})
+
+
+# /api/calls/{call_id}/<leaf>: the Call-ID percent-encoded (it may hold "/", "?", "%").
+CALL_PREFIX = "/api/calls/"
+CALL_ROUTES: dict[str, dict[str, Callable[..., Response]]] = {
+    "flow": {"GET": get_call_flow},
+    "pcap": {"GET": get_call_pcap},
+}
+
+
+def route(path: str) -> dict[str, Handler] | None:
+    """The handlers of `path` (the raw, still percent-encoded path), or None."""
+    handlers = ROUTES.get(path)
+    if handlers is not None or not path.startswith(CALL_PREFIX):
+        return handlers
+    rest, _, leaf = path[len(CALL_PREFIX) :].rpartition("/")
+    per_call = CALL_ROUTES.get(leaf)
+    if per_call is None or not rest:
+        return None
+    call_id = unquote(rest)
+    return {m: functools.partial(h, call_id=call_id) for m, h in per_call.items()}
 
 
 ROUTES: dict[str, dict[str, Handler]] = {

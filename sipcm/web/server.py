@@ -350,7 +350,7 @@ class _Handler(BaseHTTPRequestHandler):
             resp.headers["WWW-Authenticate"] = 'Bearer realm="sipcm"'
             self._discard_body()
             return resp
-        handlers = api.ROUTES.get(path)
+        handlers = api.route(path)
         if handlers is None:
             self._discard_body()
             raise api.ApiError(404, f"no such path: {path}")

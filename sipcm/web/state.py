@@ -53,6 +53,7 @@ class WebState:
         gauge_groups: Sequence[str] = GAUGE_GROUPS,
         lock_timeout_s: float = 5.0,
         published: Callable[[], int] | None = None,
+        flow: Callable[[str], dict | None] | None = None,
     ) -> None:
         self._lock = lock
         self._counters = counters
@@ -66,6 +67,7 @@ class WebState:
         self._config = config
         self.gauge_groups = frozenset(gauge_groups)
         self._timeout = lock_timeout_s
+        self._flow = flow or (lambda _call_id: None)
         # The published-events total; a cheap reader avoids a full counter snapshot per poll.
         self._published = published or (
             lambda: int(self._counters().get("events", {}).get("published", 0))
@@ -100,6 +102,10 @@ class WebState:
     def registrations(self) -> list[dict]:
         """The cached registration bindings."""
         return self._locked(lambda: list(self._registrations()))
+
+    def flow(self, call_id: str) -> dict | None:
+        """The stored messages of one call (sipcm.flows), None when none are held."""
+        return self._locked(lambda: self._flow(call_id))
 
     def blacklist(self) -> list[str]:
         """The blacklisted event names, sorted."""
