@@ -125,6 +125,12 @@ def cli(config_path: str | None, overrides: tuple[str, ...]) -> None:
     default="text",
     help="Per-file and per-output counts on stderr after the replay (default text).",
 )
+@click.option(
+    "--serve",
+    is_flag=True,
+    help="After the replay, keep serving the dashboard, call pages and API (http_addr, "
+    "http_port) over the replayed state until Ctrl-C.",
+)
 @config_options
 @click.pass_context
 def replay(
@@ -135,6 +141,7 @@ def replay(
     realtime: bool,
     speed: float | None,
     summary: str,
+    serve: bool,
     config_path: str | None,
     overrides: tuple[str, ...],
 ) -> None:
@@ -145,7 +152,7 @@ def replay(
     Elasticsearch output sends them on its next start), dropped and dead-lettered. Exit status:
     0 when everything was delivered, 3 when events remain undelivered, 2 on a user error (or a
     truncated file), 128+N after signal N (SIGINT/SIGTERM stop between batches and close the
-    outputs)."""
+    outputs). With --serve, Ctrl-C or SIGTERM after the replay ends the serving normally."""
     from sipcm import run
 
     cfg = _load(ctx, config_path, overrides)
@@ -159,10 +166,28 @@ def replay(
         outputs.extend(run.build_outputs(cfg, c, pretty=True if pretty else None))
         return outputs
 
+    if serve and not cfg.http_port:
+        raise click.BadParameter("needs the web interface (http_port is 0)", param_hint="--serve")
+    served = threading.Event()
+
+    def serve_state(pipe: Any) -> None:
+        from sipcm.compose import build_web
+
+        if stop.is_set():
+            return  # stopped during the replay: nothing to serve
+        web = build_web(cfg, pipe)
+        assert web is not None
+        served.set()
+        _say(f"sipcm: replay done; serving the replayed state at {web.url} (Ctrl-C stops)")
+        try:
+            stop.wait()
+        finally:
+            web.stop()
+
     with stop_on_signals() as stop:
         results = run.replay(
             cfg, files, make_outputs, end=end or cfg.replay_end, speed=pace, progress=progress,
-            stop=stop,
+            stop=stop, after=serve_state if serve else None,
         )  # fmt: skip
     truncated = []
     for t in results:
@@ -195,7 +220,7 @@ def replay(
                 f"{d['output']}: "
                 + ", ".join(f"{n} {k.replace('_', '-')}" for k, n in lost.items())
             )
-    if stop.signum:
+    if stop.signum and not served.is_set():
         name = signal.Signals(stop.signum).name
         _say(f"sipcm: stopped by {name}; outputs flushed and closed")
         sys.exit(128 + stop.signum)

@@ -205,7 +205,16 @@ def get_metrics(state: WebState, query: Query, _body: bytes) -> Response:
 def get_dashboard(_state: WebState, query: Query, _body: bytes) -> Response:
     """The self-contained dashboard page (it carries no data; its script calls the API)."""
     _only(query, ())
-    pg = dashboard.page()
+    return _html(dashboard.page())
+
+
+def get_call_page(_state: WebState, query: Query, _body: bytes) -> Response:
+    """The call page for `?id=CALL-ID` (it carries no data; its script calls the API)."""
+    _only(query, ("id",))
+    return _html(dashboard.call_page())
+
+
+def _html(pg: dashboard.Page) -> Response:
     headers = {"Content-Security-Policy": pg.csp, "X-Frame-Options": "DENY"}
     return Response(200, pg.html, "text/html; charset=utf-8", headers)
 
@@ -271,6 +280,7 @@ def route(path: str) -> dict[str, Handler] | None:
 
 ROUTES: dict[str, dict[str, Handler]] = {
     "/": {"GET": get_dashboard},
+    "/call": {"GET": get_call_page},
     "/api/counters": {"GET": get_counters},
     "/api/events": {"GET": get_events},
     "/api/calls": {"GET": get_calls},

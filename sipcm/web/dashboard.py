@@ -1,9 +1,10 @@
-"""The dashboard page: one self-contained HTML document built from `static/`.
+"""The dashboard and call pages: self-contained HTML documents built from `static/`.
 
-`static/dashboard.html` holds the markup with two markers that are replaced by the inline
-stylesheet and script, so the page needs no external asset. The Content-Security-Policy
-allows exactly those two inline blocks (by SHA-256 hash) and API calls to this origin. The
-page carries no data: the script fetches everything from the API with the access token.
+`static/NAME.html` holds the markup with two markers that are replaced by the inline
+stylesheet and script (`NAME.css`, `NAME.js`), so a page needs no external asset. The
+Content-Security-Policy allows exactly those two inline blocks (by SHA-256 hash) and API
+calls to this origin. A page carries no data: its script fetches everything from the API
+with the access token.
 """
 
 from __future__ import annotations
@@ -30,15 +31,25 @@ def _sha256(text: str) -> str:
     return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
 
 
-@lru_cache(maxsize=1)
 def page() -> Page:
-    """Build the page once from the packaged static files."""
+    """The dashboard page."""
+    return assemble("dashboard")
+
+
+def call_page() -> Page:
+    """The call page (ladder, raw messages, events of the call named by `?id=`)."""
+    return assemble("call")
+
+
+@lru_cache(maxsize=4)
+def assemble(name: str) -> Page:
+    """Build page `name` once from the packaged static files."""
     static = resources.files("sipcm.web") / "static"
-    html = (static / "dashboard.html").read_text("utf-8")
-    css = (static / "dashboard.css").read_text("utf-8")
-    js = (static / "dashboard.js").read_text("utf-8")
+    html = (static / f"{name}.html").read_text("utf-8")
+    css = (static / f"{name}.css").read_text("utf-8")
+    js = (static / f"{name}.js").read_text("utf-8")
     if html.count(STYLE_MARK) != 1 or html.count(SCRIPT_MARK) != 1:
-        raise RuntimeError("dashboard.html must contain each inline marker exactly once")
+        raise RuntimeError(f"{name}.html must contain each inline marker exactly once")
     html = html.replace(STYLE_MARK, css).replace(SCRIPT_MARK, js)
     csp = "; ".join(
         (

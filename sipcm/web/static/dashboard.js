@@ -114,6 +114,11 @@
     a.title = "show events of this call";
     a.addEventListener("click", () => { $("f-call_id").value = cid; refreshEvents(); });
     cell.appendChild(a);
+    const flow = el("a", "flow");  // its arrow is drawn by CSS: the cell's text stays the Call-ID
+    flow.href = "/call?id=" + encodeURIComponent(cid);
+    flow.title = "message flow of this call";
+    flow.setAttribute("aria-label", "message flow of " + cid);
+    cell.appendChild(flow);
     return cell;
   }
 
