@@ -8,11 +8,12 @@ as plain dicts (marshal-able, so a worker sends them as they are).
 
 A shard keeps the flows of the Call-IDs it owns. Bounds, each counted in group `flows`:
 - `max_calls` Call-IDs (least recently active evicted first: `calls_evicted`);
-- `max_bytes` in total, a message costing its raw size plus `OVERHEAD` (least recently active
-  calls evicted until it fits: `calls_evicted`);
+- `max_bytes` in total, a message costing `OVERHEAD` plus its raw size, or plus its first
+  line when kept without text (least recently active calls evicted until it fits:
+  `calls_evicted`);
 - `max_call_bytes` per call: a message that does not fit is kept without its raw text
-  (`raw_dropped`) while its metadata still fits, otherwise not kept (`messages_dropped`); the
-  flow says how many of its messages lost their text or were not kept.
+  (`raw_dropped`) while its first line still fits, otherwise not kept (`messages_dropped`);
+  the flow says how many of its messages lost their text or were not kept.
 With anonymization on (`anon`), raw text is never kept, and addresses, the request URI of
 the first line and the Call-ID are stored transformed exactly as the event documents show
 them (the anonymizer is applied to a small document holding them), so the store reveals
@@ -35,11 +36,24 @@ DUP_NAMES = {NEW: "new", RETRANS: "retrans", COPY: "copy"}
 OVERHEAD = 400
 
 
+# One stored message (a tuple while stored, a dict with these keys in `flow()`).
+RECORD = (
+    "seq", "ts_ns", "src_ip", "src_port", "dst_ip", "dst_port", "transport", "direction",
+    "vlan", "leg", "first_line", "dup", "size", "raw",
+)  # fmt: skip
+
+
+def first_line(data: bytes) -> str:
+    """The start line of a message (at most 200 bytes when it has no line end)."""
+    end = data.find(b"\r\n")
+    return data[: end if end >= 0 else 200].decode("utf-8", "replace")
+
+
 class _Flow:
     __slots__ = ("bytes", "dropped", "messages", "raw_dropped")
 
     def __init__(self) -> None:
-        self.messages: list[dict[str, Any]] = []
+        self.messages: list[tuple] = []
         self.bytes = 0
         self.dropped = 0
         self.raw_dropped = 0
@@ -75,29 +89,12 @@ class FlowStore:
         if p is None or not self.enabled:
             return
         data = p.data
-        end = data.find(b"\r\n")
-        first = data[: end if end >= 0 else min(len(data), 200)].decode("utf-8", "replace")
         call_id, src_ip, dst_ip = msg.call_id, p.src_ip, p.dst_ip
         raw: bytes | None = data
+        first: str | None = None  # derived from `raw` when that is kept
         if self.anon is not None:
-            call_id, src_ip, dst_ip, first = self._anonymized(msg, first)
+            call_id, src_ip, dst_ip, first = self._anonymized(msg, first_line(data))
             raw = None
-        rec = {
-            "seq": seq,
-            "ts_ns": p.ts_ns,
-            "src_ip": src_ip,
-            "src_port": p.src_port,
-            "dst_ip": dst_ip,
-            "dst_port": p.dst_port,
-            "transport": p.transport,
-            "direction": p.direction,
-            "vlan": p.vlan,
-            "leg": msg.to.tag,
-            "first_line": first,
-            "dup": DUP_NAMES[dup],
-            "size": len(data),
-            "raw": raw,
-        }
         flows = self._flows
         flow = flows.get(call_id)
         if flow is None:
@@ -106,16 +103,19 @@ class FlowStore:
             flow = flows[call_id] = _Flow()
         else:
             flows.move_to_end(call_id)
-        cost = OVERHEAD + len(first)
-        if flow.bytes + cost > self.max_call_bytes:
-            flow.dropped += 1
-            self.c["messages_dropped"] += 1
-            return
-        if raw is not None:
-            if flow.bytes + cost + len(raw) <= self.max_call_bytes:
-                cost += len(raw)
-            else:
-                rec["raw"] = None
+        room = self.max_call_bytes - flow.bytes
+        if raw is not None and OVERHEAD + len(raw) <= room:
+            cost = OVERHEAD + len(raw)
+        else:
+            if first is None:
+                first = first_line(data)
+            cost = OVERHEAD + len(first)
+            if cost > room:
+                flow.dropped += 1
+                self.c["messages_dropped"] += 1
+                return
+            if raw is not None:
+                raw = None
                 flow.raw_dropped += 1
                 self.c["raw_dropped"] += 1
         while self.bytes + cost > self.max_bytes and len(flows) > 1:
@@ -124,7 +124,10 @@ class FlowStore:
             flow.dropped += 1
             self.c["messages_dropped"] += 1
             return
-        flow.messages.append(rec)
+        flow.messages.append(
+            (seq, p.ts_ns, src_ip, p.src_port, dst_ip, p.dst_port, p.transport, p.direction,
+             p.vlan, msg.to.tag, first, DUP_NAMES[dup], len(data), raw)
+        )  # fmt: skip
         flow.bytes += cost
         self.bytes += cost
 
@@ -138,9 +141,15 @@ class FlowStore:
         flow = self._flows.get(call_id)
         if flow is None:
             return None
+        msgs = []
+        for rec in flow.messages:
+            m = dict(zip(RECORD, rec, strict=True))
+            if m["first_line"] is None:
+                m["first_line"] = first_line(m["raw"])
+            msgs.append(m)
         return {
             "call_id": call_id,
-            "messages": list(flow.messages),
+            "messages": msgs,
             "messages_dropped": flow.dropped,
             "raw_dropped": flow.raw_dropped,
             "anonymized": self.anon is not None,

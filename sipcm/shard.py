@@ -13,7 +13,8 @@ many there are:
 timer rows (and the end-of-input conclusion) sort by their time, then Call-ID, then bytes.
 Every payload arrives with the sensor-wide capture clock (`clk`, the latest timestamp seen
 up to it), and the shard fires its timers up to that clock before the payload, exactly where
-one process holding every shard would have fired them.
+one process holding every shard would have fired them. The shard also keeps the messages
+of the calls it owns (sipcm.flows), with the duplicate filter's verdict on each.
 """
 
 from __future__ import annotations

@@ -142,17 +142,16 @@ def test_store_keeps_every_message_with_its_network_facts(tmp_path: Path, worker
 def test_per_call_byte_limit_drops_text_then_messages(tmp_path: Path) -> None:
     cap = proxied_call()
     path = cap.write(tmp_path / "p.pcap")
-    # The documented rule: a message costs 400 bytes plus its first line plus its text;
-    # over the call's budget it is kept without text, and not at all when even that is over.
+    # The documented rule: a message costs 400 bytes plus its text; over the call's budget it
+    # is kept without text (400 plus its first line), and not at all when even that is over.
     _docs, flow, counters = replay_flow(path, CALL, "flow_max_call_bytes=3000")
     used, expect_text, expect_meta, dropped = 0, 0, 0, 0
     for _ts, frame in cap.packets:
         raw = frame[42:]
-        meta = 400 + raw.index(b"\r\n")
-        if used + meta + len(raw) <= 3000:
-            used, expect_text = used + meta + len(raw), expect_text + 1
-        elif used + meta <= 3000:
-            used, expect_meta = used + meta, expect_meta + 1
+        if used + 400 + len(raw) <= 3000:
+            used, expect_text = used + 400 + len(raw), expect_text + 1
+        elif used + 400 + raw.index(b"\r\n") <= 3000:
+            used, expect_meta = used + 400 + raw.index(b"\r\n"), expect_meta + 1
         else:
             dropped += 1
     assert (expect_text, expect_meta, dropped) == (3, 1, 8)  # the rule cut at each stage

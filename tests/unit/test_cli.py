@@ -25,7 +25,7 @@ def sipcm(*args: str) -> subprocess.CompletedProcess[str]:
     "cmd",
     [
         [], ["replay"], ["attach"], ["detach"], ["doctor"], ["config"], ["config-keys"],
-        ["setup"], ["export"], ["export", "template"], ["test"], ["test", "output"],
+        ["setup"], ["export"], ["export", "template"], ["test"], ["test", "output"], ["flow"],
     ],
 )  # fmt: skip
 def test_help_everywhere(cmd: list[str]) -> None:
