@@ -175,6 +175,20 @@ def test_retained_calls_evict_the_least_recently_active(tmp_path: Path) -> None:
     assert [m["first_line"] for m in flow["messages"]] == ["OPTIONS sip:bob@example.com SIP/2.0"]
 
 
+def test_total_bytes_evict_the_least_recently_active(tmp_path: Path) -> None:
+    cap = Capture()
+    for i in range(3):
+        cap.udp(T0 + i * S, A, B, Leg(f"c{i}@example.com").req("OPTIONS").raw)
+    sizes = [len(frame) - 42 for _ts, frame in cap.packets]
+    assert sum(400 + n for n in sizes[:2]) <= 1600 < sum(400 + n for n in sizes)
+    path = cap.write(tmp_path / "o.pcap")
+    _docs, flow, counters = replay_flow(path, "c0@example.com", "flow_max_bytes=1600")
+    assert flow is None
+    assert counters == {"calls_evicted": 1}
+    _docs, flow, _ = replay_flow(path, "c1@example.com", "flow_max_bytes=1600")
+    assert [m["raw"] for m in flow["messages"]] == [cap.packets[1][1][42:]]
+
+
 ANON = (
     "encrypt_ip_addresses=true", "encrypt_uris=true", "encrypt_call_ids=true",
     "encryption_passphrase=secret", "encryption_salt=pepper",
