@@ -16,7 +16,7 @@ A shard keeps the flows of the Call-IDs it owns. Bounds, each counted in group `
   the flow says how many of its messages lost their text or were not kept.
 With anonymization on (`anon`), raw text is never kept, and addresses, the request URI of
 the first line and the Call-ID are stored transformed exactly as the event documents show
-them (the anonymizer is applied to a small document holding them), so the store reveals
+them (`Anonymizer.value` per event field), so the store reveals
 nothing the events hide and the call is looked up by the Call-ID its events carry.
 """
 
@@ -160,26 +160,19 @@ class FlowStore:
         return {"calls": len(self._flows), "bytes": self.bytes}
 
     def _anonymized(self, msg: SipMessage, first: str) -> tuple[str, str, str, str]:
-        """Call-ID, addresses and first line as the event documents show them."""
+        """Call-ID, addresses and first line as the event documents show them ("?" for a
+        value the anonymizer cannot transform: never the clear text)."""
         p = msg.payload
+        anon = self.anon
         assert p is not None
-        assert self.anon is not None
-        doc: dict[str, Any] = {
-            "source": {"ip": p.src_ip},
-            "destination": {"ip": p.dst_ip},
-            "sip": {"call_id": msg.call_id},
-        }
-        if msg.uri is not None:
-            doc["sip"]["uri"] = {"original": msg.uri.original}
-        self.anon.apply(doc)
-        sip = doc.get("sip", {})
-        if msg.is_request:
-            uri = sip.get("uri", {}).get("original", "?")
+        assert anon is not None
+        if msg.is_request and msg.uri is not None:
+            uri = anon.value("sip.uri.original", msg.uri.original) or "?"
             first = f"{msg.method} {uri} SIP/2.0"
         return (
-            sip.get("call_id", "?"),
-            doc.get("source", {}).get("ip", "?"),
-            doc.get("destination", {}).get("ip", "?"),
+            anon.value("sip.call_id", msg.call_id) or "?",
+            anon.value("source.ip", p.src_ip) or "?",
+            anon.value("destination.ip", p.dst_ip) or "?",
             first,
         )
 
