@@ -16,8 +16,8 @@ A shard keeps the flows of the Call-IDs it owns. Bounds, each counted in group `
   the flow says how many of its messages lost their text or were not kept.
 With anonymization on (`anon`), raw text is never kept, and addresses, the request URI of
 the first line and the Call-ID are stored transformed exactly as the event documents show
-them (`Anonymizer.value` per event field), so the store reveals
-nothing the events hide and the call is looked up by the Call-ID its events carry.
+them (`Anonymizer.value` per event field), so the store reveals nothing the events hide and
+the call is looked up by the Call-ID its events carry.
 """
 
 from __future__ import annotations
