@@ -25,7 +25,7 @@ from sipcm.events.anonymize import Anonymizer
 from sipcm.events.build import EventBuilder
 from sipcm.events.filters import TypeBlacklist
 from sipcm.events.rates import RateLimiter
-from sipcm.flows import FlowStore
+from sipcm.flows import FlowStore, pcap_bytes
 from sipcm.shard import Shard
 from sipcm.track.tracker import Tracker
 
@@ -278,6 +278,7 @@ def web_state(cfg: Config, pipe: Pipeline) -> WebState:
         config=lambda: cfg.to_dict(mask_secrets=True),
         published=lambda: published["published"],
         flow=pipe.flow,
+        pcap_of=pcap_bytes,
     )
 
 

@@ -22,9 +22,11 @@ the call is looked up by the Call-ID its events carry.
 
 from __future__ import annotations
 
+import io
 from collections import Counter, OrderedDict
 from typing import TYPE_CHECKING, Any
 
+from sipcm.capture.pcapwriter import write_messages
 from sipcm.track.dedup import COPY, NEW, RETRANS
 
 if TYPE_CHECKING:
@@ -191,3 +193,10 @@ def merge_flows(parts: list[dict[str, Any] | None]) -> dict[str, Any] | None:
     for k in ("messages_dropped", "raw_dropped"):
         out[k] = sum(p[k] for p in found)
     return out
+
+
+def pcap_bytes(messages: list[dict[str, Any]]) -> bytes:
+    """A pcap of stored messages (with their raw text), in the given order."""
+    buf = io.BytesIO()
+    write_messages(buf, messages)
+    return buf.getvalue()

@@ -9,7 +9,6 @@ traceback.
 from __future__ import annotations
 
 import functools
-import io
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -17,7 +16,6 @@ from typing import Any
 from urllib.parse import unquote
 
 from sipcm import ladder
-from sipcm.capture.pcapwriter import write_messages
 from sipcm.web import dashboard, metrics
 from sipcm.web.state import WebState
 
@@ -250,11 +248,12 @@ def get_call_pcap(state: WebState, query: Query, _body: bytes, *, call_id: str) 
             f"no pcap: {missing} messages of this call were not kept whole "
             "(flow_max_call_bytes / flow_max_bytes)",
         )
-    buf = io.BytesIO()
-    write_messages(buf, flow["messages"])
+    if state.pcap_of is None:
+        raise ApiError(404, "no pcap: this server cannot write captures")
+    data = state.pcap_of(flow["messages"])
     name = "".join(c if c.isalnum() or c in "-._" else "_" for c in call_id)[:80]
     disposition = f'attachment; filename="call-{name}.pcap"'
-    return Response(200, buf.getvalue(), PCAP, {"Content-Disposition": disposition})
+    return Response(200, data, PCAP, {"Content-Disposition": disposition})
 
 
 # /api/calls/{call_id}/<leaf>: the Call-ID percent-encoded (it may hold "/", "?", "%").

@@ -54,6 +54,7 @@ class WebState:
         lock_timeout_s: float = 5.0,
         published: Callable[[], int] | None = None,
         flow: Callable[[str], dict | None] | None = None,
+        pcap_of: Callable[[list[dict]], bytes] | None = None,
     ) -> None:
         self._lock = lock
         self._counters = counters
@@ -68,6 +69,7 @@ class WebState:
         self.gauge_groups = frozenset(gauge_groups)
         self._timeout = lock_timeout_s
         self._flow = flow or (lambda _call_id: None)
+        self.pcap_of = pcap_of  # stored messages -> pcap bytes (no pipeline state: no lock)
         # The published-events total; a cheap reader avoids a full counter snapshot per poll.
         self._published = published or (
             lambda: int(self._counters().get("events", {}).get("published", 0))
