@@ -26,7 +26,7 @@ import io
 from collections import Counter, OrderedDict
 from typing import TYPE_CHECKING, Any
 
-from sipcm.capture.pcapwriter import write_messages
+from sipcm.capture.rebuild import write_messages
 from sipcm.track.dedup import COPY, NEW, RETRANS
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ OVERHEAD = 400
 # One stored message (a tuple while stored, a dict with these keys in `flow()`).
 RECORD = (
     "seq", "ts_ns", "src_ip", "src_port", "dst_ip", "dst_port", "transport", "direction",
-    "vlan", "leg", "first_line", "dup", "size", "raw",
+    "vlan", "tunnel", "reassembled", "leg", "first_line", "dup", "size", "raw",
 )  # fmt: skip
 
 
@@ -94,9 +94,17 @@ class FlowStore:
         call_id, src_ip, dst_ip = msg.call_id, p.src_ip, p.dst_ip
         raw: bytes | None = data
         first: str | None = None  # derived from `raw` when that is kept
+        t = p.tunnel
+        tunnel = None if t is None else (t.kind, t.src_ip, t.dst_ip, t.src_port, t.dst_port, t.vni)
         if self.anon is not None:
             call_id, src_ip, dst_ip, first = self._anonymized(msg, first_line(data))
             raw = None
+            if tunnel is not None:
+                tunnel = (
+                    t.kind, self.anon.value("sipcm.tunnel.source.ip", t.src_ip) or "?",
+                    self.anon.value("sipcm.tunnel.destination.ip", t.dst_ip) or "?",
+                    t.src_port, t.dst_port, t.vni,
+                )  # fmt: skip
         flows = self._flows
         flow = flows.get(call_id)
         if flow is None:
@@ -128,7 +136,7 @@ class FlowStore:
             return
         flow.messages.append(
             (seq, p.ts_ns, src_ip, p.src_port, dst_ip, p.dst_port, p.transport, p.direction,
-             p.vlan, msg.to.tag, first, DUP_NAMES[dup], len(data), raw)
+             p.vlan, tunnel, p.reassembled, msg.to.tag, first, DUP_NAMES[dup], len(data), raw)
         )  # fmt: skip
         flow.bytes += cost
         self.bytes += cost

@@ -57,6 +57,8 @@ def view(flow: dict[str, Any]) -> dict[str, Any]:
                 "transport": m["transport"],
                 "direction": m["direction"],
                 "vlan": m["vlan"],
+                "tunnel": _tunnel(m["tunnel"]),
+                "reassembled": m["reassembled"],
                 "leg": m["leg"],
                 "first_line": m["first_line"],
                 "dup": m["dup"],
@@ -72,6 +74,15 @@ def view(flow: dict[str, Any]) -> dict[str, Any]:
         "raw_dropped": flow["raw_dropped"],
         "anonymized": flow["anonymized"],
     }
+
+
+def _tunnel(t: tuple | list | None) -> dict[str, Any] | None:
+    """A tunnel as the events show it (sipcm.tunnel: type, vni, outer endpoints)."""
+    if t is None:
+        return None
+    kind, src, dst, sport, dport, vni = t
+    return {"type": kind, "vni": vni, "source": {"ip": src, "port": sport},
+            "destination": {"ip": dst, "port": dport}}  # fmt: skip
 
 
 def _lanes(n: int, width: int, src: int, dst: int) -> str:

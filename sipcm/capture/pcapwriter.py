@@ -1,7 +1,7 @@
 """A small pcap writer: SIP payloads wrapped in Ethernet[/802.1Q]/IPv4|IPv6/UDP|TCP frames.
 
 Used to generate scenario captures (tests), traffic (benchmarks) and the per-call pcaps the
-web API serves (`write_messages`, from the stored messages of a call). Frames are well formed
+web API serves (`rebuild.py`). Frames are well formed
 (IPv4 header checksum set; UDP/TCP checksums zero, which receivers of a capture ignore).
 """
 
@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-from collections.abc import Iterable, Mapping
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 _ETH_SRC = b"\x02\x00\x00\x00\x00\x01"
-MAX_SEGMENT = 60000  # TCP payload bytes per written segment
 _ETH_DST = b"\x02\x00\x00\x00\x00\x02"
 
 
@@ -24,8 +22,12 @@ def _ip4_checksum(hdr: bytes) -> int:
     return ~s & 0xFFFF
 
 
-def ip_packet(src: str, dst: str, proto: int, l4: bytes, ident: int = 0) -> tuple[int, bytes]:
-    """An IPv4 or IPv6 packet (by address family) carrying `l4`; returns (ethertype, bytes)."""
+def ip_packet(
+    src: str, dst: str, proto: int, l4: bytes, ident: int = 0, frag: int = 0
+) -> tuple[int, bytes]:
+    """An IPv4 or IPv6 packet (by address family) carrying `l4`; returns (ethertype, bytes).
+    `frag` is the IPv4 flags and fragment offset field (IPv6 fragments carry their own
+    extension header in `l4`)."""
     s, d = ipaddress.ip_address(src), ipaddress.ip_address(dst)
     if s.version == 4:
         hdr = struct.pack(
@@ -34,7 +36,7 @@ def ip_packet(src: str, dst: str, proto: int, l4: bytes, ident: int = 0) -> tupl
             0,
             20 + len(l4),
             ident & 0xFFFF,
-            0,
+            frag,
             64,
             proto,
             0,
@@ -47,7 +49,8 @@ def ip_packet(src: str, dst: str, proto: int, l4: bytes, ident: int = 0) -> tupl
     return 0x86DD, hdr + l4
 
 
-def _eth(etype: int, vlan: int | None) -> bytes:
+def eth_header(etype: int, vlan: int | None = None) -> bytes:
+    """An Ethernet header (802.1Q-tagged when `vlan` is set) for a payload of `etype`."""
     tag = b"" if vlan is None else struct.pack("!HH", 0x8100, vlan & 0x0FFF)
     return _ETH_DST + _ETH_SRC + tag + struct.pack("!H", etype)
 
@@ -58,7 +61,7 @@ def udp_frame(
     """An Ethernet frame (802.1Q-tagged when `vlan` is set) with one UDP datagram."""
     udp = struct.pack("!HHHH", sport, dport, (8 + len(payload)) & 0xFFFF, 0) + payload
     etype, ip = ip_packet(src, dst, 17, udp)
-    return _eth(etype, vlan) + ip
+    return eth_header(etype, vlan) + ip
 
 
 def tcp_frame(
@@ -75,32 +78,7 @@ def tcp_frame(
     flags PSH|ACK)."""
     tcp = struct.pack("!HHIIBBHHH", sport, dport, seq & 0xFFFFFFFF, 0, 5 << 4, flags, 65535, 0, 0)
     etype, ip = ip_packet(src, dst, 6, tcp + payload)
-    return _eth(etype, vlan) + ip
-
-
-def write_messages(fh: BinaryIO, messages: Iterable[Mapping[str, Any]]) -> int:
-    """A pcap of stored messages (sipcm.flows records with their raw text) in the given
-    order: one UDP datagram per message, or TCP segments (one unless the message exceeds
-    `MAX_SEGMENT`) numbered on per direction of each connection. Returns the frame count."""
-    w = PcapWriter(fh)
-    seqs: dict[tuple, int] = {}
-    n = 0
-    for m in messages:
-        raw, vlan = m["raw"], m["vlan"]
-        src, sport, dst, dport = m["src_ip"], m["src_port"], m["dst_ip"], m["dst_port"]
-        if m["transport"] == "tcp":
-            key = (src, sport, dst, dport)
-            seq = seqs.get(key, 1)
-            for off in range(0, len(raw), MAX_SEGMENT):  # an IP packet holds < 64 KiB
-                part = raw[off : off + MAX_SEGMENT]
-                w.write(m["ts_ns"], tcp_frame(src, sport, dst, dport, seq, part, vlan=vlan))
-                seq += len(part)
-                n += 1
-            seqs[key] = seq
-        else:
-            w.write(m["ts_ns"], udp_frame(src, sport, dst, dport, raw, vlan=vlan))
-            n += 1
-    return n
+    return eth_header(etype, vlan) + ip
 
 
 class PcapWriter:

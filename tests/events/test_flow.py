@@ -130,7 +130,8 @@ def test_store_keeps_every_message_with_its_network_facts(tmp_path: Path, worker
     first = {k: v for k, v in msgs[0].items() if k not in ("raw", "seq")}
     assert first == {
         "ts_ns": T0, "src_ip": "192.0.2.10", "src_port": 5060, "dst_ip": "192.0.2.1",
-        "dst_port": 5060, "transport": "udp", "direction": None, "vlan": None, "leg": None,
+        "dst_port": 5060, "transport": "udp", "direction": None, "vlan": None, "tunnel": None,
+        "reassembled": False, "leg": None,
         "first_line": "INVITE sip:bob@example.com SIP/2.0", "dup": "new",
         "size": len(cap.packets[0][1]) - 42,
     }  # fmt: skip

@@ -76,7 +76,8 @@ def test_flow_json_of_a_transaction(tmp_path: Path) -> None:
     raws = [m.pop("raw") for m in body["messages"]]
     assert raws[0].startswith("OPTIONS sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP ")
     assert raws[1].startswith("SIP/2.0 200 OK\r\n")
-    common = {"transport": "udp", "direction": None, "vlan": None}
+    common = {"transport": "udp", "direction": None, "vlan": None, "tunnel": None,
+              "reassembled": False}  # fmt: skip
     assert body == {
         "call_id": ODD,
         "hosts": ["203.0.113.5:5060", "192.0.2.20:5060"],
@@ -166,13 +167,21 @@ def test_unknown_call_anonymized_and_incomplete_pcaps_are_errors(tmp_path: Path)
     )
 
 
-def test_per_call_pcaps_of_a_corpus_capture_replay_to_their_events(tmp_path: Path) -> None:
-    pcap = CORPUS / "zeek" / "sip-wireshark.pcap"
+@pytest.mark.parametrize(
+    ("name", "ncalls"),
+    [("zeek/sip-wireshark.pcap", 6), ("arkime/gtp-iphone.pcap", 4), ("sngrep/ipip.pcap", 1)],
+)
+def test_per_call_pcaps_of_corpus_captures_replay_to_their_events(
+    tmp_path: Path, name: str, ncalls: int
+) -> None:
+    """Plain UDP, TCP inside GTP-U (with reassembled messages), TCP partly inside IP-in-IP:
+    each call's pcap gives that call's events, tunnel and reassembly fields included."""
+    pcap = CORPUS / name
     if not pcap.is_file():
         pytest.skip(f"shared corpus not found at {CORPUS}")
     docs, _ = replay_docs([pcap])
     calls = sorted({d["sip"]["call_id"] for d in docs if "sip" in d})
-    assert len(calls) == 6
+    assert len(calls) == ncalls
     full, replies = serve_replay(pcap, [call_path(c, "pcap") for c in calls], workers=2)
     assert full == docs
     for call_id, r in zip(calls, replies, strict=True):
@@ -180,5 +189,7 @@ def test_per_call_pcaps_of_a_corpus_capture_replay_to_their_events(tmp_path: Pat
         one = tmp_path / "one.pcap"
         one.write_bytes(r.body)
         got, _ = replay_docs([one])
+        for d in got:
+            assert_valid(d)
         want = [without_frame(d) for d in docs if d.get("sip", {}).get("call_id") == call_id]
         assert [without_frame(d) for d in got] == want, call_id
