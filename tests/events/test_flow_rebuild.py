@@ -11,6 +11,7 @@ import pytest
 
 from tests.ecs import assert_valid
 from tests.events.scen import MS, SDP, T0, Capture, Leg, S
+from tests.events.test_flow import ANON, replay_flow
 from tests.events.test_flow_web import call_path, serve_replay, without_frame
 from tests.replayutil import replay_docs
 from tests.unit.decode.frames import eth, frag6, ip4, ip6, tcp, udp, vxlan
@@ -137,3 +138,17 @@ def test_reassembled_vlan_and_tunnelled_calls_replay_from_their_pcaps(
         # the 200s of the first three calls were reassembled, and are again (timer events
         # such as other-ok carry no packet, so this is where it shows)
         assert totals.reassembled == (1 if "frag" in call_id or "seg" in call_id else 0), call_id
+
+
+def test_anonymized_flow_hides_tunnel_endpoints(tmp_path: Path) -> None:
+    path = capture().write(tmp_path / "r.pcap")
+    docs, _, _ = replay_flow(path, "-", *ANON)
+    vx = next(d for d in docs if d["sipcm"].get("tunnel", {}).get("type") == "vxlan")
+    _docs, flow, _ = replay_flow(path, vx["sip"]["call_id"], *ANON)
+    tunnels = {repr(m["tunnel"]) for m in flow["messages"]}
+    assert tunnels == {
+        repr(("vxlan", vx["sipcm"]["tunnel"]["source"]["ip"],
+              vx["sipcm"]["tunnel"]["destination"]["ip"], 49152, 4789, 42))
+    }  # fmt: skip
+    assert "172.16." not in repr(flow)
+    assert "10.1.0." not in repr(flow)
