@@ -29,7 +29,14 @@ BPF_LINK_TYPE_TCX = 11
 XDP_FLAGS_UPDATE_IF_NOEXIST = 1
 XDP_FLAGS_SKB_MODE = 2
 XDP_FLAGS_DRV_MODE = 4
-XDP_MODE_FLAGS = {"auto": 0, "native": XDP_FLAGS_DRV_MODE, "generic": XDP_FLAGS_SKB_MODE}
+XDP_MODE_FLAGS = {"native": XDP_FLAGS_DRV_MODE, "generic": XDP_FLAGS_SKB_MODE}
+# attach_mode -> the XDP modes tried, in order: `auto` falls back to generic when the driver
+# refuses native mode (virtio_net and many cloud NICs do, depending on their configuration).
+XDP_TRIES = {"auto": ("native", "generic"), "native": ("native",), "generic": ("generic",)}
+ENOTSUPP = 524  # kernel-internal "operation not supported", seen from some drivers
+# What a driver (or an old kernel without XDP links) answers when it will not run a mode.
+XDP_REFUSALS = frozenset({errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS, errno.ENOMEM,
+                          errno.ERANGE, ENOTSUPP})  # fmt: skip
 # pyroute2's names for IFLA_XDP_ATTACHED values -> (our mode name, XDP_FLAGS_* to detach).
 XDP_ATTACHED = {
     "xdp": ("native", XDP_FLAGS_DRV_MODE),
@@ -141,6 +148,8 @@ class Attachment:
     xdp_link_fd: int = -1
     xdp_netlink_flags: int | None = None
     xdp_mode: str = ""
+    mode_reason: str = ""
+    xdp_via: str = "link"
     tc_link_fd: int = -1
     tc_filter: bool = False
     created_clsact: bool = False
@@ -172,41 +181,89 @@ def _xdp_progs(ipr: IPRoute, ifindex: int) -> list[tuple[str, int, int]]:
     return out
 
 
-def _attach_xdp(ipr: IPRoute, att: Attachment, prog_fd: int, mode: str, links: bool) -> None:
+def _driver(ifname: str) -> str:
+    """The kernel driver behind an interface ("virtio_net", "veth", ...), "" if unknown."""
+    try:
+        return os.path.basename(os.readlink(f"/sys/class/net/{ifname}/device/driver"))
+    except OSError:
+        try:  # virtual devices (veth, bridge) have no device link; uevent names their kind
+            with open(f"/sys/class/net/{ifname}/uevent", encoding="ascii") as f:
+                kind = dict(x.split("=", 1) for x in f.read().split() if "=" in x)
+            return kind.get("DEVTYPE", "")
+        except OSError:
+            return ""
+
+
+def _xdp_once(ipr: IPRoute, att: Attachment, prog_fd: int, mode: str, links: bool) -> int:
+    """Attach XDP in exactly `mode` (BPF link, else netlink); 0 or the refusing errno.
+
+    Errors that are not a driver refusing the mode (EBUSY, EPERM, ...) raise CaptureError."""
     flags = XDP_MODE_FLAGS[mode]
     fd = _link_create(prog_fd, att.ifindex, BPF_XDP, flags) if links else -errno.ENOSYS
     if fd >= 0:
         att.xdp_link_fd = fd
-    else:
-        code = _err(fd)
-        if code == errno.EBUSY:
+        return 0
+    code = _err(fd)
+    if code == errno.EBUSY:
+        raise CaptureError(
+            f"{att.ifname} already has an XDP program",
+            f"remove it first (`sipcm detach {att.ifname}` removes one left by sipcm)",
+        )
+    if code == errno.EPERM:
+        raise CaptureError("not permitted to attach BPF programs", "run as root")
+    if code not in XDP_REFUSALS:
+        raise CaptureError(
+            f"cannot attach XDP ({mode}) to {att.ifname}: {os.strerror(code)}",
+            "run `sipcm doctor`",
+        )
+    # EINVAL/ENOSYS also mean "no XDP links" on kernels < 5.9: netlink tells the two apart.
+    nl_flags = flags | XDP_FLAGS_UPDATE_IF_NOEXIST
+    try:
+        ipr.link(
+            "set",
+            index=att.ifindex,
+            xdp={"attrs": [("IFLA_XDP_FD", prog_fd), ("IFLA_XDP_FLAGS", nl_flags)]},
+        )
+    except NetlinkError as exc:
+        if exc.code == errno.EBUSY:
             raise CaptureError(
                 f"{att.ifname} already has an XDP program",
-                f"remove it first (`sipcm detach {att.ifname}` removes one left by sipcm)",
-            )
-        if code == errno.EPERM:
-            raise CaptureError("not permitted to attach BPF programs", "run as root")
-        if code not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP) or mode == "native":
-            raise CaptureError(
-                f"cannot attach XDP ({mode}) to {att.ifname}: {os.strerror(code)}",
-                "try attach_mode generic" if mode != "generic" else "run `sipcm doctor`",
-            )
-        nl_flags = flags | XDP_FLAGS_UPDATE_IF_NOEXIST
-        try:
-            ipr.link(
-                "set",
-                index=att.ifindex,
-                xdp={"attrs": [("IFLA_XDP_FD", prog_fd), ("IFLA_XDP_FLAGS", nl_flags)]},
-            )
-        except NetlinkError as exc:
-            raise CaptureError(
-                f"cannot attach XDP to {att.ifname}: {os.strerror(exc.code)}",
-                f"`sipcm detach {att.ifname}` if a sensor was killed; else try generic mode",
+                f"`sipcm detach {att.ifname}` if a sensor was killed; else remove it first",
             ) from exc
-        att.xdp_netlink_flags = flags
-        att.notes.append("xdp via netlink (no BPF link support)")
+        if exc.code in XDP_REFUSALS:
+            return exc.code  # the driver's answer (the link call may not have reached it)
+        raise CaptureError(
+            f"cannot attach XDP ({mode}) to {att.ifname}: {os.strerror(exc.code)}",
+            "run `sipcm doctor`",
+        ) from exc
+    att.xdp_netlink_flags = flags
+    att.xdp_via = "netlink"
+    att.notes.append("xdp via netlink (no BPF link support)")
+    return 0
+
+
+def _attach_xdp(ipr: IPRoute, att: Attachment, prog_fd: int, mode: str, links: bool) -> None:
+    """`auto` tries native (driver) mode, then generic (SKB) mode if the driver refuses."""
+    refused: list[str] = []
+    for want in XDP_TRIES[mode]:
+        code = _xdp_once(ipr, att, prog_fd, want, links)
+        if code == 0:
+            break
+        driver = _driver(att.ifname)
+        refused.append(f"{want} XDP refused by {driver or 'the driver'} ({os.strerror(code)})")
+    else:
+        raise CaptureError(
+            f"cannot attach XDP to {att.ifname}: {'; '.join(refused)}",
+            "set attach_mode to auto or generic" if mode == "native" else "run `sipcm doctor`",
+        )
     progs = _xdp_progs(ipr, att.ifindex)
-    att.xdp_mode = progs[0][0] if len(progs) == 1 else mode
+    att.xdp_mode = progs[0][0] if len(progs) == 1 else want
+    if refused:
+        att.mode_reason = "; ".join(refused)
+    elif mode == "auto":
+        att.mode_reason = "the driver accepted native XDP"
+    else:
+        att.mode_reason = f"attach_mode is {mode}"
 
 
 def _attach_egress(ipr: IPRoute, att: Attachment, prog_fd: int, links: bool) -> None:
@@ -253,7 +310,7 @@ def attach(
     `links=False` forces the netlink path (what older kernels get), for tests of `detach`.
     On any error, whatever this call attached is detached before the CaptureError propagates.
     """
-    if mode not in XDP_MODE_FLAGS:
+    if mode not in XDP_TRIES:
         raise CaptureError(f"unknown attach mode {mode!r}", "use auto, native or generic")
     with IPRoute() as ipr:
         att = Attachment(ifname, ifindex_of(ipr, ifname))

@@ -175,8 +175,8 @@ def check_attach() -> Check:
             release(att)
         finally:
             netns.popns()
-        how = "link" if not att.notes else "netlink"
-        return Check("load + attach", True, f"program verified; XDP {att.xdp_mode} via {how}")
+        detail = f"program verified; XDP {att.xdp_mode} via {att.xdp_via}"
+        return Check("load + attach", True, detail)
     except SipcmError as exc:
         return Check("load + attach", False, exc.message, exc.hint or "")
     except OSError as exc:

@@ -366,6 +366,11 @@ def is_hex_key(text: str) -> bool:
     return re.fullmatch(r"[0-9A-Fa-f]{32}", text) is not None
 
 
+def is_user_name(text: str) -> bool:
+    """A POSIX-portable user name (or a numeric uid)."""
+    return re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?|[0-9]+", text) is not None
+
+
 def is_fingerprint(text: str) -> bool:
     """A SHA-256 certificate fingerprint: 64 hex digits, optionally colon-separated."""
     return re.fullmatch(r"[0-9A-Fa-f]{64}", text.replace(":", "")) is not None

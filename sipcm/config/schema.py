@@ -181,6 +181,16 @@ class Outputs(_Section):
 
 
 @dataclass(frozen=True)
+class Logging(_Section):
+    """Diagnostic log lines on standard error (events never go there)."""
+
+    json: bool = key(k.boolean(), False, "ECS JSON log lines instead of text")
+    repeat_interval: float = key(
+        k.duration(0), "1m", "a repeated warning is logged at most once per this (0: every time)"
+    )
+
+
+@dataclass(frozen=True)
 class Config(_Section):
     """The whole sipcm configuration (the keys under `sipcm:`)."""
 
@@ -199,7 +209,12 @@ class Config(_Section):
     attach_mode: str = key(
         k.choice(("auto", "native", "generic")),
         "auto",
-        "TC attach: auto tries native (tcx/clsact) then generic",
+        "XDP mode: auto tries native (driver) then generic (SKB); native/generic force one",
+    )
+    run_as: str = key(
+        k.string("a user name, 'auto' or ''", k.is_user_name),
+        "auto",
+        "user attach runs as once attached (auto: sipcm if it exists, else nobody; '': root)",
     )
     egress: bool = key(k.boolean(), True, "capture outgoing as well as incoming traffic")
     sip_ports: tuple[int, ...] = key(k.list_of(k.port()), [5060], "UDP/TCP ports that carry SIP")
@@ -290,6 +305,7 @@ class Config(_Section):
     encryption_salt: str = key(k.string(quote_hint=False), "", "salt for the passphrase")
     # outputs
     outputs: Outputs = section(Outputs, "event destinations")  # noqa: RUF009
+    logging: Logging = section(Logging, "diagnostic logging on standard error")  # noqa: RUF009
     # web
     http_addr: str = key(
         k.string("an IP address or host name", k.is_hostname_or_ip),
