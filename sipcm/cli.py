@@ -83,18 +83,68 @@ def config_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _load(ctx: click.Context, config_path: str | None, overrides: tuple[str, ...]):
+    """The configuration from the group's and the subcommand's -c/-E; applies its logging."""
+    from sipcm import logs
     from sipcm.config import load_config
 
     root = ctx.find_root().params
     path = config_path or root.get("config_path")
     ovr = list(root.get("overrides") or ()) + list(overrides)
-    return load_config(path, ovr)
+    cfg = load_config(path, ovr)
+    logs.setup(
+        _verbosity(root),
+        json_lines=cfg.logging.json,
+        repeat_interval_s=cfg.logging.repeat_interval,
+    )
+    return cfg
+
+
+def _verbosity(params: dict[str, Any]) -> int:
+    from sipcm.logs import DEFAULT_VERBOSITY
+
+    return DEFAULT_VERBOSITY + (params.get("verbose") or 0) - (params.get("quiet") or 0)
+
+
+def version_report() -> str:
+    """sipcm, Python, BCC and kernel versions, one per line (`sipcm --version`)."""
+    import platform
+
+    try:
+        from bcc.version import __version__ as bcc_version
+
+        bcc = f"BCC {bcc_version}"
+    except ImportError:
+        bcc = "BCC not importable (live capture needs python3-bpfcc; `sipcm doctor` explains)"
+    uname = platform.uname()
+    return "\n".join(
+        [
+            f"sipcm {__version__}",
+            f"Python {platform.python_version()} ({sys.executable})",
+            bcc,
+            f"kernel {uname.system} {uname.release} {uname.machine}",
+        ]
+    )
+
+
+def _show_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(version_report())
+        ctx.exit()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @config_options
-@click.version_option(__version__, prog_name="sipcm")
-def cli(config_path: str | None, overrides: tuple[str, ...]) -> None:
+@click.option("-v", "--verbose", count=True, help="More log detail on stderr (-v: debug messages).")
+@click.option("-q", "--quiet", count=True, help="Less log output (-q: warnings only, -qq: errors).")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_show_version,
+    help="Show sipcm, Python, BCC and kernel versions and exit.",
+)
+def cli(config_path: str | None, overrides: tuple[str, ...], verbose: int, quiet: int) -> None:
     """Passive SIP monitoring sensor: captures SIP with BPF (or reads pcap files), follows
     calls, registrations and transactions, and emits ECS events.
 
@@ -104,7 +154,13 @@ def cli(config_path: str | None, overrides: tuple[str, ...]) -> None:
       sipcm replay trace.pcap --pretty       one readable line per event
       sipcm -c sipcm.yml -E http_port=0 attach eth0 eth1
       sipcm config-keys                      every configuration key with its default
+
+    Diagnostics (time, level, component) go to stderr; `logging.json: true` makes them ECS
+    JSON lines. Events go to the configured outputs (stdout by default).
     """
+    from sipcm import logs
+
+    logs.setup(_verbosity({"verbose": verbose, "quiet": quiet}))
 
 
 @cli.command()
@@ -338,7 +394,6 @@ def attach(
         cfg,
         names,
         lambda c: run.build_outputs(cfg, c, pretty=True if pretty else None),
-        progress=_say,
         reload=lambda: _load(ctx, config_path, overrides),
     )
 

@@ -256,6 +256,23 @@ def ifindexes(ifaces: Sequence[str]) -> dict[int, str]:
     return out
 
 
+def reserve_web(cfg: Config) -> WebServer | None:
+    """The web interface, bound but not serving yet (None when http_port is 0): a sensor binds
+    before dropping privileges and serves once its pipeline exists (`web_state`)."""
+    if not cfg.http_port:
+        return None
+    from sipcm.web.server import WebServer
+
+    web = WebServer(
+        cfg.http_addr,
+        cfg.http_port,
+        token=cfg.access_token or None,
+        allowed_hosts=cfg.http_allowed_hosts,
+    )
+    web.bind()
+    return web
+
+
 def web_state(cfg: Config, pipe: Pipeline) -> WebState:
     """What the web interface reads of `pipe`: every row anonymized as the events are (the
     shards anonymize calls and registrations; the rate table is the collector's)."""
@@ -280,21 +297,3 @@ def web_state(cfg: Config, pipe: Pipeline) -> WebState:
         flow=pipe.flow,
         pcap_of=pcap_bytes,
     )
-
-
-def build_web(cfg: Config, pipe: Pipeline) -> WebServer | None:
-    """Serve the JSON API, /metrics and the dashboard over `pipe` (None when http_port is 0)."""
-    if not cfg.http_port:
-        return None
-    from sipcm.web.server import WebServer
-
-    state = web_state(cfg, pipe)
-    web = WebServer(
-        cfg.http_addr,
-        cfg.http_port,
-        token=cfg.access_token or None,
-        state=state,
-        allowed_hosts=cfg.http_allowed_hosts,
-    )
-    web.start()
-    return web

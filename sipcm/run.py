@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import socket
 import threading
@@ -10,7 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from sipcm.capture.pcapfile import PcapReader
-from sipcm.compose import build_capture, build_outputs, build_web, ifindexes
+from sipcm.compose import build_capture, build_outputs, ifindexes, reserve_web, web_state
 from sipcm.counters import Counters
 from sipcm.errors import SipcmError
 from sipcm.outputs.base import Output
@@ -18,11 +19,13 @@ from sipcm.pipeline import NS, FileTotals, Pipeline
 
 if TYPE_CHECKING:
     from sipcm.capture.live import LiveCapture
+    from sipcm.capture.privileges import RunAs
     from sipcm.config import Config
 
 __all__ = ["build_outputs", "live", "replay"]
 
 Progress = Callable[[str], None]
+log = logging.getLogger(__name__)
 
 
 def _delta(before: dict[str, int], after: dict[str, int], key: str) -> int:
@@ -126,13 +129,19 @@ def live(
     ifaces: Sequence[str],
     make_outputs: Callable[[Counters], list[Output]],
     *,
-    progress: Progress,
     reload: Callable[[], Config] | None = None,
 ) -> int:
     """Capture on `ifaces` until SIGINT/SIGTERM; always detaches. Returns the exit status.
 
-    SIGHUP calls `reload` (re-reading the configuration) and applies what can change while
-    attached: sip_ports, vxlan_ports (kernel maps and decoder) and event_types_blst."""
+    Once attached (and the web port bound), the process drops to the `run_as` user with no
+    capabilities (sipcm/capture/privileges.py) before any thread or worker starts: the
+    pipeline (and its worker processes), the outputs and the web server's thread all start
+    after that, as that user. SIGHUP calls `reload` (re-reading the configuration) and applies
+    what can change while attached: sip_ports, vxlan_ports (kernel maps and decoder) and
+    event_types_blst."""
+    from sipcm.capture import privileges
+
+    run_as = privileges.resolve(cfg.run_as)  # an unknown user fails before attaching
     stop = threading.Event()
     counters = Counters()
 
@@ -144,59 +153,82 @@ def live(
     def _hup(signum: int, _frame: object) -> None:
         hup.set()
 
+    ifnames = ifindexes(ifaces)
     capture = build_capture(cfg, ifaces, counters)
-    pipe = Pipeline(
-        cfg,
-        [],
-        hostname=socket.gethostname(),
-        ifnames=ifindexes(ifaces),
-        heuristic=cfg.sip_detect == "heuristic",
-        counters=counters,
-    )
-    pipe.gauges["kernel"] = capture.kernel_counters
-    pipe.outputs = make_outputs(pipe.counters)
-    web = build_web(cfg, pipe)
+    web = reserve_web(cfg)  # bound now: a privileged port still works after the drop
+    pipe: Pipeline | None = None
+    helper = None
     old = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)}
     old[signal.SIGHUP] = signal.signal(signal.SIGHUP, _hup if reload else signal.SIG_IGN)
     try:
         with capture:
+            helper = privileges.secure(capture, run_as)
+            pipe = Pipeline(
+                cfg,
+                [],
+                hostname=socket.gethostname(),
+                ifnames=ifnames,
+                heuristic=cfg.sip_detect == "heuristic",
+                counters=counters,
+            )
+            pipe.gauges["kernel"] = capture.kernel_counters
+            pipe.outputs = _outputs_as(make_outputs, pipe, run_as)
+            if web is not None:
+                web.start(web_state(cfg, pipe))
             where = f"; dashboard at {web.url}" if web is not None else ""
-            progress(f"attached to {', '.join(ifaces)}{where}; Ctrl-C to stop")
+            log.info("attached to %s%s; Ctrl-C to stop", ", ".join(ifaces), where)
             for batch in capture.batches(stop):
                 if hup.is_set() and reload is not None:
                     hup.clear()
-                    _apply_reload(reload, capture, pipe, progress)
+                    _apply_reload(reload, capture, pipe)
                 if len(batch):
                     pipe.feed(batch)
                 else:
                     pipe.tick(time.time_ns())
         # Stopping: publish what a final reply already decided (other-ok lingering in
         # non_inv_fin, negative replies no retry can continue), then flush the outputs.
-        pipe.finish("decided")
+        if pipe is not None:
+            pipe.finish("decided")
     finally:
         for s, h in old.items():
             signal.signal(s, h)
         if web is not None:
             web.stop()
-        pipe.close()
-    progress("detached")
+        if pipe is not None:
+            pipe.close()
+        if helper is not None:
+            helper.finish()
+    log.info("detached")
     return 0
 
 
-def _apply_reload(
-    reload: Callable[[], Config], capture: LiveCapture, pipe: Pipeline, progress: Progress
-) -> None:
+def _outputs_as(
+    make_outputs: Callable[[Counters], list[Output]], pipe: Pipeline, run_as: RunAs | None
+) -> list[Output]:
+    """The outputs, opened after the privilege drop: an error names the user they run as."""
+    try:
+        return make_outputs(pipe.counters)
+    except SipcmError as exc:
+        if run_as is None:
+            raise
+        hint = f"{exc.hint}; " if exc.hint else ""
+        raise SipcmError(
+            exc.message, f"{hint}outputs run as {run_as.name} (run_as) once attached"
+        ) from exc
+
+
+def _apply_reload(reload: Callable[[], Config], capture: LiveCapture, pipe: Pipeline) -> None:
     """Re-read the configuration and apply the keys that can change while attached."""
     try:
         new = reload()
     except SipcmError as exc:
-        progress(f"reload failed, keeping the running configuration: {exc}")
+        log.error("reload failed, keeping the running configuration: %s", exc)
         return
     capture.set_ports(new.sip_ports, new.vxlan_ports)
     pipe.set_ports(new.sip_ports, new.vxlan_ports)
     with pipe.lock:
         pipe.set_blacklist(new.event_types_blst)
-    progress(
-        f"reloaded: sip_ports={list(new.sip_ports)} vxlan_ports={list(new.vxlan_ports)} "
-        f"event_types_blst={list(new.event_types_blst)}"
-    )
+    log.info(
+        "reloaded: sip_ports=%s vxlan_ports=%s event_types_blst=%s",
+        list(new.sip_ports), list(new.vxlan_ports), list(new.event_types_blst),
+    )  # fmt: skip

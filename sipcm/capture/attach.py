@@ -355,6 +355,18 @@ def _detach_attachment(ipr: IPRoute, att: Attachment) -> None:
         att.created_clsact = False
 
 
+def split_netlink(att: Attachment) -> Attachment | None:
+    """Move the netlink-attached parts of `att` (which outlive the process and need
+    CAP_NET_ADMIN to remove) into a new Attachment; None if everything is a BPF link."""
+    if att.xdp_netlink_flags is None and not att.tc_filter and not att.created_clsact:
+        return None
+    part = Attachment(att.ifname, att.ifindex, xdp_mode=att.xdp_mode, xdp_via=att.xdp_via)
+    part.xdp_netlink_flags, att.xdp_netlink_flags = att.xdp_netlink_flags, None
+    part.tc_filter, att.tc_filter = att.tc_filter, False
+    part.created_clsact, att.created_clsact = att.created_clsact, False
+    return part
+
+
 def release(att: Attachment) -> None:
     """Detach what `attach` attached (idempotent)."""
     with IPRoute() as ipr:

@@ -9,15 +9,18 @@ on error.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from types import TracebackType
 
-from sipcm.capture.attach import Attachment, attach, release
+from sipcm.capture.attach import Attachment, attach, release, split_netlink
 from sipcm.capture.records import RecordBatch
 from sipcm.capture.ring import RingReader
+
+log = logging.getLogger(__name__)
 
 COUNTER_SYNC_S = 1.0
 MAX_BATCH_BYTES = 4 << 20  # bound one batch; the rest is read without sleeping
@@ -80,9 +83,12 @@ class LiveCapture:
             self._ring = RingReader(self._program.ring_fd, self.ring_size)
             egress_fd = self._program.egress_fd if self.egress else None
             for ifname in self.ifaces:
-                self._attached.append(
-                    attach(ifname, self._program.xdp_fd, egress_fd, self.attach_mode)
-                )
+                att = attach(ifname, self._program.xdp_fd, egress_fd, self.attach_mode)
+                self._attached.append(att)
+                log.info(
+                    "%s: XDP in %s mode via %s (%s)",
+                    ifname, att.xdp_mode, att.xdp_via, att.mode_reason,
+                )  # fmt: skip
         except BaseException:
             self.close()
             raise
@@ -108,6 +114,11 @@ class LiveCapture:
         if self._program is not None:
             self._program.close()
             self._program = None
+
+    def take_netlink(self) -> list[Attachment]:
+        """Remove the netlink-attached parts from what `close()` detaches and return them
+        (whoever takes them detaches them, e.g. a privileged helper)."""
+        return [p for a in self._attached if (p := split_netlink(a)) is not None]
 
     def attachments(self) -> list[Attachment]:
         """What is attached where (mode, link or netlink)."""

@@ -181,9 +181,9 @@ class _Server(ThreadingHTTPServer):
 class _App:
     """Per-server settings the handler reads."""
 
-    def __init__(self, token: str | None, state: WebState, hosts: frozenset[str]) -> None:
+    def __init__(self, token: str | None, state: WebState | None, hosts: frozenset[str]) -> None:
         self.token = token.encode() if token else None
-        self.state = state
+        self.state: WebState = state  # type: ignore[assignment] - set before serving
         # Host names accepted without a token; with a token, any (the token is the guard).
         self.hosts = hosts
         self.refused = 0  # connections closed at once by a cap (read by tests)
@@ -468,7 +468,7 @@ class WebServer:
         port: int,
         *,
         token: str | None,
-        state: WebState,
+        state: WebState | None = None,
         allowed_hosts: tuple[str, ...] = (),
     ) -> None:
         self.addr = addr
@@ -481,10 +481,28 @@ class WebServer:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        """Bind and serve in a daemon thread; SipcmError if the address cannot be used."""
-        if self._server is not None:
+    def start(self, state: WebState | None = None) -> None:
+        """Bind (unless `bind()` did) and serve `state` (or the one given at construction) in
+        a daemon thread; SipcmError if the address cannot be used."""
+        if self._thread is not None:
             return
+        server = self.bind()
+        if state is not None:
+            self.state = server.app.state = state
+        if server.app.state is None:
+            raise RuntimeError("WebServer.start() needs a state")
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": POLL_S}, name="sipcm-web"
+        )
+        self._thread.daemon = True
+        self._thread.start()
+        log.info("web interface on %s", self.url)
+
+    def bind(self) -> _Server:
+        """Listen without serving yet (a sensor binds before dropping privileges, then starts
+        threads); SipcmError if the address cannot be used."""
+        if self._server is not None:
+            return self._server
         if self.token is None and not is_loopback(self.addr):
             raise SipcmError(
                 f"web interface on {self.addr or 'all addresses'} needs an access token",
@@ -498,12 +516,7 @@ class WebServer:
         except OSError as exc:
             raise self._bind_error(exc) from None
         self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": POLL_S}, name="sipcm-web"
-        )
-        self._thread.daemon = True
-        self._thread.start()
-        log.info("web interface on %s", self.url)
+        return server
 
     def _family(self) -> tuple[int, str]:
         host = self.addr.strip("[]") or "0.0.0.0"
@@ -547,6 +560,9 @@ class WebServer:
         """Stop serving and close the listening socket; safe to call twice."""
         server, self._server = self._server, None
         if server is None:
+            return
+        if self._thread is None:  # bound, never served
+            server.server_close()
             return
         server.shutdown()
         server.server_close()
