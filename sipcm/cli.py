@@ -478,12 +478,29 @@ def decrypt(
 
 
 @cli.command("config")
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Only validate: exit 0 if the configuration loads, else print the error and exit 1 "
+    "(for ExecStartPre/ExecReload).",
+)
 @config_options
 @click.pass_context
-def show_config(ctx: click.Context, config_path: str | None, overrides: tuple[str, ...]) -> None:
+def show_config(
+    ctx: click.Context, check: bool, config_path: str | None, overrides: tuple[str, ...]
+) -> None:
     """Print the effective configuration (YAML, secrets masked) after -c and -E."""
     import yaml
 
+    if check:
+        try:
+            _load(ctx, config_path, overrides)
+        except SipcmError as exc:
+            _say(f"sipcm: error: {exc}")
+            sys.exit(1)
+        path = config_path or ctx.find_root().params.get("config_path")
+        _say(f"configuration OK ({path or 'defaults'})")
+        return
     cfg = _load(ctx, config_path, overrides)
     click.echo(yaml.safe_dump({"sipcm": cfg.to_dict(mask_secrets=True)}, sort_keys=False), nl=False)
 

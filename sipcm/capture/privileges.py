@@ -107,8 +107,8 @@ def capset(effective: int, permitted: int, inheritable: int = 0) -> None:
         raise _oserror("capset")
 
 
-def status(pid: int | str = "self") -> dict[str, str]:
-    """The Uid/Gid/Cap*/NoNewPrivs lines of /proc/PID/status."""
+def status(pid: int | str = "thread-self") -> dict[str, str]:
+    """The Uid/Gid/Cap*/NoNewPrivs lines of /proc/PID/status (default: the calling thread)."""
     out: dict[str, str] = {}
     with open(f"/proc/{pid}/status", encoding="ascii") as f:
         for line in f:
