@@ -431,6 +431,7 @@ def main() -> None:
         tx, rx = net.ns("peer"), net.ns("host")
         net.veth(tx, "v0", ("10.99.0.1/24",), rx, "v1", (f"{SERVER}/24",))
         with tempfile.TemporaryDirectory() as tmp:
+            os.chmod(tmp, 0o1777)  # the sensor writes events as its run_as user
             steps = measure(args, net, tx, rx, Path(tmp, "events.ndjson"))
         print()
         summarize(steps)

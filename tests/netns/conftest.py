@@ -10,10 +10,12 @@ import os
 import shutil
 import struct
 import subprocess
+import tempfile
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -155,6 +157,15 @@ def net() -> Iterator[Net]:
     n = Net()
     yield n
     n.cleanup()
+
+
+@pytest.fixture
+def cfg_dir() -> Iterator[Path]:
+    """A directory whose files the sensor can still read after dropping to its run_as user
+    (pytest's tmp_path is private to root), e.g. a configuration re-read on SIGHUP."""
+    with tempfile.TemporaryDirectory(prefix="sipcm-cfg-") as d:
+        os.chmod(d, 0o755)
+        yield Path(d)
 
 
 @contextlib.contextmanager

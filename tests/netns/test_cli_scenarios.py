@@ -358,9 +358,9 @@ def hup(sensor: Sensor, expect: str, count: int = 1) -> None:
     sensor.wait_for(expect, count)
 
 
-def test_sighup_adds_a_sip_port(net, procs, tmp_path):
+def test_sighup_adds_a_sip_port(net, procs, cfg_dir):
     a, b = pair(net, "10.94.4", "fd94:4")
-    cfg = tmp_path / "cfg.yml"
+    cfg = cfg_dir / "cfg.yml"
     write_cfg(cfg, sip_ports=[5060])
     sensor = attach(net, procs, b, "v1", "-c", str(cfg))
     before = calls(net, procs, a, b, "10.94.4.1", "10.94.4.2", 2, port=5080)
@@ -379,10 +379,10 @@ def test_sighup_adds_a_sip_port(net, procs, tmp_path):
         assert e["server"] == {"ip": "10.94.4.2", "port": 5080}
 
 
-def test_sighup_adds_a_vxlan_port(net, procs, overlay, tmp_path):
+def test_sighup_adds_a_vxlan_port(net, procs, overlay, cfg_dir):
     h1, h2 = overlay
     make_overlay(net, h1, h2, 8472)
-    cfg = tmp_path / "cfg.yml"
+    cfg = cfg_dir / "cfg.yml"
     write_cfg(cfg, vxlan_ports=[4789])
     sensor = attach(net, procs, h2, "u1", "-c", str(cfg))
     calls(net, procs, h1, h2, "192.168.94.1", "192.168.94.2", 2)
@@ -392,9 +392,9 @@ def test_sighup_adds_a_vxlan_port(net, procs, overlay, tmp_path):
     assert_overlay_calls(sensor.stop(4), after, 8472)
 
 
-def test_sighup_changes_the_event_blacklist(net, procs, tmp_path):
+def test_sighup_changes_the_event_blacklist(net, procs, cfg_dir):
     a, b = pair(net, "10.94.5", "fd94:5")
-    cfg = tmp_path / "cfg.yml"
+    cfg = cfg_dir / "cfg.yml"
     write_cfg(cfg, event_types_blst=["call-start"])
     sensor = attach(net, procs, b, "v1", "-c", str(cfg))
     first = calls(net, procs, a, b, "10.94.5.1", "10.94.5.2", 2)
@@ -420,9 +420,9 @@ def test_sighup_changes_the_event_blacklist(net, procs, tmp_path):
         ("file removed", "config file not found: "),
     ],
 )
-def test_bad_config_on_sighup_keeps_the_running_one(net, procs, tmp_path, breakage, reason):
+def test_bad_config_on_sighup_keeps_the_running_one(net, procs, cfg_dir, breakage, reason):
     a, b = pair(net, "10.94.6", "fd94:6")
-    cfg = tmp_path / "cfg.yml"
+    cfg = cfg_dir / "cfg.yml"
     write_cfg(cfg, sip_ports=[5060, 5080])
     # Started with 5080 from the file: falling back to the defaults would lose it.
     sensor = attach(net, procs, b, "v1", "-c", str(cfg))
