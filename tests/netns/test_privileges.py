@@ -15,21 +15,14 @@ import pytest
 
 from sipcm.capture import privileges
 from tests.netns.conftest import http_json, in_ns
-from tests.netns.test_cli_scenarios import (  # noqa: F401 - procs is a fixture
-    actions,
-    attach,
-    calls,
-    hup,
-    ids,
-    pair,
-    procs,
-    write_cfg,
-)
+from tests.netns import test_cli_scenarios as scenarios
+from tests.netns.test_cli_scenarios import actions, attach, calls, hup, ids, pair, write_cfg
 from tests.netns.test_detach import state, tcx_count
 
 pytestmark = pytest.mark.netns
 REPO = Path(__file__).resolve().parents[2]
 NET_ADMIN = 1 << privileges.CAP_NET_ADMIN
+procs = scenarios.procs  # the fixture that kills what a test left running
 
 
 def caps(pid: int) -> dict[str, str]:
