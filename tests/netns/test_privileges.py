@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from sipcm.capture import privileges
-from tests.netns.conftest import http_json, in_ns
 from tests.netns import test_cli_scenarios as scenarios
+from tests.netns.conftest import http_json, in_ns
 from tests.netns.test_cli_scenarios import actions, attach, calls, hup, ids, pair, write_cfg
 from tests.netns.test_detach import state, tcx_count
 
