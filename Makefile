@@ -1,16 +1,24 @@
-# sipcm build, test and benchmark entry points. Every target installs what it needs.
+# sipcm build, test and benchmark entry points. Every target installs what it needs: `run` and
+# `install` only what the sensor needs at run time, the test targets also the test tools.
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
 SIPCM   := $(VENV)/bin/sipcm
 STAMP   := $(VENV)/.installed
 ARGS    ?= doctor
+PREFIX  ?= /usr/local
 
-.PHONY: setup system venv run test test-unit test-netns lint bench clean
+.PHONY: setup setup-test system system-test venv run install test test-unit test-netns lint \
+	bench clean
 
 setup: system venv
 
+setup-test: system-test venv
+
 system:
-	@bash scripts/setup-system.sh
+	@bash scripts/setup-system.sh runtime
+
+system-test:
+	@bash scripts/setup-system.sh test
 
 # The venv sits on Debian's python3 with system site packages so that `import bcc` works.
 $(STAMP): pyproject.toml
@@ -24,13 +32,17 @@ venv: $(STAMP)
 run: setup
 	$(SIPCM) $(ARGS)
 
-test: setup
+# A venv-based install under PREFIX with `sipcm` on PATH, a systemd unit and /etc/sipcm/sipcm.yml.
+install: system
+	PREFIX=$(PREFIX) bash scripts/install.sh
+
+test: setup-test
 	$(PY) -m pytest -q tests
 
 test-unit: venv
 	$(PY) -m pytest -q tests --ignore=tests/netns
 
-test-netns: setup
+test-netns: setup-test
 	$(PY) -m pytest -q tests/netns
 
 lint: venv

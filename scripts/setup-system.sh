@@ -1,22 +1,44 @@
 #!/usr/bin/env bash
-# Installs the system packages sipcm needs on Debian 12 and points BCC at kernel headers.
-# Idempotent; run as root. See `sipcm doctor` for what each piece is for.
+# Installs the Debian 12 packages sipcm needs and points BCC at kernel headers.
+#   setup-system.sh runtime   what the sensor needs (`make run`, `make install`)
+#   setup-system.sh test      the runtime set plus the test tools (`make test`, `make test-netns`)
+#   --dry-run                 print the packages that would be installed, change nothing
+# The package lists are scripts/packages/{runtime,test}.txt. Idempotent; run as root.
 set -euo pipefail
 
-PKGS=(python3 python3-venv python3-pip python3-bpfcc bpfcc-tools libbpfcc libbpf1
-      linux-headers-amd64 iproute2 sip-tester kamailio tshark tcpdump clang util-linux chromium)
+here=$(cd "$(dirname "$0")" && pwd)
+set_name=runtime
+dry_run=0
+for arg in "$@"; do
+  case "$arg" in
+    runtime|test) set_name=$arg ;;
+    --dry-run) dry_run=1 ;;
+    *) echo "setup-system: unknown argument $arg (use runtime|test [--dry-run])" >&2; exit 2 ;;
+  esac
+done
 
-if [ "$(id -u)" -ne 0 ]; then
-  echo "setup-system: must run as root (try: sudo $0)" >&2
-  exit 1
-fi
+lists=("$here/packages/runtime.txt")
+[ "$set_name" = test ] && lists+=("$here/packages/test.txt")
+mapfile -t PKGS < <(sed -e 's/#.*//' -e 's/[[:space:]]//g' "${lists[@]}" | grep -v '^$')
 
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
+
+if [ "$dry_run" -eq 1 ]; then
+  echo "setup-system ($set_name): packages: ${PKGS[*]}"
+  echo "setup-system ($set_name): would install: ${missing[*]:-nothing}"
+  exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup-system: must run as root (try: sudo $0 $set_name)" >&2
+  exit 1
+fi
+
 if [ ${#missing[@]} -gt 0 ]; then
-  echo "setup-system: installing ${missing[*]}"
+  echo "setup-system ($set_name): installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   # tshark asks whether non-root users may capture; answer no without a prompt.

@@ -16,6 +16,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from sipcm.capture.privileges import LOAD_CAPS, missing_load_caps
+
 MIN_KERNEL = (5, 18)  # bpf_xdp_load_bytes, bpf_xdp_get_buff_len
 LINK_KERNEL = (5, 9)  # XDP bpf_link
 TCX_KERNEL = (6, 6)  # tcx bpf_link for egress
@@ -46,6 +48,9 @@ def check_privileges() -> Check:
     missing = [name for bit, name in CAPS.items() if not cap_eff >> bit & 1]
     if os.geteuid() == 0 and not missing:
         return Check("privileges", True, "root with CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN")
+    if os.geteuid() != 0 and not missing_load_caps():  # e.g. the systemd unit's user
+        held = ", ".join(LOAD_CAPS.values())
+        return Check("privileges", True, f"uid {os.geteuid()} with {held} (enough to attach)")
     who = "root" if os.geteuid() == 0 else f"uid {os.geteuid()}"
     return Check(
         "privileges", False, f"{who}, missing {', '.join(missing) or 'root'}", "run as root (sudo)"

@@ -30,7 +30,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sipcm.capture.attach import release
 from sipcm.errors import CaptureError
 
 if TYPE_CHECKING:
@@ -43,7 +42,10 @@ CAP_NET_ADMIN = 12
 CAP_SETGID = 6
 CAP_SETUID = 7
 CAP_SETPCAP = 8
+CAP_PERFMON = 38
 CAP_BPF = 39
+# What loading and attaching needs without root: CAP_SYS_ADMIN stands in for BPF and PERFMON.
+LOAD_CAPS = {CAP_BPF: "CAP_BPF", CAP_NET_ADMIN: "CAP_NET_ADMIN", CAP_PERFMON: "CAP_PERFMON"}
 PR_SET_KEEPCAPS = 8
 PR_CAPBSET_DROP = 24
 PR_SET_NO_NEW_PRIVS = 38
@@ -120,6 +122,13 @@ def status(pid: int | str = "thread-self") -> dict[str, str]:
 
 def _has_cap(cap: int) -> bool:
     return bool(int(status()["CapEff"], 16) >> cap & 1)
+
+
+def missing_load_caps() -> list[str]:
+    """The capabilities this thread lacks to load and attach the programs ([] if none)."""
+    if _has_cap(CAP_SYS_ADMIN) and _has_cap(CAP_NET_ADMIN):
+        return []
+    return [name for cap, name in LOAD_CAPS.items() if not _has_cap(cap)]
 
 
 def _last_cap() -> int:
@@ -289,6 +298,8 @@ def secure(capture: LiveCapture, target: RunAs | None) -> DetachHelper | None:
     if target is None:
         log.warning("run_as is '': capture keeps running as root with every capability")
         return None
+    from sipcm.capture.attach import release
+
     helper = None
     parts = capture.take_netlink()
     if parts:

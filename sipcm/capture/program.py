@@ -15,9 +15,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sipcm.capture.privileges import missing_load_caps
 from sipcm.errors import CaptureError
 
-BPF_DIR = Path(__file__).resolve().parent.parent.parent / "bpf"
+
+def _bpf_dir() -> Path:
+    """bpf/ of the checkout, else the copy `make install` puts inside the installed package."""
+    package = Path(__file__).resolve().parent.parent
+    for d in (package.parent / "bpf", package / "bpf"):
+        if (d / "sipcm.bpf.c").is_file():
+            return d
+    return package.parent / "bpf"  # missing: loading says which file
+
+
+BPF_DIR = _bpf_dir()
 SOURCE = BPF_DIR / "sipcm.bpf.c"
 
 # Mirrors enum sipcm_counter in bpf/sipcm.h (same order).
@@ -109,8 +120,12 @@ class Program:
 
     def __init__(self, opts: BuildOptions | None = None) -> None:
         self.opts = opts or BuildOptions()
-        if os.geteuid() != 0:
-            raise CaptureError("live capture needs root", "run with sudo (or as root)")
+        missing = missing_load_caps()
+        if missing:
+            raise CaptureError(
+                f"live capture needs root or {', '.join(missing)}",
+                "run with sudo (or as root), or grant the capabilities (the systemd unit does)",
+            )
         flags = cflags(self.opts)
         bcc = _import_bcc()
         release = os.uname().release

@@ -61,4 +61,7 @@ def test_unprivileged_user_gets_one_line_errors(net):
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert lines[0].startswith("Check(name='privileges', ok=False, detail='uid 65534, missing ")
-    assert lines[1] == "ERR live capture needs root (run with sudo (or as root))"
+    assert lines[1] == (
+        "ERR live capture needs root or CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON (run with sudo (or "
+        "as root), or grant the capabilities (the systemd unit does))"
+    )
