@@ -6,7 +6,9 @@ detach exactly what they attached. XDP (ingress) and tcx (egress) are attached a
 dies with its file descriptor, so even a killed sensor leaves nothing behind. Older kernels
 fall back to netlink (IFLA_XDP, clsact + cls_bpf filter named "sipcm"), which outlives the
 process: `detach()` (`sipcm detach IFACE`) removes such leftovers. Never touches programs it
-did not load (names not starting with "sipcm").
+did not load (names not starting with "sipcm"). XDP mode `auto` tries native (driver) mode and
+falls back to generic (SKB) mode when the driver refuses; each Attachment records the mode it
+got, how (link or netlink) and why.
 """
 
 from __future__ import annotations
