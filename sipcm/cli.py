@@ -109,12 +109,10 @@ def version_report() -> str:
     """sipcm, Python, BCC and kernel versions, one per line (`sipcm --version`)."""
     import platform
 
-    try:
-        from bcc.version import __version__ as bcc_version
+    from sipcm.capture.program import bcc_version
 
-        bcc = f"BCC {bcc_version}"
-    except ImportError:
-        bcc = "BCC not importable (live capture needs python3-bpfcc; `sipcm doctor` explains)"
+    found = bcc_version()
+    bcc = f"BCC {found}" if found else "BCC not importable (live capture needs python3-bpfcc)"
     uname = platform.uname()
     return "\n".join(
         [

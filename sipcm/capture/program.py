@@ -115,6 +115,15 @@ def _import_bcc() -> Any:
     return bcc
 
 
+def bcc_version() -> str | None:
+    """The version of BCC's Python bindings, None when they do not import."""
+    try:
+        from bcc.version import __version__
+    except ImportError:
+        return None
+    return str(__version__)
+
+
 class Program:
     """The loaded XDP + egress programs and their maps."""
 
