@@ -1,9 +1,10 @@
 """Diagnostic logging on standard error, through the standard `logging` module.
 
 `setup()` installs one stderr handler on the root logger: text lines (UTC time, level,
-component, message) or ECS JSON lines (`json=True`), sipcm's loggers at INFO (-v: DEBUG,
--q: WARNING, -qq: ERROR), other libraries' at WARNING. `RepeatFilter` lets every warning
-through once, then at most once per `repeat_interval` with the number suppressed meanwhile.
+component, message) or ECS JSON lines (`json=True`); sipcm's loggers at INFO (-v: DEBUG,
+-q: WARNING, -qq: ERROR), other libraries' at WARNING (a few at ERROR unless -v).
+`RepeatFilter` lets every warning through once, then at most once per `repeat_interval` with
+the number suppressed meanwhile.
 Events never go through logging: they are the outputs' business (stdout, files, ES).
 """
 
@@ -26,6 +27,9 @@ DEFAULT_VERBOSITY = 2
 DEFAULT_REPEAT_S = 60.0
 MAX_KEYS = 1024  # distinct warnings remembered by RepeatFilter; the oldest is forgotten
 _NUMBER = re.compile(r"\d+")
+# Libraries whose warnings repeat what sipcm itself reports (the ES output and commands name
+# an unreachable node in their own words): shown only with -v.
+QUIET_LIBRARIES = {"elastic_transport": logging.ERROR, "urllib3": logging.ERROR}
 
 
 def utc_iso(created: float) -> str:
@@ -123,4 +127,8 @@ def setup(
     root.addHandler(handler)
     root.setLevel(logging.WARNING)  # other libraries: warnings and errors only
     logging.getLogger(ROOT).setLevel(level_for(verbosity))
+    for name, level in QUIET_LIBRARIES.items():
+        logging.getLogger(name).setLevel(
+            level if verbosity <= DEFAULT_VERBOSITY else logging.NOTSET
+        )
     return handler

@@ -79,6 +79,14 @@ def test_other_libraries_log_warnings_only(stream):
     ]
 
 
+def test_transport_warnings_only_with_verbose(stream):
+    """elastic_transport's node warnings repeat what sipcm reports itself: -v shows them."""
+    logs.setup(stream=stream)
+    logging.getLogger("elastic_transport.node_pool").warning("Node <http://h:9200> has failed")
+    logging.getLogger("elastic_transport.node_pool").error("all nodes failed")
+    assert [TEXT_LINE.match(x).group(3) for x in lines(stream)] == ["all nodes failed"]
+
+
 def test_ecs_json_lines(stream):
     logs.setup(json_lines=True, stream=stream)
     log = logging.getLogger("sipcm.outputs.spool")
