@@ -8,6 +8,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pytest
 
 from sipcm.capture import privileges
 from tests.netns import test_cli_scenarios as scenarios
-from tests.netns.conftest import http_json, in_ns
+from tests.netns.conftest import http_json, in_ns, sipcm_cmd
 from tests.netns.test_cli_scenarios import actions, attach, calls, hup, ids, pair, write_cfg
 from tests.netns.test_detach import state, tcx_count
 
@@ -121,3 +122,22 @@ def test_netlink_attachments_are_removed_by_the_detach_helper(net, sig):
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+
+
+def test_an_output_the_run_as_user_cannot_open_is_one_line_naming_it(net):
+    a, b = net.ns("peer"), net.ns("host")
+    net.veth(a, "v0", ("10.98.2.1/24",), b, "v1", ("10.98.2.2/24",))
+    with tempfile.TemporaryDirectory(prefix="sipcm-private-") as d:  # mode 0700, root's
+        r = net.run(
+            b,
+            *sipcm_cmd(
+                ["v1"], "http_port=0", "outputs.file.enabled=true", f"outputs.file.path={d}/x"
+            ),
+        )
+    target = privileges.resolve("auto")
+    last = r.stderr.strip().splitlines()[-1]
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr
+    assert last.startswith("sipcm: error: ")
+    assert last.endswith(f"outputs run as {target.name} (run_as) once attached)")
+    assert state(net, b, "v1") == (False, "")  # detached on the way out
