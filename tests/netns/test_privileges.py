@@ -40,14 +40,26 @@ def assert_unprivileged(st: dict[str, str], keep: int = 0) -> None:
     assert st["NoNewPrivs"] == "1"
 
 
-def test_attached_sensor_has_no_capabilities_and_keeps_working(net, procs, cfg_dir):
+def children(pid: int) -> list[int]:
+    return [int(x) for x in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_attached_sensor_has_no_capabilities_and_keeps_working(net, procs, cfg_dir, workers):
     a, b = pair(net, "10.94.8", "fd94:8")
     cfg = cfg_dir / "cfg.yml"
     write_cfg(cfg, sip_ports=[5060])
-    # A fresh namespace: port 8080 is free there (this -E comes after the harness's http_port=0).
-    sensor = attach(net, procs, b, "v1", "-c", str(cfg), "-E", "http_port=8080")
+    # A fresh namespace: port 8080 is free there. These -E come after the harness's own.
+    sensor = attach(
+        net, procs, b, "v1", "-c", str(cfg), "-E", "http_port=8080", "-E", f"workers={workers}"
+    )
     # `ip netns exec` execs the sensor in place: the Popen pid is sipcm's own.
     assert_unprivileged(caps(sensor.proc.pid))
+    # worker processes start after the drop: they parse packets with nothing either
+    kids = children(sensor.proc.pid)
+    assert len(kids) == (workers if workers > 1 else 0)
+    for kid in kids:
+        assert_unprivileged(caps(kid))
     target = privileges.resolve("auto")
     assert (
         f"running as {target.name} (uid {target.uid}) with no capabilities, no_new_privs"
