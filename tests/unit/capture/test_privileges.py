@@ -137,7 +137,10 @@ import sys, time
 from pathlib import Path
 from sipcm.capture import privileges as P
 marker = Path(sys.argv[1])
-helper = P.DetachHelper(lambda: marker.write_text(P.status()["CapEff"]), P.resolve("nobody"))
+part = marker.with_suffix(".part")  # written, then renamed: the test never reads it half done
+helper = P.DetachHelper(
+    lambda: (part.write_text(P.status()["CapEff"]), part.rename(marker)), P.resolve("nobody")
+)
 print(helper.pid, flush=True)
 if sys.argv[2] == "finish":
     print(helper.finish(), flush=True)
