@@ -114,6 +114,7 @@ def build_shard(
             reg_grace_s=cfg.reg_exp_delta,
             max_calls=math.ceil(cfg.calls_max_entries / shards),
             max_regs=math.ceil(cfg.regs_max_entries / shards),
+            max_pending=math.ceil(cfg.pending_max_entries / shards),
         )
     except ValueError as exc:
         raise ConfigError(f"calls_timeouts: {exc}", "see `sipcm config-keys`") from exc

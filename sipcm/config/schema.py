@@ -253,7 +253,15 @@ class Config(_Section):
         k.map_of(k.duration()), {}, "per-state timer overrides, e.g. {inv_established: 2h}"
     )
     reg_exp_delta: float = key(k.duration(), "30s", "grace added to a registration's expiry")
-    calls_max_entries: int = key(_POS, 100000, "call/transaction entries tracked at once")
+    pending_max_entries: int = key(
+        _POS,
+        100000,
+        "unconfirmed entries tracked at once (INVITEs not answered 2xx, other transactions); "
+        "the oldest is evicted first, never an established call",
+    )
+    calls_max_entries: int = key(
+        _POS, 100000, "established calls (a dialog answered 2xx) tracked at once"
+    )
     regs_max_entries: int = key(_POS, 100000, "registration bindings tracked at once")
     flow_max_calls: int = key(
         k.integer(0),
@@ -262,6 +270,15 @@ class Config(_Section):
     )
     flow_max_call_bytes: int = key(k.size(1), "256KiB", "message bytes kept per call")
     flow_max_bytes: int = key(k.size(1), "64MiB", "message bytes kept for all calls")
+    state_file: str = key(
+        _PATH,
+        "/var/lib/sipcm/state.json",
+        "attach: open calls, registrations and pending transactions are saved here on stop "
+        "and restored on the next start (empty disables)",
+    )
+    state_max_age: float = key(
+        k.duration(0, above=True), "5m", "a saved state older than this is discarded at start"
+    )
     replay_end: str = key(
         k.choice(("conclude", "expire-all", "none")),
         "conclude",

@@ -264,7 +264,7 @@ class Calls:
         if leg in cs.legs:
             cs.legs.remove(leg)
         if not cs.legs:
-            self.core.entries.pop(cs.call_id, None)
+            self.core.pop(cs.call_id)
 
     def _effect(
         self,
@@ -316,6 +316,8 @@ class Calls:
         leg.answer_ts = ts
         cs = leg.cs
         cs.started += 1
+        if cs.started == 1:
+            self.core.confirm(cs.call_id)
         m = self._metrics(leg)
         if msg is not None and msg.is_request:  # an in-dialog request implied the 2xx
             m.reconstructed, m.reconstructed_from = True, cs.recon or "reinvite"

@@ -2,9 +2,13 @@
 
 Input: nothing by itself; `calls.py`, `trans.py` and `regs.py` keep their entries here and
 append their Outcomes to `Core.out`. Entries (`CallSet` per Call-ID for INVITE dialogs, `Trans`
-per Call-ID and method for other transactions) live in one insertion-ordered table used as an
-LRU: touching an entry moves it to the end and the oldest is evicted, without any event, when
-the table is full. It never reads a clock and never builds documents.
+per Call-ID and method for other transactions) live in two insertion-ordered tables used as
+LRUs, each with its own budget: `pending` holds what no server has confirmed yet (INVITEs not
+answered 2xx, other transactions), `dialogs` the calls with an established dialog (a CallSet
+moves there at its first call-start). Touching an entry moves it to the end of its table; when
+a table is full its oldest entry is evicted without any event (counters `pending_evicted`,
+`calls_evicted`), so a flood of unanswered requests can only push out other unanswered
+requests, never an established call. It never reads a clock and never builds documents.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import operator
 from collections import Counter, OrderedDict
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from sipcm.decode.packet import Payload
@@ -188,44 +193,87 @@ def proof(msg: SipMessage) -> Credentials | None:
 
 
 class Core:
-    """Entry table (LRU, bounded), timer heap, timeouts, counters and the outcome list."""
+    """Entry tables (two LRUs, bounded), timer heap, timeouts, counters and the outcome list."""
 
-    __slots__ = ("c", "chal", "entries", "max_entries", "now", "out", "timers", "tmo")
+    __slots__ = (
+        "c", "chal", "dialogs", "max_dialogs", "max_pending", "now", "out", "pending", "timers",
+        "tmo",
+    )  # fmt: skip
 
-    def __init__(self, counters: Counter[str], tmo_ns: dict[str, int], max_entries: int) -> None:
+    def __init__(
+        self, counters: Counter[str], tmo_ns: dict[str, int], max_pending: int, max_dialogs: int
+    ) -> None:
         self.c = counters
         self.tmo = tmo_ns  # timer name -> ns
-        self.max_entries = max_entries
-        self.entries: OrderedDict[object, CallSet | Trans] = OrderedDict()
+        self.max_pending = max_pending
+        self.max_dialogs = max_dialogs
+        self.pending: OrderedDict[object, CallSet | Trans] = OrderedDict()
+        self.dialogs: OrderedDict[object, CallSet] = OrderedDict()
         self.timers = TimerHeap()
         self.now = 0
         self.out: list[Outcome] = []
-        # retry identity -> key of a challenged entry (see retry_key); bounded like entries
+        # retry identity -> key of a challenged entry (see retry_key); bounded like `pending`
         self.chal: OrderedDict[tuple, object] = OrderedDict()
 
     def timeout(self, state: State) -> int:
         """Timeout of `state` in ns."""
         return self.tmo[TIMER_OF[state]]
 
+    def __len__(self) -> int:
+        return len(self.pending) + len(self.dialogs)
+
+    def values(self) -> Iterator[CallSet | Trans]:
+        """Every entry: established calls first, then pending ones, each least recent first."""
+        yield from self.dialogs.values()
+        yield from self.pending.values()
+
+    def peek(self, key: object) -> CallSet | Trans | None:
+        """The entry for `key` (either table), its recency unchanged."""
+        e = self.pending.get(key)
+        return e if e is not None else self.dialogs.get(key)
+
     def get(self, key: object) -> CallSet | Trans | None:
-        """The entry for `key`, marked most recently used."""
-        e = self.entries.get(key)
+        """The entry for `key`, marked most recently used in its table."""
+        e = self.pending.get(key)
         if e is not None:
-            self.entries.move_to_end(key)
+            self.pending.move_to_end(key)
+            return e
+        e = self.dialogs.get(key)
+        if e is not None:
+            self.dialogs.move_to_end(key)
         return e
 
     def add(self, key: object, entry: CallSet | Trans) -> None:
-        """Insert a new entry, evicting the least recently used ones past the limit."""
-        entries = self.entries
-        while len(entries) >= self.max_entries:
-            _, old = entries.popitem(last=False)
+        """Insert a new (pending) entry, evicting the least recently used pending ones past
+        `max_pending`."""
+        pending = self.pending
+        while len(pending) >= self.max_pending:
+            _, old = pending.popitem(last=False)
+            self._disarm(old)
+            self.c["pending_evicted"] += 1
+        pending[key] = entry
+
+    def confirm(self, key: object) -> None:
+        """Move a pending call to the established calls (its first dialog was answered),
+        evicting the least recently used established ones past `max_dialogs`."""
+        cs = self.pending.pop(key, None)
+        if cs is None:
+            return
+        dialogs = self.dialogs
+        while len(dialogs) >= self.max_dialogs:
+            _, old = dialogs.popitem(last=False)
             self._disarm(old)
             self.c["calls_evicted"] += 1
-        entries[key] = entry
+        dialogs[key] = cs  # type: ignore[assignment]
+
+    def pop(self, key: object) -> CallSet | Trans | None:
+        """Remove an entry from its table, leaving its timers alone."""
+        e = self.pending.pop(key, None)
+        return e if e is not None else self.dialogs.pop(key, None)
 
     def drop(self, key: object) -> None:
         """Forget an entry and its timers (no event)."""
-        e = self.entries.pop(key, None)
+        e = self.pop(key)
         if e is not None:
             self._disarm(e)
 
@@ -257,7 +305,7 @@ class Core:
         rk = retry_key(req)
         chal = self.chal
         chal.pop(rk, None)
-        while len(chal) >= self.max_entries:
+        while len(chal) >= self.max_pending:
             chal.popitem(last=False)
         chal[rk] = key
 
@@ -279,7 +327,7 @@ class Core:
         key = self.chal.pop(retry_key(req), None)
         if key is None:
             return False
-        e = self.entries.get(key)
+        e = self.peek(key)
         if e is None:
             return False
         states = [leg.state for leg in e.legs] if isinstance(e, CallSet) else [e.state]

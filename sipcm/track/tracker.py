@@ -36,19 +36,21 @@ Decisions where SPEC 6 leaves room (details in the module named):
   whose event is already decided (`states.DECIDED`: a final reply seen, no retry can change
   it), again each event at its timer's expiry, as if the sensor had kept running; the rest
   stays (a challenge waiting for its retry, unanswered requests, calls, bindings).
-- Memory: `max_calls` entries (Call-IDs with INVITE dialogs plus other transactions) and
-  `max_regs` bindings, least recently used evicted without an event; stored messages are slim
+- Memory: three budgets, each least recently used first evicted without an event:
+  `max_pending` unconfirmed entries (INVITEs not answered 2xx, other transactions), `max_calls`
+  established calls (Call-IDs with a dialog answered 2xx) and `max_regs` bindings, so a flood
+  of requests nobody answers evicts only its own kind (`core.py`); stored messages are slim
   copies (`core.slim`).
 
-Counters (group passed in): retransmissions, duplicate_copies, calls_evicted, regs_evicted,
-dup_evicted, forks, forks_limited, in_dialog_unmatched, unmatched_reply,
+Counters (group passed in): retransmissions, duplicate_copies, pending_evicted, calls_evicted,
+regs_evicted, dup_evicted, forks, forks_limited, in_dialog_unmatched, unmatched_reply,
 auth_retry_new_call_id, auth_retry_unmatched, reg_refreshes, reg_contact_not_in_reply.
 """
 
 from __future__ import annotations
 
 import difflib
-from collections import Counter
+from collections import ChainMap, Counter
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, ClassVar
 
@@ -84,9 +86,10 @@ class Tracker:
         reg_grace_s: float = 30.0,
         max_calls: int = 100_000,
         max_regs: int = 100_000,
+        max_pending: int = 100_000,
     ) -> None:
-        if max_calls < 1 or max_regs < 1:
-            raise ValueError("max_calls and max_regs must be at least 1")
+        if min(max_calls, max_regs, max_pending) < 1:
+            raise ValueError("max_calls, max_regs and max_pending must be at least 1")
         tmo = {**DEFAULT_TIMEOUTS, "dup_window": DUP_WINDOW_S}
         for name, value in (timeouts or {}).items():
             if name not in tmo:
@@ -96,17 +99,19 @@ class Tracker:
                 tmo[name] = float(value)
         self.timeouts: dict[str, float] = tmo
         self.counters = counters
-        self._core = core = Core(counters, {k: int(v * NS) for k, v in tmo.items()}, max_calls)
+        tmo_ns = {k: int(v * NS) for k, v in tmo.items()}
+        self._core = core = Core(counters, tmo_ns, max_pending, max_calls)
         self._regs = Registrar(core, int(reg_grace_s * NS), max_regs)
         self._calls = Calls(core)
         self._trans = Transactions(core, self._regs)
-        self._dups = DupFilter(core.tmo["dup_window"], 2 * max_calls + 1024, counters)
+        dups = 2 * max(max_pending, max_calls) + 1024
+        self._dups = DupFilter(core.tmo["dup_window"], dups, counters)
         self.last_dup = NEW  # the duplicate filter's verdict on the last processed message
 
     @property
     def entries(self) -> Mapping[object, object]:
-        """The call and transaction table (read-only use: sizes and tests)."""
-        return self._core.entries
+        """Every call and transaction, established and pending (read-only use: sizes, tests)."""
+        return ChainMap(self._core.dialogs, self._core.pending)
 
     @property
     def now_ns(self) -> int:
@@ -140,7 +145,7 @@ class Tracker:
             target = self._trans
         elif method in _CALL_METHODS:
             target = self._calls
-        elif isinstance(core.entries.get(msg.call_id), CallSet):
+        elif isinstance(core.peek(msg.call_id), CallSet):
             target = self._calls  # in-dialog request or reply of a known call
         elif is_req and msg.to.tag is not None:
             core.c["in_dialog_unmatched"] += 1
@@ -157,7 +162,7 @@ class Tracker:
         c = self.counters
         if kind == RETRANS:
             c["retransmissions"] += 1
-            cs = self._core.entries.get(msg.call_id)
+            cs = self._core.peek(msg.call_id)
             if isinstance(cs, CallSet):
                 cs.retrans += 1
         else:
@@ -239,7 +244,7 @@ class Tracker:
         """Gauges: calls (Call-IDs), dialogs, established dialogs, transactions, bindings,
         armed timers and remembered message fingerprints."""
         calls = dialogs = established = trans = 0
-        for e in self._core.entries.values():
+        for e in self._core.values():
             if isinstance(e, CallSet):
                 calls += 1
                 dialogs += len(e.legs)
@@ -259,7 +264,7 @@ class Tracker:
     def active_calls(self) -> list[dict]:
         """One small JSON-able dict per dialog being followed, least recently active first."""
         rows = []
-        for e in self._core.entries.values():
+        for e in self._core.values():
             if not isinstance(e, CallSet):
                 continue
             req = e.invite

@@ -109,7 +109,7 @@ class Transactions:
         timer = TIMER_OF.get(t.state, t.state.value)
         t.state = new
         self._effect(t, eff, None, due, timer)
-        self.core.entries.pop(t.key, None)
+        self.core.pop(t.key)
 
     def _effect(
         self, t: Trans, eff: Effect, msg: SipMessage | None, ts: int, timer: str = ""

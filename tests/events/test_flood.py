@@ -1,6 +1,7 @@
 """A flood of 1,000,000 INVITEs with random Call-IDs (and random branches and From-tags, as a
-scanner sends them) and no replies, replayed with calls_max_entries=10000: the tracker never
-holds more than the limit, and the evictions are counted (SPEC 6: memory is bounded).
+scanner sends them) and no replies, replayed with pending_max_entries=10000 (and
+calls_max_entries=10000): the tracker never holds more than the limit, and the evictions are
+counted (SPEC 6: memory is bounded).
 
 The capture is generated with numpy from one template frame whose random hex fields are
 patched in place (a few seconds for 1M frames).
@@ -98,7 +99,10 @@ def test_flood_of_random_call_ids(tmp_path: Path) -> None:
     write_flood(path, N)
     t_gen = time.monotonic() - t0
 
-    cfg = load_config(None, ["stats_interval=0", f"calls_max_entries={LIMIT}"])
+    cfg = load_config(
+        None,
+        ["stats_interval=0", f"pending_max_entries={LIMIT}", f"calls_max_entries={LIMIT}"],
+    )
     out = Count()
     pipe = Pipeline(cfg, [out], hostname=socket.gethostname(), heuristic=True)
     peak: dict[str, int] = Counter()
@@ -120,7 +124,8 @@ def test_flood_of_random_call_ids(tmp_path: Path) -> None:
     track = pipe.counters.group("track")
     # Every INVITE is a new Call-ID; none can time out within the 1 s of capture time, so each
     # one past the limit evicts exactly one older entry.
-    assert track["calls_evicted"] == N - LIMIT
+    assert track["pending_evicted"] == N - LIMIT
+    assert track["calls_evicted"] == 0
     assert track["duplicate_copies"] == 0
     assert track["retransmissions"] == 0
     assert peak["calls"] == LIMIT
