@@ -12,7 +12,7 @@ own, summed into `snapshot()`), so stats events and tests read a single snapshot
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -39,9 +39,11 @@ if TYPE_CHECKING:
     from sipcm.track.tracker import Tracker
     from sipcm.workers.pool import WorkerPool
 
-__all__ = ["NS", "_GC_GEN0", "FileTotals", "Pipeline"]
+__all__ = ["FINISH_CHUNK", "NS", "_GC_GEN0", "FileTotals", "Pipeline"]
 
 NS = 1_000_000_000
+# Outcomes concluded at the end of input are built and published this many at a time.
+FINISH_CHUNK = 1000
 
 
 @dataclass(slots=True)
@@ -83,6 +85,9 @@ class _Local:
 
     def finish(self, mode: str) -> list[Emitted]:
         return self.shard.finish(mode)
+
+    def finish_chunks(self, mode: str, size: int) -> Iterator[list[Emitted]]:
+        return self.shard.finish_chunks(mode, size)
 
     def snapshot(self) -> dict[str, dict[str, int]]:
         return {"track_active": self.shard.gauges()}  # its counters are the pipeline's
@@ -270,10 +275,12 @@ class Pipeline:
             self._publish(self.backend.drain())
 
     def finish(self, mode: str) -> None:
-        """End of input: conclude pending work per `mode` (in time order) and flush outputs."""
+        """End of input: conclude pending work per `mode` (in time order) and flush outputs;
+        in one process the conclusion is built and published FINISH_CHUNK outcomes at a time."""
         with self.lock:
             self._publish(self.backend.drain())
-            self._publish([self.backend.finish(mode)])
+            for rows in self.backend.finish_chunks(mode, FINISH_CHUNK):
+                self._publish([rows])
         for out in self.outputs:
             out.flush()
 

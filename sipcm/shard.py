@@ -20,7 +20,7 @@ of the calls it owns (sipcm.flows), with the duplicate filter's verdict on each.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from sipcm.events.rows import CALL_ROW, REGISTRATION_ROW, anonymize_rows
@@ -101,9 +101,16 @@ class Shard:
 
     def finish(self, mode: str) -> list[Emitted]:
         """End of input: the tracker's conclusion per `mode`, as timer rows."""
-        out: list[Emitted] = []
-        self._timer_rows(self.tracker.finish(mode), out)
-        return out
+        return [row for rows in self.finish_chunks(mode, 1000) for row in rows]
+
+    def finish_chunks(self, mode: str, size: int) -> Iterator[list[Emitted]]:
+        """The conclusion as lists of rows, about `size` each, in merge order: every row of
+        a list sorts before every row of the next (Tracker.finish_chunks never splits one
+        time and Call-ID across lists)."""
+        for outcomes in self.tracker.finish_chunks(mode, size):
+            out: list[Emitted] = []
+            self._timer_rows(outcomes, out)
+            yield out
 
     def call_rows(self) -> list[dict]:
         """The dialogs this shard follows, as the web API shows them (anonymized like events)."""

@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import difflib
 from collections import ChainMap, Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, ClassVar
 
 from sipcm.track.calls import Calls
@@ -59,6 +59,7 @@ from sipcm.track.core import NS, CallSet, Core, Leg, Trans
 from sipcm.track.dedup import NEW, RETRANS, DupFilter
 from sipcm.track.regs import Binding, Registrar
 from sipcm.track.states import DECIDED, DEFAULT_TIMEOUTS, PENDING, State
+from sipcm.track.timers import Timed
 from sipcm.track.trans import Transactions
 
 if TYPE_CHECKING:
@@ -191,39 +192,69 @@ class Tracker:
             self._regs.timeout(obj, due)
 
     def finish(self, mode: str = "conclude") -> list[Outcome]:
-        """End of input. "conclude": run the timers of pending transactions (each event at its
-        timer's expiry), keeping established calls and bindings; "expire-all": that, then end
-        established calls (call-end, originator timeout) and bindings (reg-expired) at the
-        current clock; "decided": run only the timers whose event is already decided (see
-        `_decided`), keeping everything else; "none": nothing."""
+        """End of input, every outcome in one list (see `finish_chunks`)."""
+        return [o for chunk in self.finish_chunks(mode) for o in chunk]
+
+    def finish_chunks(self, mode: str = "conclude", size: int = 1000) -> Iterator[list[Outcome]]:
+        """End of input, in lists of about `size` outcomes. "conclude": run the timers of
+        pending transactions (each event at its timer's expiry), keeping established calls and
+        bindings; "expire-all": that, and end established calls (call-end, originator timeout)
+        and bindings (reg-expired) at the current clock; "decided": run only the timers whose
+        event is already decided (see `_decided`), keeping everything else; "none": nothing.
+
+        Only one list is alive at a time (100,000 entries concluded in one list of documents
+        were a 1.4 GB spike). Outcomes come in (time, Call-ID) order, and one time and Call-ID
+        is never split across lists, so lists sorted one by one are in the order of one sorted
+        whole. Entries end independently of each other (a pending fork's call-attempt is
+        withheld once any dialog of its call started, whatever the order)."""
         if mode not in FINISH_MODES:
             raise ValueError(f"finish mode {mode!r} is not one of {', '.join(FINISH_MODES)}")
-        core = self._core
-        out: list[Outcome] = []
-        core.out = out
+        if size < 1:
+            raise ValueError("size must be at least 1")
         if mode == "none":
-            return out
-        timers = core.timers
-        if mode == "decided":
-            for obj in timers.armed():
+            return
+        core = self._core
+        now = core.now
+        work: list[tuple[int, str, int, Timed]] = []  # (event time, Call-ID, timer order, obj)
+        for n, obj in enumerate(core.timers.armed()):
+            assert isinstance(obj, (Leg, Trans, Binding))
+            cid = obj.cs.call_id if isinstance(obj, Leg) else obj.call_id
+            due = obj.due if obj.due is not None else now
+            if mode == "decided":
                 if self._decided(obj):
-                    due = obj.due
-                    timers.cancel(obj)
-                    self._expire(obj, due if due is not None else core.now)
-            return out
-        for obj in timers.armed():
-            if isinstance(obj, (Leg, Trans)) and obj.state in PENDING:
-                due = obj.due
-                timers.cancel(obj)
-                self._expire(obj, due if due is not None else core.now)
-        if mode == "expire-all":
-            for obj in timers.armed():
-                timers.cancel(obj)
-                if isinstance(obj, Leg):
-                    self._calls.expire_established(obj, core.now)
-                elif isinstance(obj, Binding):
-                    self._regs.timeout(obj, core.now, "timeout end of replay")
-        return out
+                    work.append((due, cid, n, obj))
+            elif isinstance(obj, (Leg, Trans)) and obj.state in PENDING:
+                work.append((due, cid, n, obj))
+            elif mode == "expire-all":
+                work.append((now, cid, n, obj))
+        work.sort(key=lambda w: w[:3])
+        chunk: list[Outcome] = []
+        core.out = chunk
+        last: tuple[int, str] | None = None
+        for ts, cid, _, obj in work:
+            if len(chunk) >= size and (ts, cid) != last:
+                yield chunk
+                chunk = []
+                core.out = chunk
+            last = (ts, cid)
+            self._end(obj, now)
+        core.out = []
+        if chunk:
+            yield chunk
+
+    def _end(self, obj: Timed, now: int) -> None:
+        """Conclude one entry at the end of input: a pending one at its expiry, an open call
+        or binding at `now`."""
+        due = obj.due
+        if due is None:
+            return  # ended meanwhile
+        self._core.timers.cancel(obj)
+        if isinstance(obj, Binding):
+            self._regs.timeout(obj, now, "timeout end of replay")
+        elif isinstance(obj, Leg) and obj.state not in PENDING:
+            self._calls.expire_established(obj, now)
+        else:
+            self._expire(obj, due)
 
     @staticmethod
     def _decided(obj: object) -> bool:

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING, Any
 
@@ -240,6 +240,11 @@ class WorkerPool:
         for part in self.call("finish", mode):
             rows.extend(part)
         return rows
+
+    def finish_chunks(self, mode: str, size: int) -> Iterator[list[Emitted]]:
+        """The conclusion as one list: rows from several workers are merged in the main
+        process, so it is not split (`size` bounds only the single-process conclusion)."""
+        yield self.finish(mode)
 
     # -- plumbing ----------------------------------------------------------------------------
 

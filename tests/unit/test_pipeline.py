@@ -157,3 +157,46 @@ def test_stop_publishes_what_is_decided_then_flushes(tmp_path: Path) -> None:
     assert seen == []
     pipe.finish("decided")
     assert seen == ["other-ok", "flush"]
+
+
+class Batches:
+    """An output that keeps every document and the size of every write."""
+
+    def __init__(self) -> None:
+        self.docs: list[dict] = []
+        self.sizes: list[int] = []
+
+    def write(self, events: list[dict]) -> None:
+        self.docs.extend(events)
+        self.sizes.append(len(events))
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_end_of_replay_is_published_in_bounded_chunks(tmp_path: Path) -> None:
+    """2,500 INVITEs nobody answers, 1 ms apart: at the end each is concluded (call-attempt,
+    408, at INVITE + 120 s), built and written at most FINISH_CHUNK (1,000) at a time, in
+    time order."""
+    from sipcm.config import load_config
+    from sipcm.pipeline import FINISH_CHUNK
+    from sipcm.run import replay
+
+    cap = Capture()
+    for i in range(2500):
+        leg = Leg(f"u{i}@example.com", a_ip=f"198.51.{100 + i // 250}.{i % 250 + 1}")
+        cap.a2b(leg, T0 + i * MS, leg.req("INVITE").raw)
+    path = cap.write(tmp_path / "unanswered.pcap")
+    out = Batches()
+    cfg = load_config(None, ["stats_interval=0", "evr_limits=[0,0,0]"])
+    replay(cfg, [str(path)], lambda _c: [out], end="conclude")
+    assert FINISH_CHUNK == 1000
+    assert out.sizes == [1000, 1000, 500]
+    assert [d["sip"]["call_id"] for d in out.docs] == [f"u{i}@example.com" for i in range(2500)]
+    assert {(d["event"]["action"], d["sip"]["code"]) for d in out.docs} == {("call-attempt", 408)}
+    assert out.docs[0]["@timestamp"] == "2023-11-14T22:15:20.000000000Z"  # T0 + 120 s
+    for d in out.docs[::250]:
+        assert_valid(d)

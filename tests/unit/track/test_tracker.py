@@ -133,17 +133,18 @@ def test_finish_expire_all_ends_calls_and_bindings_now() -> None:
     t = tracker()
     feed(t, mixed_traffic())
     out = t.finish("expire-all")
-    # then in timer order: the binding (due 634.1) before the call (due 3600.6)
-    assert brief(out)[4:] == [
-        ("reg-expired", "reg", 408, "timeout end of replay", 4.1),
+    # In (time, Call-ID) order: what is open ends now (4.1 s), the call "est" before the
+    # binding of "reg"; then the pending transactions at their expiries.
+    assert brief(out)[:2] == [
         ("call-end", "est", 408, "timeout end of replay", 4.1),
+        ("reg-expired", "reg", 408, "timeout end of replay", 4.1),
     ]
-    actions = [o.action for o in out[:4]]
+    actions = [o.action for o in out[2:]]
     assert actions == ["other-ok", "other-timeout", "call-attempt", "call-attempt"]
-    end = out[5].call
+    end = out[0].call
     assert end.originator == "timeout"
     assert end.duration_ns == ns(3.6)
-    assert out[4].reg.lifetime_ns == 0
+    assert out[1].reg.lifetime_ns == 0
     assert t.stats()["timers"] == 0
     assert len(t.entries) == 0
     assert t.registrations() == []
@@ -299,3 +300,35 @@ def test_entries_have_no_instance_dict() -> None:
     cs = CallSet("x")
     for obj in (cs, Leg(cs, State.INIT), Trans(("x", "OPTIONS"), "OPTIONS")):
         assert not hasattr(obj, "__dict__"), type(obj).__name__
+
+
+@pytest.mark.parametrize("mode", ["conclude", "expire-all"])
+def test_finish_in_chunks_gives_the_same_outcomes(mode: str) -> None:
+    whole, chunked = tracker(), tracker()
+    feed(whole, mixed_traffic())
+    feed(chunked, mixed_traffic())
+    expected = brief(whole.finish(mode))
+    chunks = list(chunked.finish_chunks(mode, size=2))
+    assert [len(c) for c in chunks] == ([2, 2] if mode == "conclude" else [2, 2, 2])
+    assert [b for c in chunks for b in brief(c)] == expected
+    times = [o.ts_ns for c in chunks for o in c]
+    assert times == sorted(times)
+    assert chunked.stats() == whole.stats()
+    with pytest.raises(ValueError, match="at least 1"):
+        next(tracker().finish_chunks("conclude", size=0))
+    assert list(tracker().finish_chunks("none")) == []
+
+
+def test_finish_chunks_never_split_one_time_and_call_id() -> None:
+    """Two dialogs of one call (forked 2xx) and one other call, ended by expire-all at the
+    same clock: with lists of 1 the forked call's two call-ends still share a list."""
+    t = tracker()
+    inv = invite("fork", "f", 1, 0.0)
+    other = invite("other", "f", 1, 0.5)
+    feed(t, [inv, resp(inv, 200, 1.0, "a"), resp(inv, 200, 1.1, "b")])
+    feed(t, [other, resp(other, 200, 1.5, "c")])
+    chunks = list(t.finish_chunks("expire-all", size=1))
+    assert [[(o.action, o.call_id) for o in c] for c in chunks] == [
+        [("call-end", "fork"), ("call-end", "fork")],
+        [("call-end", "other")],
+    ]
