@@ -12,7 +12,7 @@ own, summed into `snapshot()`), so stats events and tests read a single snapshot
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -94,6 +94,12 @@ class _Local:
 
     def active_calls(self) -> list[dict]:
         return self.shard.call_rows()
+
+    def export_state(self) -> list[dict]:
+        return self.shard.tracker.export_state()
+
+    def import_state(self, records: Iterable[dict], now_ns: int) -> tuple[int, int]:
+        return self.shard.tracker.import_state(records, now_ns)
 
     def registrations(self) -> list[dict]:
         return self.shard.registration_rows()
@@ -324,6 +330,18 @@ class Pipeline:
     def active_calls(self) -> list[dict]:
         """Every dialog being followed, across workers (anonymized like the events)."""
         return self.backend.active_calls()
+
+    def export_state(self) -> list[dict]:
+        """Every tracker entry as a record (sipcm.track.persist), across workers."""
+        with self.lock:
+            return self.backend.export_state()
+
+    def import_state(self, records: Iterable[dict], now_ns: int) -> tuple[int, int]:
+        """Restore `export_state` records, each in the worker its shard key maps to; returns
+        (restored, discarded). Raises ValueError (persist.StateError, snapshot.CorruptFile)
+        before any entry is restored."""
+        with self.lock:
+            return self.backend.import_state(records, now_ns)
 
     def registrations(self) -> list[dict]:
         """Every cached binding, across workers (anonymized like the events)."""

@@ -7,6 +7,7 @@ import signal
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -173,6 +174,7 @@ def live(
             )
             pipe.gauges["kernel"] = capture.kernel_counters
             pipe.outputs = _outputs_as(make_outputs, pipe, run_as)
+            restore_state(cfg, pipe, _state_log)
             if web is not None:
                 web.start(web_state(cfg, pipe))
             where = f"; dashboard at {web.url}" if web is not None else ""
@@ -186,9 +188,11 @@ def live(
                 else:
                     pipe.tick(time.time_ns())
         # Stopping: publish what a final reply already decided (other-ok lingering in
-        # non_inv_fin, negative replies no retry can continue), then flush the outputs.
+        # non_inv_fin, negative replies no retry can continue), then flush the outputs; what
+        # is still open is saved for the next start.
         if pipe is not None:
             pipe.finish("decided")
+            save_state(cfg, pipe, _state_log)
     finally:
         for s, h in old.items():
             signal.signal(s, h)
@@ -200,6 +204,73 @@ def live(
             helper.finish()
     log.info("detached")
     return 0
+
+
+def _state_log(msg: str) -> None:
+    if msg.startswith("warning: "):
+        log.warning("%s", msg.removeprefix("warning: "))
+    else:
+        log.info("%s", msg)
+
+
+def _kinds(records: Sequence[dict]) -> str:
+    n = Counter(r.get("kind") for r in records)
+    return f"{n['call']} calls, {n['binding']} registrations, {n['trans']} transactions"
+
+
+def restore_state(cfg: Config, pipe: Pipeline, progress: Progress) -> None:
+    """Restore the tracker state saved by the previous `attach` (state_file), if any and
+    younger than state_max_age; any problem is one warning line and a clean start."""
+    from sipcm.track import persist, snapshot
+
+    if not cfg.state_file:
+        return
+    now = time.time_ns()
+    got = snapshot.load(cfg.state_file, max_age_ns=int(cfg.state_max_age * NS), now_ns=now)
+    track = pipe.counters.group("track")
+    where = f"state file {cfg.state_file}"
+    if got.problem is not None:
+        track["state_discarded"] += got.discarded
+        progress(f"warning: {where} is not usable, starting clean: {got.problem}")
+        return
+    if got.saved_ns is None:
+        return  # no file: nothing was saved
+    age = (now - got.saved_ns) / NS
+    if got.too_old:
+        track["state_discarded"] += got.discarded
+        progress(
+            f"{where} was saved {age:.0f} s ago, more than state_max_age "
+            f"({cfg.state_max_age:g} s): {got.discarded} entries discarded"
+        )
+        return
+    try:
+        restored, discarded = pipe.import_state(got.records, now)
+    except (persist.StateError, TypeError, ValueError) as exc:
+        track["state_discarded"] += len(got.records)
+        progress(f"warning: {where} is not usable, starting clean: {exc}")
+        return
+    progress(
+        f"restored {_kinds(got.records)} from {where} (saved {age:.1f} s ago): "
+        f"{restored} entries restored, {discarded} discarded"
+    )
+
+
+def save_state(cfg: Config, pipe: Pipeline, progress: Progress) -> None:
+    """Write the open calls, registrations and pending transactions to state_file."""
+    from sipcm.track import snapshot
+
+    if not cfg.state_file:
+        return
+    records = pipe.export_state()
+    try:
+        snapshot.save(cfg.state_file, records, time.time_ns())
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+        if exc.filename and str(exc.filename) != cfg.state_file:
+            why += f": {exc.filename}"
+        progress(f"warning: could not save state to {cfg.state_file}: {why}")
+        return
+    progress(f"saved {_kinds(records)} to state file {cfg.state_file}")
 
 
 def _outputs_as(

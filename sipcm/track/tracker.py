@@ -51,9 +51,10 @@ from __future__ import annotations
 
 import difflib
 from collections import ChainMap, Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, ClassVar
 
+from sipcm.track import persist
 from sipcm.track.calls import Calls
 from sipcm.track.core import NS, CallSet, Core, Leg, Trans
 from sipcm.track.dedup import NEW, RETRANS, DupFilter
@@ -268,6 +269,67 @@ class Tracker:
         if obj.state is State.INV_CANCELED and obj.status is None:
             return False
         return not any(leg.state in _UNANSWERED for leg in obj.cs.legs if leg is not obj)
+
+    # -- state across restarts ------------------------------------------------------------------
+
+    def export_state(self) -> list[dict]:
+        """Every entry as a JSON-able record (`persist.py`): pending entries, established calls,
+        then bindings, each least recently used first. Bounded by the entry limits."""
+        core = self._core
+        recs = [persist.encode(e) for e in core.pending.values()]
+        recs += [persist.encode(cs) for cs in core.dialogs.values()]
+        recs += [persist.encode(b) for b in self._regs.table.values()]
+        return recs
+
+    def import_state(self, records: Iterable[object], now_ns: int) -> tuple[int, int]:
+        """Restore records from `export_state` (of this or other trackers); returns (restored,
+        discarded), also counted as state_restored / state_discarded.
+
+        All or nothing: a record that does not decode raises `persist.StateError` before
+        anything changes. Expiries are on the capture-time clock, which is wall-clock time
+        live, so time that passed meanwhile needs no adjustment: the clock moves to `now_ns`
+        and a timer that expired meanwhile fires at the next `advance`/`process` with its own
+        expiry as the event time, as if no restart had happened. Per budget the most recently
+        used entries are kept; the rest, and keys already tracked, are discarded."""
+        # (entry, its timers) by key; a key given twice: the later record
+        entries: dict[object, tuple[CallSet | Trans, list[tuple[Timed, int]]]] = {}
+        bindings: dict[tuple, tuple[Binding, list[tuple[Timed, int]]]] = {}
+        total = 0
+        for rec in records:
+            entry, timers = persist.decode(rec)
+            total += 1
+            if isinstance(entry, Binding):
+                bindings.pop((entry.aor, entry.ckey), None)
+                bindings[(entry.aor, entry.ckey)] = (entry, timers)
+            else:
+                key = entry.key if isinstance(entry, Trans) else entry.call_id
+                entries.pop(key, None)
+                entries[key] = (entry, timers)
+        core, regs = self._core, self._regs
+        fresh = [(k, et) for k, et in entries.items() if core.peek(k) is None]
+        dialogs = [(k, et) for k, et in fresh if isinstance(et[0], CallSet) and et[0].started]
+        pending = [(k, et) for k, et in fresh if not (isinstance(et[0], CallSet) and et[0].started)]
+        kept: list[list[tuple[Timed, int]]] = []
+        for items, table, limit in (
+            (pending, core.pending, core.max_pending),
+            (dialogs, core.dialogs, core.max_dialogs),
+        ):
+            for key, (e, timers) in items[max(0, len(items) + len(table) - limit) :]:
+                table[key] = e  # type: ignore[assignment]
+                kept.append(timers)
+        new_b = [bt for k, bt in bindings.items() if k not in regs.table]
+        for b, timers in new_b[max(0, len(new_b) + len(regs) - regs.max_regs) :]:
+            regs.table[(b.aor, b.ckey)] = b
+            regs.by_aor.setdefault(b.aor, {})[b.ckey] = b
+            kept.append(timers)
+        for timers in kept:
+            for obj, due in timers:
+                core.timers.arm(obj, due)
+        core.now = max(core.now, now_ns)
+        restored = len(kept)
+        self.counters["state_restored"] += restored
+        self.counters["state_discarded"] += total - restored
+        return restored, total - restored
 
     # -- views ---------------------------------------------------------------------------------
 

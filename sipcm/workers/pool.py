@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +28,7 @@ from sipcm.flows import merge_flows
 from sipcm.sip.message import SipMessage
 from sipcm.sip.parser import parse
 from sipcm.sip.shardkey import message_shard_key, shard_key, shard_of
+from sipcm.track import persist
 from sipcm.workers.channel import Ring, get_block, new_region, recv, send
 from sipcm.workers.wire import pack_items
 
@@ -229,6 +230,28 @@ class WorkerPool:
     def flow(self, call_id: str) -> dict | None:
         """The stored messages of `call_id` from the worker that owns it (None: unknown)."""
         return merge_flows(self.call("flow", call_id))
+
+    def export_state(self) -> list[dict]:
+        """Every worker's tracker records (sipcm.track.persist), concatenated."""
+        return [rec for part in self.call("export_state") for rec in part]
+
+    def import_state(self, records: Iterable[dict], now_ns: int) -> tuple[int, int]:
+        """Restore records, each in the worker its shard key maps to; (restored, discarded).
+        Every record is decoded here first, so a bad one raises persist.StateError before any
+        worker restores anything."""
+        n = len(self._workers)
+        parts: list[list[dict]] = [[] for _ in range(n)]
+        for rec in records:
+            persist.decode(rec)
+            key = str(rec["shard_key"]).encode("utf-8", "surrogateescape")
+            parts[shard_of(key, n)].append(rec)
+        for w, part in zip(self._workers, parts, strict=True):
+            self._send(w, ("ctl", "import_state", (part, now_ns)))
+        for w in self._workers:
+            while not w.replies:
+                self._pump(None)
+        done = [w.replies.popleft() for w in self._workers]
+        return sum(r for r, _ in done), sum(d for _, d in done)
 
     def set_blacklist(self, names: list[str]) -> None:
         """Tell every worker which event types not to build."""

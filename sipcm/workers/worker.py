@@ -41,6 +41,11 @@ def _control(shard: Shard, counters: Counters, name: str, arg: Any) -> Any:
         return shard.registration_rows()
     if name == "flow":
         return shard.flows.flow(arg)
+    if name == "export_state":
+        return shard.tracker.export_state()
+    if name == "import_state":
+        records, now_ns = arg
+        return shard.tracker.import_state(records, now_ns)
     raise ValueError(f"unknown control {name!r}")
 
 

@@ -1,0 +1,116 @@
+"""`attach`'s state file glue (sipcm.run.save_state / restore_state): messages, counters, and
+a clean start on any problem. The restore itself is tested in tests/unit/track/test_persist.py
+and end to end in tests/netns/test_restart.py."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from pathlib import Path
+
+from sipcm.config import load_config
+from sipcm.pipeline import Pipeline
+from sipcm.run import restore_state, save_state
+from tests.unit.track.msgs import invite, resp
+
+NS = 1_000_000_000
+
+
+def pipeline(state_file: Path | str, *more: str) -> Pipeline:
+    cfg = load_config(None, [f"state_file={state_file}", "stats_interval=0", *more])
+    return Pipeline(cfg, [], hostname=socket.gethostname())
+
+
+def established(pipe: Pipeline) -> None:
+    now = time.time() - 1.0
+    inv = invite("live-1", "f", 1, now)
+    pipe.tracker.process(inv)
+    pipe.tracker.process(resp(inv, 200, now + 0.1, "t"))
+
+
+def test_saved_on_stop_and_restored_on_start(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    first, said = pipeline(path), []
+    established(first)
+    save_state(first.cfg, first, said.append)
+    assert said == [f"saved 1 calls, 0 registrations, 0 transactions to state file {path}"]
+    second, said = pipeline(path), []
+    restore_state(second.cfg, second, said.append)
+    assert len(said) == 1
+    assert said[0].startswith(
+        f"restored 1 calls, 0 registrations, 0 transactions from state file {path} (saved "
+    )
+    assert said[0].endswith(" s ago): 1 entries restored, 0 discarded")
+    assert [c["call_id"] for c in second.tracker.active_calls()] == ["live-1"]
+    assert second.counters.group("track")["state_restored"] == 1
+    assert not path.exists()  # read once
+    restore_state(second.cfg, second, said.append)  # nothing saved since: silent
+    assert len(said) == 1
+
+
+def test_corrupt_file_is_a_warning_and_a_clean_start(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    first = pipeline(path)
+    established(first)
+    save_state(first.cfg, first, lambda _m: None)
+    path.write_text(path.read_text().replace('"call"', '"call', 1))
+    second, said = pipeline(path), []
+    restore_state(second.cfg, second, said.append)
+    assert said == [
+        f"warning: state file {path} is not usable, starting clean: line 2 is not valid JSON"
+    ]
+    assert second.tracker.active_calls() == []
+    assert second.counters.group("track")["state_discarded"] == 1
+
+
+def test_record_of_another_shape_is_a_warning_and_a_clean_start(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    first = pipeline(path)
+    established(first)
+    save_state(first.cfg, first, lambda _m: None)
+    head, rec = path.read_text().splitlines()
+    data = json.loads(rec)
+    data["legs"][0]["colour"] = "red"
+    path.write_text(f"{head}\n{json.dumps(data)}\n")
+    second, said = pipeline(path), []
+    restore_state(second.cfg, second, said.append)
+    assert said == [
+        f"warning: state file {path} is not usable, starting clean: Leg: missing [], "
+        "unknown ['colour']"
+    ]
+    assert second.tracker.active_calls() == []
+    assert second.counters.group("track")["state_discarded"] == 1
+
+
+def test_too_old_is_discarded_and_said(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    first = pipeline(path)
+    established(first)
+    save_state(first.cfg, first, lambda _m: None)
+    second, said = pipeline(path, "state_max_age=1ms"), []
+    time.sleep(0.01)
+    restore_state(second.cfg, second, said.append)
+    assert len(said) == 1
+    assert said[0].startswith(f"state file {path} was saved ")
+    assert said[0].endswith(" s ago, more than state_max_age (0.001 s): 1 entries discarded")
+    assert second.tracker.active_calls() == []
+    assert second.counters.group("track")["state_discarded"] == 1
+
+
+def test_unwritable_state_file_is_a_warning(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    pipe, said = pipeline(tmp_path / "file" / "state.json"), []
+    save_state(pipe.cfg, pipe, said.append)
+    assert said == [
+        f"warning: could not save state to {tmp_path / 'file' / 'state.json'}: "
+        f"File exists: {tmp_path / 'file'}"
+    ]
+
+
+def test_off_with_an_empty_path(tmp_path: Path) -> None:
+    pipe, said = pipeline(""), []
+    established(pipe)
+    save_state(pipe.cfg, pipe, said.append)
+    restore_state(pipe.cfg, pipe, said.append)
+    assert said == []
