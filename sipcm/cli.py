@@ -380,8 +380,10 @@ def attach(
     IFACES add to the `interfaces` config key. Events go to the configured outputs (NDJSON
     on stdout by default); the web interface runs on http_addr:http_port unless http_port is
     0. SIGHUP re-reads the configuration and applies sip_ports, vxlan_ports and
-    event_types_blst without detaching. Needs root and BPF; `sipcm doctor` checks the
-    machine."""
+    event_types_blst without detaching. On stop, open calls, registrations and pending
+    transactions are saved to state_file (default /var/lib/sipcm/state.json, "" disables)
+    and the next attach restores them when younger than state_max_age (5m). Needs root and
+    BPF; `sipcm doctor` checks the machine."""
     from sipcm import run
 
     cfg = _load(ctx, config_path, overrides)

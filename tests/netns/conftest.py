@@ -347,7 +347,9 @@ def sipcm_cmd(ifaces: list[str], *overrides: str) -> list[str]:
     """The `sipcm ... attach IFACES` command line with `-E` overrides (after `workers`)."""
     import sys
 
-    args = [sys.executable, "-m", "sipcm", "-E", f"workers={WORKERS}"]
+    # state_file off unless overridden: one test's saved calls must not be restored by the
+    # next test's sensor
+    args = [sys.executable, "-m", "sipcm", "-E", f"workers={WORKERS}", "-E", "state_file="]
     for o in overrides:
         args += ["-E", o]
     return [*args, "attach", *ifaces]

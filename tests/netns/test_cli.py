@@ -31,7 +31,8 @@ SIPP = ["-nostdin", "-timeout", "30"]
 
 def start_sensor(net, ns: str, ifaces: list[str], *overrides: str) -> subprocess.Popen:
     """`sipcm attach` in `ns`; returns once it reports being attached."""
-    args = [sys.executable, "-m", "sipcm", "-E", "http_port=0"]
+    # state_file off: one test's saved calls must not be restored by the next test's sensor
+    args = [sys.executable, "-m", "sipcm", "-E", "http_port=0", "-E", "state_file="]
     args += ["-E", f"workers={netns_conftest.WORKERS}"]
     for o in overrides:
         args += ["-E", o]

@@ -32,7 +32,9 @@ class Sensor:
     """`sipcm attach` in a namespace; threads drain stdout (events) and stderr (progress)."""
 
     def __init__(self, net, ns: str, args: list[str]) -> None:
-        cmd = [sys.executable, "-m", "sipcm", "-E", "http_port=0"]
+        # state_file off unless the test sets one: one test's saved calls must not be
+        # restored by the next test's sensor
+        cmd = [sys.executable, "-m", "sipcm", "-E", "http_port=0", "-E", "state_file="]
         cmd += ["-E", f"workers={netns_conftest.WORKERS}", *args]
         self.proc = net.popen(ns, *cmd, stdout=subprocess.PIPE, cwd=REPO)
         self.events: list[dict] = []  # every document printed but stats
