@@ -135,8 +135,9 @@ def profile_summary(files: list[str], top: int = 14) -> list[tuple[str, float, f
     return rows[:top]
 
 
-def memory_per_entry(n: int) -> tuple[float, float]:
-    """Bytes of tracker memory per established dialog and per registration binding."""
+def memory_per_entry(n: int) -> tuple[float, float, float]:
+    """Bytes of tracker memory per established dialog, per pending call (an INVITE nobody
+    answered yet) and per registration binding."""
     from sipcm.counters import Counters
     from sipcm.decode.packet import Payload
     from sipcm.sip.parser import parse
@@ -150,7 +151,7 @@ def memory_per_entry(n: int) -> tuple[float, float]:
 
     def measure(build) -> float:
         msgs = build()
-        tracker = Tracker(Counters().group("t"), max_calls=n * 2, max_regs=n * 2)
+        tracker = Tracker(Counters().group("t"), max_calls=n * 2, max_regs=n * 2, max_pending=n * 2)
         gc.collect()
         tracemalloc.start()
         base = tracemalloc.get_traced_memory()[0]
@@ -161,7 +162,7 @@ def memory_per_entry(n: int) -> tuple[float, float]:
         tracemalloc.stop()
         return used / n
 
-    def calls() -> list[tuple[bytes, int]]:
+    def calls(answered: bool = True) -> list[tuple[bytes, int]]:
         out = []
         for i in range(n):
             leg = Leg(f"mem-{i}@example.com", from_tag=f"mf{i}")
@@ -169,7 +170,9 @@ def memory_per_entry(n: int) -> tuple[float, float]:
             inv = leg.req("INVITE")
             leg.to_tag = f"tt{i}"
             t = T0 + i * MS
-            out += [(inv.raw, t), (leg.resp(inv, 200, "OK"), t + MS)]
+            out.append((inv.raw, t))
+            if answered:
+                out.append((leg.resp(inv, 200, "OK"), t + MS))
         return out
 
     def regs() -> list[tuple[bytes, int]]:
@@ -193,7 +196,7 @@ def memory_per_entry(n: int) -> tuple[float, float]:
             ]
         return out
 
-    return measure(calls), measure(regs)
+    return measure(calls), measure(lambda: calls(answered=False)), measure(regs)
 
 
 def main() -> None:
@@ -239,8 +242,11 @@ def main() -> None:
     for output, (small, large) in ratios.items():
         ratio = large / small
         print(f"linearity ({output}): 10x messages took {ratio:.2f}x the CPU time (limit 10.5x)")
-    per_call, per_reg = memory_per_entry(20000)
-    print(f"memory: {per_call:.0f} B per established dialog, {per_reg:.0f} B per registration")
+    per_call, per_pending, per_reg = memory_per_entry(20000)
+    print(
+        f"memory: {per_call:.0f} B per established dialog, {per_pending:.0f} B per pending "
+        f"call (INVITE not answered), {per_reg:.0f} B per registration"
+    )
     print(f"\nprofile: NDJSON replay of {args.profile_calls} generated calls (cProfile)")
     print(f"{'function':52} {'cumulative':>10} {'own':>6}")
     for name, cum, own in summary:
