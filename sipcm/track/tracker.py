@@ -355,7 +355,8 @@ class Tracker:
         }
 
     def active_calls(self) -> list[dict]:
-        """One small JSON-able dict per dialog being followed, least recently active first."""
+        """One small JSON-able dict per dialog being followed: established calls, then pending
+        ones, each least recently active first."""
         rows = []
         for e in self._core.values():
             if not isinstance(e, CallSet):
