@@ -8,7 +8,7 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from sipcm.capture.pcapfile import PcapReader
@@ -213,15 +213,14 @@ def _state_log(msg: str) -> None:
         log.info("%s", msg)
 
 
-def _kinds(records: Sequence[dict]) -> str:
-    n = Counter(r.get("kind") for r in records)
-    return f"{n['call']} calls, {n['binding']} registrations, {n['trans']} transactions"
+def _kinds(kinds: Counter) -> str:
+    return f"{kinds['call']} calls, {kinds['binding']} registrations, {kinds['trans']} transactions"
 
 
 def restore_state(cfg: Config, pipe: Pipeline, progress: Progress) -> None:
     """Restore the tracker state saved by the previous `attach` (state_file), if any and
     younger than state_max_age; any problem is one warning line and a clean start."""
-    from sipcm.track import persist, snapshot
+    from sipcm.track import snapshot
 
     if not cfg.state_file:
         return
@@ -230,27 +229,34 @@ def restore_state(cfg: Config, pipe: Pipeline, progress: Progress) -> None:
     track = pipe.counters.group("track")
     where = f"state file {cfg.state_file}"
     if got.problem is not None:
-        track["state_discarded"] += got.discarded
+        track["state_discarded"] += got.count
         progress(f"warning: {where} is not usable, starting clean: {got.problem}")
         return
     if got.saved_ns is None:
         return  # no file: nothing was saved
     age = (now - got.saved_ns) / NS
     if got.too_old:
-        track["state_discarded"] += got.discarded
+        track["state_discarded"] += got.count
         progress(
             f"{where} was saved {age:.0f} s ago, more than state_max_age "
-            f"({cfg.state_max_age:g} s): {got.discarded} entries discarded"
+            f"({cfg.state_max_age:g} s): {got.count} entries discarded"
         )
         return
+    kinds: Counter[str] = Counter()
+
+    def counted() -> Iterator[dict]:
+        for rec in got.records:
+            kinds[rec.get("kind")] += 1
+            yield rec
+
     try:
-        restored, discarded = pipe.import_state(got.records, now)
-    except (persist.StateError, TypeError, ValueError) as exc:
-        track["state_discarded"] += len(got.records)
+        restored, discarded = pipe.import_state(counted(), now)
+    except (TypeError, ValueError) as exc:  # persist.StateError, snapshot.CorruptFile
+        track["state_discarded"] += got.count
         progress(f"warning: {where} is not usable, starting clean: {exc}")
         return
     progress(
-        f"restored {_kinds(got.records)} from {where} (saved {age:.1f} s ago): "
+        f"restored {_kinds(kinds)} from {where} (saved {age:.1f} s ago): "
         f"{restored} entries restored, {discarded} discarded"
     )
 
@@ -270,7 +276,7 @@ def save_state(cfg: Config, pipe: Pipeline, progress: Progress) -> None:
             why += f": {exc.filename}"
         progress(f"warning: could not save state to {cfg.state_file}: {why}")
         return
-    progress(f"saved {_kinds(records)} to state file {cfg.state_file}")
+    progress(f"saved {_kinds(Counter(r['kind'] for r in records))} to state file {cfg.state_file}")
 
 
 def _outputs_as(

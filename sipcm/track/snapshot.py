@@ -6,10 +6,11 @@ one record per line. Records are whatever `Tracker.export_state` gave (each with
 `shard_key`), so the records of several trackers can be written as one list and split again by
 shard key when read. `save` writes a temporary file beside the target, fsyncs it, renames it
 over the target and fsyncs the directory: a reader sees the previous file or the new one, never
-a part of one. `load` reads a file once (it is removed when read, so a crash after a restore
-cannot restore the same state twice) and never raises for its content: a file that is not
-valid, of another version, truncated or older than the maximum age gives no records and says
-why.
+a part of one. `load` reads a file once (it is removed when opened, so a crash after a
+restore cannot restore the same state twice); a header that is not valid, of another version or
+older than the maximum age gives no records and says why, and a bad record or a truncated file
+raises CorruptFile while the records are read (before a tracker changes: `import_state`
+decodes them all first).
 """
 
 from __future__ import annotations
@@ -17,23 +18,28 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 FORMAT = "sipcm-state"
 VERSION = 1
 NS = 1_000_000_000
 
 
+class CorruptFile(ValueError):
+    """A state file whose records cannot all be read (raised while iterating them)."""
+
+
 @dataclass
 class Loaded:
-    """What `load` found: the records to restore, and why none when there are none."""
+    """What `load` found: the records to restore, read lazily, and why none when none."""
 
-    records: list[dict] = field(default_factory=list)
+    records: Iterator[dict] = field(default_factory=lambda: iter(()))
     saved_ns: int | None = None  # when the file was written (Unix time ns)
-    discarded: int = 0  # records in the file that are not returned
-    problem: str | None = None  # why the file was not usable (None: usable or absent)
+    count: int = 0  # records the header announces
+    problem: str | None = None  # why the file is not usable (None: usable or absent)
     too_old: bool = False  # the file was valid but older than the maximum age
 
 
@@ -62,58 +68,59 @@ def save(path: str | Path, records: Sequence[dict], saved_ns: int) -> None:
 
 
 def load(path: str | Path, *, max_age_ns: int, now_ns: int) -> Loaded:
-    """Read and remove the state file at `path`; no file is an empty result without a problem."""
+    """Open the state file at `path` and remove it (it is read once); no file is an empty
+    result without a problem. The header is checked here; `records` yields the records one at
+    a time (a full table would take gigabytes as one list of dicts) and raises CorruptFile at a
+    line that is not a record or when the file ends short of the header's count."""
     target = Path(path)
     try:
-        fh = open(target, "rb")  # noqa: SIM115
+        fh = open(target, "rb")  # noqa: SIM115 - closed by the records iterator
     except FileNotFoundError:
         return Loaded()
     except OSError as e:
         return Loaded(problem=f"cannot read it: {e.strerror}")
-    with fh:
-        try:
-            result = _parse(fh, max_age_ns, now_ns)
-        except OSError as e:
-            return Loaded(problem=f"cannot read it: {e.strerror}")
     try:
-        target.unlink()
+        got = _header(fh, max_age_ns, now_ns)
+        target.unlink()  # the open file stays readable
     except OSError as e:
-        result.records = []
-        result.problem = f"cannot remove it after reading ({e.strerror}), so it is not used"
-    return result
+        fh.close()
+        return Loaded(problem=f"cannot read and remove it: {e.strerror}")
+    if got.problem is not None or got.too_old:
+        fh.close()
+        return got
+    got.records = _records(fh, got.count)
+    return got
 
 
-def _parse(fh, max_age_ns: int, now_ns: int) -> Loaded:
-    first = fh.readline()
+def _header(fh: BinaryIO, max_age_ns: int, now_ns: int) -> Loaded:
+    bad = Loaded(problem="not a sipcm state file (no valid header line)")
     try:
-        header = json.loads(first)
+        header = json.loads(fh.readline())
     except ValueError:
-        return Loaded(problem="not a sipcm state file (no valid header line)")
+        return bad
     if not isinstance(header, dict) or header.get("format") != FORMAT:
-        return Loaded(problem="not a sipcm state file (no valid header line)")
+        return bad
     count, saved = header.get("records"), header.get("saved_ns")
     if header.get("version") != VERSION:
         return Loaded(
-            discarded=count if type(count) is int else 0,
+            count=count if type(count) is int else 0,
             problem=f"format version {header.get('version')!r}, this sipcm reads version {VERSION}",
         )
     if type(count) is not int or count < 0 or type(saved) is not int:
-        return Loaded(problem="not a sipcm state file (no valid header line)")
-    if abs(now_ns - saved) > max_age_ns:
-        return Loaded(saved_ns=saved, discarded=count, too_old=True)
-    records: list[dict] = []
-    for n, line in enumerate(fh, start=2):
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            return Loaded(saved_ns=saved, discarded=count, problem=f"line {n} is not valid JSON")
-        if not isinstance(rec, dict):
-            return Loaded(saved_ns=saved, discarded=count, problem=f"line {n} is not a record")
-        records.append(rec)
-    if len(records) != count:
-        return Loaded(
-            saved_ns=saved,
-            discarded=max(count, len(records)),
-            problem=f"{len(records)} records where the header says {count} (truncated?)",
-        )
-    return Loaded(records=records, saved_ns=saved)
+        return bad
+    return Loaded(saved_ns=saved, count=count, too_old=abs(now_ns - saved) > max_age_ns)
+
+
+def _records(fh: BinaryIO, count: int) -> Iterator[dict]:
+    with fh:
+        n = 0
+        for n, line in enumerate(fh, start=1):
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                raise CorruptFile(f"line {n + 1} is not valid JSON") from None
+            if not isinstance(rec, dict):
+                raise CorruptFile(f"line {n + 1} is not a record")
+            yield rec
+        if n != count:
+            raise CorruptFile(f"{n} records where the header says {count} (truncated?)")

@@ -4,6 +4,7 @@ a tracker restored mid-traffic giving the same documents as one that never stopp
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -98,7 +99,7 @@ def through_file(tmp_path: Path, records: list[dict], saved: int, now: int) -> l
     assert got.problem is None
     assert not got.too_old
     assert not path.exists()
-    return got.records
+    return list(got.records)
 
 
 def test_restored_tracker_gives_the_documents_of_one_that_never_stopped(tmp_path: Path) -> None:
@@ -270,9 +271,11 @@ def test_state_file_roundtrip_is_atomic_and_read_once(tmp_path: Path) -> None:
     assert header == {"format": "sipcm-state", "version": 1, "saved_ns": T0, "records": 7}
     assert sorted(p.name for p in path.parent.iterdir()) == ["state.json"]  # no temp file left
     got = snapshot.load(path, max_age_ns=5 * MIN, now_ns=T0 + 299 * S)
-    assert (got.records, got.saved_ns, got.discarded, got.problem) == (records, T0, 0, None)
-    assert not path.exists()
-    assert snapshot.load(path, max_age_ns=5 * MIN, now_ns=T0) == snapshot.Loaded()
+    assert (got.saved_ns, got.count, got.problem, got.too_old) == (T0, 7, None, False)
+    assert not path.exists()  # removed once opened: a crash mid-restore cannot restore twice
+    assert list(got.records) == records
+    nothing = snapshot.load(path, max_age_ns=5 * MIN, now_ns=T0)
+    assert (nothing.saved_ns, nothing.problem, list(nothing.records)) == (None, None, [])
 
 
 def _saved(tmp_path: Path, text: str | None = None) -> Path:
@@ -285,30 +288,52 @@ def _saved(tmp_path: Path, text: str | None = None) -> Path:
 
 def test_state_file_older_than_the_maximum_age_is_discarded(tmp_path: Path) -> None:
     got = snapshot.load(_saved(tmp_path), max_age_ns=5 * MIN, now_ns=T0 + 5 * MIN + 1)
-    assert (got.records, got.discarded, got.too_old, got.problem) == ([], 7, True, None)
+    assert (got.count, got.too_old, got.problem, list(got.records)) == (7, True, None, [])
     assert not (tmp_path / "state.json").exists()
 
 
 @pytest.mark.parametrize(
-    ("mangle", "discarded", "problem"),
+    ("mangle", "count", "problem"),
     [
         (lambda t: "garbage\n", 0, "not a sipcm state file (no valid header line)"),
         (lambda t: "", 0, "not a sipcm state file (no valid header line)"),
         (lambda t: '{"format": "other"}\n', 0, "not a sipcm state file (no valid header line)"),
+        (lambda t: t.replace('"saved_ns": ', '"saved_ns": "', 1), 0,
+         "not a sipcm state file (no valid header line)"),
         (lambda t: t.replace('"version": 1', '"version": 2', 1), 7,
          "format version 2, this sipcm reads version 1"),
-        (lambda t: t[: t.rindex("\n", 0, -1) + 1], 7,
-         "6 records where the header says 7 (truncated?)"),
-        (lambda t: t[:-40] + "\n", 7, "line 8 is not valid JSON"),
-        (lambda t: t + "[1, 2]\n", 7, "line 9 is not a record"),
     ],
 )  # fmt: skip
-def test_corrupt_or_incompatible_state_file(tmp_path: Path, mangle, discarded, problem) -> None:
+def test_state_file_with_a_bad_header(tmp_path: Path, mangle, count, problem) -> None:
     path = _saved(tmp_path)
     path.write_text(mangle(path.read_text()))
     got = snapshot.load(path, max_age_ns=5 * MIN, now_ns=T0)
-    assert (got.records, got.discarded, got.problem) == ([], discarded, problem)
+    assert (got.count, got.problem, list(got.records)) == (count, problem, [])
     assert not path.exists()
+
+
+@pytest.mark.parametrize(
+    ("mangle", "message"),
+    [
+        (
+            lambda t: t[: t.rindex("\n", 0, -1) + 1],
+            "6 records where the header says 7 (truncated?)",
+        ),
+        (lambda t: t[:-40] + "\n", "line 8 is not valid JSON"),
+        (lambda t: t + "[1, 2]\n", "line 9 is not a record"),
+    ],
+)
+def test_state_file_with_a_bad_record_restores_nothing(tmp_path: Path, mangle, message) -> None:
+    path = _saved(tmp_path)
+    path.write_text(mangle(path.read_text()))
+    got = snapshot.load(path, max_age_ns=5 * MIN, now_ns=T0)
+    assert (got.count, got.problem) == (7, None)
+    t = tracker()
+    with pytest.raises(snapshot.CorruptFile, match=re.escape(message)):
+        t.import_state(got.records, T0)
+    assert len(t.entries) == 0
+    assert t.registrations() == []
+    assert t.stats()["timers"] == 0
 
 
 def test_unreadable_state_file_is_a_problem_not_an_error(tmp_path: Path) -> None:
