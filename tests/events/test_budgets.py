@@ -10,7 +10,7 @@ from sipcm.config import load_config
 from sipcm.run import replay
 from tests.ecs import assert_valid
 from tests.events.scen import MS, T0, Capture, Leg, S, briefs, iso
-from tests.replayutil import Collect
+from tests.replayutil import Collect, replay_docs
 from tests.sipgen import basic_call
 
 FLOOD = 1500
@@ -29,7 +29,7 @@ def test_established_call_survives_a_flood_of_unanswered_invites(tmp_path: Path)
     cfg = load_config(
         None,
         ["stats_interval=0", "evr_limits=[0,0,0]", f"pending_max_entries={BUDGET}",
-         "calls_max_entries=10"],
+         "calls_max_entries=10", "workers=1"],
     )  # fmt: skip
     out, groups = Collect(), []
     replay(cfg, [str(path)], lambda c: (groups.append(c), [out])[1], end="conclude")
@@ -58,3 +58,9 @@ def test_established_call_survives_a_flood_of_unanswered_invites(tmp_path: Path)
     ]
     assert {(d["event"]["action"], d["sip"]["code"]) for d in attempts} == {("call-attempt", 408)}
     assert attempts[0]["@timestamp"] == iso(T0 + 123 * S + (FLOOD - BUDGET) * MS)
+    # Two workers share the budgets (500 pending each) and keep the same established call.
+    docs2, _ = replay_docs(
+        [path], "evr_limits=[0,0,0]", f"pending_max_entries={BUDGET}", "calls_max_entries=10",
+        workers=2,
+    )  # fmt: skip
+    assert docs2[:2] == docs[:2]

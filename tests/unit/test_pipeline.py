@@ -191,7 +191,7 @@ def test_end_of_replay_is_published_in_bounded_chunks(tmp_path: Path) -> None:
         cap.a2b(leg, T0 + i * MS, leg.req("INVITE").raw)
     path = cap.write(tmp_path / "unanswered.pcap")
     out = Batches()
-    cfg = load_config(None, ["stats_interval=0", "evr_limits=[0,0,0]"])
+    cfg = load_config(None, ["stats_interval=0", "evr_limits=[0,0,0]", "workers=1"])
     replay(cfg, [str(path)], lambda _c: [out], end="conclude")
     assert FINISH_CHUNK == 1000
     assert out.sizes == [1000, 1000, 500]

@@ -9,6 +9,8 @@ import socket
 import time
 from pathlib import Path
 
+import pytest
+
 from sipcm.config import load_config
 from sipcm.pipeline import Pipeline
 from sipcm.run import restore_state, save_state
@@ -18,7 +20,7 @@ NS = 1_000_000_000
 
 
 def pipeline(state_file: Path | str, *more: str) -> Pipeline:
-    cfg = load_config(None, [f"state_file={state_file}", "stats_interval=0", *more])
+    cfg = load_config(None, [f"state_file={state_file}", "stats_interval=0", "workers=1", *more])
     return Pipeline(cfg, [], hostname=socket.gethostname())
 
 
@@ -114,3 +116,70 @@ def test_off_with_an_empty_path(tmp_path: Path) -> None:
     save_state(pipe.cfg, pipe, said.append)
     restore_state(pipe.cfg, pipe, said.append)
     assert said == []
+
+
+def _capture(tmp_path: Path, name: str, legs: list, part: str) -> Path:
+    """Calls answered at T0+2 s ("start": INVITE..ACK) or hung up at T0+12 s ("end")."""
+    from tests.sipgen import MS, SDP, T0, Capture, S
+
+    cap = Capture()
+    for i, leg in enumerate(legs):
+        t = T0 + i * MS
+        if part == "start":
+            leg.to_tag = None
+            inv = leg.req("INVITE", body=SDP, headers=("Content-Type: application/sdp",))
+            cap.a2b(leg, t, inv.raw)
+            leg.to_tag = f"tt{i}"
+            cap.b2a(leg, t + 2 * S, leg.resp(inv, 200, "OK"))
+            cap.a2b(leg, t + 2 * S + 10 * MS, leg.req("ACK", cseq=inv.cseq).raw)
+        else:
+            cap.a2b(leg, t + 12 * S, leg.req("BYE").raw)
+    return cap.write(tmp_path / name)
+
+
+@pytest.mark.parametrize(("before", "after"), [(2, 2), (2, 1), (1, 3)])
+def test_state_moves_between_worker_counts(tmp_path: Path, before: int, after: int) -> None:
+    """Calls answered under `before` workers, saved, restored under `after` workers (records
+    split again by shard key): each BYE gives the call-end one process would have given."""
+    from sipcm.capture.pcapfile import PcapReader
+    from tests.replayutil import Collect
+    from tests.sipgen import Leg
+
+    legs = [Leg(f"w{i}@test", a_ip=f"192.0.2.{10 + i}", from_tag=f"f{i}") for i in range(6)]
+    start = _capture(tmp_path, "start.pcap", legs, "start")
+    end = _capture(tmp_path, "end.pcap", legs, "end")
+    path = tmp_path / "state.json"
+
+    def run(workers: int, files: list[Path], *, restore: bool, save: bool) -> list[dict]:
+        out = Collect()
+        cfg = load_config(None, [f"state_file={path}", "stats_interval=0", f"workers={workers}"])
+        pipe = Pipeline(cfg, [out], hostname="sensor")
+        said: list[str] = []
+        try:
+            if restore:
+                restore_state(cfg, pipe, said.append)
+                assert said[0].startswith("restored 6 calls, 0 registrations")
+            for f in files:
+                for batch in PcapReader(str(f)).batches(64):
+                    pipe.feed(batch)
+            pipe.finish("none")
+            if save:
+                save_state(cfg, pipe, said.append)
+                assert (
+                    said[-1]
+                    == f"saved 6 calls, 0 registrations, 0 transactions to state file {path}"
+                )
+        finally:
+            pipe.close()
+        return out.docs
+
+    whole = run(1, [start, end], restore=False, save=False)
+    first = run(before, [start], restore=False, save=True)
+    second = run(after, [end], restore=True, save=False)
+    assert sorted(d["event"]["action"] for d in first) == ["call-start"] * 6
+    assert sorted(d["event"]["action"] for d in second) == ["call-end"] * 6
+    key = lambda d: (d["@timestamp"], d["sip"]["call_id"])  # noqa: E731
+    assert sorted(first + second, key=key) == sorted(whole, key=key)
+    for d in second:
+        assert d["event"]["duration"] == 10_000_000_000
+        assert d["sip"]["call"]["reconstructed"] is False
