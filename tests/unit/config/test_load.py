@@ -515,7 +515,7 @@ def test_file_shape_errors(tmp_path, text, message, hint):
 def test_describe_lists_every_key_once():
     docs = key_docs()
     paths = [d.path for d in docs]
-    assert len(paths) == len(set(paths)) == 74
+    assert len(paths) == len(set(paths)) == 77
     text = describe()
     for doc in docs:
         assert f"{doc.path} (default: {doc.default})\n    {doc.help}; " in text + "\n"
