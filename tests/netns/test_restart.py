@@ -7,6 +7,8 @@ reconstructed)."""
 from __future__ import annotations
 
 import datetime as dt
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -31,10 +33,16 @@ def by_id(events: list[dict], action: str) -> dict[str, dict]:
     return {e["sip"]["call_id"]: e for e in events if e["event"]["action"] == action}
 
 
-def test_calls_and_registrations_survive_a_restart(net, procs, tmp_path: Path) -> None:  # noqa: F811
+def test_calls_and_registrations_survive_a_restart(net, procs) -> None:  # noqa: F811
     need("sipp")
+    with tempfile.TemporaryDirectory(prefix="sipcm-state-") as d:
+        # the sensor saves and restores after dropping to its run_as user
+        os.chmod(d, 0o1777)
+        restart(net, procs, Path(d) / "state.json")
+
+
+def restart(net, procs, state: Path) -> None:  # noqa: F811
     a, b = pair(net, "10.94.7", "fd94:7")
-    state = tmp_path / "state.json"
     opts = ("-E", f"state_file={state}", "-E", f"reg_exp_delta={GRACE_S}s")
     opts += ("-E", "sip_ports=[5060,5080]")
     first = attach(net, procs, b, "v1", *opts)
