@@ -274,6 +274,15 @@ def reserve_web(cfg: Config) -> WebServer | None:
     return web
 
 
+def build_web(cfg: Config, pipe: Pipeline) -> WebServer | None:
+    """The web interface serving `pipe` (None when http_port is 0): bound and started at once,
+    for runs that drop no privileges (`replay --serve`)."""
+    web = reserve_web(cfg)
+    if web is not None:
+        web.start(web_state(cfg, pipe))
+    return web
+
+
 def web_state(cfg: Config, pipe: Pipeline) -> WebState:
     """What the web interface reads of `pipe`: every row anonymized as the events are (the
     shards anonymize calls and registrations; the rate table is the collector's)."""

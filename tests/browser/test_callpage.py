@@ -52,6 +52,8 @@ def serve() -> Iterator:
         procs.append(proc)
         assert proc.stderr is not None
         line = proc.stderr.readline()
+        while line and not line.startswith("sipcm:"):  # log lines (time, level, component)
+            line = proc.stderr.readline()
         assert line == (
             f"sipcm: replay done; serving the replayed state at http://127.0.0.1:{port}/ "
             "(Ctrl-C stops)\n"
