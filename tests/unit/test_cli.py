@@ -35,7 +35,7 @@ def test_help_everywhere(cmd: list[str]) -> None:
 
 
 def test_unknown_override_key_names_the_closest_spelling() -> None:
-    res = sipcm("-E", "sip_prots=[5060]", "replay", str(CORPUS / "PcapPlusPlus/sdp.pcap"))
+    res = sipcm("-E", "sip_prots=[5060]", "replay", "never-read.pcap")
     assert res.returncode == 2
     assert res.stderr.count("\n") == 1
     assert "sip_prots" in res.stderr
@@ -59,6 +59,7 @@ def test_bad_flag_is_a_usage_error() -> None:
     assert "Traceback" not in res.stderr
 
 
+@pytest.mark.needs_shared("corpus")
 def test_replay_prints_ndjson_events_on_stdout() -> None:
     import json
 
@@ -81,6 +82,7 @@ def test_attach_unknown_interface_is_one_line_error() -> None:
     assert res.stderr.count("\n") == 1
 
 
+@pytest.mark.needs_shared("corpus")
 def test_anonymized_replay_decrypts_back_to_the_clear_events(tmp_path) -> None:
     key = tmp_path / "key.hex"
     key.write_text("00112233445566778899aabbccddeeff\n")
