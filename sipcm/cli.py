@@ -487,8 +487,11 @@ def decrypt(
 def show_config(
     ctx: click.Context, check: bool, config_path: str | None, overrides: tuple[str, ...]
 ) -> None:
-    """Print the effective configuration (YAML, secrets masked) after -c and -E."""
-    import yaml
+    """Print the effective configuration after -c and -E, as YAML that loads back with -c.
+
+    Durations and sizes are shown in units ("5m", "16MiB"); a secret that is set shows as
+    `null  # set, not shown` (give it again with -E or in the file)."""
+    from sipcm.config.dump import dump_yaml
 
     if check:
         try:
@@ -499,8 +502,7 @@ def show_config(
         path = config_path or ctx.find_root().params.get("config_path")
         _say(f"configuration OK ({path or 'defaults'})")
         return
-    cfg = _load(ctx, config_path, overrides)
-    click.echo(yaml.safe_dump({"sipcm": cfg.to_dict(mask_secrets=True)}, sort_keys=False), nl=False)
+    click.echo(dump_yaml(_load(ctx, config_path, overrides)), nl=False)
 
 
 @cli.command("config-keys")
