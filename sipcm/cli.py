@@ -20,6 +20,8 @@ from sipcm import __version__
 from sipcm.errors import CaptureFileError, SipcmError
 
 END_MODES = ("conclude", "expire-all", "none")
+STDIN = "-"  # a replay FILE naming standard input
+STDIN_PATH = "/dev/stdin"  # read through its path: the reader maps a regular file, streams a pipe
 
 
 class DeliveryError(SipcmError):
@@ -206,14 +208,28 @@ def replay(
     Elasticsearch output sends them on its next start), dropped and dead-lettered. Exit status:
     0 when everything was delivered, 3 when events remain undelivered, 2 on a user error (or a
     truncated file), 128+N after signal N (SIGINT/SIGTERM stop between batches and close the
-    outputs). With --serve, Ctrl-C or SIGTERM after the replay ends the serving normally."""
+    outputs). With --serve, Ctrl-C or SIGTERM after the replay ends the serving normally.
+
+    FILES may be - for standard input (e.g. tcpdump -w - | sipcm replay -). A long replay
+    shows its progress (percent, rate, ETA) on stderr when that is a terminal, as a log line
+    every 30 s otherwise."""
     from sipcm import run
+    from sipcm.progress import ReplayProgress
 
     cfg = _load(ctx, config_path, overrides)
     if speed is not None and speed <= 0:
         raise click.BadParameter("must be > 0", param_hint="--speed")
     pace = speed if speed is not None else (1.0 if realtime else None)
-    progress = _say if sys.stderr.isatty() else None
+    if files.count(STDIN) > 1:
+        raise click.BadParameter("standard input (-) can be read only once", param_hint="FILES")
+    if STDIN in files and sys.stdin.isatty():
+        raise click.BadParameter(
+            "- reads a capture from standard input, which is a terminal here; pipe one in "
+            "(tcpdump -w - ... | sipcm replay -) or redirect it (< trace.pcap)",
+            param_hint="FILES",
+        )
+    paths = tuple(STDIN_PATH if f == STDIN else f for f in files)
+    progress = ReplayProgress(paths, tty=sys.stderr if sys.stderr.isatty() else None)
     outputs: list[Any] = []
 
     def make_outputs(c: Any) -> list[Any]:
@@ -240,11 +256,13 @@ def replay(
 
     with stop_on_signals() as stop:
         results = run.replay(
-            cfg, files, make_outputs, end=end or cfg.replay_end, speed=pace, progress=progress,
+            cfg, paths, make_outputs, end=end or cfg.replay_end, speed=pace, progress=progress,
             stop=stop, after=serve_state if serve else None,
         )  # fmt: skip
     truncated = []
     for t in results:
+        if t.name == STDIN_PATH:
+            t.name = STDIN
         if summary == "json":
             _say(json.dumps(vars_of(t)))
         elif summary == "text":

@@ -153,3 +153,71 @@ def test_summary_says_what_the_rate_limits_held_back(tmp_path) -> None:
     per_file = json.loads(res.stderr.splitlines()[0])
     assert per_file["limited"] == {"other-ok": 128}
     assert per_file["events"] == 22
+
+
+def _two_calls(tmp_path) -> str:
+    from tests.sipgen import MS, T0, Capture, Leg, basic_call
+
+    cap = Capture()
+    basic_call(cap, Leg("a@example.com"), T0, talk_s=5)
+    basic_call(cap, Leg("b@example.com", a_ip="192.0.2.11"), T0 + 100 * MS, talk_s=7)
+    return str(cap.write(tmp_path / "calls.pcap"))
+
+
+def _replay_stdin(stdin, *args: str, data: bytes | None = None):
+    """`sipcm replay ARGS` with `stdin` (a file, descriptor or DEVNULL), or `data` piped in."""
+    return subprocess.run(
+        [sys.executable, "-m", "sipcm", "-E", "stats_interval=0", "replay", *args],
+        input=data, stdin=None if data is not None else stdin,
+        capture_output=True, cwd=REPO, timeout=120, check=False,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("how", ["pipe", "redirect"])
+def test_replay_dash_reads_standard_input(tmp_path, how) -> None:
+    import json
+
+    from tests.ecs import assert_valid
+
+    pcap = _two_calls(tmp_path)
+    by_path = _replay_stdin(subprocess.DEVNULL, "--summary", "json", pcap)
+    assert by_path.returncode == 0, by_path.stderr
+    with open(pcap, "rb") as fh:
+        if how == "pipe":
+            res = _replay_stdin(None, "--summary", "json", "-", data=fh.read())
+        else:
+            res = _replay_stdin(fh, "--summary", "json", "-")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == by_path.stdout
+    docs = [json.loads(line) for line in res.stdout.splitlines()]
+    for doc in docs:
+        assert_valid(doc)
+    assert [(d["event"]["action"], d["sip"]["call_id"]) for d in docs] == [
+        ("call-start", "a@example.com"),
+        ("call-start", "b@example.com"),
+        ("call-end", "a@example.com"),
+        ("call-end", "b@example.com"),
+    ]
+    summary = json.loads(res.stderr)
+    assert summary["name"] == "-"
+    assert (summary["packets"], summary["messages"], summary["events"]) == (14, 14, 4)
+
+
+def test_replay_dash_twice_is_a_usage_error(tmp_path) -> None:
+    res = sipcm("replay", "-", "-")
+    assert res.returncode == 2
+    assert "standard input (-) can be read only once" in res.stderr
+
+
+def test_replay_dash_refuses_a_terminal() -> None:
+    import os
+    import pty
+
+    leader, follower = pty.openpty()
+    try:
+        res = _replay_stdin(follower, "-")
+    finally:
+        os.close(leader)
+        os.close(follower)
+    assert res.returncode == 2
+    assert b"standard input, which is a terminal" in res.stderr
