@@ -73,7 +73,8 @@ def config_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         "overrides",
         multiple=True,
         metavar="KEY=VALUE",
-        help="Override a config key (repeatable), e.g. -E sip_ports=[5060,5080].",
+        help="Override a config key (repeatable), e.g. -E 'sip_ports=[5060,5080]' "
+        "(quote values with [ ] { } or spaces for the shell).",
     )(fn)
     return click.option(
         "-c",
