@@ -20,15 +20,22 @@ CORPUS = SHARED / "corpus"
 ECS_FLAT = SHARED / "ecs" / "ecs_flat.yml"
 
 
+def missing_shared(part: str) -> str | None:
+    """Why `SHARED / part` cannot be used, or None when it is there."""
+    path = SHARED / part
+    if path.exists():
+        return None
+    return f"needs ../shared: {path} not found (set SIPCM_SHARED to its directory)"
+
+
 def require_shared(part: str) -> Path:
     """`SHARED / part`, or skip the running test (fail under SIPCM_REQUIRE_SHARED) if absent."""
-    path = SHARED / part
-    if not path.exists():
-        reason = f"needs ../shared: {path} not found (set SIPCM_SHARED to its directory)"
+    reason = missing_shared(part)
+    if reason is not None:
         if os.environ.get("SIPCM_REQUIRE_SHARED"):
             pytest.fail(reason)
         pytest.skip(reason)
-    return path
+    return SHARED / part
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -36,6 +43,17 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "needs_shared(*parts): reads these paths under ../shared; skipped when one is absent",
     )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Skip marked tests whose shared paths are absent (reported at the test's own line)."""
+    if os.environ.get("SIPCM_REQUIRE_SHARED"):
+        return  # pytest_runtest_setup fails them instead
+    for item in items:
+        for mark in item.iter_markers("needs_shared"):
+            reasons = [r for r in map(missing_shared, mark.args) if r is not None]
+            if reasons:
+                item.add_marker(pytest.mark.skip(reason=reasons[0]))
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
