@@ -221,3 +221,40 @@ def test_replay_dash_refuses_a_terminal() -> None:
         os.close(follower)
     assert res.returncode == 2
     assert b"standard input, which is a terminal" in res.stderr
+
+
+def test_config_keys_lists_every_timer_with_its_default() -> None:
+    from sipcm.config.schema import CALL_TIMERS
+
+    res = sipcm("config-keys")
+    assert res.returncode == 0, res.stderr
+    for name, (default, _) in CALL_TIMERS.items():
+        assert f"\ncalls_timeouts.{name} (default: {default})\n" in res.stdout
+    assert "\ncalls_timeouts.inv_early_dlg (default: 3m)\n" in res.stdout
+    assert "\ncalls_timeouts.dup_window (default: 32s)\n" in res.stdout
+
+
+def test_config_refuses_an_unknown_timer(tmp_path) -> None:
+    cfg = tmp_path / "c.yml"
+    cfg.write_text("sipcm:\n  calls_timeouts:\n    inv_establshed: 2h\n")
+    res = sipcm("config", "-c", str(cfg))
+    assert res.returncode == 2
+    assert res.stdout == ""
+    assert res.stderr == (
+        f"sipcm: error: {cfg}: unknown config key 'calls_timeouts.inv_establshed' "
+        "(did you mean 'calls_timeouts.inv_established'?)\n"
+    )
+
+
+def test_config_prints_units_and_hides_secrets(tmp_path) -> None:
+    res = sipcm("-E", "access_token=tok3n", "-E", "calls_timeouts.inv_1st=90s", "config")
+    assert res.returncode == 0, res.stderr
+    assert "tok3n" not in res.stdout
+    assert "  access_token: null  # set, not shown\n" in res.stdout
+    assert "  calls_timeouts:\n    inv_1st: 90s\n    inv_early_dlg: 3m\n" in res.stdout
+    assert "  ring_size: 16MiB\n" in res.stdout
+    printed = tmp_path / "printed.yml"
+    printed.write_text(res.stdout)
+    again = sipcm("config", "-c", str(printed))
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == res.stdout.replace("null  # set, not shown", "''")
