@@ -212,8 +212,8 @@ def replay(
     outputs). With --serve, Ctrl-C or SIGTERM after the replay ends the serving normally.
 
     FILES may be - for standard input (e.g. tcpdump -w - | sipcm replay -). A long replay
-    shows its progress (percent, rate, ETA) on stderr when that is a terminal, as a log line
-    every 30 s otherwise."""
+    shows its progress (percent, rate, ETA) on one redrawn stderr line when stderr is a
+    terminal that events are not printed on, as a log line every 30 s otherwise."""
     from sipcm import run
     from sipcm.progress import ReplayProgress
 
@@ -230,7 +230,10 @@ def replay(
             param_hint="FILES",
         )
     paths = tuple(STDIN_PATH if f == STDIN else f for f in files)
-    progress = ReplayProgress(paths, tty=sys.stderr if sys.stderr.isatty() else None)
+    # The redrawn line needs a terminal of its own: not one that events are printed on too.
+    events_on_tty = cfg.outputs.console.enabled and sys.stdout.isatty()
+    tty = sys.stderr if sys.stderr.isatty() and not events_on_tty else None
+    progress = ReplayProgress(paths, tty=tty)
     outputs: list[Any] = []
 
     def make_outputs(c: Any) -> list[Any]:

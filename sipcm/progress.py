@@ -76,6 +76,8 @@ class ReplayProgress:
     ) -> None:
         sizes = [input_size(p) for p in paths]
         self.total: int | None = None if None in sizes else sum(s or 0 for s in sizes)
+        self._ends = [sum(s or 0 for s in sizes[: i + 1]) for i in range(len(sizes))]
+        self._file = 0  # index of the file being read
         self.tty = tty  # a terminal: redraw one line there; None: log lines
         self.interval = TTY_INTERVAL_S if tty is not None else LOG_INTERVAL_S
         self.clock = clock
@@ -100,6 +102,13 @@ class ReplayProgress:
         self.tty.write("\r" + line.ljust(self._width))
         self.tty.flush()
         self._width = len(line)
+
+    def file_done(self) -> None:
+        """The current file is read to its end: count the bytes outside packet batches too
+        (file and section headers), so a finished input shows as all of its size."""
+        if self.total is not None and self._file < len(self._ends):
+            self.done = max(self.done, self._ends[self._file])
+        self._file += 1
 
     def finish(self) -> None:
         """Erase the terminal line (the summary follows on a clean line)."""

@@ -93,6 +93,8 @@ def _replay_one(
         if progress is not None:
             progress.advance(len(batch.data), len(batch), totals.events)
     pipe.sync()  # every event of this file is published before the next one starts
+    if progress is not None:
+        progress.file_done()
     sip_after = pipe.snapshot().get("sip", {})
     totals.messages = _delta(sip_before, sip_after, "messages")
     totals.parse_errors = _delta(sip_before, sip_after, "parse_errors")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -129,16 +130,71 @@ def test_a_pipe_has_no_total(tmp_path: Path) -> None:
         os.close(w)
 
 
-def test_replay_reports_every_byte_after_the_file_header(tmp_path: Path) -> None:
-    """The run.py hook: every batch is counted; a classic pcap is a 24-byte header plus the
-    records, so the bytes reported are the file size minus 24."""
+def test_replay_reports_every_byte(tmp_path: Path, monkeypatch) -> None:
+    """The run.py hook: every batch is counted (a classic pcap is a 24-byte header plus the
+    records: the batches cover all but those 24 bytes), then the end of the file."""
     cap = Capture()
     for i in range(300):
         basic_call(cap, Leg(f"c{i}@example.com"), T0 + i * 10 * MS, talk_s=1)
     path = cap.write(tmp_path / "calls.pcap")
     clock, tty = Clock(), io.StringIO()
     prog = ReplayProgress([str(path)], tty=tty, clock=clock)
+    seen = []
+    real_done = prog.file_done
+    monkeypatch.setattr(prog, "file_done", lambda: (seen.append(prog.done), real_done()))
     cfg = load_config(None, ["stats_interval=0"])
     (totals,) = run.replay(cfg, [str(path)], lambda c: [], end="conclude", progress=prog)
-    assert prog.done == path.stat().st_size - 24
+    assert seen == [path.stat().st_size - 24]
+    assert prog.done == prog.total == path.stat().st_size
     assert prog.packets == totals.packets == 300 * 7  # INVITE 100 180 200 ACK BYE 200
+
+
+class FakeTTY(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("stdout_tty", [False, True])
+def test_cli_draws_the_line_only_on_a_terminal_without_events(
+    tmp_path: Path, monkeypatch, stdout_tty: bool
+) -> None:
+    from sipcm import cli, progress
+
+    cap = Capture()
+    basic_call(cap, Leg("c@example.com"), T0)
+    path = cap.write(tmp_path / "call.pcap")
+    monkeypatch.setattr(progress, "TTY_INTERVAL_S", 0.0)  # draw at every batch
+    out, err = (FakeTTY() if stdout_tty else io.StringIO()), FakeTTY()
+    monkeypatch.setattr("sys.stdout", out)
+    monkeypatch.setattr("sys.stderr", err)
+    cli.main(["-E", "stats_interval=0", "replay", "--summary", "none", str(path)])
+    assert len(out.getvalue().splitlines()) == 2  # call-start, call-end
+    if stdout_tty:
+        assert err.getvalue() == ""
+    else:
+        line = rf"\r\d+\.\d% of {human_bytes(path.stat().st_size)}, .* 7 packets, 2 events"
+        assert re.match(line, err.getvalue())
+        assert err.getvalue().endswith("\r")  # erased at the end
+
+
+def test_file_done_counts_each_file_to_its_end(tmp_path: Path) -> None:
+    clock = Clock()
+    prog = ReplayProgress(files(tmp_path, 100, 300), tty=io.StringIO(), clock=clock)
+    prog.advance(90, 1, 0)
+    prog.file_done()
+    assert prog.done == 100
+    prog.advance(250, 1, 0)
+    prog.file_done()
+    assert prog.done == prog.total == 400
+
+
+def test_file_done_without_a_total_keeps_the_count(tmp_path: Path) -> None:
+    r, w = os.pipe()
+    try:
+        prog = ReplayProgress([f"/dev/fd/{r}"], tty=io.StringIO())
+        prog.advance(90, 1, 0)
+        prog.file_done()
+        assert prog.done == 90
+    finally:
+        os.close(r)
+        os.close(w)
