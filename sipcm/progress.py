@@ -85,17 +85,20 @@ class ReplayProgress:
         self.next = self.start + self.interval
         self.done = 0
         self.packets = 0
+        self.events = 0
+        self._events_before = 0  # events of the files already read
         self._width = 0  # length of the line on the terminal, to erase it
 
     def advance(self, nbytes: int, packets: int, events: int) -> None:
-        """`nbytes` more input read, covering `packets` packets; `events` so far in total."""
+        """`nbytes` more input read, covering `packets` packets; `events` so far in this file."""
         self.done += nbytes
         self.packets += packets
+        self.events = self._events_before + events
         now = self.clock()
         if now < self.next:
             return
         self.next = now + self.interval
-        line = format_progress(self.done, self.total, now - self.start, self.packets, events)
+        line = format_progress(self.done, self.total, now - self.start, self.packets, self.events)
         if self.tty is None:
             log.info("replay: %s", line)
             return
@@ -109,6 +112,7 @@ class ReplayProgress:
         if self.total is not None and self._file < len(self._ends):
             self.done = max(self.done, self._ends[self._file])
         self._file += 1
+        self._events_before = self.events
 
     def finish(self) -> None:
         """Erase the terminal line (the summary follows on a clean line)."""

@@ -180,10 +180,11 @@ def test_cli_draws_the_line_only_on_a_terminal_without_events(
 def test_file_done_counts_each_file_to_its_end(tmp_path: Path) -> None:
     clock = Clock()
     prog = ReplayProgress(files(tmp_path, 100, 300), tty=io.StringIO(), clock=clock)
-    prog.advance(90, 1, 0)
+    prog.advance(90, 1, 5)
     prog.file_done()
-    assert prog.done == 100
-    prog.advance(250, 1, 0)
+    assert (prog.done, prog.packets, prog.events) == (100, 1, 5)
+    prog.advance(250, 2, 3)  # the second file's own event count
+    assert (prog.done, prog.packets, prog.events) == (340, 3, 8)
     prog.file_done()
     assert prog.done == prog.total == 400
 
