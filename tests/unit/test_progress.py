@@ -184,7 +184,7 @@ def test_file_done_counts_each_file_to_its_end(tmp_path: Path) -> None:
     prog.file_done()
     assert (prog.done, prog.packets, prog.events) == (100, 1, 5)
     prog.advance(250, 2, 3)  # the second file's own event count
-    assert (prog.done, prog.packets, prog.events) == (340, 3, 8)
+    assert (prog.done, prog.packets, prog.events) == (350, 3, 8)
     prog.file_done()
     assert prog.done == prog.total == 400
 
