@@ -198,9 +198,10 @@ def test_replay_dash_reads_standard_input(tmp_path, how) -> None:
         ("call-end", "a@example.com"),
         ("call-end", "b@example.com"),
     ]
-    summary = json.loads(res.stderr)
+    summary, console = map(json.loads, res.stderr.splitlines())
     assert summary["name"] == "-"
     assert (summary["packets"], summary["messages"], summary["events"]) == (14, 14, 4)
+    assert (console["output"], console["delivered"]) == ("console", 4)
 
 
 def test_replay_dash_twice_is_a_usage_error(tmp_path) -> None:
