@@ -211,7 +211,7 @@ def replay(
     truncated file), 128+N after signal N (SIGINT/SIGTERM stop between batches and close the
     outputs). With --serve, Ctrl-C or SIGTERM after the replay ends the serving normally.
 
-    FILES may be - for standard input (e.g. tcpdump -w - | sipcm replay -). A long replay
+    FILES may be - for standard input (e.g. tcpdump -U -w - | sipcm replay -). A long replay
     shows its progress (percent, rate, ETA) on one redrawn stderr line when stderr is a
     terminal that events are not printed on, as a log line every 30 s otherwise."""
     from sipcm import run
@@ -226,7 +226,7 @@ def replay(
     if STDIN in files and sys.stdin.isatty():
         raise click.BadParameter(
             "- reads a capture from standard input, which is a terminal here; pipe one in "
-            "(tcpdump -w - ... | sipcm replay -) or redirect it (< trace.pcap)",
+            "(tcpdump -U -w - ... | sipcm replay -) or redirect it (< trace.pcap)",
             param_hint="FILES",
         )
     paths = tuple(STDIN_PATH if f == STDIN else f for f in files)
