@@ -39,7 +39,8 @@ JSON objects (`{{"source": {{"ip": ...}}}}`), named here by their dotted path. F
 fields with their ECS type; `sip.*` follows Packetbeat's SIP names (numeric codes, ports and
 counts as `long`); `sipcm.*` is sipcm's own namespace. A field is omitted when it has no value
 (never an empty string or list). `type[]` is an array; `object of long` is a map of counters
-whose names vary (`sipcm.counters.<group>.<name>`).
+whose names vary (`sipcm.counters.<group>.<name>`). `sensitive` names what personal data a
+field can hold and the setting that encrypts it (see `sipcm decrypt`).
 
 The Elasticsearch index template (`python -m sipcm.events.schema --template`) is derived from
 the same table.

@@ -123,3 +123,18 @@ def test_secret_needed_by_a_rule_is_given_again_with_E(tmp_path, secret) -> None
     text = dump_yaml(cfg)
     assert SECRET not in text
     assert reload(text, tmp_path, [f"{secret}={SECRET}"]) == cfg
+
+
+def test_url_passwords_are_removed_not_masked(tmp_path) -> None:
+    hosts = "outputs.elasticsearch.hosts=[https://elastic:pw%40x@es1:9200, http://es2:9200]"
+    cfg = load_config(None, [hosts])
+    text = dump_yaml(cfg)
+    assert "pw%40x" not in text
+    assert "***" not in text
+    assert (
+        "      hosts: ['https://elastic@es1:9200', 'http://es2:9200']"
+        "  # URL password set, not shown\n"
+    ) in text
+    back = reload(text, tmp_path)
+    assert back.outputs.elasticsearch.hosts == ("https://elastic@es1:9200", "http://es2:9200")
+    assert reload(text, tmp_path, [hosts]) == cfg
