@@ -224,9 +224,11 @@ def main() -> None:
                 ratios.setdefault(output, []).append(cpu)
             path.unlink()
         corpus = sorted(str(p) for p in CORPUS.rglob("*.pcap*"))
-        for output in OUTPUTS:
+        if not corpus:
+            print(f"no corpus rows: {CORPUS} not found", file=sys.stderr)
+        for output in OUTPUTS if corpus else ():
             t, cpu, ev, n = time_replay(corpus * 20, 3, output)
-            rows.append(("corpus x20 (all 23 files)", output, n, t, cpu, ev))
+            rows.append((f"corpus x20 (all {len(corpus)} files)", output, n, t, cpu, ev))
         prof_path = Path(tmp, "profile.pcap")
         gen_calls(prof_path, args.profile_calls)
         summary = profile_summary([str(prof_path)])

@@ -20,6 +20,8 @@ from sipcm import __version__
 from sipcm.errors import CaptureFileError, SipcmError
 
 END_MODES = ("conclude", "expire-all", "none")
+STDIN = "-"  # a replay FILE naming standard input
+STDIN_PATH = "/dev/stdin"  # read through its path: the reader maps a regular file, streams a pipe
 
 
 class DeliveryError(SipcmError):
@@ -71,7 +73,8 @@ def config_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         "overrides",
         multiple=True,
         metavar="KEY=VALUE",
-        help="Override a config key (repeatable), e.g. -E sip_ports=[5060,5080].",
+        help="Override a config key (repeatable), e.g. -E 'sip_ports=[5060,5080]' "
+        "(quote values with [ ] { } or spaces for the shell).",
     )(fn)
     return click.option(
         "-c",
@@ -206,14 +209,31 @@ def replay(
     Elasticsearch output sends them on its next start), dropped and dead-lettered. Exit status:
     0 when everything was delivered, 3 when events remain undelivered, 2 on a user error (or a
     truncated file), 128+N after signal N (SIGINT/SIGTERM stop between batches and close the
-    outputs). With --serve, Ctrl-C or SIGTERM after the replay ends the serving normally."""
+    outputs). With --serve, Ctrl-C or SIGTERM after the replay ends the serving normally.
+
+    FILES may be - for standard input (e.g. tcpdump -U -w - | sipcm replay -). A long replay
+    shows its progress (percent, rate, ETA) on one redrawn stderr line when stderr is a
+    terminal that events are not printed on, as a log line every 30 s otherwise."""
     from sipcm import run
+    from sipcm.progress import ReplayProgress
 
     cfg = _load(ctx, config_path, overrides)
     if speed is not None and speed <= 0:
         raise click.BadParameter("must be > 0", param_hint="--speed")
     pace = speed if speed is not None else (1.0 if realtime else None)
-    progress = _say if sys.stderr.isatty() else None
+    if files.count(STDIN) > 1:
+        raise click.BadParameter("standard input (-) can be read only once", param_hint="FILES")
+    if STDIN in files and sys.stdin.isatty():
+        raise click.BadParameter(
+            "- reads a capture from standard input, which is a terminal here; pipe one in "
+            "(tcpdump -U -w - ... | sipcm replay -) or redirect it (< trace.pcap)",
+            param_hint="FILES",
+        )
+    paths = tuple(STDIN_PATH if f == STDIN else f for f in files)
+    # The redrawn line needs a terminal of its own: not one that events are printed on too.
+    events_on_tty = cfg.outputs.console.enabled and sys.stdout.isatty()
+    tty = sys.stderr if sys.stderr.isatty() and not events_on_tty else None
+    progress = ReplayProgress(paths, tty=tty)
     outputs: list[Any] = []
 
     def make_outputs(c: Any) -> list[Any]:
@@ -240,11 +260,13 @@ def replay(
 
     with stop_on_signals() as stop:
         results = run.replay(
-            cfg, files, make_outputs, end=end or cfg.replay_end, speed=pace, progress=progress,
+            cfg, paths, make_outputs, end=end or cfg.replay_end, speed=pace, progress=progress,
             stop=stop, after=serve_state if serve else None,
         )  # fmt: skip
     truncated = []
     for t in results:
+        if t.name == STDIN_PATH:
+            t.name = STDIN
         if summary == "json":
             _say(json.dumps(vars_of(t)))
         elif summary == "text":
@@ -489,8 +511,11 @@ def decrypt(
 def show_config(
     ctx: click.Context, check: bool, config_path: str | None, overrides: tuple[str, ...]
 ) -> None:
-    """Print the effective configuration (YAML, secrets masked) after -c and -E."""
-    import yaml
+    """Print the effective configuration after -c and -E, as YAML that loads back with -c.
+
+    Durations and sizes are shown in units ("5m", "16MiB"); a secret that is set shows as
+    `null  # set, not shown` (give it again with -E or in the file)."""
+    from sipcm.config.dump import dump_yaml
 
     if check:
         try:
@@ -501,8 +526,7 @@ def show_config(
         path = config_path or ctx.find_root().params.get("config_path")
         _say(f"configuration OK ({path or 'defaults'})")
         return
-    cfg = _load(ctx, config_path, overrides)
-    click.echo(yaml.safe_dump({"sipcm": cfg.to_dict(mask_secrets=True)}, sort_keys=False), nl=False)
+    click.echo(dump_yaml(_load(ctx, config_path, overrides)), nl=False)
 
 
 @cli.command("config-keys")

@@ -14,6 +14,12 @@ def redact_url_passwords(text: str) -> str:
     return _URL_PASSWORD.sub(r"\1:***@", text)
 
 
+def strip_url_passwords(text: str) -> str:
+    """`text` with the password of every URL in it removed (scheme://user@host), for output
+    that must load back without it rather than with "***" as the password."""
+    return _URL_PASSWORD.sub(r"\1@", text)
+
+
 class SipcmError(Exception):
     """An error the user can act on. `hint` says how to fix it; `exit_code` is the CLI status."""
 

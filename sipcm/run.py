@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from sipcm.capture.live import LiveCapture
     from sipcm.capture.privileges import RunAs
     from sipcm.config import Config
+    from sipcm.progress import ReplayProgress
 
 __all__ = ["build_outputs", "live", "replay"]
 
@@ -40,7 +41,7 @@ def replay(
     *,
     end: str,
     speed: float | None = None,
-    progress: Progress | None = None,
+    progress: ReplayProgress | None = None,
     stop: threading.Event | None = None,
     after: Callable[[Pipeline], None] | None = None,
 ) -> list[FileTotals]:
@@ -64,6 +65,8 @@ def replay(
         if after is not None:
             after(pipe)
     finally:
+        if progress is not None:
+            progress.finish()
         pipe.close()
         for reader in readers:
             reader.close()
@@ -75,24 +78,24 @@ def _replay_one(
     path: str,
     reader: PcapReader,
     speed: float | None,
-    progress: Progress | None,
+    progress: ReplayProgress | None,
     stop: threading.Event | None = None,
 ) -> FileTotals:
     totals = FileTotals(path)
     pipe.totals = totals
     sip_before = pipe.snapshot().get("sip", {})
     pacer = _Pacer(speed, stop) if speed else None
-    last_report = time.monotonic()
     for batch in reader.batches(1 if pacer else 4096):
         if stop is not None and stop.is_set():
             break
         if pacer is not None and len(batch):
             pacer.wait(int(batch.ts_ns[0]))
         pipe.feed(batch)
-        if progress is not None and time.monotonic() - last_report > 2.0:
-            last_report = time.monotonic()
-            progress(f"{path}: {totals.packets} packets, {totals.events} events ...")
+        if progress is not None:
+            progress.advance(len(batch.data), len(batch), totals.events)
     pipe.sync()  # every event of this file is published before the next one starts
+    if progress is not None:
+        progress.file_done()
     sip_after = pipe.snapshot().get("sip", {})
     totals.messages = _delta(sip_before, sip_after, "messages")
     totals.parse_errors = _delta(sip_before, sip_after, "parse_errors")

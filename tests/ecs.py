@@ -3,7 +3,9 @@
 `validate(doc)` returns a list of problems (empty when valid); `assert_valid(doc)` fails the test
 with all of them. Checks, after flattening the nested document to dotted names:
 - every field is declared in `sipcm.events.schema` with a matching value type;
-- every field outside `sip.*` and `sipcm.*` exists in ECS (`ecs_flat.yml`) with the same type;
+- every field outside `sip.*` and `sipcm.*` exists in ECS with the same type (ECS definitions
+  come from `tests/ecs_subset.yml`, generated from the full `ecs_flat.yml` by
+  `python -m tests.gen_ecs_subset` and checked against it when `../shared` is present);
 - values have the Python type their field type needs (keyword -> str, long -> int not bool,
   float -> int or float, boolean -> bool, ip -> IPv4/IPv6 text, date -> RFC 3339 text,
   object -> dict); lists only where ECS or the schema says array, and array fields are lists;
@@ -22,7 +24,7 @@ from typing import Any
 import yaml
 
 from sipcm.events.schema import BY_NAME
-from tests.conftest import ECS_FLAT
+from tests.gen_ecs_subset import SUBSET
 
 PRODUCT = ("sip.", "sipcm.")
 REQUIRED = ("@timestamp", "ecs.version", "event.kind", "event.action", "event.dataset")
@@ -36,11 +38,15 @@ _RFC3339 = re.compile(
 
 
 @cache
+def ecs_subset() -> dict[str, Any]:
+    """tests/ecs_subset.yml (`ecs_version`, `fields`), loaded once per test session."""
+    with SUBSET.open("rb") as fh:
+        return yaml.safe_load(fh)
+
+
 def ecs_fields() -> dict[str, dict[str, Any]]:
-    """ecs_flat.yml as a dict, loaded once per test session."""
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    with ECS_FLAT.open("rb") as fh:
-        return yaml.load(fh, Loader=loader)
+    """ECS definitions by dotted name of the ECS fields sipcm emits."""
+    return ecs_subset()["fields"]
 
 
 @cache

@@ -12,8 +12,9 @@ import difflib
 import ipaddress
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -91,22 +92,27 @@ def parse_size(value: Any) -> int:
 
 
 def format_duration(seconds: float) -> str:
-    """The shortest exact human form: 0.005 -> "5ms", 3600 -> "1h"."""
+    """The shortest form that parses back to exactly `seconds`: 0.005 -> "5ms", 3600 -> "1h",
+    1.25 -> "1250ms", 1e-7 -> "0.0000001s"."""
     if seconds == 0:
         return "0s"
     for unit in ("d", "h", "m", "s", "ms", "us"):
-        count = seconds / _DURATION_UNITS[unit]
-        if abs(count - round(count)) < 1e-9 and round(count) >= 1:
-            return f"{round(count)}{unit}"
-    return f"{seconds:g}s"
+        count = round(seconds / _DURATION_UNITS[unit])
+        if count >= 1 and float(count) * _DURATION_UNITS[unit] == seconds:
+            return f"{count}{unit}"
+    return f"{Decimal(repr(seconds)):f}s"  # positional: the parser takes no exponent
+
+
+# Size units in the order `format_size` prefers them when two forms are equally short.
+_SIZE_FORMS = (("TiB", 1024**4), ("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024),
+               ("TB", 1000**4), ("GB", 1000**3), ("MB", 1000**2), ("kB", 1000))  # fmt: skip
 
 
 def format_size(size: int) -> str:
-    """The shortest exact human form: 16777216 -> "16MiB", 65535 -> "65535"."""
-    for unit, factor in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
-        if size and size % factor == 0:
-            return f"{size // factor}{unit}"
-    return str(size)
+    """The shortest exact form: 16777216 -> "16MiB", 100000000 -> "100MB", 65535 -> "65535"."""
+    forms = [f"{size // factor}{unit}" for unit, factor in _SIZE_FORMS
+             if size and size % factor == 0]  # fmt: skip
+    return min(forms, key=len, default=str(size))
 
 
 @dataclass(frozen=True)
@@ -118,6 +124,18 @@ class Kind:
     format: Callable[[Any], str] = repr
     is_str: bool = False  # -E keeps the raw text when YAML does not yield a string
     is_map: bool = False  # dotted keys may address entries (calls_timeouts.inv_1st)
+    has_unit: bool = False  # `format` gives the written form with its unit ("5m", "16MiB")
+    item: Kind | None = None  # the kind of each list item or map entry
+    entries: Mapping[str, tuple[Any, str]] | None = None  # fixed map names: (default, help)
+
+
+class UnknownName(Invalid):
+    """A map key outside the fixed names; `hint` may contain "{path}" for the map's path."""
+
+    def __init__(self, name: str, hint: str) -> None:
+        super().__init__(hint, f".{name}")
+        self.name = name
+        self.hint = hint
 
 
 def _checked(expected: str, fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
@@ -185,7 +203,7 @@ def duration(lo: float = 0.0, hi: float | None = None, *, above: bool = False) -
             raise ValueError(value)
         return seconds
 
-    return Kind(expected, _checked(expected, conv), format_duration)
+    return Kind(expected, _checked(expected, conv), format_duration, has_unit=True)
 
 
 def size(lo: int = 0, hi: int | None = None, *, power_of_two: bool = False) -> Kind:
@@ -199,7 +217,7 @@ def size(lo: int = 0, hi: int | None = None, *, power_of_two: bool = False) -> K
             raise ValueError(value)
         return n
 
-    return Kind(expected, _checked(expected, conv), format_size)
+    return Kind(expected, _checked(expected, conv), format_size, has_unit=True)
 
 
 def string(
@@ -265,7 +283,7 @@ def list_of(item: Kind, length: int | None = None, *, non_empty: bool = False) -
     def fmt(value: tuple) -> str:
         return "[" + ", ".join(item.format(v) for v in value) + "]"
 
-    return Kind(expected, conv, fmt)
+    return Kind(expected, conv, fmt, item=item)
 
 
 def map_of(item: Kind) -> Kind:
@@ -290,7 +308,32 @@ def map_of(item: Kind) -> Kind:
     def fmt(value: dict) -> str:
         return "{" + ", ".join(f"{k}: {item.format(v)}" for k, v in value.items()) + "}"
 
-    return Kind(expected, conv, fmt, is_map=True)
+    return Kind(expected, conv, fmt, is_map=True, item=item)
+
+
+def fixed_map(item: Kind, table: Mapping[str, tuple[Any, str]], what: str = "name") -> Kind:
+    """A mapping whose names come from `table` (name -> (default in written form, help)).
+    Stored complete: names not given keep their default, and a value of 0 restores it.
+    An unknown name is refused naming the closest valid one (or all of them)."""
+    defaults = {name: item.convert(default) for name, (default, _) in table.items()}
+    entries = {name: (defaults[name], text) for name, (_, text) in table.items()}
+    expected = f"a mapping of {what}s ({', '.join(table)}) to values, each {item.expected}"
+    given = map_of(item)
+
+    def conv(value: Any) -> dict:
+        if not isinstance(value, dict | None):
+            raise Invalid(expected)
+        for name in value or {}:
+            if name not in table:
+                close = difflib.get_close_matches(str(name), list(table), n=1)
+                hint = f"did you mean '{{path}}.{close[0]}'?" if close else (
+                    f"valid {what}s: {', '.join(table)}")  # fmt: skip
+                raise UnknownName(str(name), hint)
+        out = dict(defaults)
+        out.update({n: v for n, v in given.convert(value).items() if v})
+        return out
+
+    return Kind(expected, conv, given.format, is_map=True, item=item, entries=entries)
 
 
 def list_or_map(

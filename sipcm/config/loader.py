@@ -231,6 +231,12 @@ def _build(cls: type, tree: dict, prefix: str, origins: dict[str, str], source: 
             continue
         try:
             values[f.name] = f.metadata["kind"].convert(value)
+        except k.UnknownName as exc:
+            where = path + exc.sub
+            raise ConfigError(
+                f"{_origin(where, origins, source)}: unknown config key '{where}'",
+                exc.hint.format(path=path),
+            ) from None
         except k.Invalid as exc:
             where = path + exc.sub
             bad = exc.value if exc.has_value else value

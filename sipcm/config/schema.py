@@ -40,6 +40,26 @@ _LIMITS_DEFAULT = {"default": _LIMITS.convert([20, 240, 3600])} | {
 }
 
 
+# The timers of `calls_timeouts`: name -> (default, meaning). Most are per-state timeouts of
+# the call/transaction table (reference notes 1.4); the tracker holds the same defaults
+# (`sipcm.track.states.DEFAULT_TIMEOUTS`, `sipcm.track.tracker.DUP_WINDOW_S`; a unit test keeps
+# them equal, as config knows no pipeline stage).
+CALL_TIMERS: dict[str, tuple[str, str]] = {
+    "inv_1st": ("2m", "INVITE sent, no reply with a to-tag: then call-attempt 408"),
+    "inv_early_dlg": ("3m", "early dialog (1xx with a to-tag), no final reply: then call-attempt"),
+    "inv_neg": ("30s", "after a negative final reply to INVITE, wait for a fork or retry"),
+    "inv_established": ("1h", "established call with no in-dialog message: then call-end timeout"),
+    "inv_bye_seen": ("30s", "BYE seen, waiting for its reply"),
+    "inv_bye_repl": ("5s", "BYE answered; absorbs late retransmissions"),
+    "inv_canceled": ("5s", "INVITE canceled: wait for the 487 before call-attempt"),
+    "non_inv_1st": ("30s", "non-INVITE request with no final reply: then other-timeout"),
+    "non_inv_neg": ("5s", "after a negative final reply to a non-INVITE request"),
+    "non_inv_fin": ("5s", "non-INVITE transaction answered 2xx; absorbs retransmissions"),
+    "auth_wait": ("1m", "a 401/407 waits this long for the credentialed retry of the attempt"),
+    "dup_window": ("32s", "a message seen again within this is a copy, not a new message"),
+}
+
+
 def key(kind: k.Kind, default: Any, help: str, *, secret: bool = False) -> Any:
     """Declare one configuration key (`default` is parsed by `kind`)."""
     value = kind.convert(default)
@@ -250,7 +270,9 @@ class Config(_Section):
     tcp_idle_timeout: float = key(k.duration(0, above=True), "300s", "forget an idle TCP stream")
     # tracking
     calls_timeouts: dict[str, float] = key(  # noqa: RUF009 - a dataclasses.Field
-        k.map_of(k.duration()), {}, "per-state timer overrides, e.g. {inv_established: 2h}"
+        k.fixed_map(k.duration(), CALL_TIMERS, "timer"),
+        {},
+        "per-state timers, e.g. {inv_established: 2h} (0 restores the default)",
     )
     reg_exp_delta: float = key(k.duration(), "30s", "grace added to a registration's expiry")
     pending_max_entries: int = key(
@@ -361,6 +383,11 @@ def key_docs(cls: type = Config, prefix: str = "") -> list[KeyDoc]:
             docs.extend(key_docs(f.metadata["section"], path + "."))
             continue
         kind: k.Kind = f.metadata["kind"]
+        if kind.entries is not None and kind.item is not None:
+            for name, (default, text) in kind.entries.items():
+                docs.append(KeyDoc(f"{path}.{name}", kind.item.expected,
+                                   kind.item.format(default), text, False))  # fmt: skip
+            continue
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         docs.append(KeyDoc(path, kind.expected, kind.format(default), f.metadata["help"],
                            f.metadata["secret"]))  # fmt: skip

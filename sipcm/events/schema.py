@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-# ECS release the definitions in ../shared/ecs/ecs_flat.yml were generated from.
+# ECS release the fields follow (the one tests/ecs_subset.yml was generated from).
 ECS_VERSION = "9.5.0-dev"
 
 # Value types a document may use; "object" with `leaf` set is a dynamic map of leaves of that type.

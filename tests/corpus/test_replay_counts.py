@@ -45,6 +45,7 @@ EXPECTED = {
 }
 
 SIPCM = [sys.executable, "-m", "sipcm"]
+pytestmark = pytest.mark.needs_shared("corpus")
 
 
 def run_sipcm(*args: str) -> subprocess.CompletedProcess[str]:

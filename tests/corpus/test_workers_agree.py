@@ -15,6 +15,7 @@ from tests.conftest import CORPUS
 from tests.ecs import assert_valid
 
 FILES = sorted(CORPUS.rglob("*.pcap*")) if CORPUS.is_dir() else []
+pytestmark = pytest.mark.needs_shared("corpus")
 
 
 def ndjson(files: list[Path], workers: int, *overrides: str, end: str = "conclude") -> str:

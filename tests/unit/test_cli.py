@@ -35,7 +35,7 @@ def test_help_everywhere(cmd: list[str]) -> None:
 
 
 def test_unknown_override_key_names_the_closest_spelling() -> None:
-    res = sipcm("-E", "sip_prots=[5060]", "replay", str(CORPUS / "PcapPlusPlus/sdp.pcap"))
+    res = sipcm("-E", "sip_prots=[5060]", "replay", "never-read.pcap")
     assert res.returncode == 2
     assert res.stderr.count("\n") == 1
     assert "sip_prots" in res.stderr
@@ -48,7 +48,7 @@ def test_config_options_after_the_subcommand(tmp_path) -> None:
     cfg.write_text("sipcm:\n  sip_ports: [5060, 5080]\n  http_port: 0\n")
     res = sipcm("config", "-c", str(cfg), "-E", "outputs.console.pretty=true")
     assert res.returncode == 0, res.stderr
-    assert "- 5080" in res.stdout
+    assert "  sip_ports: [5060, 5080]\n" in res.stdout
     assert "pretty: true" in res.stdout
 
 
@@ -59,6 +59,7 @@ def test_bad_flag_is_a_usage_error() -> None:
     assert "Traceback" not in res.stderr
 
 
+@pytest.mark.needs_shared("corpus")
 def test_replay_prints_ndjson_events_on_stdout() -> None:
     import json
 
@@ -81,6 +82,7 @@ def test_attach_unknown_interface_is_one_line_error() -> None:
     assert res.stderr.count("\n") == 1
 
 
+@pytest.mark.needs_shared("corpus")
 def test_anonymized_replay_decrypts_back_to_the_clear_events(tmp_path) -> None:
     key = tmp_path / "key.hex"
     key.write_text("00112233445566778899aabbccddeeff\n")
@@ -151,3 +153,109 @@ def test_summary_says_what_the_rate_limits_held_back(tmp_path) -> None:
     per_file = json.loads(res.stderr.splitlines()[0])
     assert per_file["limited"] == {"other-ok": 128}
     assert per_file["events"] == 22
+
+
+def _two_calls(tmp_path) -> str:
+    from tests.sipgen import MS, T0, Capture, Leg, basic_call
+
+    cap = Capture()
+    basic_call(cap, Leg("a@example.com"), T0, talk_s=5)
+    basic_call(cap, Leg("b@example.com", a_ip="192.0.2.11"), T0 + 100 * MS, talk_s=7)
+    return str(cap.write(tmp_path / "calls.pcap"))
+
+
+def _replay_stdin(stdin, *args: str, data: bytes | None = None):
+    """`sipcm replay ARGS` with `stdin` (a file, descriptor or DEVNULL), or `data` piped in."""
+    return subprocess.run(
+        [sys.executable, "-m", "sipcm", "-E", "stats_interval=0", "replay", *args],
+        input=data, stdin=None if data is not None else stdin,
+        capture_output=True, cwd=REPO, timeout=120, check=False,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("how", ["pipe", "redirect"])
+def test_replay_dash_reads_standard_input(tmp_path, how) -> None:
+    import json
+
+    from tests.ecs import assert_valid
+
+    pcap = _two_calls(tmp_path)
+    by_path = _replay_stdin(subprocess.DEVNULL, "--summary", "json", pcap)
+    assert by_path.returncode == 0, by_path.stderr
+    with open(pcap, "rb") as fh:
+        if how == "pipe":
+            res = _replay_stdin(None, "--summary", "json", "-", data=fh.read())
+        else:
+            res = _replay_stdin(fh, "--summary", "json", "-")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == by_path.stdout
+    docs = [json.loads(line) for line in res.stdout.splitlines()]
+    for doc in docs:
+        assert_valid(doc)
+    assert [(d["event"]["action"], d["sip"]["call_id"]) for d in docs] == [
+        ("call-start", "a@example.com"),
+        ("call-start", "b@example.com"),
+        ("call-end", "a@example.com"),
+        ("call-end", "b@example.com"),
+    ]
+    summary, console = map(json.loads, res.stderr.splitlines())
+    assert summary["name"] == "-"
+    assert (summary["packets"], summary["messages"], summary["events"]) == (14, 14, 4)
+    assert (console["output"], console["delivered"]) == ("console", 4)
+
+
+def test_replay_dash_twice_is_a_usage_error(tmp_path) -> None:
+    res = sipcm("replay", "-", "-")
+    assert res.returncode == 2
+    assert "standard input (-) can be read only once" in res.stderr
+
+
+def test_replay_dash_refuses_a_terminal() -> None:
+    import os
+    import pty
+
+    leader, follower = pty.openpty()
+    try:
+        res = _replay_stdin(follower, "-")
+    finally:
+        os.close(leader)
+        os.close(follower)
+    assert res.returncode == 2
+    assert b"standard input, which is a terminal" in res.stderr
+
+
+def test_config_keys_lists_every_timer_with_its_default() -> None:
+    from sipcm.config.schema import CALL_TIMERS
+
+    res = sipcm("config-keys")
+    assert res.returncode == 0, res.stderr
+    for name, (default, _) in CALL_TIMERS.items():
+        assert f"\ncalls_timeouts.{name} (default: {default})\n" in res.stdout
+    assert "\ncalls_timeouts.inv_early_dlg (default: 3m)\n" in res.stdout
+    assert "\ncalls_timeouts.dup_window (default: 32s)\n" in res.stdout
+
+
+def test_config_refuses_an_unknown_timer(tmp_path) -> None:
+    cfg = tmp_path / "c.yml"
+    cfg.write_text("sipcm:\n  calls_timeouts:\n    inv_establshed: 2h\n")
+    res = sipcm("config", "-c", str(cfg))
+    assert res.returncode == 2
+    assert res.stdout == ""
+    assert res.stderr == (
+        f"sipcm: error: {cfg}: unknown config key 'calls_timeouts.inv_establshed' "
+        "(did you mean 'calls_timeouts.inv_established'?)\n"
+    )
+
+
+def test_config_prints_units_and_hides_secrets(tmp_path) -> None:
+    res = sipcm("-E", "access_token=tok3n", "-E", "calls_timeouts.inv_1st=90s", "config")
+    assert res.returncode == 0, res.stderr
+    assert "tok3n" not in res.stdout
+    assert "  access_token: null  # set, not shown\n" in res.stdout
+    assert "  calls_timeouts:\n    inv_1st: 90s\n    inv_early_dlg: 3m\n" in res.stdout
+    assert "  ring_size: 16MiB\n" in res.stdout
+    printed = tmp_path / "printed.yml"
+    printed.write_text(res.stdout)
+    again = sipcm("config", "-c", str(printed))
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == res.stdout.replace("null  # set, not shown", "''")

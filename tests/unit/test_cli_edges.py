@@ -16,7 +16,9 @@ URL_WITH_PASSWORD = 'outputs.elasticsearch.hosts=["https://elastic:hunter2pw@es.
 def test_config_masks_the_password_of_a_url() -> None:
     res = sipcm("config", "-E", URL_WITH_PASSWORD)
     assert res.returncode == 0, res.stderr
-    assert "- https://elastic:***@es.example:9200\n" in res.stdout
+    # removed, not masked: "***" would load back as the password
+    hosts = "      hosts: ['https://elastic@es.example:9200']  # URL password set, not shown\n"
+    assert hosts in res.stdout
     assert "hunter2pw" not in res.stdout
 
 

@@ -80,12 +80,21 @@ def test_parse_size_refuses(bad):
         (86400, "1d"),
         (90, "90s"),
         (0.0005, "500us"),
-        (1.0000001, "1s"),
-        (1e-7, "1e-07s"),
+        (1.0000001, "1.0000001s"),
+        (1.25, "1250ms"),
+        (0.1, "100ms"),
+        (1e-7, "0.0000001s"),
+        (1.5e-7, "0.00000015s"),
     ],
 )
 def test_format_duration(seconds, text):
     assert format_duration(seconds) == text
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("seconds", [0.001 * n for n in range(1, 2000, 7)] + [1 / 3, 2 / 3, 1e-9])
+def test_format_duration_round_trips(seconds):
+    assert parse_duration(format_duration(seconds)) == seconds
 
 
 @pytest.mark.parametrize(
@@ -98,10 +107,15 @@ def test_format_duration(seconds, text):
         (1024**3, "1GiB"),
         (100 * 1024**2, "100MiB"),
         (1536, "1536"),
+        (100 * 1000**2, "100MB"),
+        (1000, "1kB"),
+        (1024**4, "1TiB"),
+        (1024 * 1000, "1024kB"),  # shorter than 1000KiB
     ],
 )
 def test_format_size(size, text):
     assert format_size(size) == text
+    assert parse_size(text) == size
 
 
 def test_duration_kind_bounds():

@@ -9,7 +9,15 @@ import textwrap
 import pytest
 
 from sipcm.config import Config, describe, key_docs, load_config
+from sipcm.config.schema import CALL_TIMERS
 from sipcm.errors import ConfigError
+
+# calls_timeouts is stored complete: every timer at its default unless set.
+TIMERS = load_config(None, []).calls_timeouts
+
+
+def timers(**changed: float) -> dict[str, float]:
+    return {**TIMERS, **changed}
 
 
 def write(tmp_path, text: str, name: str = "sipcm.yml") -> str:
@@ -37,7 +45,10 @@ def test_defaults():
         1048576,
     )
     assert (cfg.tcp_max_ooo_segments, cfg.tcp_idle_timeout) == (64, 300.0)
-    assert (cfg.calls_timeouts, cfg.reg_exp_delta) == ({}, 30.0)
+    assert (cfg.calls_timeouts, cfg.reg_exp_delta) == (TIMERS, 30.0)
+    assert TIMERS["inv_1st"] == 120.0
+    assert TIMERS["dup_window"] == 32.0
+    assert list(TIMERS) == list(CALL_TIMERS)
     assert (cfg.calls_max_entries, cfg.regs_max_entries, cfg.replay_end) == (
         100000,
         100000,
@@ -130,7 +141,7 @@ def test_full_file(tmp_path):
     assert (cfg.sip_ports, cfg.vxlan_ports, cfg.sip_detect) == ((5060, 5080), (), "heuristic")
     assert (cfg.snap_len, cfg.ring_size, cfg.poll_interval) == (2048, 64 * 1024**2, 0.02)
     assert (cfg.frag_timeout, cfg.tcp_max_stream_bytes) == (10.0, 2 * 1024**2)
-    assert cfg.calls_timeouts == {"inv_1st": 60.0, "inv_established": 7200.0}
+    assert cfg.calls_timeouts == timers(inv_1st=60.0, inv_established=7200.0)
     assert (cfg.reg_exp_delta, cfg.replay_end) == (0.0, "expire-all")
     assert cfg.event_types_blst == ("msg-probe", "other-ok")
     assert cfg.evr_intervals == (2.0, 120.0, 7200.0)
@@ -166,8 +177,9 @@ def test_empty_sipcm_section_means_defaults(tmp_path):
         ("sipcm.outputs.console.pretty=on", ("outputs", "console", "pretty"), True),
         ("sip_ports=[5060,5080]", ("sip_ports",), (5060, 5080)),
         ("sip_ports=[ 5060 , 5080 ]", ("sip_ports",), (5060, 5080)),
-        ("calls_timeouts.inv_established=2h", ("calls_timeouts",), {"inv_established": 7200.0}),
-        ("calls_timeouts={inv_1st: 5s}", ("calls_timeouts",), {"inv_1st": 5.0}),
+        ("calls_timeouts.inv_established=2h", ("calls_timeouts",), timers(inv_established=7200.0)),
+        ("calls_timeouts={inv_1st: 5s}", ("calls_timeouts",), timers(inv_1st=5.0)),
+        ("calls_timeouts.auth_wait=0", ("calls_timeouts",), TIMERS),  # 0: the default
         ("http_port=0", ("http_port",), 0),
         ("poll_interval=0.001", ("poll_interval",), 0.001),
         ("ring_size=4KiB", ("ring_size",), 4096),
@@ -208,7 +220,7 @@ def test_overrides_apply_after_file_and_in_order(tmp_path):
         ],
     )
     assert cfg.http_port == 9002
-    assert cfg.calls_timeouts == {"inv_1st": 60.0, "inv_established": 7200.0}
+    assert cfg.calls_timeouts == timers(inv_1st=60.0, inv_established=7200.0)
     assert (cfg.outputs.console.enabled, cfg.outputs.console.pretty) == (False, True)
 
 
@@ -378,8 +390,27 @@ def test_bad_value_in_file_names_file_and_key(tmp_path):
 
 def test_error_names_override_when_override_sets_bad_value(tmp_path):
     path = write(tmp_path, "sipcm:\n  http_port: 9000\n")
-    exc = error(path, ["calls_timeouts.x=never"])
-    assert exc.message == "-E override: invalid value for 'calls_timeouts.x': \"never\""
+    exc = error(path, ["calls_timeouts.inv_neg=never"])
+    assert exc.message == "-E override: invalid value for 'calls_timeouts.inv_neg': \"never\""
+
+
+@pytest.mark.parametrize(
+    ("overrides", "text", "message", "hint"),
+    [
+        (["calls_timeouts.inv_1s=5s"], None, "-E override: unknown config key "
+         "'calls_timeouts.inv_1s'", "did you mean 'calls_timeouts.inv_1st'?"),
+        (["calls_timeouts={auth_wiat: 5s}"], None, "-E override: unknown config key "
+         "'calls_timeouts.auth_wiat'", "did you mean 'calls_timeouts.auth_wait'?"),
+        ([], "sipcm:\n  calls_timeouts: {dup_windows: 1s}\n", "sipcm.yml: unknown config key "
+         "'calls_timeouts.dup_windows'", "did you mean 'calls_timeouts.dup_window'?"),
+        (["calls_timeouts.zzzz=5s"], None, "-E override: unknown config key "
+         "'calls_timeouts.zzzz'", "valid timers: " + ", ".join(CALL_TIMERS)),
+    ],
+)  # fmt: skip
+def test_unknown_timer_names_the_closest_valid_one(tmp_path, overrides, text, message, hint):
+    exc = error(write(tmp_path, text) if text else None, overrides)
+    assert exc.message.endswith(message)
+    assert exc.hint == hint
 
 
 def test_null_string_means_empty_but_null_number_is_an_error(tmp_path):
@@ -475,7 +506,7 @@ def test_yaml_merge_keys_may_be_overridden(tmp_path):
     )
     cfg = load_config(path, [])
     assert (cfg.outputs.file.path, cfg.outputs.file.keep) == ("/tmp/a", 3)
-    assert cfg.calls_timeouts == {"inv_1st": 2.0, "inv_established": 3600.0}
+    assert cfg.calls_timeouts == timers(inv_1st=2.0, inv_established=3600.0)
 
 
 @pytest.mark.parametrize(
@@ -515,13 +546,17 @@ def test_file_shape_errors(tmp_path, text, message, hint):
 def test_describe_lists_every_key_once():
     docs = key_docs()
     paths = [d.path for d in docs]
-    assert len(paths) == len(set(paths)) == 77
+    assert len(paths) == len(set(paths)) == 76 + len(CALL_TIMERS)
     text = describe()
     for doc in docs:
         assert f"{doc.path} (default: {doc.default})\n    {doc.help}; " in text + "\n"
     assert "ring_size (default: 16MiB)\n    BPF ring buffer size" in text
     assert "evr_intervals (default: [1s, 1m, 1h])" in text
     assert "outputs.elasticsearch.password (default: '')" in text
+    assert "calls_timeouts.inv_1st (default: 2m)\n    INVITE sent, no reply" in text
+    assert "calls_timeouts.auth_wait (default: 1m)\n" in text
+    assert "calls_timeouts.dup_window (default: 32s)\n" in text
+    assert "\ncalls_timeouts (" not in text  # the timers are listed, not the map
 
 
 def test_evr_limits_per_event_name() -> None:

@@ -227,7 +227,8 @@ def test_to_dict_of_defaults_is_plain_data():
     assert data["poll_interval"] == 0.005
     assert data["evr_intervals"] == [1.0, 60.0, 3600.0]
     assert data["outputs"]["console"] == {"enabled": True, "pretty": False}
-    assert data["calls_timeouts"] == {}
+    assert data["calls_timeouts"]["inv_established"] == 3600.0
+    assert len(data["calls_timeouts"]) == 12
     assert data["evr_limits"]["default"] == [20, 240, 3600]
     assert data["http_addr"] == "127.0.0.1"
     assert data["http_port"] == 8080
@@ -261,7 +262,7 @@ def test_yaml_dump_of_to_dict_has_sipcm_root_and_loads():
 def _leaf_paths(tree: dict, prefix: str = "") -> set[str]:
     out = set()
     for name, value in tree.items():
-        if isinstance(value, dict) and name not in ("calls_timeouts", "evr_limits"):
+        if isinstance(value, dict) and name != "evr_limits":
             out |= _leaf_paths(value, f"{prefix}{name}.")
         else:
             out.add(prefix + name)

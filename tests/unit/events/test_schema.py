@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from sipcm.events import schema
 from sipcm.events.template import index_template
-from tests.conftest import ECS_FLAT, SHARED
-from tests.ecs import ecs_fields
+from tests.conftest import ECS_FLAT
+from tests.ecs import ecs_fields, ecs_subset
 
 
 def test_schema_agrees_with_ecs() -> None:
@@ -25,9 +27,18 @@ def test_field_names_are_unique() -> None:
     assert len(schema.BY_NAME) == len(schema.FIELDS)
 
 
-def test_ecs_version_is_the_one_of_ecs_flat() -> None:
-    readme = (SHARED / "ecs" / "README.md").read_text()
-    assert f"version {schema.ECS_VERSION}," in readme
+def test_ecs_version_is_the_one_of_the_ecs_definitions() -> None:
+    assert ecs_subset()["ecs_version"] == schema.ECS_VERSION
+
+
+@pytest.mark.needs_shared("ecs/ecs_flat.yml")
+def test_schema_agrees_with_the_full_ecs_file() -> None:
+    """Against every ECS field: also catches a product field that shadows an ECS name."""
+    import yaml
+
+    with ECS_FLAT.open("rb") as fh:
+        full = yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    assert schema.check_ecs(full) == []
 
 
 def test_template_maps_every_field() -> None:
@@ -60,6 +71,7 @@ def test_template_maps_every_field() -> None:
     json.dumps(t)  # plain JSON
 
 
+@pytest.mark.needs_shared("ecs/ecs_flat.yml")
 def test_cli_check_markdown_template(capsys) -> None:
     assert schema.main(["--check", str(ECS_FLAT), "--markdown", "--template"]) == 0
     out = capsys.readouterr().out

@@ -19,7 +19,7 @@ from tests.conftest import CORPUS, REPO
 from tests.fakees import FakeES
 
 PCAP = CORPUS / "zeek" / "sip-wireshark.pcap"
-pytestmark = pytest.mark.skipif(not PCAP.exists(), reason=f"corpus not available ({PCAP})")
+pytestmark = pytest.mark.needs_shared("corpus")
 BASE = [sys.executable, "-m", "sipcm", "-E", "stats_interval=0"]
 
 
