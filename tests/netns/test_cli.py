@@ -240,6 +240,54 @@ def test_cli_registrations_with_kamailio_registrar(direct):
     assert actions(events) == {"reg-new": 4, "reg-del": 4}
 
 
+def test_cli_registrations_with_digest_auth(direct):
+    """Kamailio challenges every REGISTER: a challenge answered with the right password is
+    one registration (reg-new, later reg-del), never an auth failure; a wrong password is
+    one auth-failed per refused guess."""
+    net, a, b = direct
+    kam = kamailio(net, b, "LISTEN_ADDR=10.95.0.2", 'AUTH_PASSWORD="s3cret"')
+    try:
+        sensor = start_sensor(net, b, ["v1"])
+        for scenario, password, port in (
+            ("uac_register_auth.xml", "s3cret", "5063"),
+            ("uac_register_badpw.xml", "wrong", "5064"),
+        ):
+            reg = net.run(
+                a,
+                "sipp",
+                "-sf",
+                str(SCN / scenario),
+                "10.95.0.2:5060",
+                "-i",
+                "10.95.0.1",
+                "-p",
+                port,
+                "-au",
+                "user",
+                "-ap",
+                password,
+                "-m",
+                "3",
+                "-r",
+                "10",
+                *SIPP,
+            )
+            assert reg.returncode == 0, reg.stderr[-800:]
+        events = stop_sensor(sensor)
+    finally:
+        stop_proc(kam)
+    assert actions(events) == {"reg-new": 3, "reg-del": 3, "auth-failed": 3}
+    failed = [e for e in events if e["event"]["action"] == "auth-failed"]
+    assert sorted(e["sip"]["to"]["uri"]["username"] for e in failed) == [
+        "guess1",
+        "guess2",
+        "guess3",
+    ]
+    assert {(e["source"]["ip"], e["user"]["name"], e["sip"]["code"]) for e in failed} == {
+        ("10.95.0.1", "user", 401)
+    }
+
+
 def test_cli_proxy_gives_one_start_and_one_end_per_call(proxy):
     net, u, p, s = proxy
     sensor = start_sensor(net, p, ["v1", "v2"])
