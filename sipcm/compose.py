@@ -17,22 +17,20 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, TextIO
 
-from sipcm.collector import Collector
-from sipcm.decode.decoder import Decoder
-from sipcm.decode.stream import TcpReassembler
 from sipcm.errors import CaptureError, ConfigError
 from sipcm.events.anonymize import Anonymizer
 from sipcm.events.build import EventBuilder
 from sipcm.events.filters import TypeBlacklist
-from sipcm.events.rates import RateLimiter
 from sipcm.flows import FlowStore, pcap_bytes
 from sipcm.shard import Shard
 from sipcm.track.tracker import Tracker
 
 if TYPE_CHECKING:
     from sipcm.capture.live import LiveCapture
+    from sipcm.collector import Collector
     from sipcm.config import Config
     from sipcm.counters import Counters
+    from sipcm.decode.decoder import Decoder
     from sipcm.outputs.base import Output
     from sipcm.pipeline import Pipeline
     from sipcm.web.server import WebServer
@@ -67,6 +65,9 @@ def worker_count(cfg: Config) -> int:
 
 def build_decoder(cfg: Config, counters: Counters, *, heuristic: bool) -> Decoder:
     """Link/IP/transport decoding with fragment and TCP reassembly (dispatcher side)."""
+    from sipcm.decode.decoder import Decoder  # numpy: the dispatcher's, not a worker's
+    from sipcm.decode.stream import TcpReassembler
+
     tcp = TcpReassembler(
         counters.group("tcp"),
         max_streams=cfg.tcp_max_streams,
@@ -157,6 +158,9 @@ def build_collector(
     recent_events: int = 1000,
 ) -> Collector:
     """Blacklist, rate limiter and outputs: one per sensor."""
+    from sipcm.collector import Collector
+    from sipcm.events.rates import RateLimiter
+
     rates = RateLimiter(
         counters.group("rates"),
         intervals_s=cfg.evr_intervals,
