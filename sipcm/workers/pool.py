@@ -69,6 +69,9 @@ class _Worker:
                 pass_fds=(child.fileno(), self.in_fd, self.out_fd),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
+                # Its own session: Ctrl-C (SIGINT to the terminal's process group) reaches the
+                # dispatcher only, which then collects and flushes every worker's state.
+                start_new_session=True,
             )
         finally:
             child.close()
@@ -76,6 +79,7 @@ class _Worker:
         self.pidfd = os.pidfd_open(self.proc.pid)
         self.pid = self.proc.pid
         self.acked = -1  # last chunk whose rows were read back
+        self.ready = False
         self.replies: deque[Any] = deque()
 
     def close(self) -> None:
@@ -117,19 +121,12 @@ class WorkerPool:
             names = dict(ifnames or {})
             for w in self._workers:
                 w.conn.send_bytes(pickle.dumps((cfg, w.index, n, hostname, names)))
-            deadline = time.monotonic() + START_TIMEOUT_S
-            for w in self._workers:
-                while not w.replies:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        raise WorkerError(
-                            f"worker {w.index} did not start within {START_TIMEOUT_S:.0f} s"
-                        )
-                    self._pump(left)
-                w.replies.popleft()
         except BaseException:
             self.close()
             raise
+        # Workers start (import, build their shard) while this process reads and decodes the
+        # first chunks: their "ready" is checked as answers come in, not waited for here.
+        self._start_deadline = time.monotonic() + START_TIMEOUT_S
         self.c["workers"] = n
 
     # -- chunks ----------------------------------------------------------------------------
@@ -275,6 +272,16 @@ class WorkerPool:
         """Read what the workers have sent (waiting up to `timeout`; None: until something)."""
         by_conn = {w.conn: w for w in self._workers}
         by_pidfd = {w.pidfd: w for w in self._workers}
+        starting = [w for w in self._workers if not w.ready]
+        if starting:
+            left = self._start_deadline - time.monotonic()
+            if left <= 0:
+                raise WorkerError(
+                    f"worker {starting[0].index} (pid {starting[0].pid}) did not start within "
+                    f"{START_TIMEOUT_S:.0f} s",
+                    _STOPPED,
+                )
+            timeout = left if timeout is None else min(timeout, left)
         ready = wait([*by_conn, *by_pidfd], timeout)
         for obj in ready:
             w = by_conn.get(obj)  # type: ignore[call-overload]
@@ -313,8 +320,10 @@ class WorkerPool:
                 w.acked = no
                 self._rows[no].extend(rows)
                 self._missing[no] -= 1
-            elif kind in ("ctl", "ready"):
+            elif kind == "ctl":
                 w.replies.append(msg[1])
+            elif kind == "ready":
+                w.ready = True
             elif kind == "err":
                 raise WorkerError(
                     f"worker {w.index} (pid {w.pid}) failed: {msg[1]}",

@@ -68,7 +68,9 @@ def test_workers_ignore_sigint_and_stop_when_told(tmp_path: Path) -> None:
     """Ctrl-C reaches the whole process group: workers keep their state for the flush."""
     pipe, out = pipeline(2)
     try:
+        pipe.snapshot()  # every worker has started (and set its signal handling)
         for pid in pipe.backend.pids():  # type: ignore[union-attr]
+            assert os.getpgid(pid) != os.getpgid(0)  # the terminal's Ctrl-C never reaches it
             os.kill(pid, signal.SIGINT)
         path = calls_pcap(tmp_path / "c.pcap", 4, talk_s=1)
         for batch in PcapReader(path).batches(16):
