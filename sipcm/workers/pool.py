@@ -10,6 +10,7 @@ caller detaches and exits non-zero rather than run on with a shard missing.
 
 from __future__ import annotations
 
+import heapq
 import marshal
 import os
 import pickle
@@ -262,9 +263,28 @@ class WorkerPool:
         return rows
 
     def finish_chunks(self, mode: str, size: int) -> Iterator[list[Emitted]]:
-        """The conclusion as one list: rows from several workers are merged in the main
-        process, so it is not split (`size` bounds only the single-process conclusion)."""
-        yield self.finish(mode)
+        """The conclusion in lists of `size` rows, in merge order: each worker streams its
+        own (already in order) a chunk at a time and they are merged here, so neither side
+        ever holds the whole conclusion."""
+        self.call("finish_start", (mode, size))
+        chunk: list[Emitted] = []
+        for row in heapq.merge(*(self._finish_stream(w) for w in self._workers)):
+            chunk.append(row)
+            if len(chunk) >= size:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
+
+    def _finish_stream(self, w: _Worker) -> Iterator[Emitted]:
+        while True:
+            self._send(w, ("ctl", "finish_next", None))
+            while not w.replies:
+                self._pump(None)
+            rows = w.replies.popleft()
+            if rows is None:
+                return
+            yield from rows
 
     # -- plumbing ----------------------------------------------------------------------------
 

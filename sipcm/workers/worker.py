@@ -25,13 +25,19 @@ from sipcm.workers.channel import Ring, get_block, map_region, put_block, recv, 
 from sipcm.workers.wire import unpack_items
 
 
-def _control(shard: Shard, counters: Counters, name: str, arg: Any) -> Any:
+def _control(shard: Shard, counters: Counters, name: str, arg: Any, session: dict) -> Any:
     if name == "snapshot":
         snap = counters.snapshot()
         snap["track_active"] = shard.gauges()
         return snap
     if name == "finish":
         return shard.finish(arg)
+    if name == "finish_start":  # the conclusion, streamed: (mode, rows per answer)
+        mode, size = arg
+        session["finish"] = shard.finish_chunks(mode, size)
+        return None
+    if name == "finish_next":  # the next rows of the conclusion, None once it is done
+        return next(session["finish"], None)
     if name == "blacklist":
         shard.blacklist.replace(arg)
         return None
@@ -57,6 +63,7 @@ def serve(conn: Connection, in_fd: int, out_fd: int) -> None:
     shard = build_shard(cfg, counters, hostname=hostname, ifnames=ifnames, shards=count)
     in_mem = map_region(in_fd)
     out_ring = Ring(map_region(out_fd))
+    session: dict[str, Any] = {}
     send(conn, ("ready", index, os.getpid()))
     while True:
         msg = recv(conn)
@@ -69,7 +76,7 @@ def serve(conn: Connection, in_fd: int, out_fd: int) -> None:
             roff, rn, rinline = put_block(out_ring, no, rows)
             send(conn, ("res", no, roff, rn, rinline))
         elif kind == "ctl":
-            send(conn, ("ctl", _control(shard, counters, msg[1], msg[2])))
+            send(conn, ("ctl", _control(shard, counters, msg[1], msg[2], session)))
         elif kind == "stop":
             return
 

@@ -181,3 +181,17 @@ def test_chunks_too_large_for_the_rings_travel_inline(tmp_path: Path, monkeypatc
     got, _ = replay_docs([path], "event_types_blst=[]", end="expire-all", workers=2)
     assert got == expected
     assert [d["event"]["action"] for d in got].count("call-end") == 300
+
+
+def test_end_of_input_streams_from_every_worker_in_merge_order(tmp_path: Path, monkeypatch) -> None:
+    """300 calls still up at the end, concluded 7 at a time: each worker streams its own
+    conclusion and the merge gives the same bytes as one process."""
+    import sipcm.pipeline
+    from tests.replayutil import replay_docs
+
+    path = calls_pcap(tmp_path / "c.pcap", 300, talk_s=600)
+    monkeypatch.setattr(sipcm.pipeline, "FINISH_CHUNK", 7)
+    one, _ = replay_docs([path], "event_types_blst=[]", end="expire-all", workers=1)
+    three, _ = replay_docs([path], "event_types_blst=[]", end="expire-all", workers=3)
+    assert three == one
+    assert [d["event"]["action"] for d in one].count("call-end") == 300
