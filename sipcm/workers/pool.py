@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 # In flight before submit waits for the oldest chunk: replay sends a few large chunks, live
 # capture many small ones (one per poll), so both the chunks and their payloads are bounded.
 MAX_INFLIGHT_CHUNKS = 64
-MAX_INFLIGHT_PAYLOADS = 16384
+MAX_INFLIGHT_PAYLOADS = 65536
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 5.0
 _STOPPED = "the sensor stopped; nothing is left attached"
