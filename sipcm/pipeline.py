@@ -83,9 +83,6 @@ class _Local:
 
     drain = results
 
-    def finish(self, mode: str) -> list[Emitted]:
-        return self.shard.finish(mode)
-
     def finish_chunks(self, mode: str, size: int) -> Iterator[list[Emitted]]:
         return self.shard.finish_chunks(mode, size)
 

@@ -99,10 +99,6 @@ class Shard:
             self._timer_rows(tracker.advance(advance_to), out)
         return out
 
-    def finish(self, mode: str) -> list[Emitted]:
-        """End of input: the tracker's conclusion per `mode`, as timer rows."""
-        return [row for rows in self.finish_chunks(mode, 1000) for row in rows]
-
     def finish_chunks(self, mode: str, size: int) -> Iterator[list[Emitted]]:
         """The conclusion as lists of rows, about `size` each, in merge order: every row of
         a list sorts before every row of the next (Tracker.finish_chunks never splits one

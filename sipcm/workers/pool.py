@@ -255,13 +255,6 @@ class WorkerPool:
         """Tell every worker which event types not to build."""
         self.call("blacklist", names)
 
-    def finish(self, mode: str) -> list[Emitted]:
-        """Every worker's end-of-input conclusion (after the chunks in flight)."""
-        rows: list[Emitted] = []
-        for part in self.call("finish", mode):
-            rows.extend(part)
-        return rows
-
     def finish_chunks(self, mode: str, size: int) -> Iterator[list[Emitted]]:
         """The conclusion in lists of `size` rows, in merge order: each worker streams its
         own (already in order) a chunk at a time and they are merged here, so neither side

@@ -30,8 +30,6 @@ def _control(shard: Shard, counters: Counters, name: str, arg: Any, session: dic
         snap = counters.snapshot()
         snap["track_active"] = shard.gauges()
         return snap
-    if name == "finish":
-        return shard.finish(arg)
     if name == "finish_start":  # the conclusion, streamed: (mode, rows per answer)
         mode, size = arg
         session["finish"] = shard.finish_chunks(mode, size)
