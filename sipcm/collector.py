@@ -35,8 +35,10 @@ class Collector:
         outputs: Sequence[Output],
         *,
         recent_events: int = 1000,
+        by_action: Counter[str] | None = None,
     ) -> None:
         self._ev = counters
+        self._by_action = Counter() if by_action is None else by_action  # events_published
         self.blacklist = blacklist
         self.rates = rates
         self.outputs = list(outputs)
@@ -51,6 +53,7 @@ class Collector:
         allows = self.blacklist.allows
         check = self.rates.check
         lines: list[bytes] = []
+        by_action = self._by_action
         for ts, _cls, _tb, _sub, action, ip, line in rows:
             if not allows(action):
                 continue
@@ -62,11 +65,13 @@ class Collector:
                 continue
             if verdict is not True:
                 line = _with_rate(line, verdict)
+            by_action[action] += 1
             lines.append(line)
         self.emit(lines)
 
     def emit_doc(self, doc: dict[str, Any]) -> None:
         """Publish one document built here (stats)."""
+        self._by_action[doc["event"]["action"]] += 1
         self.emit([ndjson_bytes(doc)])
 
     def emit(self, lines: list[bytes]) -> None:

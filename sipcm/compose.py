@@ -116,6 +116,9 @@ def build_shard(
             max_calls=math.ceil(cfg.calls_max_entries / shards),
             max_regs=math.ceil(cfg.regs_max_entries / shards),
             max_pending=math.ceil(cfg.pending_max_entries / shards),
+            requests=counters.group("sip_requests"),
+            responses=counters.group("sip_responses"),
+            call_times=counters.group("call_times"),
         )
     except ValueError as exc:
         raise ConfigError(f"calls_timeouts: {exc}", "see `sipcm config-keys`") from exc
@@ -171,7 +174,12 @@ def build_collector(
         limited=counters.group("rates_limited"),
     )
     return Collector(
-        counters.group("events"), blacklist, rates, outputs, recent_events=recent_events
+        counters.group("events"),
+        blacklist,
+        rates,
+        outputs,
+        recent_events=recent_events,
+        by_action=counters.group("events_published"),
     )
 
 
@@ -310,4 +318,5 @@ def web_state(cfg: Config, pipe: Pipeline) -> WebState:
         published=lambda: published["published"],
         flow=pipe.flow,
         pcap_of=pcap_bytes,
+        worker_pids=pipe.worker_pids,
     )

@@ -82,9 +82,73 @@ the key, what is expected and the closest valid spelling.
 """
 
 
+def counters_md() -> str:
+    """docs/counters.md: every counter, its `/metrics` family, meaning and limit key."""
+    from sipcm.counterdefs import COUNTERS, HISTOGRAM_GROUPS, HISTOGRAMS, WEB_GAUGES
+
+    rows = [
+        "| counter | `/metrics` family | kind | meaning | limit key |",
+        "|---|---|---|---|---|",
+    ]
+    for d in COUNTERS:
+        if d.group in HISTOGRAM_GROUPS:
+            continue
+        labels = f"{{{','.join(d.labels)}}}" if d.labels else ""
+        limit = f"`{d.limit}`" if d.limit else ""
+        rows.append(
+            f"| `{d.group}.{_cell(d.name)}` | `{d.family}{labels}` | {d.kind} | "
+            f"{_cell(d.meaning)} | {limit} |"
+        )
+    hists = ["| `/metrics` family | buckets (s) | meaning |", "|---|---|---|"]
+    for h in HISTOGRAMS:
+        bounds = ", ".join(f"{b:g}" for b in h.bounds_s)
+        hists.append(f"| `{h.metric}` | {bounds} | {_cell(h.meaning)} |")
+    others = "\n".join(f"- `{name}`: {meaning}" for name, meaning in WEB_GAUGES)
+    return f"""\
+{_GENERATED.format(source="sipcm/counterdefs.py")}
+# Counters and metrics
+
+sipcm counts what it reads, rejects, limits and publishes in named counters grouped by the
+stage that owns them. The same counters appear in `stats` events (`sipcm.counters.<group>.
+<name>`, non-zero ones only), in the web API (`/api/counters`) and at `/metrics` in the
+Prometheus text format, where every family below is present from the first scrape (zeros
+included). With workers, every worker's counters are summed. A name with a `{{label}}` part
+is a family of counters: at `/metrics` one family with that label (`sipcm_sip_requests_total
+{{method="INVITE"}}`); the label values known in advance (SIP methods, status classes, event
+actions) are exported as zeros before they are counted, and unknown methods count as `other`.
+`limit key` is the configuration key whose limit the counter reports on.
+
+{chr(10).join(rows)}
+
+## Histograms
+
+Counted when the tracker computes the metric of a call event (`sip.call.pdd`,
+`sip.call.setup_time`, `event.duration`), whether or not the event is then published. In
+`stats` events and the web API they are group `call_times`: `<name>_b<i>` is the number of
+observations in bucket i (above bound i-1, at most bound i; the last bucket is above every
+bound) and `<name>_sum_ms` their sum in milliseconds; `/metrics` exports them as cumulative
+Prometheus histograms in seconds.
+
+{chr(10).join(hists)}
+
+## Other families
+
+{others}
+- `sipcm_build_info{{version}}`: the sipcm version (always 1).
+- `sipcm_worker_cpu_seconds_total{{worker}}`, `sipcm_worker_resident_memory_bytes{{worker}}`:
+  CPU time and resident memory of each correlation worker process (read from /proc; none
+  when correlation runs in the main process).
+- `process_*` and `python_info`: the main process (prometheus_client's process and platform
+  collectors).
+
+A Grafana dashboard over these families is in `contrib/grafana/sipcm.json`.
+"""
+
+
 PAGES: dict[str, Callable[[], str]] = {
     "fields.md": fields_md,
     "configuration.md": configuration_md,
+    "counters.md": counters_md,
 }
 
 

@@ -107,6 +107,9 @@ class _Local:
     def set_blacklist(self, names: list[str]) -> None:
         pass  # the shard shares the pipeline's blacklist
 
+    def worker_pids(self) -> list[tuple[int, int]]:
+        return []
+
     def close(self) -> None:
         pass
 
@@ -347,6 +350,10 @@ class Pipeline:
     def flow(self, call_id: str) -> dict | None:
         """The stored messages of one call (sipcm.flows), None when none are held."""
         return self.backend.flow(call_id)
+
+    def worker_pids(self) -> list[tuple[int, int]]:
+        """(index, pid) of each worker process; none in the single-process mode."""
+        return self.backend.worker_pids()
 
     def recent_docs(self) -> list[dict]:
         """The recent published documents, oldest first."""

@@ -2,9 +2,9 @@
 
 Input: interface names and capture settings (plain values). Output: `RecordBatch`es of
 Ethernet frames (ts_ns in Unix-epoch nanoseconds), one per poll, possibly empty so that the
-caller's clock advances on idle links. Kernel counters are mirrored into the `capture` counter
-group as `bpf_<name>`. It never parses packets and never leaves a program attached on exit or
-on error.
+caller's clock advances on idle links. The kernel program's counters are read by
+`kernel_counters()` (the pipeline's `kernel` group, sipcm.counterdefs). It never parses
+packets and never leaves a program attached on exit or on error.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from sipcm.capture.ring import RingReader
 
 log = logging.getLogger(__name__)
 
-COUNTER_SYNC_S = 1.0
 MAX_BATCH_BYTES = 4 << 20  # bound one batch; the rest is read without sleeping
 
 
@@ -70,7 +69,6 @@ class LiveCapture:
         self._program = None
         self._ring: RingReader | None = None
         self._attached: list[Attachment] = []
-        self._last_sync = 0.0
         self._kernel: dict[str, int] = {}
 
     def __enter__(self) -> LiveCapture:
@@ -107,7 +105,7 @@ class LiveCapture:
         while self._attached:
             release(self._attached.pop())
         if self._program is not None:
-            self._sync_counters()
+            self.kernel_counters()  # keep the final values readable after unloading
         if self._ring is not None:
             self._ring.close()
             self._ring = None
@@ -141,19 +139,12 @@ class LiveCapture:
             self._kernel = self._program.counters()
         return dict(self._kernel)
 
-    def _sync_counters(self) -> None:
-        for name, value in self.kernel_counters().items():
-            self.counters[f"bpf_{name}"] = value
-        self._last_sync = time.monotonic()
-
     def read(self) -> RecordBatch:
         """One non-blocking drain of the ring (bounded by MAX_BATCH_BYTES)."""
         batch = self._ring.read(clock_offset_ns(), MAX_BATCH_BYTES)
         if len(batch):
             self.counters["ring_records"] += len(batch)
             self.counters["ring_batches"] += 1
-        if time.monotonic() - self._last_sync >= COUNTER_SYNC_S:
-            self._sync_counters()
         return batch
 
     def batches(self, stop: threading.Event) -> Iterator[RecordBatch]:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from sipcm.counterdefs import DURATION, PDD, SETUP, observe
 from sipcm.track.core import (
     CallSet,
     Core,
@@ -39,6 +40,8 @@ from sipcm.track.outcome import CallMetrics, Outcome
 from sipcm.track.states import TIMER_OF, TRANSITIONS, Effect, Ev, State, transition
 
 if TYPE_CHECKING:
+    from collections import Counter
+
     from sipcm.sip.message import SipMessage
 
 MAX_LEGS = 16
@@ -56,10 +59,11 @@ def _ms(a: int | None, b: int | None) -> float | None:
 class Calls:
     """The INVITE side of the tracker (see module docstring)."""
 
-    __slots__ = ("core",)
+    __slots__ = ("core", "times")
 
-    def __init__(self, core: Core) -> None:
+    def __init__(self, core: Core, times: Counter[str]) -> None:
         self.core = core
+        self.times = times  # counter group call_times: the PDD/setup/duration histograms
 
     # -- routing -------------------------------------------------------------------------------
 
@@ -296,7 +300,10 @@ class Calls:
                 status, reason = 487, "cancel"  # the INVITE's final reply was not seen
             else:
                 status, reason = leg.status, leg.reason
-            self._emit("call-attempt", leg, ts, msg, status, reason, self._metrics(leg))
+            m = self._metrics(leg)
+            if m.pdd_ms is not None:
+                observe(PDD, self.times, m.pdd_ms)
+            self._emit("call-attempt", leg, ts, msg, status, reason, m)
 
     def _metrics(self, leg: Leg) -> CallMetrics:
         cs = leg.cs
@@ -319,11 +326,15 @@ class Calls:
         if cs.started == 1:
             self.core.confirm(cs.call_id)
         m = self._metrics(leg)
+        if m.pdd_ms is not None:
+            observe(PDD, self.times, m.pdd_ms)
         if msg is not None and msg.is_request:  # an in-dialog request implied the 2xx
             m.reconstructed, m.reconstructed_from = True, cs.recon or "reinvite"
             m.setup_time_ms = m.ring_time_ms = None
             self._emit("call-start", leg, ts, msg, None, None, m, start=ts)
         else:
+            if m.setup_time_ms is not None:
+                observe(SETUP, self.times, m.setup_time_ms)
             st = msg.status if msg is not None else None
             rs = msg.reason if msg is not None else None
             self._emit("call-start", leg, ts, msg, st, rs, m, start=ts)
@@ -355,6 +366,7 @@ class Calls:
             status, reason = (leg.status, leg.reason) if leg.started else (None, None)
         if leg.answer_ts is not None:
             m.duration_ns = max(0, end - leg.answer_ts)
+            observe(DURATION, self.times, m.duration_ns / 1e6)
         self._emit("call-end", leg, ts, msg, status, reason, m, start=leg.answer_ts, end=end)
 
     def _emit(

@@ -54,6 +54,7 @@ from collections import ChainMap, Counter
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, ClassVar
 
+from sipcm.counterdefs import OTHER, REQUEST_KEYS, RESPONSE_KEYS, RESPONSE_OTHER
 from sipcm.track import persist
 from sipcm.track.calls import Calls
 from sipcm.track.core import NS, CallSet, Core, Leg, Trans
@@ -89,7 +90,12 @@ class Tracker:
         max_calls: int = 100_000,
         max_regs: int = 100_000,
         max_pending: int = 100_000,
+        requests: Counter[str] | None = None,
+        responses: Counter[str] | None = None,
+        call_times: Counter[str] | None = None,
     ) -> None:
+        """`requests`, `responses` and `call_times` are the counter groups of the same names
+        (sipcm.counterdefs); private ones when not given."""
         if min(max_calls, max_regs, max_pending) < 1:
             raise ValueError("max_calls, max_regs and max_pending must be at least 1")
         tmo = {**DEFAULT_TIMEOUTS, "dup_window": DUP_WINDOW_S}
@@ -104,7 +110,9 @@ class Tracker:
         tmo_ns = {k: int(v * NS) for k, v in tmo.items()}
         self._core = core = Core(counters, tmo_ns, max_pending, max_calls)
         self._regs = Registrar(core, int(reg_grace_s * NS), max_regs)
-        self._calls = Calls(core)
+        self._calls = Calls(core, Counter() if call_times is None else call_times)
+        self._requests = Counter() if requests is None else requests
+        self._responses = Counter() if responses is None else responses
         self._trans = Transactions(core, self._regs)
         dups = 2 * max(max_pending, max_calls) + 1024
         self._dups = DupFilter(core.tmo["dup_window"], dups, counters)
@@ -142,7 +150,12 @@ class Tracker:
             self._duplicate(msg, kind)
             return out
         is_req = msg.is_request
-        method = msg.method if is_req else msg.cseq_method
+        if is_req:
+            method = msg.method
+            self._requests[REQUEST_KEYS.get(method, OTHER)] += 1
+        else:
+            method = msg.cseq_method
+            self._responses[RESPONSE_KEYS.get(method, RESPONSE_OTHER)[msg.status // 100]] += 1
         if method == "REGISTER":
             target = self._trans
         elif method in _CALL_METHODS:

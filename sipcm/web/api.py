@@ -196,7 +196,7 @@ def get_config(state: WebState, query: Query, _body: bytes) -> Response:
 def get_metrics(state: WebState, query: Query, _body: bytes) -> Response:
     """Prometheus text exposition."""
     _only(query, ())
-    text = metrics.render(state.metrics(), state.gauge_groups)
+    text = metrics.render(state.metrics())
     return Response(200, text.encode(), metrics.CONTENT_TYPE)
 
 

@@ -1,106 +1,170 @@
-"""Prometheus text exposition format 0.0.4 for `/metrics`.
+"""`/metrics`: the pipeline's counters as Prometheus families (prometheus_client).
 
-Input: a `MetricsView` (counter groups and table sizes). Output: the exposition text, every
-family with HELP and TYPE lines, families sorted by name so scrapes diff cleanly. Counters
-become `sipcm_<group>_<name>_total`; the `interfaces` group (keys `IFACE/DIRECTION`) becomes
-one family with `interface` and `direction` labels; gauge groups (tracker table sizes) become
-`sipcm_<group>_<name>` gauges. Never raises on odd names: anything outside [a-zA-Z0-9_] is
-replaced by `_`, and names that collide after that are summed.
+Input: a `MetricsView` (the counter snapshot, which with workers is the sum over them, plus a
+few levels of the web side and the worker processes). Output: the text exposition format
+0.0.4 (`prometheus_client.exposition.generate_latest`). Families, HELP texts, label names and
+zero values all come from the declarations in `sipcm.counterdefs`, so every declared family is
+present from the first scrape, with zeros for counters not raised yet and for every known
+label value (methods, status classes, event actions). Histogram groups become Prometheus
+histograms in seconds. The main process's CPU, memory, file descriptors and the Python
+version come from prometheus_client's process and platform collectors; the worker processes'
+CPU time and resident memory are read from /proc with a `worker` label.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+import itertools
+import os
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-from sipcm.web.state import MetricsView
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import CollectorRegistry
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-PREFIX = "sipcm"
-INTERFACES_GROUP = "interfaces"
-_BAD = re.compile(r"[^a-zA-Z0-9_]")
+from sipcm import __version__
+from sipcm.counterdefs import (
+    COUNTERS,
+    HISTOGRAM_GROUPS,
+    HISTOGRAMS,
+    WEB_GAUGES,
+    CounterDef,
+    lookup,
+)
+
+if TYPE_CHECKING:
+    from sipcm.web.state import MetricsView
+
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+INTERFACES_GROUP = "interfaces"  # keys IFACE/DIRECTION (the web API nests them)
+_TICKS = os.sysconf("SC_CLK_TCK")
+_PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
-@dataclass(slots=True)
-class _Family:
-    kind: str  # "counter" | "gauge"
-    sources: list[str] = field(default_factory=list)
-    samples: dict[tuple[tuple[str, str], ...], int] = field(default_factory=dict)
-    help: str = ""
+def _label_sets(d: CounterDef) -> list[tuple[str, ...]]:
+    """Every combination of the label values known in advance (none when a label has none)."""
+    domains = [d.values.get(label) for label in d.labels]
+    if not domains or any(v is None for v in domains):
+        return []
+    return list(itertools.product(*domains))  # type: ignore[arg-type]
 
 
-def sanitize(part: str) -> str:
-    """A metric-name fragment: characters outside [a-zA-Z0-9_] become `_`."""
-    return _BAD.sub("_", part) or "_"
-
-
-def _escape_help(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\n", "\\n")
-
-
-def _escape_label(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def render(view: MetricsView, gauge_groups: Iterable[str] = ()) -> str:
-    """The exposition text for `view`; groups in `gauge_groups` are exported as gauges."""
-    gauges = frozenset(gauge_groups)
-    fams: dict[str, _Family] = {}
-
-    def add(name: str, kind: str, source: str, value: int, labels=()) -> None:
-        fam = fams.get(name)
-        if fam is None:
-            fam = fams[name] = _Family(kind)
-        if source not in fam.sources:
-            fam.sources.append(source)
-        fam.samples[labels] = fam.samples.get(labels, 0) + value
-
-    for group, names in view.counters.items():
-        g = sanitize(group)
-        if group == INTERFACES_GROUP:
-            for key, value in names.items():
-                iface, _, direction = key.rpartition("/") if "/" in key else (key, "", "")
-                labels = (("interface", iface), ("direction", direction))
-                add(f"{PREFIX}_interface_frames_total", "counter", "", value, labels)
+def _families(counters: dict[str, dict[str, int]]) -> Iterator[Metric]:
+    """Every declared family, zeros included, with the values of `counters`."""
+    values: dict[CounterDef, dict[tuple[str, ...], int]] = {d: {} for d in COUNTERS}
+    for d in COUNTERS:
+        for labels in _label_sets(d):
+            values[d][labels] = 0
+    for group, names in counters.items():
+        if group in HISTOGRAM_GROUPS:
             continue
-        is_gauge = group in gauges
-        for key, value in names.items():
-            suffix = "" if is_gauge else "_total"
-            name = f"{PREFIX}_{g}_{sanitize(key)}{suffix}"
-            add(name, "gauge" if is_gauge else "counter", f"{group}.{key}", value)
-
-    fixed = (
-        ("active_calls", view.active_calls, "dialogs being followed"),
-        ("registrations", view.registrations, "registration bindings cached"),
-        ("recent_events", view.recent_events, "published events kept for the web API"),
-        ("blacklisted_event_types", view.blacklisted_types, "event types not published"),
-    )
-    for short, value, text in fixed:
-        name = f"{PREFIX}_{short}"
-        add(name, "gauge", "", value)
-        fams[name].help = text
-    if f"{PREFIX}_interface_frames_total" in fams:
-        fams[
-            f"{PREFIX}_interface_frames_total"
-        ].help = "frames captured per interface and direction"
-
-    lines: list[str] = []
-    for name in sorted(fams):
-        fam = fams[name]
-        text = fam.help or _default_help(fam)
-        lines.append(f"# HELP {name} {_escape_help(text)}")
-        lines.append(f"# TYPE {name} {fam.kind}")
-        for labels in sorted(fam.samples):
-            value = fam.samples[labels]
-            if labels:
-                inner = ",".join(f'{k}="{_escape_label(v)}"' for k, v in labels)
-                lines.append(f"{name}{{{inner}}} {value}")
-            else:
-                lines.append(f"{name} {value}")
-    return "\n".join(lines) + "\n"
+        for name, value in names.items():
+            found = lookup(group, name)
+            if found is None:
+                continue  # undeclared: tests/unit/test_counterdefs.py keeps this from happening
+            d, labels = found
+            key = tuple(labels[label] for label in d.labels)
+            values[d][key] = values[d].get(key, 0) + int(value)
+    for d in COUNTERS:
+        if d.group in HISTOGRAM_GROUPS:
+            continue
+        cls = CounterMetricFamily if d.kind == "counter" else GaugeMetricFamily
+        fam = cls(d.family, d.meaning, labels=d.labels)
+        samples = values[d]
+        if not d.labels and not samples:
+            samples = {(): 0}
+        for key in sorted(samples):
+            fam.add_metric(list(key), samples[key])
+        yield fam
+    times_by_group = {g: counters.get(g, {}) for g in HISTOGRAM_GROUPS}
+    for h in HISTOGRAMS:
+        got = times_by_group[h.group]
+        buckets, total = [], 0
+        for bound, name in zip((*h.bounds_s, float("inf")), h.names[:-1], strict=True):
+            total += got.get(name, 0)
+            buckets.append((_le(bound), total))
+        fam = HistogramMetricFamily(h.metric, h.meaning)
+        fam.add_metric([], buckets, got.get(h.names[-1], 0) / 1000)
+        yield fam
 
 
-def _default_help(fam: _Family) -> str:
-    what = "sipcm gauge" if fam.kind == "gauge" else "sipcm counter"
-    return f"{what} {', '.join(s for s in fam.sources if s)}"
+def _le(bound: float) -> str:
+    return "+Inf" if bound == float("inf") else repr(float(bound))
+
+
+def _proc_stats(pid: int) -> tuple[float, int] | None:
+    """(CPU seconds, resident bytes) of process `pid` from /proc; None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    # after the command: state(0) ... utime(11) stime(12) ... rss(21), in pages
+    cpu = (int(fields[11]) + int(fields[12])) / _TICKS
+    return cpu, int(fields[21]) * _PAGE
+
+
+class SnapshotCollector:
+    """A prometheus_client collector over one `MetricsView`."""
+
+    def __init__(self, view: MetricsView) -> None:
+        self.view = view
+
+    def collect(self) -> Iterator[Metric]:
+        view = self.view
+        yield from _families(view.counters)
+        for (name, meaning), value in zip(
+            WEB_GAUGES, (view.recent_events, view.blacklisted_types), strict=True
+        ):
+            yield GaugeMetricFamily(name, meaning, value=value)
+        info = InfoMetricFamily("sipcm_build", "The sipcm version serving these metrics.")
+        info.add_metric([], {"version": __version__})
+        yield info
+        cpu = CounterMetricFamily(
+            "sipcm_worker_cpu_seconds",
+            "CPU time (user and system) used by each correlation worker process.",
+            labels=["worker"],
+        )
+        rss = GaugeMetricFamily(
+            "sipcm_worker_resident_memory_bytes",
+            "Resident memory of each correlation worker process.",
+            labels=["worker"],
+        )
+        for index, pid in view.worker_pids:
+            got = _proc_stats(pid)
+            if got is not None:
+                cpu.add_metric([str(index)], got[0])
+                rss.add_metric([str(index)], got[1])
+        yield cpu
+        yield rss
+
+
+_PROCESS = ProcessCollector(registry=None)
+_PLATFORM = PlatformCollector(registry=None)
+
+
+def render(view: MetricsView) -> str:
+    """The exposition text for `view` (families sorted by name so scrapes diff cleanly)."""
+    registry = CollectorRegistry(auto_describe=False)
+    for c in (SnapshotCollector(view), _PROCESS, _PLATFORM):
+        registry.register(c)
+    return generate_latest(_Sorted(registry)).decode()
+
+
+class _Sorted:
+    """A registry view yielding its families in name order."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(sorted(self._registry.collect(), key=lambda m: m.name))

@@ -15,9 +15,6 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-# Counter groups whose values are current levels (tracker table sizes), not running totals.
-GAUGE_GROUPS = ("track_active", "rates_active")
-
 
 class PipelineBusy(Exception):
     """The pipeline held its lock longer than the server is willing to wait."""
@@ -27,11 +24,10 @@ class PipelineBusy(Exception):
 class MetricsView:
     """Everything `/metrics` needs, read under one lock acquisition."""
 
-    counters: dict[str, dict[str, int]]
-    active_calls: int
-    registrations: int
+    counters: dict[str, dict[str, int]]  # the snapshot: workers summed, table sizes included
     recent_events: int
     blacklisted_types: int
+    worker_pids: tuple[tuple[int, int], ...] = ()  # (worker index, pid) of worker processes
 
 
 class WebState:
@@ -50,11 +46,11 @@ class WebState:
         valid_events: Sequence[str],
         rate_table: Callable[[], list[dict]],
         config: Callable[[], dict],
-        gauge_groups: Sequence[str] = GAUGE_GROUPS,
         lock_timeout_s: float = 5.0,
         published: Callable[[], int] | None = None,
         flow: Callable[[str], dict | None] | None = None,
         pcap_of: Callable[[list[dict]], bytes] | None = None,
+        worker_pids: Callable[[], Sequence[tuple[int, int]]] | None = None,
     ) -> None:
         self._lock = lock
         self._counters = counters
@@ -66,7 +62,7 @@ class WebState:
         self.valid_events: tuple[str, ...] = tuple(sorted(valid_events))
         self._rate_table = rate_table
         self._config = config
-        self.gauge_groups = frozenset(gauge_groups)
+        self._worker_pids = worker_pids or tuple
         self._timeout = lock_timeout_s
         self._flow = flow or (lambda _call_id: None)
         self.pcap_of = pcap_of  # stored messages -> pcap bytes (no pipeline state: no lock)
@@ -131,23 +127,14 @@ class WebState:
         return self._locked(lambda: dict(self._config()))
 
     def metrics(self) -> MetricsView:
-        """Counters and table sizes for `/metrics`, consistent with each other."""
+        """The counter snapshot and web-side levels for `/metrics`, read together."""
 
         def read() -> MetricsView:
-            counters = _copy_counters(self._counters())
-            # The tracker's own gauges give the table sizes without building (and, with
-            # workers, fetching and anonymizing) every row on each scrape.
-            sizes = counters.get("track_active")
-            if sizes is not None and "dialogs" in sizes:
-                calls, regs = sizes["dialogs"], sizes.get("registrations", 0)
-            else:
-                calls, regs = len(self._active_calls()), len(self._registrations())
             return MetricsView(
-                counters=counters,
-                active_calls=calls,
-                registrations=regs,
+                counters=_copy_counters(self._counters()),
                 recent_events=len(self._recent()),
                 blacklisted_types=len(self._get_blacklist()),
+                worker_pids=tuple(self._worker_pids()),
             )
 
         return self._locked(read)

@@ -217,6 +217,10 @@ class WorkerPool:
                     dst[k] = dst.get(k, 0) + v
         return total
 
+    def worker_pids(self) -> list[tuple[int, int]]:
+        """(index, pid) of every worker process."""
+        return [(w.index, w.pid) for w in self._workers]
+
     def active_calls(self) -> list[dict]:
         """Every worker's dialogs."""
         return [row for part in self.call("calls") for row in part]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tests.conftest import REPO
 
-SHARED = {"errors", "counters", "__init__"}
+SHARED = {"errors", "counters", "counterdefs", "__init__"}
 ORDER = ["capture", "decode", "sip", "track", "events", "outputs"]
 ALLOWED = {
     **{stage: set(ORDER[:i]) | SHARED for i, stage in enumerate(ORDER)},
