@@ -21,7 +21,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal
 
-
 Kind = Literal["counter", "gauge"]
 PREFIX = "sipcm"
 
@@ -60,7 +59,7 @@ class CounterDef:
             out.append(f"(?P<{m.group(1)}>.+?)")
             pos = m.end()
         out.append(re.escape(self.name[pos:]))
-        return re.compile("".join(out) + r"\Z")
+        return re.compile("".join(out) + r"\Z", re.S)
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,8 @@
 Each rejected, odd or limited input increments a counter with a stable snake_case name
 (`ip4_bad_header`, `frag_timeout`, `tcp_resync`, `sip_parse_error`, ...). Counters are grouped by
 the stage that owns them (`decode`, `sip`, `track`, `events`, `outputs`, `capture`) so that
-stats events, `/metrics` and tests read one snapshot.
+stats events, `/metrics` and tests read one snapshot. Every name is declared, with its meaning,
+in `sipcm.counterdefs` (a test fails on a name raised but not declared there).
 """
 
 from __future__ import annotations

@@ -167,4 +167,9 @@ class _Sorted:
         self._registry = registry
 
     def collect(self) -> Iterator[Metric]:
-        return iter(sorted(self._registry.collect(), key=lambda m: m.name))
+        return iter(sorted(self._registry.collect(), key=_exposed_name))
+
+
+def _exposed_name(m: Metric) -> str:
+    """The family name as the text format writes it (counters with `_total`)."""
+    return m.name + {"counter": "_total", "info": "_info"}.get(m.type, "")

@@ -205,8 +205,15 @@ def test_active_call_events_counters_and_metrics(site):
     assert m["sipcm_events_published_total"] == seen_on_stdout
     assert m["sipcm_events_generated_total"] == 2
     assert m["sipcm_output_console_published_total"] == seen_on_stdout
-    assert m['sipcm_interface_frames_total{interface="v1",direction="ingress"}'] == 3
-    assert m['sipcm_interface_frames_total{interface="v1",direction="egress"}'] == 3
+    assert m['sipcm_interface_frames_total{direction="ingress",interface="v1"}'] == 3
+    assert m['sipcm_interface_frames_total{direction="egress",interface="v1"}'] == 3
+    assert m['sipcm_sip_requests_total{method="INVITE"}'] == 1
+    assert m['sipcm_sip_requests_total{method="ACK"}'] == 1
+    assert m['sipcm_sip_requests_total{method="BYE"}'] == 1
+    assert m['sipcm_sip_responses_total{code_class="2xx",method="INVITE"}'] == 1
+    assert m['sipcm_events_total{action="call-start"}'] == 1
+    assert m['sipcm_events_total{action="reg-new"}'] == 0
+    assert m["sipcm_kernel_truncated_total"] == 0
     assert m["sipcm_sip_messages_total"] == 6
     assert m["sipcm_kernel_copied_total"] == 6
     assert m["sipcm_kernel_selected_total"] == 6

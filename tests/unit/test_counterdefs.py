@@ -127,9 +127,9 @@ def _raised() -> list[tuple[str, int, str, str, list[str]]]:
         def enclosing(node: ast.AST, funcs=funcs) -> ast.FunctionDef | None:
             best = None
             for f in funcs:
-                if f.lineno <= node.lineno <= (f.end_lineno or f.lineno):
-                    if best is None or f.lineno > best.lineno:
-                        best = f
+                inside = f.lineno <= node.lineno <= (f.end_lineno or f.lineno)
+                if inside and (best is None or f.lineno > best.lineno):
+                    best = f
             return best
 
         increments = [

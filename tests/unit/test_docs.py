@@ -6,6 +6,7 @@ import re
 
 from sipcm import docs
 from sipcm.config import key_docs
+from sipcm.counterdefs import COUNTERS
 from sipcm.events.schema import FIELDS
 from tests.conftest import REPO
 
@@ -40,11 +41,33 @@ def test_every_config_key_is_documented_once_with_its_default() -> None:
     assert '\\\\/*?"<>\\|,#:' in row
 
 
+def test_every_counter_is_documented_once_with_its_family() -> None:
+    text = (REPO / "docs" / "counters.md").read_text()
+    rows = re.findall(r"^\| `([^`]+)` \| `([^`]+)` \| (counter|gauge) \|", text, re.M)
+    assert rows == [
+        (
+            f"{d.group}.{d.name}",
+            d.family + (f"{{{','.join(d.labels)}}}" if d.labels else ""),
+            d.kind,
+        )
+        for d in COUNTERS
+        if d.group != "call_times"
+    ]
+    assert (
+        "| `kernel.ring_full_lost` | `sipcm_kernel_ring_full_lost_total` | counter | "
+        "Packets lost because the ring buffer was full. | `ring_size` |"
+    ) in text
+    assert "| `sip_requests.{method}` | `sipcm_sip_requests_total{method}` | counter |" in text
+    assert "| `sipcm_call_pdd_seconds` | 0.1, 0.25, 0.5, 1, 2, 3, 5, 8, 13, 20, 30, 60 |" in text
+    assert "[docs/counters.md](docs/counters.md)" in (REPO / "README.md").read_text()
+
+
 def test_check_reports_stale_pages_and_generation_fixes_them(tmp_path, capsys) -> None:
     assert docs.main(["--check", "--dir", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert f"{tmp_path}/fields.md is stale: run python -m sipcm.docs" in err
     assert f"{tmp_path}/configuration.md is stale" in err
+    assert f"{tmp_path}/counters.md is stale" in err
     assert docs.main(["--dir", str(tmp_path)]) == 0
     assert docs.main(["--check", "--dir", str(tmp_path)]) == 0
     assert (tmp_path / "fields.md").read_text() == (REPO / "docs" / "fields.md").read_text()
