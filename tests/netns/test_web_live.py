@@ -271,7 +271,9 @@ def test_blacklist_put_stops_call_start_but_not_call_end(site):
     assert counters["events"] == {"generated": 4, "published": 3, "blacklisted_call-start": 1}
     m = prom_samples(http(site.srv, "GET", f"{LOCAL}/metrics")[2].decode())
     assert m["sipcm_events_published_total"] == 3
-    assert m["sipcm_events_blacklisted_call_start_total"] == 1
+    assert m['sipcm_events_blacklisted_total{action="call-start"}'] == 1
+    assert m['sipcm_events_total{action="call-start"}'] == 1  # before the blacklist changed
+    assert m['sipcm_events_total{action="call-end"}'] == 2
     assert m["sipcm_blacklisted_event_types"] == 1
     assert http_json(site.srv, f"{LOCAL}/api/events?call_id={c2}")["count"] == 1
 
