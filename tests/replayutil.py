@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sipcm.config import load_config
-from sipcm.pipeline import FileTotals
+from sipcm.counterdefs import undeclared
+from sipcm.pipeline import FileTotals, Pipeline
 from sipcm.run import replay
 
 
@@ -33,8 +34,14 @@ def replay_docs(
     (documents, per-file totals)."""
     cfg = load_config(None, ["stats_interval=0", f"workers={workers}", *overrides])
     out = Collect()
-    totals = replay(cfg, [str(f) for f in files], lambda _c: [out], end=end)
+    totals = replay(cfg, [str(f) for f in files], lambda _c: [out], end=end, after=declared_only)
     return out.docs, totals
+
+
+def declared_only(pipe: Pipeline) -> None:
+    """Every counter a replay raised is declared in sipcm.counterdefs (checked after each
+    replay the tests run, so every scenario and capture exercises the declarations)."""
+    assert undeclared(pipe.snapshot()) == [], "declare these in sipcm/counterdefs.py"
 
 
 def brief(doc: dict) -> tuple:

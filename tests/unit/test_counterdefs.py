@@ -291,6 +291,7 @@ def test_a_generated_scenario_raises_only_declared_counters(tmp_path: Path) -> N
         "call-start": 2,
         "parse-error": 1,
     }
+    assert sum(snap["events_published"].values()) == snap["events"]["published"]
 
 
 @pytest.mark.needs_shared("corpus")
