@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from sipcm.authsources import ACTION as AUTH_FAILED
+from sipcm.authsources import AuthSources
 from sipcm.outputs.base import ndjson_bytes
 
 if TYPE_CHECKING:
@@ -23,9 +25,14 @@ if TYPE_CHECKING:
     from sipcm.outputs.base import Output
     from sipcm.shard import Emitted
 
+# The counter group of published events per event name (the dashboard's event-rate charts).
+BY_ACTION_GROUP = "events_published"
+
 
 class Collector:
-    """Publishes merged rows; `totals` (when set) counts events per replayed file."""
+    """Publishes merged rows; `totals` (when set) counts events per replayed file. Counts the
+    published events per event name (`by_action`) and auth failures per source IP
+    (`auth_sources`, before the rate limiter)."""
 
     def __init__(
         self,
@@ -35,8 +42,11 @@ class Collector:
         outputs: Sequence[Output],
         *,
         recent_events: int = 1000,
+        by_action: Counter[str] | None = None,
     ) -> None:
         self._ev = counters
+        self.by_action: Counter[str] = Counter() if by_action is None else by_action
+        self.auth_sources = AuthSources()
         self.blacklist = blacklist
         self.rates = rates
         self.outputs = list(outputs)
@@ -51,9 +61,12 @@ class Collector:
         allows = self.blacklist.allows
         check = self.rates.check
         lines: list[bytes] = []
+        by_action = self.by_action
         for ts, _cls, _tb, _sub, action, ip, line in rows:
             if not allows(action):
                 continue
+            if action == AUTH_FAILED:
+                self.auth_sources.add(ip, ts)
             verdict = check(action, ip, ts)
             if verdict is False:
                 if self.totals is not None:  # the replay summary says what was held back
@@ -63,10 +76,12 @@ class Collector:
             if verdict is not True:
                 line = _with_rate(line, verdict)
             lines.append(line)
+            by_action[action] += 1
         self.emit(lines)
 
     def emit_doc(self, doc: dict[str, Any]) -> None:
         """Publish one document built here (stats)."""
+        self.by_action[str(doc.get("event", {}).get("action", "stats"))] += 1
         self.emit([ndjson_bytes(doc)])
 
     def emit(self, lines: list[bytes]) -> None:

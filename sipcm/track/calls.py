@@ -355,6 +355,7 @@ class Calls:
             status, reason = (leg.status, leg.reason) if leg.started else (None, None)
         if leg.answer_ts is not None:
             m.duration_ns = max(0, end - leg.answer_ts)
+        leg.end_ts, leg.ended_by = end, m.originator
         self._emit("call-end", leg, ts, msg, status, reason, m, start=leg.answer_ts, end=end)
 
     def _emit(

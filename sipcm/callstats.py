@@ -1,0 +1,79 @@
+"""Call outcomes, ASR and NER: how each decided call ended, and the ratios derived from them.
+
+A shard counts one outcome per decided call in the counter group `call_outcomes` (summed over
+workers like every counter): `answered` for a call-start (each answered dialog: two dialogs of
+a forked call are two calls, as they are two call-start events), the final status code of a
+failed INVITE for a call-attempt (`"486"`, `"487"` for a cancelled call, ...) or for an
+auth-failed INVITE (a credentialed INVITE refused 401/403/407), and `timeout` for a
+call-attempt ended by its timer with no final reply. Keys are bounded: `answered`, `timeout`
+and the status codes 300-699.
+
+- ASR (answer-seizure ratio, ITU-T E.411): answered / attempted.
+- NER (network effectiveness ratio, ITU-T E.411): (answered + outcomes where the network did
+  its job and the user decided: busy, no answer, rejected) / attempted. In SIP terms
+  (RFC 6076's SEER takes the same view): 486 Busy Here, 600 Busy Everywhere (user busy), 480
+  Temporarily Unavailable, 487 Request Terminated (ring no answer / caller abandoned), 603
+  Decline (terminal rejection). Everything else (4xx other than those, 5xx, timeouts) counts
+  against the network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sipcm.track.outcome import Outcome
+
+GROUP = "call_outcomes"
+ANSWERED = "answered"
+TIMEOUT = "timeout"
+# Final replies that E.411 counts as effective: the user, not the network, decided.
+NER_USER_CODES = frozenset({480, 486, 487, 600, 603})
+_TIMER_REASON = "timeout "  # the tracker's reason for an event its timer decided (outcome.py)
+
+
+def outcome_key(o: Outcome) -> str | None:
+    """The `call_outcomes` key of one tracker outcome, None when it decides no call."""
+    action = o.action
+    if action == "call-start":
+        return ANSWERED
+    if action == "call-attempt":
+        if o.msg is None and o.status == 408 and (o.reason or "").startswith(_TIMER_REASON):
+            return TIMEOUT
+    elif action != "auth-failed" or o.method != "INVITE":
+        return None
+    status = o.status
+    return str(status) if status is not None and 300 <= status <= 699 else TIMEOUT
+
+
+def is_effective(key: str) -> bool:
+    """True for outcomes E.411 counts in NER's numerator."""
+    return key == ANSWERED or (key.isdigit() and int(key) in NER_USER_CODES)
+
+
+def _ratio(num: int, den: int) -> float | None:
+    return round(num / den, 4) if den else None
+
+
+def summary(outcomes: Mapping[str, int]) -> dict[str, Any]:
+    """Attempted, answered and effective calls, ASR and NER (None without calls), and the
+    failed outcomes by count (most first, then by key), each with its share of the attempts."""
+    attempted = sum(outcomes.values())
+    answered = outcomes.get(ANSWERED, 0)
+    effective = sum(n for k, n in outcomes.items() if is_effective(k))
+    failures = sorted(
+        ((k, n) for k, n in outcomes.items() if k != ANSWERED and n), key=lambda kn: (-kn[1], kn[0])
+    )
+    return {
+        "attempted": attempted,
+        "answered": answered,
+        "effective": effective,
+        "asr": _ratio(answered, attempted),
+        "ner": _ratio(effective, attempted),
+        "ner_user_codes": sorted(NER_USER_CODES),
+        "failures": [
+            {"outcome": k, "calls": n, "share": _ratio(n, attempted), "user_side": is_effective(k)}
+            for k, n in failures
+        ],
+    }
