@@ -31,6 +31,41 @@ TIMEOUT = "timeout"
 # Final replies that E.411 counts as effective: the user, not the network, decided.
 NER_USER_CODES = frozenset({480, 486, 487, 600, 603})
 _TIMER_REASON = "timeout "  # the tracker's reason for an event its timer decided (outcome.py)
+# Reason phrases of the final codes (RFC 3261 21, RFC 3265, 3329, 4412, 5079, 6665, 8599...),
+# for the failures table; a code not listed shows its class.
+REASONS: dict[int, str] = {
+    300: "Multiple Choices", 301: "Moved Permanently", 302: "Moved Temporarily",
+    305: "Use Proxy", 380: "Alternative Service",
+    400: "Bad Request", 401: "Unauthorized", 402: "Payment Required", 403: "Forbidden",
+    404: "Not Found", 405: "Method Not Allowed", 406: "Not Acceptable",
+    407: "Proxy Authentication Required", 408: "Request Timeout", 410: "Gone",
+    413: "Request Entity Too Large", 414: "Request-URI Too Long",
+    415: "Unsupported Media Type", 416: "Unsupported URI Scheme", 420: "Bad Extension",
+    421: "Extension Required", 422: "Session Interval Too Small", 423: "Interval Too Brief",
+    428: "Use Identity Header", 429: "Provide Referrer Identity", 433: "Anonymity Disallowed",
+    436: "Bad Identity-Info", 437: "Unsupported Certificate", 438: "Invalid Identity Header",
+    480: "Temporarily Unavailable", 481: "Call/Transaction Does Not Exist",
+    482: "Loop Detected", 483: "Too Many Hops", 484: "Address Incomplete", 485: "Ambiguous",
+    486: "Busy Here", 487: "Request Terminated", 488: "Not Acceptable Here",
+    489: "Bad Event", 491: "Request Pending", 493: "Undecipherable",
+    494: "Security Agreement Required",
+    500: "Server Internal Error", 501: "Not Implemented", 502: "Bad Gateway",
+    503: "Service Unavailable", 504: "Server Time-out", 505: "Version Not Supported",
+    513: "Message Too Large", 580: "Precondition Failure",
+    600: "Busy Everywhere", 603: "Decline", 604: "Does Not Exist Anywhere",
+    606: "Not Acceptable", 607: "Unwanted", 608: "Rejected",
+}  # fmt: skip
+_CLASSES = {3: "redirection", 4: "client error", 5: "server error", 6: "global failure"}
+
+
+def meaning(key: str) -> str:
+    """What an outcome key means, e.g. "Busy Here" for "486", "no final reply" for timeout."""
+    if key == ANSWERED:
+        return "answered"
+    if key == TIMEOUT:
+        return "no final reply (timeout)"
+    code = int(key)
+    return REASONS.get(code) or _CLASSES.get(code // 100, "unknown")
 
 
 def outcome_key(o: Outcome) -> str | None:
@@ -73,7 +108,13 @@ def summary(outcomes: Mapping[str, int]) -> dict[str, Any]:
         "ner": _ratio(effective, attempted),
         "ner_user_codes": sorted(NER_USER_CODES),
         "failures": [
-            {"outcome": k, "calls": n, "share": _ratio(n, attempted), "user_side": is_effective(k)}
+            {
+                "outcome": k,
+                "meaning": meaning(k),
+                "calls": n,
+                "share": _ratio(n, attempted),
+                "user_side": is_effective(k),
+            }
             for k, n in failures
         ],
     }

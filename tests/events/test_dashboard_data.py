@@ -84,11 +84,29 @@ OUTCOMES = {
     "ner": 0.6667,
     "ner_user_codes": [480, 486, 487, 600, 603],
     "failures": [
-        {"outcome": "403", "calls": 1, "share": 0.1111, "user_side": False},
-        {"outcome": "486", "calls": 1, "share": 0.1111, "user_side": True},
-        {"outcome": "487", "calls": 1, "share": 0.1111, "user_side": True},
-        {"outcome": "503", "calls": 1, "share": 0.1111, "user_side": False},
-        {"outcome": "timeout", "calls": 1, "share": 0.1111, "user_side": False},
+        {"outcome": "403", "meaning": "Forbidden", "calls": 1, "share": 0.1111, "user_side": False},
+        {"outcome": "486", "meaning": "Busy Here", "calls": 1, "share": 0.1111, "user_side": True},
+        {
+            "outcome": "487",
+            "meaning": "Request Terminated",
+            "calls": 1,
+            "share": 0.1111,
+            "user_side": True,
+        },
+        {
+            "outcome": "503",
+            "meaning": "Service Unavailable",
+            "calls": 1,
+            "share": 0.1111,
+            "user_side": False,
+        },
+        {
+            "outcome": "timeout",
+            "meaning": "no final reply (timeout)",
+            "calls": 1,
+            "share": 0.1111,
+            "user_side": False,
+        },
     ],
 }
 

@@ -145,8 +145,10 @@ def history_samples(n: int = 13, interval_s: int = 5) -> list[dict]:
                 "t": t,
                 "c": {
                     "sip.messages": 1000 + 12 * k,
+                    "sip.parse_errors": 5,
                     "events.published": 2 * k,
                     "events_published.call-start": 2 * k,
+                    "events_published.reg-new": k,
                     "interfaces.eth0/ingress": 3 * k,
                 },
                 "calls": {"attempted": 0, "asr": None, "ner": None},

@@ -488,10 +488,34 @@ def test_call_outcomes_asr_ner_and_failures_by_code(client: Client, fake: FakePi
         "ner": 0.75,
         "ner_user_codes": [480, 486, 487, 600, 603],
         "failures": [
-            {"outcome": "486", "calls": 2, "share": 0.1667, "user_side": True},
-            {"outcome": "timeout", "calls": 2, "share": 0.1667, "user_side": False},
-            {"outcome": "487", "calls": 1, "share": 0.0833, "user_side": True},
-            {"outcome": "503", "calls": 1, "share": 0.0833, "user_side": False},
+            {
+                "outcome": "486",
+                "meaning": "Busy Here",
+                "calls": 2,
+                "share": 0.1667,
+                "user_side": True,
+            },
+            {
+                "outcome": "timeout",
+                "meaning": "no final reply (timeout)",
+                "calls": 2,
+                "share": 0.1667,
+                "user_side": False,
+            },
+            {
+                "outcome": "487",
+                "meaning": "Request Terminated",
+                "calls": 1,
+                "share": 0.0833,
+                "user_side": True,
+            },
+            {
+                "outcome": "503",
+                "meaning": "Service Unavailable",
+                "calls": 1,
+                "share": 0.0833,
+                "user_side": False,
+            },
         ],
     }
 
