@@ -57,6 +57,10 @@ class History:
     def _after(self, ts_ns: int) -> int:
         return (ts_ns // self.interval_ns + 1) * self.interval_ns
 
+    def last_boundary(self, ts_ns: int) -> int:
+        """The latest boundary at or before `ts_ns`."""
+        return ts_ns // self.interval_ns * self.interval_ns
+
     def add(self, at_ns: int, snapshot: Mapping[str, Mapping[str, int]], now_ns: int) -> None:
         """Record `snapshot` as the sample at `at_ns` (replacing one at the same time) and
         schedule the next boundary after `now_ns` (the input that crossed this one)."""

@@ -295,9 +295,9 @@ class Pipeline:
             hist = self.history
             if hist.next_ns is None:
                 hist.start(now_ns)
-            elif now_ns >= hist.next_ns:
+            elif now_ns >= hist.next_ns:  # timers ran up to now: the sample is as of then
                 self._publish(self.backend.drain())
-                hist.add(hist.next_ns, self.snapshot(), now_ns)
+                hist.add(hist.last_boundary(now_ns), self.snapshot(), now_ns)
 
     def sync(self) -> None:
         """Wait for every submitted chunk and publish its events."""
