@@ -138,10 +138,10 @@ def test_dashboard_renders_live_state(tmp_path: Path, served) -> None:
     assert dom.text["tile-ner"] == "75.0%"
     assert dom.text["tile-ner-rate"] == "9 of 12 effective"
     assert dom.rows("failures", html) == [
-        ["486", "Busy Here", "2", "16.7%", "yes (user side)"],
-        ["timeout", "no final reply (timeout)", "2", "16.7%", "no"],
-        ["487", "Request Terminated", "1", "8.3%", "yes (user side)"],
-        ["503", "Service Unavailable", "1", "8.3%", "no"],
+        ["486", "Busy Here", "2", "16.7%", "user"],
+        ["timeout", "no final reply (timeout)", "2", "16.7%", "network"],
+        ["487", "Request Terminated", "1", "8.3%", "user"],
+        ["503", "Service Unavailable", "1", "8.3%", "network"],
     ]
     assert dom.text["failures-count"] == "(6 of 12 calls)"
     assert dom.rows("auth", html) == [

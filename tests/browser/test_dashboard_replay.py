@@ -32,11 +32,11 @@ def test_replayed_capture_on_the_dashboard(tmp_path: Path, serve, browser, worke
     assert b.text("tile-ner") == "66.7%"
     assert b.text("tile-ner-rate") == "6 of 9 effective"
     assert b.rows("failures") == [
-        ["403", "Forbidden", "1", "11.1%", "no"],
-        ["486", "Busy Here", "1", "11.1%", "yes (user side)"],
-        ["487", "Request Terminated", "1", "11.1%", "yes (user side)"],
-        ["503", "Service Unavailable", "1", "11.1%", "no"],
-        ["timeout", "no final reply (timeout)", "1", "11.1%", "no"],
+        ["403", "Forbidden", "1", "11.1%", "network"],
+        ["486", "Busy Here", "1", "11.1%", "user"],
+        ["487", "Request Terminated", "1", "11.1%", "user"],
+        ["503", "Service Unavailable", "1", "11.1%", "network"],
+        ["timeout", "no final reply (timeout)", "1", "11.1%", "network"],
     ]
     # T0 is 2023-11-14 22:13:20Z.
     assert b.rows("auth") == [

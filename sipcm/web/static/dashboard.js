@@ -214,7 +214,7 @@
     const failed = o.failures.reduce((n, f) => n + f.calls, 0);
     $("failures-count").textContent = "(" + fmt(failed) + " of " + fmt(o.attempted) + " calls)";
     const rows = o.failures.map((f) => [td(f.outcome, "mono"), td(f.meaning), td(fmt(f.calls), "num"),
-      td(fmtPct(f.share), "num"), td(f.user_side ? "yes (user side)" : "no", f.user_side ? "user" : "")]);
+      td(fmtPct(f.share), "num"), td(f.user_side ? "user" : "network", f.user_side ? "user" : "")]);
     fillTable($("failures"), rows, 5, "no failed calls");
   }
 
