@@ -6,7 +6,9 @@ a forked call are two calls, as they are two call-start events), the final statu
 failed INVITE for a call-attempt (`"486"`, `"487"` for a cancelled call, ...) or for an
 auth-failed INVITE (a credentialed INVITE refused 401/403/407), and `timeout` for a
 call-attempt ended by its timer with no final reply. Keys are bounded: `answered`, `timeout`
-and the status codes 300-699.
+and the status codes 300-699. A challenge answered with credentials continues the same call
+(counted once, by how it ends); credentials refused are an outcome of their own, so a caller
+who then retries with the right password counts twice, as the events report it twice.
 
 - ASR (answer-seizure ratio, ITU-T E.411): answered / attempted.
 - NER (network effectiveness ratio, ITU-T E.411): (answered + outcomes where the network did
