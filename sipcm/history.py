@@ -10,8 +10,8 @@ the defaults); `/api/history` serves it, so the dashboard's charts survive a rel
 `replay --serve` shows the capture's own timeline.
 
 A sample keeps only the running totals the charts use (`GROUPS` whole, `COUNTERS` one by one,
-flattened to "group.name"), the table sizes, and the calls decided in the last `window`
-(attempted, ASR, NER: `callstats.summary`).
+flattened to "group.name"; not the table sizes, which would cost a pass over every entry per
+sample) and the calls decided in the last `window` (attempted, ASR, NER: `callstats.summary`).
 """
 
 from __future__ import annotations
@@ -33,8 +33,6 @@ COUNTERS = (
     ("sip", "messages"),
     ("sip", "parse_errors"),
     ("events", "published"),
-    ("track_active", "calls"),
-    ("track_active", "registrations"),
 )
 
 

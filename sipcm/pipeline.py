@@ -219,7 +219,8 @@ class Pipeline:
 
     def _dispatch(self, payloads: list) -> None:
         """Number the payloads, stamp each with the capture clock and submit them in chunks
-        cut at stats boundaries (so a stats event counts exactly what came before it)."""
+        cut at stats and history boundaries (so a stats event or a history sample counts
+        exactly what came before it)."""
         if self._next_stats is None and self._stats_ns > 0:
             self._next_stats = payloads[0].ts_ns + self._stats_ns
         self.history.start(payloads[0].ts_ns)
@@ -252,7 +253,7 @@ class Pipeline:
         if self._next_stats is not None and at >= self._next_stats:
             self._stats(now_ns)
         if self.history.next_ns is not None and at >= self.history.next_ns:
-            self.history.add(at, self.snapshot(), now_ns)
+            self.history.add(at, self.running_totals(), now_ns)
 
     def _count_interfaces(self, batch: RecordBatch) -> None:
         # One numpy pass per batch instead of a counter update per frame.
@@ -297,7 +298,7 @@ class Pipeline:
                 hist.start(now_ns)
             elif now_ns >= hist.next_ns:  # timers ran up to now: the sample is as of then
                 self._publish(self.backend.drain())
-                hist.add(hist.last_boundary(now_ns), self.snapshot(), now_ns)
+                hist.add(hist.last_boundary(now_ns), self.running_totals(), now_ns)
 
     def sync(self) -> None:
         """Wait for every submitted chunk and publish its events."""
@@ -312,7 +313,7 @@ class Pipeline:
             for rows in self.backend.finish_chunks(mode, FINISH_CHUNK):
                 self._publish([rows])
             if self.history.next_ns is not None:  # the last sample holds the conclusion too
-                self.history.add(self._clock, self.snapshot(), self._clock)
+                self.history.add(self._clock, self.running_totals(), self._clock)
         for out in self.outputs:
             out.flush()
 
@@ -344,14 +345,19 @@ class Pipeline:
     def snapshot(self) -> dict[str, dict[str, int]]:
         """All counters of the sensor (workers' summed in) plus the table sizes."""
         snap = self.counters.snapshot()
-        for group, values in self.backend.snapshot().items():
-            dst = snap.setdefault(group, {})
-            for k, v in values.items():
-                dst[k] = dst.get(k, 0) + v
+        _add(snap, self.backend.snapshot())
         snap["rates_active"] = dict(self.rates.stats())
         for name, fn in self.gauges.items():
             snap[name] = dict(fn())
         return {g: dict(sorted(snap[g].items())) for g in sorted(snap)}
+
+    def running_totals(self) -> dict[str, dict[str, int]]:
+        """The running totals (workers' summed in) without the table sizes, which one
+        process would have to count entry by entry: what the history samples."""
+        snap = self.counters.snapshot()
+        if not isinstance(self.backend, _Local):  # its counters are these
+            _add(snap, self.backend.snapshot())
+        return snap
 
     def active_calls(self) -> list[dict]:
         """Every dialog being followed, across workers (anonymized like the events)."""
@@ -380,3 +386,11 @@ class Pipeline:
     def recent_docs(self) -> list[dict]:
         """The recent published documents, oldest first."""
         return self.collector.recent_docs()
+
+
+def _add(snap: dict[str, dict[str, int]], more: dict[str, dict[str, int]]) -> None:
+    """Sum counter groups `more` into `snap`."""
+    for group, values in more.items():
+        dst = snap.setdefault(group, {})
+        for k, v in values.items():
+            dst[k] = dst.get(k, 0) + v
