@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from sipcm.authsources import ACTION as AUTH_FAILED
+from sipcm.authsources import AuthSources
 from sipcm.outputs.base import ndjson_bytes
 
 if TYPE_CHECKING:
@@ -23,9 +25,14 @@ if TYPE_CHECKING:
     from sipcm.outputs.base import Output
     from sipcm.shard import Emitted
 
+# The counter group of published events per event name (the dashboard's event-rate charts).
+BY_ACTION_GROUP = "events_published"
+
 
 class Collector:
-    """Publishes merged rows; `totals` (when set) counts events per replayed file."""
+    """Publishes merged rows; `totals` (when set) counts events per replayed file. Counts the
+    published events per event name (`by_action`) and auth failures per source IP
+    (`auth_sources`, before the rate limiter)."""
 
     def __init__(
         self,
@@ -38,7 +45,8 @@ class Collector:
         by_action: Counter[str] | None = None,
     ) -> None:
         self._ev = counters
-        self._by_action = Counter() if by_action is None else by_action  # events_published
+        self.by_action: Counter[str] = Counter() if by_action is None else by_action
+        self.auth_sources = AuthSources()
         self.blacklist = blacklist
         self.rates = rates
         self.outputs = list(outputs)
@@ -53,10 +61,12 @@ class Collector:
         allows = self.blacklist.allows
         check = self.rates.check
         lines: list[bytes] = []
-        by_action = self._by_action
+        by_action = self.by_action
         for ts, _cls, _tb, _sub, action, ip, line in rows:
             if not allows(action):
                 continue
+            if action == AUTH_FAILED:
+                self.auth_sources.add(ip, ts)
             verdict = check(action, ip, ts)
             if verdict is False:
                 if self.totals is not None:  # the replay summary says what was held back
@@ -65,13 +75,13 @@ class Collector:
                 continue
             if verdict is not True:
                 line = _with_rate(line, verdict)
-            by_action[action] += 1
             lines.append(line)
+            by_action[action] += 1
         self.emit(lines)
 
     def emit_doc(self, doc: dict[str, Any]) -> None:
         """Publish one document built here (stats)."""
-        self._by_action[doc["event"]["action"]] += 1
+        self.by_action[str(doc.get("event", {}).get("action", "stats"))] += 1
         self.emit([ndjson_bytes(doc)])
 
     def emit(self, lines: list[bytes]) -> None:

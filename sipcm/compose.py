@@ -161,7 +161,7 @@ def build_collector(
     recent_events: int = 1000,
 ) -> Collector:
     """Blacklist, rate limiter and outputs: one per sensor."""
-    from sipcm.collector import Collector
+    from sipcm.collector import BY_ACTION_GROUP, Collector
     from sipcm.events.rates import RateLimiter
 
     rates = RateLimiter(
@@ -179,7 +179,7 @@ def build_collector(
         rates,
         outputs,
         recent_events=recent_events,
-        by_action=counters.group("events_published"),
+        by_action=counters.group(BY_ACTION_GROUP),
     )
 
 
@@ -295,15 +295,22 @@ def build_web(cfg: Config, pipe: Pipeline) -> WebServer | None:
     return web
 
 
-def web_state(cfg: Config, pipe: Pipeline) -> WebState:
+def web_state(cfg: Config, pipe: Pipeline, *, live: bool = False) -> WebState:
     """What the web interface reads of `pipe`: every row anonymized as the events are (the
-    shards anonymize calls and registrations; the rate table is the collector's)."""
+    shards anonymize calls and registrations; the rate table and the auth-failure sources are
+    the collector's). `live`: the capture clock follows wall time."""
     from sipcm.events.build import ACTIONS
-    from sipcm.events.rows import RATE_ROW, anonymize_rows
+    from sipcm.events.rows import AUTH_SOURCE_ROW, RATE_ROW, anonymize_rows
     from sipcm.web.state import WebState
 
     published = pipe.counters.group("events")
     anonymizer = build_anonymizer(cfg, pipe.counters)
+
+    def auth_sources(limit: int) -> dict:
+        view = pipe.collector.auth_sources.top(limit)
+        view["top"] = anonymize_rows(anonymizer, view["top"], AUTH_SOURCE_ROW)
+        return view
+
     return WebState(
         lock=pipe.lock,
         counters=pipe.snapshot,
@@ -319,4 +326,8 @@ def web_state(cfg: Config, pipe: Pipeline) -> WebState:
         flow=pipe.flow,
         pcap_of=pcap_bytes,
         worker_pids=pipe.worker_pids,
+        history=pipe.history.view,
+        auth_sources=auth_sources,
+        clock=lambda: pipe.clock,
+        live=live,
     )

@@ -341,6 +341,13 @@ COUNTERS: tuple[CounterDef, ...] = (
         values={"action": EVENT_ACTIONS},
     ),
     CounterDef(
+        "call_outcomes", "{outcome}",
+        "Decided calls by outcome: answered, the final response code of a failed INVITE, or "
+        "timeout when no final reply came (ASR/NER on the dashboard).",
+        values={"outcome": ("answered", "timeout")},
+        metric="sipcm_call_outcomes_total",
+    ),
+    CounterDef(
         "events_published", "{action}",
         "Published events by event.action (after blacklist and rate limits).",
         values={"action": EVENT_ACTIONS},

@@ -31,6 +31,7 @@ from sipcm.compose import (
 from sipcm.counters import Counters
 from sipcm.events.build import EventBuilder
 from sipcm.events.filters import TypeBlacklist
+from sipcm.history import History
 from sipcm.outputs.base import Output
 from sipcm.shard import Emitted, Item, Shard
 
@@ -170,6 +171,7 @@ class Pipeline:
             )
         self._stats_ns = int(cfg.stats_interval * NS)
         self._next_stats: int | None = None
+        self.history = History()  # counter samples for the dashboard (read under `lock`)
         self._clock = 0  # the sensor-wide capture clock: latest timestamp seen
         self._seq = 0  # payloads numbered across the run (the merge order's tiebreak)
 
@@ -188,6 +190,11 @@ class Pipeline:
     @totals.setter
     def totals(self, value: FileTotals | None) -> None:
         self.collector.totals = value
+
+    @property
+    def clock(self) -> int:
+        """The sensor-wide capture clock (ns): the latest timestamp seen."""
+        return self._clock
 
     @property
     def tracker(self) -> Tracker:
@@ -215,26 +222,41 @@ class Pipeline:
 
     def _dispatch(self, payloads: list) -> None:
         """Number the payloads, stamp each with the capture clock and submit them in chunks
-        cut at stats boundaries (so a stats event counts exactly what came before it)."""
+        cut at stats and history boundaries (so a stats event or a history sample counts
+        exactly what came before it)."""
         if self._next_stats is None and self._stats_ns > 0:
             self._next_stats = payloads[0].ts_ns + self._stats_ns
-        nxt = self._next_stats
+        self.history.start(payloads[0].ts_ns)
+        nxt = self._next_cut()
         clock, seq = self._clock, self._seq
         items: list[Item] = []
         for p in payloads:
             ts = p.ts_ns
-            if nxt is not None and ts >= nxt:
+            while nxt is not None and ts >= nxt:
                 self.backend.submit(items, nxt)
                 items = []
                 self._publish(self.backend.drain())
-                self._stats(ts)
-                nxt = self._next_stats
+                self._boundary(nxt, ts)
+                nxt = self._next_cut()
             if ts > clock:
                 clock = ts
             items.append((seq, clock, p))
             seq += 1
         self._clock, self._seq = clock, seq
         self.backend.submit(items, clock)
+
+    def _next_cut(self) -> int | None:
+        """The next capture-time boundary: a stats event or a history sample."""
+        due = [t for t in (self._next_stats, self.history.next_ns) if t is not None]
+        return min(due) if due else None
+
+    def _boundary(self, at: int, now_ns: int) -> None:
+        """Everything before boundary `at` is published: emit what is due there (`now_ns`:
+        the time of the input that crossed it)."""
+        if self._next_stats is not None and at >= self._next_stats:
+            self._stats(now_ns)
+        if self.history.next_ns is not None and at >= self.history.next_ns:
+            self.history.add(at, self.running_totals(), now_ns)
 
     def _count_interfaces(self, batch: RecordBatch) -> None:
         # One numpy pass per batch instead of a counter update per frame.
@@ -274,6 +296,12 @@ class Pipeline:
             elif self._next_stats is not None and now_ns >= self._next_stats:
                 self._publish(self.backend.drain())
                 self._stats(now_ns)
+            hist = self.history
+            if hist.next_ns is None:
+                hist.start(now_ns)
+            elif now_ns >= hist.next_ns:  # timers ran up to now: the sample is as of then
+                self._publish(self.backend.drain())
+                hist.add(hist.last_boundary(now_ns), self.running_totals(), now_ns)
 
     def sync(self) -> None:
         """Wait for every submitted chunk and publish its events."""
@@ -287,6 +315,8 @@ class Pipeline:
             self._publish(self.backend.drain())
             for rows in self.backend.finish_chunks(mode, FINISH_CHUNK):
                 self._publish([rows])
+            if self.history.next_ns is not None:  # the last sample holds the conclusion too
+                self.history.add(self._clock, self.running_totals(), self._clock)
         for out in self.outputs:
             out.flush()
 
@@ -318,14 +348,19 @@ class Pipeline:
     def snapshot(self) -> dict[str, dict[str, int]]:
         """All counters of the sensor (workers' summed in) plus the table sizes."""
         snap = self.counters.snapshot()
-        for group, values in self.backend.snapshot().items():
-            dst = snap.setdefault(group, {})
-            for k, v in values.items():
-                dst[k] = dst.get(k, 0) + v
+        _add(snap, self.backend.snapshot())
         snap["rates_active"] = dict(self.rates.stats())
         for name, fn in self.gauges.items():
             snap[name] = dict(fn())
         return {g: dict(sorted(snap[g].items())) for g in sorted(snap)}
+
+    def running_totals(self) -> dict[str, dict[str, int]]:
+        """The running totals (workers' summed in) without the table sizes, which one
+        process would have to count entry by entry: what the history samples."""
+        snap = self.counters.snapshot()
+        if not isinstance(self.backend, _Local):  # its counters are these
+            _add(snap, self.backend.snapshot())
+        return snap
 
     def active_calls(self) -> list[dict]:
         """Every dialog being followed, across workers (anonymized like the events)."""
@@ -358,3 +393,11 @@ class Pipeline:
     def recent_docs(self) -> list[dict]:
         """The recent published documents, oldest first."""
         return self.collector.recent_docs()
+
+
+def _add(snap: dict[str, dict[str, int]], more: dict[str, dict[str, int]]) -> None:
+    """Sum counter groups `more` into `snap`."""
+    for group, values in more.items():
+        dst = snap.setdefault(group, {})
+        for k, v in values.items():
+            dst[k] = dst.get(k, 0) + v

@@ -179,7 +179,7 @@ def live(
             pipe.outputs = _outputs_as(make_outputs, pipe, run_as)
             restore_state(cfg, pipe, _state_log)
             if web is not None:
-                web.start(web_state(cfg, pipe))
+                web.start(web_state(cfg, pipe, live=True))
             where = f"; dashboard at {web.url}" if web is not None else ""
             log.info("attached to %s%s; Ctrl-C to stop", ", ".join(ifaces), where)
             for batch in capture.batches(stop):

@@ -23,6 +23,8 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
+from sipcm.callstats import GROUP as OUTCOMES_GROUP
+from sipcm.callstats import outcome_key
 from sipcm.events.rows import CALL_ROW, REGISTRATION_ROW, anonymize_rows
 from sipcm.outputs.base import ndjson_bytes
 from sipcm.sip.message import ParseError
@@ -66,6 +68,7 @@ class Shard:
         self.flows = flows
         self._sip: Counter[str] = counters.group("sip")
         self._ev: Counter[str] = counters.group("events")
+        self._outcomes: Counter[str] = counters.group(OUTCOMES_GROUP)
 
     def run(self, items: Iterable[Item], advance_to: int) -> list[Emitted]:
         """Correlate `items` in order, then fire the timers due by `advance_to`."""
@@ -124,6 +127,10 @@ class Shard:
 
     def _encode(self, o: Outcome) -> bytes | None:
         self._ev["generated"] += 1
+        if o.method == "INVITE":  # counted before the blacklist: ASR does not depend on it
+            key = outcome_key(o)
+            if key is not None:
+                self._outcomes[key] += 1
         if not self.blacklist.allows(o.action):
             return None
         doc = self.builder.build(o)

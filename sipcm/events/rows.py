@@ -5,8 +5,9 @@ to an (ip field, port field) pair for an `[ip, port]` endpoint, or to None for w
 event value (states, times, counts). `anonymize_rows` passes each value through the same
 transformation the event documents get, so the API shows exactly what the events show; a key
 a row kind does not declare is dropped (and counted) while anonymization is on, so a new row
-key cannot go out in clear. Rows come from `Tracker.active_calls`, `Tracker.registrations` and
-`RateLimiter.table`; whoever produces them for the web calls `anonymize_rows` once.
+key cannot go out in clear. Rows come from `Tracker.active_calls`, `Tracker.registrations`,
+`RateLimiter.table` and `AuthSources.top`; whoever produces them for the web calls
+`anonymize_rows` once.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ RowSpec = Mapping[str, str | Endpoint | None]
 CALL_ROW: RowSpec = {
     "call_id": "sip.call_id",
     "state": None,
+    "state_text": None,
+    "ended": None,
+    "duration_ns": None,
     "from": "sip.from.uri.original",
     "to": "sip.to.uri.original",
     "to_tag": "sip.to.tag",
@@ -42,6 +46,13 @@ REGISTRATION_ROW: RowSpec = {
     "expires_at_ns": None,
     "call_id": "sip.call_id",
     "client": ("client.ip", "client.port"),
+}
+
+AUTH_SOURCE_ROW: RowSpec = {
+    "source_ip": "source.ip",
+    "failures": None,
+    "first_ns": None,
+    "last_ns": None,
 }
 
 RATE_ROW: RowSpec = {

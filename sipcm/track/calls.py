@@ -367,6 +367,7 @@ class Calls:
         if leg.answer_ts is not None:
             m.duration_ns = max(0, end - leg.answer_ts)
             observe(DURATION, self.times, m.duration_ns / 1e6)
+        leg.end_ts, leg.ended_by = end, m.originator
         self._emit("call-end", leg, ts, msg, status, reason, m, start=leg.answer_ts, end=end)
 
     def _emit(

@@ -41,8 +41,8 @@ class Leg(Timed):
     """One dialog (To-tag) of an INVITE, or the INVITE transaction before any To-tag."""
 
     __slots__ = (
-        "answer_ts", "cs", "ended", "final", "last_ts", "pdd_ts", "reason", "ring_ts",
-        "started", "state", "status", "to_tag",
+        "answer_ts", "cs", "end_ts", "ended", "ended_by", "final", "last_ts", "pdd_ts",
+        "reason", "ring_ts", "started", "state", "status", "to_tag",
     )  # fmt: skip
 
     def __init__(self, cs: CallSet, state: State, to_tag: str | None = None) -> None:
@@ -59,6 +59,8 @@ class Leg(Timed):
         self.final: SipMessage | None = None  # that final response
         self.started = False
         self.ended = False
+        self.end_ts: int | None = None  # the call-end's end (BYE or its reply)
+        self.ended_by: str | None = None  # who sent the BYE: "caller", "callee" or None
 
 
 class CallSet:

@@ -42,6 +42,9 @@ _DATACLASS_SLOTS: dict[str, type] = {
     "contact": NameAddr,
 }
 _SCALARS = (str, int, float, bool)
+# Slots added after state files were first written, with the value a record without them
+# means (a file saved by an older version still restores).
+_LATER_SLOTS: dict[str, object] = {"end_ts": None, "ended_by": None}
 # Dataclass fields holding other dataclasses: a class, or [class] for a list of them.
 _NESTED: dict[type, dict[str, Any]] = {
     SipMessage: {
@@ -135,7 +138,7 @@ def _decode_slots(
     if not isinstance(data, dict):
         raise StateError(f"{cls.__name__}: expected an object")
     names = _slots(cls)
-    missing = [n for n in names if n not in data]
+    missing = [n for n in names if n not in data and n not in _LATER_SLOTS]
     extra = sorted(k for k in data if k not in names and k not in _META)
     if missing or extra:
         raise StateError(f"{cls.__name__}: missing {missing}, unknown {extra}")
@@ -150,7 +153,8 @@ def _decode_slots(
     if parent is not None:
         obj.cs = parent
     for name in names:
-        setattr(obj, name, _decode_slot(cls, name, data[name], timers, obj))
+        value = data[name] if name in data else _LATER_SLOTS[name]
+        setattr(obj, name, _decode_slot(cls, name, value, timers, obj))
     if getattr(obj, "state", State.INIT) is None:
         raise StateError(f"{cls.__name__}: no state")
     return obj

@@ -171,6 +171,38 @@ TIMER_OF: dict[State, str] = {s: s.value for s in State if s.value in DEFAULT_TI
 }
 
 
+# What a person reads for a dialog in each state (the web's calls table): `call_state_text`
+# fills in the final status ({status}) and who hung up ({by}). Non-INVITE states never show.
+CALL_STATE_TEXT: dict[State, str] = {
+    State.INIT: "new",
+    State.INV_1ST: "calling",
+    State.INV_EARLY: "ringing",
+    State.INV_NEG: "failed: {status}",
+    State.INV_CHALLENGED: "challenged: {status}",
+    State.INV_AUTH_FAILED: "auth failed: {status}",
+    State.INV_CANCELED: "cancelled",
+    State.INV_ESTABLISHED: "answered",
+    State.INV_BYE_SEEN: "ended: BYE by {by}",
+    State.INV_BYE_REPL: "ended: BYE by {by}",
+    State.DONE: "ended",
+}
+# Dialog states in which the call is over (a BYE was seen): their duration is final.
+ENDED = frozenset({State.INV_BYE_SEEN, State.INV_BYE_REPL, State.DONE})
+
+
+def call_state_text(
+    state: State, *, status: int | None, reason: str | None, by: str | None, ringing: bool
+) -> str:
+    """The readable state of a dialog, e.g. "ringing", "failed: 486 Busy Here",
+    "ended: BYE by caller" (by: "caller", "callee" or None when the caller is unknown)."""
+    if state is State.INV_1ST and ringing:  # a 180 without To-tag: no early dialog, but ringing
+        state = State.INV_EARLY
+    text = CALL_STATE_TEXT.get(state, state.value)
+    code = f"{status} {reason}".strip() if status is not None else "no final reply"
+    text = text.replace("{status}", code)
+    return text.replace(" by {by}", f" by {by}" if by else "")
+
+
 def transition(state: State, ev: Ev) -> tuple[State, Effect]:
     """The next state and the effect of input `ev` in `state` (unlisted: keep, no effect)."""
     return TRANSITIONS.get((state, ev), (state, Effect.NONE))

@@ -60,7 +60,14 @@ from sipcm.track.calls import Calls
 from sipcm.track.core import NS, CallSet, Core, Leg, Trans
 from sipcm.track.dedup import NEW, RETRANS, DupFilter
 from sipcm.track.regs import Binding, Registrar
-from sipcm.track.states import DECIDED, DEFAULT_TIMEOUTS, PENDING, State
+from sipcm.track.states import (
+    DECIDED,
+    DEFAULT_TIMEOUTS,
+    ENDED,
+    PENDING,
+    State,
+    call_state_text,
+)
 from sipcm.track.timers import Timed
 from sipcm.track.trans import Transactions
 
@@ -369,17 +376,32 @@ class Tracker:
 
     def active_calls(self) -> list[dict]:
         """One small JSON-able dict per dialog being followed: established calls, then pending
-        ones, each least recently active first."""
+        ones, each least recently active first. `state_text` is the readable state;
+        `duration_ns` runs from the answer to the end of the call (`ended`: a BYE was seen) or
+        to the tracker's clock (None before an answer)."""
         rows = []
+        now = self._core.now
         for e in self._core.values():
             if not isinstance(e, CallSet):
                 continue
             req = e.invite
             for leg in e.legs:
+                ended = leg.state in ENDED
+                end = leg.end_ts if ended and leg.end_ts is not None else now
+                answer = leg.answer_ts
                 rows.append(
                     {
                         "call_id": e.call_id,
                         "state": leg.state.value,
+                        "state_text": call_state_text(
+                            leg.state,
+                            status=leg.status,
+                            reason=leg.reason,
+                            by=leg.ended_by,
+                            ringing=leg.ring_ts is not None,
+                        ),
+                        "ended": ended,
+                        "duration_ns": max(0, end - answer) if answer is not None else None,
                         "from": req.from_.uri.original if req is not None else None,
                         "to": req.to.uri.original if req is not None else None,
                         "to_tag": leg.to_tag,

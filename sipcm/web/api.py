@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
-from sipcm import ladder
+from sipcm import callstats, ladder
 from sipcm.web import dashboard, metrics
 from sipcm.web.state import WebState
 
@@ -142,10 +142,40 @@ def get_events(state: WebState, query: Query, _body: bytes) -> Response:
 
 
 def get_calls(state: WebState, query: Query, _body: bytes) -> Response:
-    """The dialogs being followed."""
+    """The dialogs being followed (with readable states and durations at `clock_ns`, the
+    capture clock; `live`: that clock follows wall time, so open calls' durations grow)."""
     _only(query, ())
-    calls = state.active_calls()
-    return ok({"count": len(calls), "calls": calls})
+    calls, clock = state.calls_at()
+    return ok({"count": len(calls), "clock_ns": clock, "live": state.live, "calls": calls})
+
+
+def get_call_outcomes(state: WebState, query: Query, _body: bytes) -> Response:
+    """Calls by outcome since the start: attempted, answered, ASR, NER and the failures by
+    response code (sipcm.callstats)."""
+    _only(query, ())
+    outcomes = state.counters().get(callstats.GROUP, {})
+    return ok(callstats.summary(outcomes))
+
+
+DEFAULT_SOURCES = 20
+MAX_SOURCES = 1000
+
+
+def get_auth_sources(state: WebState, query: Query, _body: bytes) -> Response:
+    """The source IPs with the most auth failures (`limit`, default 20), with the totals:
+    every failure counted, addresses held, the table's capacity and the failures from
+    addresses that found it full."""
+    params = _only(query, ("limit",))
+    limit = _int_param(params, "limit", 1, MAX_SOURCES) or DEFAULT_SOURCES
+    return ok(state.auth_sources(limit))
+
+
+def get_history(state: WebState, query: Query, _body: bytes) -> Response:
+    """Counter samples on the capture clock, oldest first (`after=T`: only those taken after
+    capture time T, the `t` of a sample already held)."""
+    params = _only(query, ("after",))
+    after = _int_param(params, "after", 0, 2**63)
+    return ok(state.history(after))
 
 
 def get_registrations(state: WebState, query: Query, _body: bytes) -> Response:
@@ -283,6 +313,9 @@ ROUTES: dict[str, dict[str, Handler]] = {
     "/api/counters": {"GET": get_counters},
     "/api/events": {"GET": get_events},
     "/api/calls": {"GET": get_calls},
+    "/api/call-outcomes": {"GET": get_call_outcomes},
+    "/api/auth-sources": {"GET": get_auth_sources},
+    "/api/history": {"GET": get_history},
     "/api/registrations": {"GET": get_registrations},
     "/api/blacklist": {"GET": get_blacklist, "PUT": put_blacklist},
     "/api/rates": {"GET": get_rates},

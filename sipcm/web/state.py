@@ -51,6 +51,10 @@ class WebState:
         flow: Callable[[str], dict | None] | None = None,
         pcap_of: Callable[[list[dict]], bytes] | None = None,
         worker_pids: Callable[[], Sequence[tuple[int, int]]] | None = None,
+        history: Callable[[int | None], dict] | None = None,
+        auth_sources: Callable[[int], dict] | None = None,
+        clock: Callable[[], int] | None = None,
+        live: bool = False,
     ) -> None:
         self._lock = lock
         self._counters = counters
@@ -66,6 +70,12 @@ class WebState:
         self._timeout = lock_timeout_s
         self._flow = flow or (lambda _call_id: None)
         self.pcap_of = pcap_of  # stored messages -> pcap bytes (no pipeline state: no lock)
+        self._history = history or (lambda _after: {"samples": []})
+        self._auth_sources = auth_sources or (
+            lambda _limit: {"total": 0, "sources": 0, "capacity": 0, "untracked": 0, "top": []}
+        )
+        self._clock = clock or (lambda: 0)
+        self.live = live  # a live capture: the clock follows wall time (durations tick on)
         # The published-events total; a cheap reader avoids a full counter snapshot per poll.
         self._published = published or (
             lambda: int(self._counters().get("events", {}).get("published", 0))
@@ -96,6 +106,18 @@ class WebState:
     def active_calls(self) -> list[dict]:
         """The dialogs being followed."""
         return self._locked(lambda: list(self._active_calls()))
+
+    def calls_at(self) -> tuple[list[dict], int]:
+        """The dialogs being followed and the capture clock their durations run to."""
+        return self._locked(lambda: (list(self._active_calls()), int(self._clock())))
+
+    def history(self, after_ns: int | None) -> dict[str, Any]:
+        """The counter samples taken after `after_ns` (all: None), oldest first."""
+        return self._locked(lambda: dict(self._history(after_ns)))
+
+    def auth_sources(self, limit: int) -> dict[str, Any]:
+        """The `limit` source IPs with the most auth failures, and the table's totals."""
+        return self._locked(lambda: dict(self._auth_sources(limit)))
 
     def registrations(self) -> list[dict]:
         """The cached registration bindings."""

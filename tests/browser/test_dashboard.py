@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from sipcm.web.server import WebServer
-from tests.unit.web.fakestate import FakePipeline
+from tests.unit.web.fakestate import ENDED_CALL, OUTCOMES, FakePipeline
 
 CHROMIUM = shutil.which("chromium")
 pytestmark = pytest.mark.skipif(
@@ -112,6 +112,8 @@ def _strip_tags(fragment: str) -> str:
 @pytest.fixture
 def served() -> Iterator[tuple[FakePipeline, WebServer]]:
     fake = FakePipeline()
+    fake.calls.append(copy.deepcopy(ENDED_CALL))
+    fake.counters["call_outcomes"] = dict(OUTCOMES)
     srv = WebServer("127.0.0.1", 0, token=None, state=fake.state())
     srv.start()
     yield fake, srv
@@ -128,8 +130,38 @@ def test_dashboard_renders_live_state(tmp_path: Path, served) -> None:
     assert dom.text["tile-events"] == "6"
     assert dom.text["tile-errors"] == "5"
     assert dom.text["tile-lost"] == "2"
-    assert dom.text["tile-calls"] == "1"
+    assert dom.text["tile-calls"] == "1"  # the other call has ended
     assert dom.text["tile-regs"] == "2"
+    # Call outcomes: 12 calls, 6 answered, 3 more the users decided (486 x2, 487).
+    assert dom.text["tile-asr"] == "50.0%"
+    assert dom.text["tile-asr-rate"] == "6 of 12 calls answered"
+    assert dom.text["tile-ner"] == "75.0%"
+    assert dom.text["tile-ner-rate"] == "9 of 12 effective"
+    assert dom.rows("failures", html) == [
+        ["486", "Busy Here", "2", "16.7%", "user"],
+        ["timeout", "no final reply (timeout)", "2", "16.7%", "network"],
+        ["487", "Request Terminated", "1", "8.3%", "user"],
+        ["503", "Service Unavailable", "1", "8.3%", "network"],
+    ]
+    assert dom.text["failures-count"] == "(6 of 12 calls)"
+    assert dom.rows("auth", html) == [
+        ["192.0.2.66", "251", "2024-05-01 09:59:58Z", "2024-05-01 10:00:05Z"],
+        ["198.51.100.7", "2", "2024-05-01 10:00:01Z", "2024-05-01 10:00:02Z"],
+    ]
+    assert dom.text["auth-count"] == "(260 failures from 2 sources)"
+    assert dom.text["auth-note"] == (
+        "7 failures came from sources beyond the table's 10,000 addresses and are counted in "
+        "the total only"
+    )
+    # Charts from the sensor's history (13 samples, 5 s apart, on the capture clock).
+    assert dom.text["history-info"] == (
+        "History: 13 samples from 2024-05-01 09:59:10Z to 2024-05-01 10:00:10Z (capture "
+        "clock; kept by the sensor, at most 720)"
+    )
+    assert "SIP messages12.0/s" in dom.text["legend-traffic"]
+    assert "eth0 ingress frames3.00/s" in dom.text["legend-traffic"]
+    assert dom.text["legend-events"] == "call-start2.00/sreg-new1.00/s"
+    assert dom.text["tile-messages-rate"] == "12.0/s"
     counters = dom.rows("counters", html)
     assert ["ring_records", "4,321", "0/s"] in counters
     assert ["eth0 / ingress", "3,100", "0/s"] in counters
@@ -145,26 +177,40 @@ def test_dashboard_renders_live_state(tmp_path: Path, served) -> None:
     ]
     assert events[0][0] == "2024-05-01 10:00:05.000Z"
     assert events[0][7:9] == ["192.0.2.66:5060", "10.0.0.2:5060"]
-    # The active call and the registrations.
+    # The active call and the ended one: readable states, durations (the fake is not live:
+    # they stay as the sensor measured them).
     assert dom.rows("calls", html) == [
         [
             "cid-B@h",
-            "established",
+            "answered",
             "sip:carol@example.com",
             "sip:dave@example.com",
             "10.0.0.3:5060",
             "10.0.0.2:5060",
             "2024-05-01 10:00:03Z",
             "2024-05-01 10:00:04Z",
+            "0:05",
             "2024-05-01 10:00:04Z",
-        ]
+        ],
+        [
+            "cid-A@h",
+            "ended: BYE by caller",
+            "sip:alice@example.com",
+            "sip:bob@example.com",
+            "10.0.0.1:5060",
+            "10.0.0.2:5060",
+            "2024-05-01 10:00:00Z",
+            "2024-05-01 10:00:01Z",
+            "0:03",
+            "2024-05-01 10:00:04Z",
+        ],
     ]
     regs = dom.rows("regs", html)
     assert [r[:3] for r in regs] == [
         ["sip:alice@example.com", "sip:alice@10.0.0.1:5062", "3600 s"],
         ["sip:bob@example.com", "sip:bob@10.0.0.5", "600 s"],
     ]
-    assert dom.text["calls-count"] == "(1)"
+    assert dom.text["calls-count"] == "(1 active, 1 ended)"
     assert dom.text["regs-count"] == "(2)"
     assert dom.rows("rates", html) == [
         [
@@ -299,3 +345,109 @@ def test_screenshot_with_charts(tmp_path: Path) -> None:
     )
     assert shown == published > 6
     assert len(dom.rows("events", html)) == shown
+
+
+# -- in a driven browser (DevTools protocol): layout, the time toggle, reloads --------------
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator:
+    from tests.browser.cdp import Browser
+
+    opened: list[Browser] = []
+
+    def open_browser(width: int = 1280, tz: str = "UTC") -> Browser:
+        b = Browser(tmp_path, width, 900, tz=tz)
+        opened.append(b)
+        return b
+
+    yield open_browser
+    for b in opened:
+        b.close()
+
+
+LIVE = "document.getElementById('status').textContent === 'live'"
+FILLED = LIVE + " && document.querySelectorAll('#calls tbody tr').length === 2"
+OVERFLOW = """[document.documentElement.scrollWidth - window.innerWidth,
+  ...[...document.querySelectorAll('table')]
+     .map((t) => t.scrollWidth - t.parentElement.clientWidth),
+  ...[...document.querySelectorAll('td, th')].filter((c) => getComputedStyle(c).display !== 'none')
+     .map((c) => c.getBoundingClientRect().right - window.innerWidth)]"""
+
+
+@pytest.mark.parametrize(
+    ("width", "calls_columns"),
+    [(1280, 10), (800, 6)],  # at 800 px Client, Server, Answered, Last activity give way
+)
+def test_tables_fit_the_window(served, browser, width: int, calls_columns: int) -> None:
+    _, srv = served
+    b = browser(width)
+    b.goto(srv.url)
+    b.wait(FILLED)
+    assert b.eval("window.innerWidth") == width
+    overflow = b.eval(OVERFLOW)
+    assert max(overflow) <= 0, overflow  # no horizontal scrolling: page, tables, cells
+    calls = b.rows("calls")
+    assert [len(r) for r in calls] == [calls_columns, calls_columns]
+    assert calls[0][:2] == ["cid-B@h", "answered"]
+    # A cut value keeps its full text as the cell's title.
+    title = b.eval("document.querySelector('#calls tbody td:nth-child(3)').title")
+    assert title == "sip:carol@example.com"
+
+
+def test_time_toggle_changes_every_time_and_is_remembered(served, browser) -> None:
+    _, srv = served
+    b = browser(1280, tz="Asia/Kolkata")  # UTC+05:30, no daylight saving
+    b.goto(srv.url)
+    b.wait(FILLED)
+    assert b.text("tz") == "UTC"
+    assert b.rows("events")[0][0] == "2024-05-01 10:00:05.000Z"
+    assert b.rows("calls")[0][6] == "2024-05-01 10:00:03Z"
+    assert b.rows("auth")[0][2:] == ["2024-05-01 09:59:58Z", "2024-05-01 10:00:05Z"]
+    assert b.rows("rates")[0][6] == "2024-05-01 10:00:05.000Z"
+    assert b.text("history-info").startswith("History: 13 samples from 2024-05-01 09:59:10Z")
+    b.eval("document.getElementById('tz').click()")
+    assert b.text("tz") == "local time"
+    assert b.rows("events")[0][0] == "2024-05-01 15:30:05.000"
+    assert b.rows("calls")[0][6] == "2024-05-01 15:30:03"
+    assert b.rows("regs")[0][3] == "2024-05-01 15:30:00"
+    assert b.rows("auth")[0][2:] == ["2024-05-01 15:29:58", "2024-05-01 15:30:05"]
+    assert b.rows("rates")[0][6] == "2024-05-01 15:30:05.000"
+    assert b.text("history-info").startswith("History: 13 samples from 2024-05-01 15:29:10 ")
+    # Remembered (localStorage) across a reload.
+    b.reload()
+    b.wait(FILLED + " && document.getElementById('tz').textContent === 'local time'")
+    assert b.rows("calls")[0][6] == "2024-05-01 15:30:03"
+    b.eval("document.getElementById('tz').click()")
+    assert b.rows("calls")[0][6] == "2024-05-01 10:00:03Z"
+
+
+def test_history_survives_a_reload(served, browser) -> None:
+    fake, srv = served
+    b = browser(1280)
+    b.goto(srv.url)
+    b.wait(FILLED)
+    first = b.text("history-info")
+    assert first.startswith("History: 13 samples from 2024-05-01 09:59:10Z to ")
+    legends = [b.text(f"legend-{c}") for c in ("traffic", "events")]
+    assert "SIP messages12.0/s" in legends[0]
+    # The sensor samples on; a reloaded page shows every sample from the first, at once.
+    last = fake.history[-1]
+    for i in (1, 2):
+        c = {k: v + i * 60 for k, v in last["c"].items()}  # 12/s everywhere
+        fake.history.append({"t": last["t"] + i * 5_000_000_000, "c": c, "calls": last["calls"]})
+    b.reload()
+    b.wait(LIVE + " && document.getElementById('history-info').textContent.includes('15 samples')")
+    assert b.text("history-info") == (
+        "History: 15 samples from 2024-05-01 09:59:10Z to 2024-05-01 10:00:20Z (capture "
+        "clock; kept by the sensor, at most 720)"
+    )
+    assert "SIP messages12.0/s" in b.text("legend-traffic")
+    assert "call-start12.0/s" in b.text("legend-events")
+    # The chart is drawn from those samples: its canvas is not blank.
+    painted = b.eval(
+        "(() => { const c = document.getElementById('chart-traffic');"
+        " const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+        " let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i]) n++; return n; })()"
+    )
+    assert painted > 2000

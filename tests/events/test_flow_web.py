@@ -42,7 +42,9 @@ def mixed_capture() -> Capture:
     return cap
 
 
-def serve_replay(path: Path, paths: list[str], *overrides: str, workers: int = 1):
+def serve_replay(
+    path: Path, paths: list[str], *overrides: str, workers: int = 1, end: str = "conclude"
+):
     """Replay `path`, then GET each of `paths` from a server over the replayed state; the
     ECS-validated documents and the replies."""
     cfg = load_config(None, ["stats_interval=0", f"workers={workers}", *overrides])
@@ -58,7 +60,7 @@ def serve_replay(path: Path, paths: list[str], *overrides: str, workers: int = 1
         finally:
             srv.stop()
 
-    replay(cfg, [str(path)], lambda _c: [out], end="conclude", after=fetch)
+    replay(cfg, [str(path)], lambda _c: [out], end=end, after=fetch)
     for d in out.docs:
         assert_valid(d)
     return out.docs, replies

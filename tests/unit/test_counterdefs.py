@@ -50,7 +50,7 @@ GROUPS_BY_MODULE: dict[str, set[str]] = {
     "outputs/deadletter.py": {"output_elasticsearch"},
     "pipeline.py": {"interfaces"},
     "run.py": {"track"},
-    "shard.py": {"sip", "events"},
+    "shard.py": {"sip", "events", "call_outcomes"},
     "track/calls.py": {"track"},
     "track/core.py": {"track"},
     "track/dedup.py": {"track"},
@@ -64,12 +64,18 @@ NOT_COUNTERS = {
     ("run.py", "kinds"): "record kinds of a state file, for a log line",
     ("outputs/elasticsearch.py", "self._logged"): "log rate limiting per kind",
     ("workers/pool.py", "self._missing"): "rows still expected per chunk",
+    ("authsources.py", "row"): "auth failures and times of one source address",
 }
 # Keys computed at run time that no constant in the module shows: (module, key) -> the
 # declaration (group, pattern) whose label the key fills.
 COMPUTED_KEYS = {
     ("collector.py", "action"): ("events_published", "{action}"),
     ("collector.py", "doc['event']['action']"): ("events_published", "{action}"),
+    ("collector.py", "str(doc.get('event', {}).get('action', 'stats'))"): (
+        "events_published",
+        "{action}",
+    ),
+    ("shard.py", "key"): ("call_outcomes", "{outcome}"),
     ("counterdefs.py", "names[bisect_left(hist.bounds_ms, ms)]"): ("call_times", "pdd_b0"),
     ("counterdefs.py", "names[-1]"): ("call_times", "pdd_sum_ms"),
     ("events/rates.py", "action"): ("rates_limited", "{action}"),

@@ -200,3 +200,26 @@ def test_end_of_replay_is_published_in_bounded_chunks(tmp_path: Path) -> None:
     assert out.docs[0]["@timestamp"] == "2023-11-14T22:15:20.000000000Z"  # T0 + 120 s
     for d in out.docs[::250]:
         assert_valid(d)
+
+
+def test_history_samples_on_idle_ticks_as_a_live_sensor(tmp_path: Path) -> None:
+    """A live sensor's clock also moves by ticks on an idle link: an OPTIONS at T0 answered
+    at T0+1 ms; ticks at 3 s (before the first boundary), 6 s (sample at 5 s, the other-ok
+    of the answered OPTIONS, fired at its 5.001 s expiry by this tick, included) and 21 s
+    (one sample, at 20 s: the latest boundary the clock crossed, then every 5 s again)."""
+    cfg = load_config(None, ["stats_interval=0", "workers=1"])
+    pipe = Pipeline(cfg, [], hostname="h", heuristic=True)
+    reader = PcapReader(str(options_flood(tmp_path / "o.pcap", 1, S)))
+    for batch in reader.batches(4096):
+        pipe.feed(batch)
+    reader.close()
+    pipe.tick(T0 + 3 * S)
+    assert pipe.history.view()["samples"] == []
+    pipe.tick(T0 + 6 * S)
+    pipe.tick(T0 + 21 * S)
+    samples = pipe.history.view()["samples"]
+    assert [s["t"] for s in samples] == [T0 + 5 * S, T0 + 20 * S]
+    assert [s["c"]["sip.messages"] for s in samples] == [2, 2]
+    assert samples[0]["c"]["events_published.other-ok"] == 1
+    assert pipe.history.next_ns == T0 + 25 * S
+    pipe.close()

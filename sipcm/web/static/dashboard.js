@@ -4,13 +4,12 @@
 // attacker-controlled).
 (function () {
   const POLL_MS = 2000;
-  const SLOW_EVERY = 3;            // calls, registrations, rates, blacklist every 3rd poll
-  const HISTORY = 150;             // samples kept (5 minutes at 2 s)
-  const SPAN_MS = HISTORY * POLL_MS;
+  const SLOW_EVERY = 3;            // calls, registrations, rates, outcomes... every 3rd poll
   const MIN_SPAN_MS = 60000;
-  const EVENTS_FOR_RATES = 500;
   const TABLE_ROWS = 100;
+  const AUTH_ROWS = 20;
   const TOKEN_KEY = "sipcm-token";
+  const TZ_KEY = "sipcm-tz";       // "utc" or "local", remembered in localStorage
   const PALETTE = ["#4e9af1", "#f1a24e", "#5cc98b", "#e5534b", "#b083f0", "#e0c341",
                    "#3fc1c9", "#f778ba", "#8b949e", "#a5d6ff"];
   const GOOD = new Set(["call-start", "call-end", "reg-new", "reg-del", "other-ok"]);
@@ -18,7 +17,10 @@
                        "other-timeout", "parse-error"]);
 
   const $ = (id) => document.getElementById(id);
-  const samples = [];              // {t, c: {"group.name": n}, ev: {action: per second} | null}
+  // The server's counter history (capture clock): {t: ns, c: {"group.name": n}, calls}.
+  let samples = [];
+  let historyCap = 720;
+  let prevCounters = null;         // {at: ms, flat} of the previous poll (counter table rates)
   const colors = new Map();
   let prevPublished = null;
   let recentDocs = [];             // newest first, at most TABLE_ROWS
@@ -26,6 +28,9 @@
   let timer = null;
   let blacklistDirty = false;
   let knownActions = [];
+  let utc = localStorage.getItem(TZ_KEY) !== "local";
+  const redraw = [];               // re-renders of the last API answers (time zone switch)
+  let callsAt = { ms: 0, live: false };
 
   // -- token: accepted once from ?token=, then kept in sessionStorage --------------------------
   (function takeToken() {
@@ -73,13 +78,40 @@
     return v.toFixed(a >= 1 ? 1 : 2);
   }
   function pad(n, w) { return String(n).padStart(w || 2, "0"); }
+  // Every time shown goes through fmtTime: UTC (with "Z") or the browser's zone (no suffix).
+  function parts(ms) {
+    const d = new Date(ms);
+    return utc
+      ? [d.getUTCFullYear(), d.getUTCMonth() + 1, d.getUTCDate(), d.getUTCHours(), d.getUTCMinutes(), d.getUTCSeconds()]
+      : [d.getFullYear(), d.getMonth() + 1, d.getDate(), d.getHours(), d.getMinutes(), d.getSeconds()];
+  }
+  function fmtTime(ms, frac) {
+    const [y, mo, da, h, mi, se] = parts(ms);
+    const f = frac === undefined ? "" : "." + frac;
+    return y + "-" + pad(mo) + "-" + pad(da) + " " + pad(h) + ":" + pad(mi) + ":" + pad(se) + f + (utc ? "Z" : "");
+  }
+  function fmtClock(ms) {
+    const p = parts(ms);
+    return pad(p[3]) + ":" + pad(p[4]) + (p[5] ? ":" + pad(p[5]) : "");
+  }
   function fmtNs(ns) {
     if (ns === null || ns === undefined) return "";
-    const d = new Date(Number(ns) / 1e6);
-    return d.getUTCFullYear() + "-" + pad(d.getUTCMonth() + 1) + "-" + pad(d.getUTCDate()) + " " +
-      pad(d.getUTCHours()) + ":" + pad(d.getUTCMinutes()) + ":" + pad(d.getUTCSeconds()) + "Z";
+    return fmtTime(Math.floor(Number(ns) / 1e6));
   }
-  function fmtTs(iso) { return iso ? String(iso).replace("T", " ").replace(/\.(\d{3})\d*Z$/, ".$1Z") : ""; }
+  function fmtTs(iso) {
+    if (!iso) return "";
+    const m = /^(.*T\d\d:\d\d:\d\d)(?:\.(\d+))?Z$/.exec(String(iso));
+    if (!m) return String(iso);
+    const frac = (m[2] || "").padEnd(3, "0").slice(0, 3);
+    return fmtTime(Date.parse(m[1] + "Z") + Number(frac), frac);
+  }
+  function fmtDur(ns) {
+    if (ns === null || ns === undefined) return "";
+    const s = Math.floor(Number(ns) / 1e9);
+    const h = Math.floor(s / 3600), m = Math.floor(s / 60) % 60;
+    return (h ? h + ":" + pad(m) : String(m)) + ":" + pad(s % 60);
+  }
+  function fmtPct(r) { return r === null || r === undefined ? "–" : (r * 100).toFixed(1) + "%"; }
   function hostPort(v) {
     if (!v) return "";
     if (Array.isArray(v)) return v[0] + (v.length > 1 ? ":" + v[1] : "");
@@ -99,9 +131,14 @@
       tr.appendChild(td);
       frag.appendChild(tr);
     }
+    const heads = table.tHead.rows[0].cells;
     for (const cells of rows) {
       const tr = el("tr");
-      for (const c of cells) tr.appendChild(c);
+      cells.forEach((c, i) => {
+        if (heads[i] && heads[i].classList.contains("opt")) c.classList.add("opt");
+        if (c.textContent && !c.title) c.title = c.textContent;
+        tr.appendChild(c);
+      });
       frag.appendChild(tr);
     }
     tbody.replaceChildren(frag);
@@ -133,15 +170,22 @@
     }
     return flat;
   }
+  // Per-second rate of a running total between history samples i-1 and i (t in ns).
   function rateAt(i, key) {
     if (i < 1) return null;
     const a = samples[i - 1], b = samples[i];
     if (!(key in b.c)) return null;
-    const dt = (b.t - a.t) / 1000;
+    const dt = (b.t - a.t) / 1e9;
     const d = b.c[key] - (a.c[key] || 0);
     return dt > 0 && d >= 0 ? d / dt : 0;
   }
   const lastRate = (key) => rateAt(samples.length - 1, key);
+  function pollRate(flat, key) {
+    if (!prevCounters || !(key in flat)) return null;
+    const dt = (Date.now() - prevCounters.at) / 1000;
+    const d = flat[key] - (prevCounters.flat[key] || 0);
+    return dt > 0 && d >= 0 ? d / dt : 0;
+  }
   function sumKeys(flat, pred) {
     let s = null;
     for (const [k, v] of Object.entries(flat)) if (pred(k)) s = (s || 0) + v;
@@ -162,9 +206,32 @@
     $("tile-lost-rate").textContent = lost === null ? "no live capture" : "";
   }
 
+  function renderOutcomes(o) {
+    $("tile-asr").textContent = fmtPct(o.asr);
+    $("tile-asr-rate").textContent = fmt(o.answered) + " of " + fmt(o.attempted) + " calls answered";
+    $("tile-ner").textContent = fmtPct(o.ner);
+    $("tile-ner-rate").textContent = fmt(o.effective) + " of " + fmt(o.attempted) + " effective";
+    const failed = o.failures.reduce((n, f) => n + f.calls, 0);
+    $("failures-count").textContent = "(" + fmt(failed) + " of " + fmt(o.attempted) + " calls)";
+    const rows = o.failures.map((f) => [td(f.outcome, "mono"), td(f.meaning), td(fmt(f.calls), "num"),
+      td(fmtPct(f.share), "num"), td(f.user_side ? "user" : "network", f.user_side ? "user" : "")]);
+    fillTable($("failures"), rows, 5, "no failed calls");
+  }
+
+  function renderAuth(a) {
+    $("auth-count").textContent = "(" + fmt(a.total) + " failures from " + fmt(a.sources) + " sources)";
+    const rows = a.top.map((r) => [td(r.source_ip === null ? "(none)" : r.source_ip, "mono"),
+      td(fmt(r.failures), "num"), td(fmtNs(r.first_ns)), td(fmtNs(r.last_ns))]);
+    fillTable($("auth"), rows, 4, "no auth failures");
+    $("auth-note").textContent = a.untracked
+      ? fmt(a.untracked) + " failures came from sources beyond the table's " + fmt(a.capacity) +
+        " addresses and are counted in the total only"
+      : "";
+  }
+
   function renderCounters(groups) {
     const rows = [];
-    const n = samples.length - 1;
+    const flat = flatten(groups);
     for (const [g, names] of Object.entries(groups)) {
       const head = el("td", "group", g);
       head.colSpan = 3;
@@ -174,7 +241,7 @@
           Object.entries(v).map(([d, x]) => [k + " / " + d, x]);
         for (const [label, value] of sub) {
           const key = g + "." + (typeof v === "number" ? k : label.replace(" / ", "/"));
-          rows.push([td(label, "mono"), td(fmt(value), "num"), td(fmtRate(rateAt(n, key)), "num")]);
+          rows.push([td(label, "mono"), td(fmt(value), "num"), td(fmtRate(pollRate(flat, key)), "num")]);
         }
       }
     }
@@ -187,7 +254,9 @@
     const f = raw / p;
     return (f <= 1 ? 1 : f <= 2 ? 2 : f <= 5 ? 5 : 10) * p;
   }
-  function drawChart(canvas, legend, series) {
+  const TICKS_S = [15, 30, 60, 120, 300, 600, 900, 1800, 3600];
+  function drawChart(canvas, legend, series, opts) {
+    const o = Object.assign({ fmtAxis: fmtShort, fmtLast: fmtRate, top: null }, opts || {});
     const dpr = window.devicePixelRatio || 1;
     const w = canvas.clientWidth || 600, h = canvas.clientHeight || 220;
     if (canvas.width !== Math.round(w * dpr)) canvas.width = Math.round(w * dpr);
@@ -196,16 +265,16 @@
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     ctx.clearRect(0, 0, w, h);
     const L = 48, R = 10, T = 8, B = 22, pw = w - L - R, ph = h - T - B;
-    const tEnd = samples.length ? samples[samples.length - 1].t : Date.now();
-    // The window grows with the history, from 1 minute up to the whole history.
-    const have = samples.length ? tEnd - samples[0].t : 0;
-    const span = Math.min(SPAN_MS, Math.max(MIN_SPAN_MS, have));
-    const tick = span <= 90000 ? 15000 : span <= 180000 ? 30000 : 60000;
+    // Times in ms of the capture clock; the window is the whole history, at least 1 minute.
+    const tEnd = samples.length ? samples[samples.length - 1].t / 1e6 : Date.now();
+    const have = samples.length ? tEnd - samples[0].t / 1e6 : 0;
+    const span = Math.max(MIN_SPAN_MS, have);
+    const tick = 1000 * (TICKS_S.find((t) => span / (t * 1000) <= 6) || 7200);
     const x = (t) => L + (t - (tEnd - span)) / span * pw;
     let max = 0;
     for (const s of series) for (const p of s.points) if (p[1] > max) max = p[1];
-    const step = niceStep(max > 0 ? max / 4 : 0.25);
-    const top = Math.max(step, Math.ceil(max / step) * step);
+    const step = o.top ? o.top / 4 : niceStep(max > 0 ? max / 4 : 0.25);
+    const top = o.top || Math.max(step, Math.ceil(max / step) * step);
     const y = (v) => T + ph - v / top * ph;
     ctx.font = "11px system-ui, sans-serif";
     ctx.lineWidth = 1;
@@ -216,15 +285,16 @@
     for (let v = 0; v <= top + step / 2; v += step) {
       const yy = Math.round(y(v)) + 0.5;
       ctx.beginPath(); ctx.moveTo(L, yy); ctx.lineTo(L + pw, yy); ctx.stroke();
-      ctx.fillText(fmtShort(v), L - 6, yy);
+      ctx.fillText(o.fmtAxis(v), L - 6, yy);
     }
     ctx.textAlign = "center";
     ctx.textBaseline = "top";
-    for (let back = 0; back <= span; back += tick) {
-      const xx = Math.round(x(tEnd - back)) + 0.5;
-      const s = back / 1000;
+    // Ticks on round clock times (whole minutes in the shown zone), labelled HH:MM[:SS].
+    const offset = utc ? 0 : -new Date(tEnd).getTimezoneOffset() * 60000;
+    for (let t = Math.ceil((tEnd - span + offset) / tick) * tick - offset; t <= tEnd; t += tick) {
+      const xx = Math.round(x(t)) + 0.5;
       ctx.beginPath(); ctx.moveTo(xx, T + ph); ctx.lineTo(xx, T + ph + 4); ctx.stroke();
-      ctx.fillText(s === 0 ? "now" : s % 60 === 0 ? "-" + s / 60 + "m" : "-" + s + "s", xx, T + ph + 6);
+      ctx.fillText(fmtClock(t), xx, T + ph + 6);
     }
     let drawn = 0;
     for (const s of series) {
@@ -233,6 +303,7 @@
       ctx.lineWidth = 1.8;
       ctx.beginPath();
       s.points.forEach((p, i) => (i ? ctx.lineTo(x(p[0]), y(p[1])) : ctx.moveTo(x(p[0]), y(p[1]))));
+      if (s.points.length === 1) ctx.lineTo(x(s.points[0][0]) - 1, y(s.points[0][1]));
       ctx.stroke();
       const last = s.points[s.points.length - 1];
       ctx.beginPath(); ctx.arc(x(last[0]), y(last[1]), 2.5, 0, 2 * Math.PI); ctx.fill();
@@ -249,7 +320,7 @@
       const sw = el("span", "sw");
       sw.style.background = s.color;
       const last = s.points.length ? s.points[s.points.length - 1][1] : null;
-      item.append(sw, s.name, el("b", null, last === null ? "–" : fmtRate(last)));
+      item.append(sw, s.name, el("b", null, last === null ? "–" : o.fmtLast(last)));
       return item;
     });
     legend.replaceChildren(...items);
@@ -262,63 +333,104 @@
     named.push(["sip.messages", "SIP messages"], ["sip.parse_errors", "parse errors"],
                ["events.published", "events"]);
     return named.map(([key, name]) => {
-      const points = [];
-      for (let i = 1; i < samples.length; i++) {
-        const r = rateAt(i, key);
-        if (r !== null) points.push([samples[i].t, r]);
-      }
-      return { name, color: color("t:" + key), points };
+      return { name, color: color("t:" + key), points: ratePoints(key) };
     });
   }
+  function ratePoints(key) {
+    const points = [];
+    for (let i = 1; i < samples.length; i++) {
+      const r = rateAt(i, key);
+      if (r !== null) points.push([samples[i].t / 1e6, r]);
+    }
+    return points;
+  }
 
+  const BY_ACTION = "events_published.";
   function eventSeries() {
     const actions = new Set();
-    for (const h of samples) if (h.ev) for (const a of Object.keys(h.ev)) actions.add(a);
-    return [...actions].sort().map((a) => ({
-      name: a,
-      color: color("e:" + a),
-      points: samples.filter((h) => h.ev).map((h) => [h.t, h.ev[a] || 0]),
+    for (const h of samples) for (const k of Object.keys(h.c)) if (k.startsWith(BY_ACTION)) actions.add(k.slice(BY_ACTION.length));
+    return [...actions].sort().map((a) => ({ name: a, color: color("e:" + a), points: ratePoints(BY_ACTION + a) }));
+  }
+
+  function callSeries() {
+    return [["asr", "ASR"], ["ner", "NER"]].map(([k, name]) => ({
+      name, color: color("c:" + k),
+      points: samples.filter((h) => h.calls && h.calls[k] !== null && h.calls[k] !== undefined)
+        .map((h) => [h.t / 1e6, h.calls[k] * 100]),
     }));
   }
 
   function drawCharts() {
     drawChart($("chart-traffic"), $("legend-traffic"), trafficSeries());
     drawChart($("chart-events"), $("legend-events"), eventSeries());
+    const pct = (v) => v.toFixed(0) + "%";
+    drawChart($("chart-calls"), $("legend-calls"), callSeries(),
+              { fmtAxis: pct, fmtLast: (v) => v.toFixed(1) + "%", top: 100 });
+    const info = $("history-info");
+    if (samples.length) {
+      const first = samples[0].t / 1e6, last = samples[samples.length - 1].t / 1e6;
+      info.textContent = "History: " + fmt(samples.length) + " samples from " + fmtTime(first) +
+        " to " + fmtTime(last) + " (capture clock; kept by the sensor, at most " + fmt(historyCap) + ")";
+    } else {
+      info.textContent = "History: no samples yet";
+    }
   }
 
-  // Only new events are fetched (after=<previous published total>); they feed both the
-  // per-type rates and the table, which keeps the newest TABLE_ROWS client-side.
+  // Answers start with the last sample already held (see historyPath): a sample taken again
+  // at the same time (the end of input) replaces it.
+  function takeHistory(resp) {
+    historyCap = resp.capacity || historyCap;
+    if (resp.samples.length) {
+      const from = resp.samples[0].t;
+      samples = samples.filter((h) => h.t < from).concat(resp.samples);
+    }
+    if (samples.length > historyCap) samples = samples.slice(samples.length - historyCap);
+  }
+  function historyPath() {
+    return samples.length > 1 ? "/api/history?after=" + samples[samples.length - 2].t : "/api/history";
+  }
+
+  // Only new events are fetched (after=<previous published total>); the table keeps the
+  // newest TABLE_ROWS client-side.
   function eventsPath() {
-    return prevPublished === null ? "/api/events?limit=" + TABLE_ROWS :
-      "/api/events?limit=" + EVENTS_FOR_RATES + "&after=" + prevPublished;
+    return "/api/events?limit=" + TABLE_ROWS + (prevPublished === null ? "" : "&after=" + prevPublished);
   }
 
-  function takeEvents(resp, dtMs) {
+  function takeEvents(resp) {
     const prev = prevPublished;
     prevPublished = resp.published;
-    if (prev === null) { recentDocs = resp.events.slice(0, TABLE_ROWS); return null; }
-    if (resp.published < prev) { prevPublished = null; return null; }  // sensor restarted
+    if (prev === null || resp.published < prev) { recentDocs = resp.events.slice(0, TABLE_ROWS); return; }
     recentDocs = resp.events.concat(recentDocs).slice(0, TABLE_ROWS);
-    if (dtMs <= 0) return null;
-    const fresh = resp.published - prev;
-    const scale = resp.events.length ? fresh / resp.events.length : 0;
-    const out = {};
-    for (const d of resp.events) {
-      const a = (d.event && d.event.action) || "unknown";
-      out[a] = (out[a] || 0) + scale;
-    }
-    for (const a of Object.keys(out)) out[a] = out[a] / (dtMs / 1000);
-    return out;
   }
 
   // -- tables -----------------------------------------------------------------------------------
+  // Durations are measured by the sensor at its capture clock; during a live capture those
+  // of open calls keep growing here between polls.
+  function durCell(c) {
+    const cell = td(fmtDur(c.duration_ns), "num dur");
+    if (callsAt.live && !c.ended && c.duration_ns !== null && c.duration_ns !== undefined) {
+      cell.dataset.ns = String(c.duration_ns);
+    }
+    return cell;
+  }
+  function tickDurations() {
+    const extra = (Date.now() - callsAt.ms) * 1e6;
+    for (const cell of document.querySelectorAll("#calls td.dur[data-ns]")) {
+      cell.textContent = fmtDur(Number(cell.dataset.ns) + extra);
+    }
+  }
   function renderCalls(resp) {
-    $("calls-count").textContent = "(" + fmt(resp.count) + ")";
-    $("tile-calls").textContent = fmt(resp.count);
-    const rows = resp.calls.map((c) => [cidCell(c.call_id), td(c.state), td(c.from, "mono"),
-      td(c.to, "mono"), td(hostPort(c.client), "mono"), td(hostPort(c.server), "mono"),
-      td(fmtNs(c.invite_ns)), td(fmtNs(c.answer_ns)), td(fmtNs(c.last_ns))]);
-    fillTable($("calls"), rows, 9, "no active calls");
+    const active = resp.calls.filter((c) => !c.ended).length;
+    $("calls-count").textContent = "(" + fmt(active) + " active, " + fmt(resp.count - active) + " ended)";
+    $("tile-calls").textContent = fmt(active);
+    const rows = resp.calls.map((c) => {
+      const state = td(c.state_text || c.state);
+      state.title = c.state;  // the tracker's own state name
+      return [cidCell(c.call_id), state, td(c.from, "mono"),
+        td(c.to, "mono"), td(hostPort(c.client), "mono"), td(hostPort(c.server), "mono"),
+        td(fmtNs(c.invite_ns)), td(fmtNs(c.answer_ns)), durCell(c), td(fmtNs(c.last_ns))];
+    });
+    fillTable($("calls"), rows, 10, "no active calls");
   }
 
   function renderRegs(resp) {
@@ -430,22 +542,34 @@
     polls++;
     try {
       const filtered = [...eventQuery().keys()].length > 0;
-      const jobs = [api("/api/counters"), api(eventsPath())];
+      const jobs = [api("/api/counters"), api(eventsPath()), api(historyPath())];
       if (slow) jobs.push(api("/api/calls"), api("/api/registrations"), api("/api/rates"),
-                          api("/api/blacklist"));
-      const [counters, events, calls, regs, rates, blacklist] = await Promise.all(jobs);
+                          api("/api/blacklist"), api("/api/call-outcomes"),
+                          api("/api/auth-sources?limit=" + AUTH_ROWS));
+      const [counters, events, history, calls, regs, rates, blacklist, outcomes, auth] = await Promise.all(jobs);
       const now = Date.now();
-      const dt = samples.length ? now - samples[samples.length - 1].t : 0;
-      samples.push({ t: now, c: flatten(counters), ev: takeEvents(events, dt) });
-      while (samples.length > HISTORY) samples.shift();
-      renderTiles(samples[samples.length - 1].c);
+      takeEvents(events);
+      takeHistory(history);
+      const flat = flatten(counters);
+      renderTiles(flat);
       renderCounters(counters);
+      prevCounters = { at: now, flat };
+      const showEvents = () => renderEvents({ published: events.published, count: recentDocs.length, events: recentDocs });
       if (filtered) refreshEvents();
-      else renderEvents({ published: events.published, count: recentDocs.length, events: recentDocs });
-      if (slow) { renderCalls(calls); renderRegs(regs); renderRates(rates); renderBlacklist(blacklist); }
+      else showEvents();
+      if (slow) {
+        callsAt = { ms: now, live: !!calls.live };
+        const show = () => { renderCalls(calls); renderRegs(regs); renderRates(rates); renderAuth(auth); };
+        show();
+        renderBlacklist(blacklist);
+        renderOutcomes(outcomes);
+        redraw.length = 0;
+        redraw.push(show);
+      }
+      redraw[1] = filtered ? refreshEvents : showEvents;
       drawCharts();
       setStatus("ok", "live");
-      $("updated").textContent = "updated " + new Date(now).toLocaleTimeString("en-GB");
+      $("updated").textContent = "updated " + fmtClock(now) + (utc ? " UTC" : "");
     } catch (e) {
       if (e instanceof AuthError) { needToken(e.message); return; }
       showError(e);
@@ -482,5 +606,19 @@
   });
   $("blacklist-save").addEventListener("click", saveBlacklist);
   window.addEventListener("resize", drawCharts);
+  function showZone() {
+    const b = $("tz");
+    b.textContent = utc ? "UTC" : "local time";
+    b.setAttribute("aria-pressed", utc ? "false" : "true");
+  }
+  $("tz").addEventListener("click", () => {
+    utc = !utc;
+    localStorage.setItem(TZ_KEY, utc ? "utc" : "local");
+    showZone();
+    for (const fn of redraw) if (fn) fn();
+    drawCharts();
+  });
+  showZone();
+  setInterval(tickDurations, 1000);
   poll();
 })();

@@ -241,6 +241,18 @@ def test_a_record_that_does_not_fit_changes_nothing(damage, message) -> None:
     assert t.counters["state_restored"] == 0
 
 
+def test_a_record_saved_before_the_call_end_slots_restores() -> None:
+    records = sample_records()
+    for rec in records:
+        for leg in rec.get("legs", ()):
+            del leg["end_ts"], leg["ended_by"]  # what an older version saved
+    t = tracker()
+    assert t.import_state(records, RESTART[1]) == (len(records), 0)
+    legs = [leg for e in t.entries.values() if isinstance(e, CallSet) for leg in e.legs]
+    assert legs
+    assert {(leg.end_ts, leg.ended_by) for leg in legs} == {(None, None)}
+
+
 def test_import_keeps_the_most_recent_entries_within_each_budget() -> None:
     # least recently used first: pending b (5.2 s), REGISTER (7.1), c (8.5), o1 (9.0),
     # o2 (9.6), then established a, then the binding

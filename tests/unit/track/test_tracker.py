@@ -228,6 +228,9 @@ def test_stats_and_views() -> None:
     assert row == {
         "call_id": "est",
         "state": "inv_established",
+        "state_text": "answered",
+        "ended": False,
+        "duration_ns": t.now_ns - ns(0.5),  # answered at 0.5 s, still open at the clock
         "from": "sip:alice@example.com",
         "to": "sip:bob@example.com",
         "to_tag": "t",

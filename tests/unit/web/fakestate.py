@@ -77,10 +77,15 @@ RECENT = [
     ),
 ]
 
+CLOCK_NS = 1714557610000000000  # 2024-05-01 10:00:10Z: the capture clock of the fake
+
 CALLS = [
     {
         "call_id": "cid-B@h",
-        "state": "established",
+        "state": "inv_established",
+        "state_text": "answered",
+        "ended": False,
+        "duration_ns": 5_500_000_000,  # answered 10:00:04.5, open at the clock
         "from": "sip:carol@example.com",
         "to": "sip:dave@example.com",
         "to_tag": "tt1",
@@ -90,8 +95,67 @@ CALLS = [
         "answer_ns": 1714557604500000000,
         "last_ns": 1714557604500000000,
         "reconstructed_from": None,
-    }
+    },
 ]
+
+# A call in its BYE linger (the dashboard test adds it: other tests count one call).
+ENDED_CALL = {
+    "call_id": "cid-A@h",
+    "state": "inv_bye_repl",
+    "state_text": "ended: BYE by caller",
+    "ended": True,
+    "duration_ns": 3_000_000_000,
+    "from": "sip:alice@example.com",
+    "to": "sip:bob@example.com",
+    "to_tag": "tt2",
+    "client": ["10.0.0.1", 5060],
+    "server": ["10.0.0.2", 5060],
+    "invite_ns": 1714557600500000000,
+    "answer_ns": 1714557601000000000,
+    "last_ns": 1714557604000000000,
+    "reconstructed_from": None,
+}
+
+# call_outcomes (tests that use it add it to the counters): 6 answered, 2 busy and 1
+# cancelled (user side), 1 503 and 2 timeouts
+OUTCOMES = {"answered": 6, "486": 2, "487": 1, "503": 1, "timeout": 2}
+
+AUTH_SOURCES = {
+    "total": 260,
+    "sources": 2,
+    "capacity": 10000,
+    "untracked": 7,
+    "top": [
+        {"source_ip": "192.0.2.66", "failures": 251, "first_ns": 1714557598250000000,
+         "last_ns": 1714557605000000000},
+        {"source_ip": "198.51.100.7", "failures": 2, "first_ns": 1714557601000000000,
+         "last_ns": 1714557602000000000},
+    ],
+}  # fmt: skip
+
+
+def history_samples(n: int = 13, interval_s: int = 5) -> list[dict]:
+    """`n` samples ending at the clock: 12 SIP messages and 2 call-start events a second."""
+    out = []
+    for i in range(n):
+        t = CLOCK_NS - (n - 1 - i) * interval_s * 1_000_000_000
+        k = i * interval_s
+        out.append(
+            {
+                "t": t,
+                "c": {
+                    "sip.messages": 1000 + 12 * k,
+                    "sip.parse_errors": 5,
+                    "events.published": 2 * k,
+                    "events_published.call-start": 2 * k,
+                    "events_published.reg-new": k,
+                    "interfaces.eth0/ingress": 3 * k,
+                },
+                "calls": {"attempted": 0, "asr": None, "ner": None},
+            }
+        )
+    return out
+
 
 REGISTRATIONS = [
     {
@@ -160,6 +224,9 @@ class FakePipeline:
         self.calls = copy.deepcopy(CALLS)
         self.regs = copy.deepcopy(REGISTRATIONS)
         self.blacklist = ["msg-probe"]
+        self.history = history_samples()
+        self.auth = copy.deepcopy(AUTH_SOURCES)
+        self.clock = CLOCK_NS
         self.set_calls: list[list[str]] = []
         self.lock_held_in_callbacks = True
 
@@ -194,6 +261,16 @@ class FakePipeline:
             valid_events=VALID_EVENTS,
             rate_table=read(lambda: list(RATES)),
             config=read(lambda: dict(CONFIG)),
+            history=lambda after: read(lambda: self._history(after))(),
+            auth_sources=lambda limit: read(lambda: self._auth(limit))(),
+            clock=read(lambda: self.clock),
         )
         kwargs.update(overrides)
         return WebState(**kwargs)
+
+    def _history(self, after: int | None) -> dict:
+        picked = [h for h in self.history if after is None or h["t"] > after]
+        return {"interval_s": 5.0, "capacity": 720, "window_s": 60.0, "samples": picked}
+
+    def _auth(self, limit: int) -> dict:
+        return {**self.auth, "top": self.auth["top"][:limit]}

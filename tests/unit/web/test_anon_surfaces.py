@@ -56,6 +56,7 @@ REG = dict(
     user_agent="CanaryPhone/9",
     server="CanaryServer/9",
 )
+GUESSER = "198.51.100.79"
 CANARIES = (
     "canarycid",
     "canaryalice",
@@ -64,6 +65,7 @@ CANARIES = (
     "canarydomain",
     "198.51.100.77",
     "198.51.100.78",
+    GUESSER,
     "203.0.113.88",
     "CanaryPhone",
     "CanaryServer",
@@ -85,6 +87,12 @@ def _capture(path: Path) -> Path:
     cap.a2b(reg_leg, T0 + 1000 * MS, reg.raw)
     ok = reg_leg.resp(reg, 200, "OK", to_tag="rt1", headers=(f"Contact: {contact};expires=3600",))
     cap.b2a(reg_leg, T0 + 1010 * MS, ok)
+    # A guessed password, refused: an auth failure from a canary address (its source table).
+    guess = Leg(**{**REG, "call_id": "canarycid-3@canarydomain.example", "a_ip": GUESSER})
+    creds = 'Authorization: Digest username="canaryreg",realm="canarydomain.example",nonce="n1"'
+    bad = guess.req("REGISTER", ruri="sip:canarydomain.example", headers=(creds,))
+    cap.a2b(guess, T0 + 1100 * MS, bad.raw)
+    cap.b2a(guess, T0 + 1105 * MS, guess.resp(bad, 401, "Unauthorized", to_tag="gt1"))
     return cap.write(path)
 
 
@@ -109,13 +117,14 @@ def fed(request, tmp_path: Path) -> Iterator[tuple[Pipeline, Collect, WebServer]
 def test_no_clear_value_on_any_endpoint(fed) -> None:
     _pipe, out, srv = fed
     client = Client(srv.url)
-    assert [d["event"]["action"] for d in out.docs] == ["call-start", "reg-new"]
+    assert [d["event"]["action"] for d in out.docs] == ["call-start", "reg-new", "auth-failed"]
     for d in out.docs:
         assert_valid(d)
     calls = client.get("/api/calls").json()
     regs = client.get("/api/registrations").json()
     rates = client.get("/api/rates").json()
-    assert (calls["count"], regs["count"], rates["count"]) == (1, 1, 2)
+    auth = client.get("/api/auth-sources").json()
+    assert (calls["count"], regs["count"], rates["count"], auth["total"]) == (1, 1, 3, 1)
     bodies = {}
     for path, methods in ROUTES.items():
         if "GET" in methods:
@@ -129,12 +138,13 @@ def test_no_clear_value_on_any_endpoint(fed) -> None:
     key = load_key(passphrase="canary-pass", salt="canary-salt")
     assert decrypt_value("call_id", calls["calls"][0]["call_id"], key) == CALL["call_id"]
     assert decrypt_value("ip", regs["registrations"][0]["client"][0], key) == REG["a_ip"]
+    assert decrypt_value("ip", auth["top"][0]["source_ip"], key) == GUESSER
 
 
 def test_rows_show_what_the_events_show(fed) -> None:
     _pipe, out, srv = fed
     client = Client(srv.url)
-    start, reg_new = out.docs
+    start, reg_new, failed = out.docs
     [call] = client.get("/api/calls").json()["calls"]
     assert call["call_id"] == start["sip"]["call_id"]
     assert call["from"] == start["sip"]["from"]["uri"]["original"]
@@ -150,6 +160,8 @@ def test_rows_show_what_the_events_show(fed) -> None:
     by_event = {r["event"]: r for r in client.get("/api/rates").json()["rates"]}
     assert by_event["call-start"]["source_ip"] == start["client"]["ip"]
     assert by_event["reg-new"]["source_ip"] == reg_new["client"]["ip"]
+    [source] = client.get("/api/auth-sources").json()["top"]
+    assert source["source_ip"] == failed["source"]["ip"] == by_event["auth-failed"]["source_ip"]
 
 
 def test_undeclared_row_key_is_dropped_and_counted() -> None:
@@ -161,7 +173,7 @@ def test_undeclared_row_key_is_dropped_and_counted() -> None:
 
 
 def test_row_specs_name_schema_fields() -> None:
-    for spec in (rows.CALL_ROW, rows.REGISTRATION_ROW, rows.RATE_ROW):
+    for spec in (rows.CALL_ROW, rows.REGISTRATION_ROW, rows.RATE_ROW, rows.AUTH_SOURCE_ROW):
         for field in spec.values():
             for name in field if isinstance(field, tuple) else (field,):
                 assert name is None or name in schema.BY_NAME, name

@@ -10,7 +10,16 @@ import pytest
 
 from sipcm.web.server import MAX_BODY, WebServer
 from tests.unit.web.client import Client
-from tests.unit.web.fakestate import CALLS, CONFIG, RATES, RECENT, REGISTRATIONS, FakePipeline
+from tests.unit.web.fakestate import (
+    CALLS,
+    CLOCK_NS,
+    CONFIG,
+    OUTCOMES,
+    RATES,
+    RECENT,
+    REGISTRATIONS,
+    FakePipeline,
+)
 
 VALID_SORTED = [
     "auth-failed",
@@ -151,7 +160,12 @@ def test_event_query_errors(client: Client, query: str, message: str) -> None:
 
 
 def test_calls_registrations_rates_config(client: Client) -> None:
-    assert client.get("/api/calls").json() == {"count": 1, "calls": CALLS}
+    assert client.get("/api/calls").json() == {
+        "count": 1,
+        "clock_ns": CLOCK_NS,
+        "live": False,
+        "calls": CALLS,
+    }
     assert client.get("/api/calls").json()["calls"][0]["call_id"] == "cid-B@h"
     regs = client.get("/api/registrations").json()
     assert regs == {"count": 2, "registrations": REGISTRATIONS}
@@ -461,3 +475,80 @@ def test_concurrent_requests(client: Client) -> None:
     for t in threads:
         t.join(10)
     assert results == [200] * 30
+
+
+def test_call_outcomes_asr_ner_and_failures_by_code(client: Client, fake: FakePipeline) -> None:
+    fake.counters["call_outcomes"] = dict(OUTCOMES)
+    # 12 calls: 6 answered; effective also 486 x2 and 487 (user side): 9
+    assert client.get("/api/call-outcomes").json() == {
+        "attempted": 12,
+        "answered": 6,
+        "effective": 9,
+        "asr": 0.5,
+        "ner": 0.75,
+        "ner_user_codes": [480, 486, 487, 600, 603],
+        "failures": [
+            {
+                "outcome": "486",
+                "meaning": "Busy Here",
+                "calls": 2,
+                "share": 0.1667,
+                "user_side": True,
+            },
+            {
+                "outcome": "timeout",
+                "meaning": "no final reply (timeout)",
+                "calls": 2,
+                "share": 0.1667,
+                "user_side": False,
+            },
+            {
+                "outcome": "487",
+                "meaning": "Request Terminated",
+                "calls": 1,
+                "share": 0.0833,
+                "user_side": True,
+            },
+            {
+                "outcome": "503",
+                "meaning": "Service Unavailable",
+                "calls": 1,
+                "share": 0.0833,
+                "user_side": False,
+            },
+        ],
+    }
+
+
+def test_auth_sources_limit_and_totals(client: Client) -> None:
+    body = client.get("/api/auth-sources?limit=1").json()
+    assert body == {
+        "total": 260,
+        "sources": 2,
+        "capacity": 10000,
+        "untracked": 7,
+        "top": [
+            {
+                "source_ip": "192.0.2.66",
+                "failures": 251,
+                "first_ns": 1714557598250000000,
+                "last_ns": 1714557605000000000,
+            }
+        ],
+    }
+    assert len(client.get("/api/auth-sources").json()["top"]) == 2
+    r = client.get("/api/auth-sources?limit=0")
+    assert (r.status, r.json()) == (
+        400,
+        {"error": "limit must be an integer from 1 to 1000, got '0'"},
+    )
+
+
+def test_history_all_and_after(client: Client, fake: FakePipeline) -> None:
+    body = client.get("/api/history").json()
+    assert (body["interval_s"], body["capacity"], body["window_s"]) == (5.0, 720, 60.0)
+    assert body["samples"] == fake.history
+    last_two = fake.history[-3]["t"]
+    assert client.get(f"/api/history?after={last_two}").json()["samples"] == fake.history[-2:]
+    r = client.get("/api/history?after=x")
+    assert r.status == 400
