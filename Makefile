@@ -7,8 +7,8 @@ STAMP   := $(VENV)/.installed
 ARGS    ?= doctor
 PREFIX  ?= /usr/local
 
-.PHONY: setup setup-test system system-test venv run install test test-unit test-netns lint \
-	bench clean
+.PHONY: setup setup-test system system-test venv accel run install test test-unit test-netns \
+	test-pure lint bench clean
 
 setup: system venv
 
@@ -24,10 +24,16 @@ system-test:
 $(STAMP): pyproject.toml
 	test -x $(PY) || /usr/bin/python3 -m venv --system-site-packages $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,accel]'
 	touch $(STAMP)
 
+# The hot modules compiled with mypyc (sipcm/accel.py); rebuilt only when a source changed.
+# Without a current build sipcm runs the same code as pure Python.
 venv: $(STAMP)
+	$(PY) scripts/build_accel.py --if-stale
+
+accel: $(STAMP)
+	$(PY) scripts/build_accel.py
 
 run: setup
 	$(SIPCM) $(ARGS)
@@ -36,8 +42,13 @@ run: setup
 install: system
 	PREFIX=$(PREFIX) bash scripts/install.sh
 
+# The whole suite on the compiled build, then everything but netns on the pure Python path.
 test: setup-test
-	$(PY) -m pytest -q tests
+	SIPCM_REQUIRE_ACCEL=1 $(PY) -m pytest -q tests
+	SIPCM_PURE=1 $(PY) -m pytest -q tests --ignore=tests/netns
+
+test-pure: venv
+	SIPCM_PURE=1 $(PY) -m pytest -q tests --ignore=tests/netns
 
 test-unit: venv
 	$(PY) -m pytest -q tests --ignore=tests/netns
@@ -59,3 +70,4 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
+	/usr/bin/python3 scripts/build_accel.py --clean

@@ -6,6 +6,7 @@
 #   SYSCONFDIR=/etc              configuration $SYSCONFDIR/sipcm/sipcm.yml
 #   UNITDIR=/etc/systemd/system  where sipcm.service goes
 #   SIPCM_USER=sipcm             the service user (created as a system user unless CREATE_USER=0)
+#   SIPCM_ACCEL=1                0: do not compile the hot modules (sipcm then runs pure Python)
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -25,8 +26,12 @@ fi
 
 # BCC's bindings come from Debian's python3-bpfcc: the venv sees system site packages.
 [ -x "$venv/bin/python" ] || /usr/bin/python3 -m venv --system-site-packages "$venv"
-"$venv/bin/python" -m pip install -q --upgrade "$repo"
+"$venv/bin/python" -m pip install -q --upgrade "$repo[accel]"
 site=$(cd / && "$venv/bin/python" -c 'import sipcm, os; print(os.path.dirname(sipcm.__file__))')
+# The compiled hot modules (sipcm/accel.py); SIPCM_ACCEL=0 installs pure Python only.
+if [ "${SIPCM_ACCEL:-1}" != 0 ]; then
+  "$venv/bin/python" "$repo/scripts/build_accel.py" --package-root "$(dirname "$site")"
+fi
 install -d "$site/bpf"
 install -m 0644 "$repo"/bpf/*.c "$repo"/bpf/*.h "$site/bpf/"
 install -d "$bindir"

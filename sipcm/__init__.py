@@ -8,3 +8,8 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 __version__ = "0.1.0"
+
+# Compiled hot modules when a current build is present, else their pure Python sources.
+from sipcm import accel
+
+accel.guard()

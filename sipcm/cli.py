@@ -109,9 +109,11 @@ def _verbosity(params: dict[str, Any]) -> int:
 
 
 def version_report() -> str:
-    """sipcm, Python, BCC and kernel versions, one per line (`sipcm --version`)."""
+    """sipcm, Python, BCC and kernel versions, and whether the hot modules run compiled, one
+    per line (`sipcm --version`)."""
     import platform
 
+    from sipcm import accel
     from sipcm.capture.program import bcc_version
 
     found = bcc_version()
@@ -123,6 +125,7 @@ def version_report() -> str:
             f"Python {platform.python_version()} ({sys.executable})",
             bcc,
             f"kernel {uname.system} {uname.release} {uname.machine}",
+            f"hot modules: {accel.status()}",
         ]
     )
 

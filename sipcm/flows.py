@@ -99,7 +99,7 @@ class FlowStore:
         if self.anon is not None:
             call_id, src_ip, dst_ip, first = self._anonymized(msg, first_line(data))
             raw = None
-            if tunnel is not None:
+            if t is not None:
                 tunnel = (
                     t.kind, self.anon.value("sipcm.tunnel.source.ip", t.src_ip) or "?",
                     self.anon.value("sipcm.tunnel.destination.ip", t.dst_ip) or "?",

@@ -250,7 +250,7 @@ class EventBuilder:
                 if m is not None and m.payload is not None:
                     ctx = m.payload
                     break
-        fl = o.flow
+        fl: tuple | None = o.flow
         if fl is None and trig is not None:
             fl = (trig.src_ip, trig.src_port, trig.dst_ip, trig.dst_port, trig.transport)
         if fl is not None:

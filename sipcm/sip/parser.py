@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from typing import Any
 
 from sipcm.sip.auth import redact_challenge
 from sipcm.sip.headers import ADDRESS_LISTS, CANON, CHALLENGES, COMPACT, URI_HEADERS
@@ -73,7 +74,7 @@ _KIND.update(dict.fromkeys(URI_HEADERS, _URI_RAW))
 _EXACT: dict[str, tuple[str, int | None]] = {n: (c, _KIND.get(c)) for n, c in CANON.items()}
 
 
-def parse(data: bytes) -> SipMessage | ParseError:
+def parse(data: bytes | bytearray | memoryview) -> SipMessage | ParseError:
     """Parse one SIP message in two steps (see `_parse`). Total: every input gives a
     SipMessage or a ParseError, the same as `parse_full` gives."""
     if not isinstance(data, bytes):
@@ -84,7 +85,7 @@ def parse(data: bytes) -> SipMessage | ParseError:
         return ParseError("internal_error", 0)
 
 
-def parse_full(data: bytes) -> SipMessage | ParseError:
+def parse_full(data: bytes | bytearray | memoryview) -> SipMessage | ParseError:
     """Parse one SIP message in one step, every header at once (the general path)."""
     if not isinstance(data, bytes):
         data = bytes(data)
@@ -161,11 +162,11 @@ def _keyed(data: bytes, vias: bool = True) -> SipMessage | ParseError | None:
         elif key not in single:
             single[key] = value.strip()
     mandatory = _mandatory(single)
-    if type(mandatory) is str:
+    if isinstance(mandatory, str):
         return None
     msg = _new_message(SipMessage)
     msg.is_request, msg.method, msg.uri, msg.status, msg.reason = first  # type: ignore[misc]
-    msg.from_, msg.to, msg.cseq, msg.cseq_method = mandatory  # type: ignore[misc]
+    msg.from_, msg.to, msg.cseq, msg.cseq_method = mandatory
     msg.call_id = single["call-id"]
     msg.vias = _via_list(values, None) if values and vias else []
     msg.size = len(data)
@@ -306,6 +307,8 @@ def _general(data: bytes, lf_end: int | None = None, keyed: bool = False) -> tup
             return ParseError("internal_error", start)
         return _general(data, lf)
     headers, single, vias, contacts, pais, auths, reasons, bad = got  # type: ignore[misc]
+    first: Any
+    mandatory: Any
     if keyed:
         first, mandatory = _NO_START, _NO_MANDATORY
     else:
@@ -372,8 +375,8 @@ def _general(data: bytes, lf_end: int | None = None, keyed: bool = False) -> tup
     )  # fmt: skip
 
 
-_NO_START = (None,) * 5
-_NO_MANDATORY = (None,) * 4
+_NO_START: tuple = (None,) * 5
+_NO_MANDATORY: tuple = (None,) * 4
 
 _Collected = tuple[
     dict[str, list[str]],  # headers kept raw

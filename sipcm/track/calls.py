@@ -294,6 +294,8 @@ class Calls:
             if cs.started or cs.attempted:
                 return
             cs.attempted = True
+            status: int | None
+            reason: str | None
             if eff is Effect.ATTEMPT_TIMEOUT:
                 status, reason = 408, f"timeout {timer or leg.state.value}"
             elif eff is Effect.ATTEMPT_CANCEL and leg.status is None:
@@ -353,6 +355,8 @@ class Calls:
         leg.ended = True
         cs = leg.cs
         m = self._metrics(leg)
+        status: int | None
+        reason: str | None
         if leg.answer_ts is None:
             m.reconstructed, m.reconstructed_from = True, cs.recon or "bye"
         if timed_out:

@@ -106,7 +106,25 @@ def decode(rec: object) -> tuple[CallSet | Trans | Binding, list[tuple[Timed, in
 
 
 def _slots(cls: type) -> tuple[str, ...]:
-    return tuple(s for s in cls.__slots__ if s != _BACKREF)
+    own = cls.__dict__.get("__slots__")
+    if own is None:  # compiled (sipcm.accel): its attributes, the inherited ones included
+        inherited = {a for b in cls.__mro__[1:] for a in getattr(b, "__mypyc_attrs__", ())}
+        own = [a for a in cls.__mypyc_attrs__ if a not in inherited]  # type: ignore[attr-defined]
+    return tuple(sorted(s for s in own if s != _BACKREF))
+
+
+def _blank(cls: type) -> Any:
+    """An instance whose every slot the record then sets. Built through the constructor with
+    placeholder arguments: a compiled class (sipcm.accel) runs `__init__` on creation."""
+    if cls is CallSet:
+        return CallSet("")
+    if cls is Leg:
+        return Leg(CallSet(""), State.INIT)
+    if cls is Trans:
+        return Trans(("", ""), "")
+    if cls is Binding:
+        return Binding("", ("", None, "", None), NameAddr(Uri("")), 0)
+    raise StateError(f"unknown record class {cls.__name__}")
 
 
 def _encode_slots(obj: object) -> dict[str, Any]:
@@ -142,9 +160,8 @@ def _decode_slots(
     extra = sorted(k for k in data if k not in names and k not in _META)
     if missing or extra:
         raise StateError(f"{cls.__name__}: missing {missing}, unknown {extra}")
-    obj = cls.__new__(cls)
+    obj = _blank(cls)
     if isinstance(obj, Timed):
-        Timed.__init__(obj)
         due = data.get("due")
         if due is not None:
             if type(due) is not int:

@@ -109,9 +109,9 @@ class Registrar:
             if exp > 0:
                 self._bind(aor, k, got or c, exp, req, resp, ts)
                 continue
-            b = self.by_aor.get(aor, {}).get(k)
-            if b is not None:
-                self._delete(b, req, resp, ts)
+            old = self.by_aor.get(aor, {}).get(k)
+            if old is not None:
+                self._delete(old, req, resp, ts)
             elif asked == 0:
                 self._emit("reg-del", ts, req, resp, aor, c, 0)
             else:

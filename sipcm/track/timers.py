@@ -14,7 +14,11 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterator
 
+from mypy_extensions import mypyc_attr
 
+
+# Compiled (sipcm.accel), a class defined in plain Python may still carry a timer.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Timed:
     """Mixin slots for an object with one timer (`due` None = not armed)."""
 

@@ -52,7 +52,7 @@ from __future__ import annotations
 import difflib
 from collections import ChainMap, Counter
 from collections.abc import Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from sipcm.counterdefs import OTHER, REQUEST_KEYS, RESPONSE_KEYS, RESPONSE_OTHER
 from sipcm.track import persist
@@ -128,7 +128,7 @@ class Tracker:
     @property
     def entries(self) -> Mapping[object, object]:
         """Every call and transaction, established and pending (read-only use: sizes, tests)."""
-        return ChainMap(self._core.dialogs, self._core.pending)
+        return ChainMap(cast(Any, self._core.dialogs), cast(Any, self._core.pending))
 
     @property
     def now_ns(self) -> int:
@@ -157,6 +157,7 @@ class Tracker:
             self._duplicate(msg, kind)
             return out
         is_req = msg.is_request
+        target: Calls | Transactions
         if is_req:
             method = msg.method
             self._requests[REQUEST_KEYS.get(method, OTHER)] += 1
@@ -322,7 +323,7 @@ class Tracker:
                 bindings.pop((entry.aor, entry.ckey), None)
                 bindings[(entry.aor, entry.ckey)] = (entry, timers)
             else:
-                key = entry.key if isinstance(entry, Trans) else entry.call_id
+                key: object = entry.key if isinstance(entry, Trans) else entry.call_id
                 entries.pop(key, None)
                 entries[key] = (entry, timers)
         core, regs = self._core, self._regs

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from sipcm import __version__, logs
+from sipcm import __version__, accel, logs
 from sipcm.events.schema import ECS_VERSION
 from tests.conftest import REPO
 
@@ -205,7 +205,7 @@ def sipcm(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_version_names_sipcm_python_bcc_and_kernel():
+def test_version_names_sipcm_python_bcc_kernel_and_build():
     res = sipcm("--version")
     assert res.returncode == 0, res.stderr
     out = res.stdout.splitlines()
@@ -219,7 +219,8 @@ def test_version_names_sipcm_python_bcc_and_kernel():
         assert out[2].startswith("BCC not importable")
     u = platform.uname()
     assert out[3] == f"kernel {u.system} {u.release} {u.machine}"
-    assert len(out) == 4
+    assert out[4] == f"hot modules: {accel.status()}"
+    assert len(out) == 5
 
 
 def test_config_check_exit_status(tmp_path):
