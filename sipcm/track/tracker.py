@@ -163,7 +163,9 @@ class Tracker:
             self._requests[REQUEST_KEYS.get(method, OTHER)] += 1
         else:
             method = msg.cseq_method
-            self._responses[RESPONSE_KEYS.get(method, RESPONSE_OTHER)[msg.status // 100]] += 1
+            self._responses[
+                RESPONSE_KEYS.get(method, RESPONSE_OTHER)[(msg.status or 0) // 100]
+            ] += 1
         if method == "REGISTER":
             target = self._trans
         elif method in _CALL_METHODS:

@@ -82,7 +82,7 @@ COMPUTED_KEYS = {
     ("track/tracker.py", "REQUEST_KEYS.get(method, OTHER)"): ("sip_requests", "{method}"),
     (
         "track/tracker.py",
-        "RESPONSE_KEYS.get(method, RESPONSE_OTHER)[msg.status // 100]",
+        "RESPONSE_KEYS.get(method, RESPONSE_OTHER)[(msg.status or 0) // 100]",
     ): ("sip_responses", "{method}/{code_class}"),
     ("pipeline.py", "f\"{name}/{DIRECTION_NAMES.get(direction) or 'unknown'}\""): (
         "interfaces",
