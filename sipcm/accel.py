@@ -50,6 +50,7 @@ COMPILED: tuple[str, ...] = (
     "sipcm.track.timers",
     "sipcm.track.tracker",
     "sipcm.track.trans",
+    "sipcm.workers.wire",
 )
 GROUP = "sipcm._accel"  # mypyc's shared library: sipcm/_accel__mypyc.*.so
 MANIFEST = "_accel.json"  # in the package directory, written by the build
@@ -127,8 +128,3 @@ def status() -> str:
     """How the hot modules run in this process, for `--version` and `doctor`."""
     return _state
 
-
-def is_compiled(module_name: str) -> bool:
-    """Whether an imported module is a compiled extension."""
-    spec: ModuleSpec | None = getattr(sys.modules.get(module_name), "__spec__", None)
-    return spec is not None and bool(spec.origin) and not str(spec.origin).endswith(".py")

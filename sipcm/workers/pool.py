@@ -26,12 +26,10 @@ from typing import TYPE_CHECKING, Any
 
 from sipcm.errors import WorkerError
 from sipcm.flows import merge_flows
-from sipcm.sip.message import SipMessage
-from sipcm.sip.parser import parse
-from sipcm.sip.shardkey import message_shard_key, shard_key, shard_of
+from sipcm.sip.shardkey import shard_of
 from sipcm.track import persist
 from sipcm.workers.channel import Ring, get_block, new_region, recv, send
-from sipcm.workers.wire import pack_items
+from sipcm.workers.wire import route
 
 if TYPE_CHECKING:
     from collections import Counter
@@ -135,19 +133,10 @@ class WorkerPool:
     def submit(self, items: list[Item], advance_to: int) -> None:
         """Send each worker its part of a chunk (every worker gets a notice)."""
         n = self.n
-        parts: list[list[Item]] = [[] for _ in range(n)]
-        fallback = 0
-        for item in items:
-            data = item[2].data
-            key = shard_key(data)
-            if key is None:
-                fallback += 1
-                msg = parse(data)
-                key = message_shard_key(msg) if isinstance(msg, SipMessage) else None
-            parts[shard_of(key, n) if key is not None else item[0] % n].append(item)
+        parts, fallback = route(items, n)
         no = self._next
         self._next += 1
-        blobs = [marshal.dumps(pack_items(part)) for part in parts]
+        blobs = [marshal.dumps(part) for part in parts]
         offsets = [w.in_ring.put(no, blob) for w, blob in zip(self._workers, blobs, strict=True)]
         if None in offsets:
             # No room, or a block too large for a ring (it then goes on the socket): let

@@ -1,45 +1,55 @@
-"""Payloads as plain tuples, so a whole chunk marshals in one C call (no pickling)."""
+"""A chunk between the dispatcher and the workers: payloads as plain tuples, so a whole part
+marshals in one C call (no pickling), split between workers by shard key in one pass."""
 
 from __future__ import annotations
 
 from sipcm.decode.packet import Payload, Tunnel
 from sipcm.shard import Item
+from sipcm.sip.message import SipMessage
+from sipcm.sip.parser import parse
+from sipcm.sip.shardkey import message_shard_key, shard_key, shard_of
+
+
+def _packed(seq: int, clk: int, p: Payload) -> tuple:
+    t = p.tunnel
+    return (
+        seq, clk, p.data, p.ts_ns, p.src_ip, p.dst_ip, p.src_port, p.dst_port, p.transport,
+        p.ip_version, p.on_sip_port, p.ifindex, p.direction, p.vlan,
+        None if t is None else (t.kind, t.src_ip, t.dst_ip, t.src_port, t.dst_port, t.vni),
+        p.reassembled, p.frame_no,
+    )  # fmt: skip
 
 
 def pack_items(items: list[Item]) -> list[tuple]:
     """(seq, clock, Payload) items -> flat tuples."""
-    out = []
+    return [_packed(seq, clk, p) for seq, clk, p in items]
+
+
+def route(items: list[Item], n: int) -> tuple[list[list[tuple]], int]:
+    """Split a chunk between `n` workers by shard key, each
+    part packed; also how many payloads needed a full parse for their key. A payload with
+    no key at all (not SIP) goes by its sequence number: it only makes a parse error."""
+    parts: list[list[tuple]] = [[] for _ in range(n)]
+    by_parse = 0
     for seq, clk, p in items:
-        t = p.tunnel
-        out.append(
-            (
-                seq,
-                clk,
-                p.data,
-                p.ts_ns,
-                p.src_ip,
-                p.dst_ip,
-                p.src_port,
-                p.dst_port,
-                p.transport,
-                p.ip_version,
-                p.on_sip_port,
-                p.ifindex,
-                p.direction,
-                p.vlan,
-                None if t is None else (t.kind, t.src_ip, t.dst_ip, t.src_port, t.dst_port, t.vni),
-                p.reassembled,
-                p.frame_no,
-            )
-        )
-    return out
+        data = p.data
+        key = shard_key(data)
+        if key is None:
+            by_parse += 1
+            msg = parse(data)
+            key = message_shard_key(msg) if isinstance(msg, SipMessage) else None
+        parts[shard_of(key, n) if key is not None else seq % n].append(_packed(seq, clk, p))
+    return parts, by_parse
 
 
 def unpack_items(rows: list[tuple]) -> list[Item]:
     """The inverse of `pack_items`."""
     out: list[Item] = []
-    for seq, clk, *f in rows:
-        if f[12] is not None:
-            f[12] = Tunnel(*f[12])
-        out.append((seq, clk, Payload(*f)))
+    for r in rows:
+        t = r[14]
+        p = Payload(
+            r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12], r[13],
+            None if t is None else Tunnel(*t), r[15], r[16],
+        )  # fmt: skip
+        out.append((r[0], r[1], p))
     return out
