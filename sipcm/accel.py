@@ -125,6 +125,6 @@ def guard() -> None:
 
 
 def status() -> str:
-    """How the hot modules run in this process, for `--version` and `doctor`."""
+    """How the hot modules run in this process (shown by `sipcm --version`)."""
     return _state
 
