@@ -29,8 +29,6 @@ calls produce is published and counted.
 from __future__ import annotations
 
 import argparse
-import ctypes
-import errno
 import json
 import os
 import signal
@@ -114,73 +112,16 @@ def call_frames(prefix: str, calls: int, concurrency: int, noise: float) -> list
     return out
 
 
-class _IoVec(ctypes.Structure):
-    _fields_ = (("base", ctypes.c_void_p), ("len", ctypes.c_size_t))
-
-
-class _MsgHdr(ctypes.Structure):
-    _fields_ = (
-        ("name", ctypes.c_void_p), ("namelen", ctypes.c_uint32),
-        ("iov", ctypes.POINTER(_IoVec)), ("iovlen", ctypes.c_size_t),
-        ("control", ctypes.c_void_p), ("controllen", ctypes.c_size_t), ("flags", ctypes.c_int),
-    )  # fmt: skip
-
-
-class _MMsgHdr(ctypes.Structure):
-    _fields_ = (("hdr", _MsgHdr), ("len", ctypes.c_uint))
-
-
-class BatchSender:
-    """sendmmsg(2) on a connected/bound packet socket: one system call per burst of frames,
-    so the sender (which shares the cores with a multi-worker sensor) costs little beside the
-    kernel's own work per frame. Falls back to send() per frame without sendmmsg."""
-
-    BURST = 64
-
-    def __init__(self, sock: socket.socket, frames: list[bytes]) -> None:
-        self.sock = sock
-        self.frames = frames
-        libc = ctypes.CDLL(None, use_errno=True)
-        self._sendmmsg = getattr(libc, "sendmmsg", None)
-        n = len(frames)
-        self._bufs = [ctypes.create_string_buffer(f, len(f)) for f in frames]
-        self._iov = (_IoVec * n)()
-        self._msgs = (_MMsgHdr * n)()
-        for i, (buf, f) in enumerate(zip(self._bufs, frames, strict=True)):
-            self._iov[i].base = ctypes.addressof(buf)
-            self._iov[i].len = len(f)
-            self._msgs[i].hdr.iov = ctypes.pointer(self._iov[i])
-            self._msgs[i].hdr.iovlen = 1
-
-    def send(self, start: int, end: int) -> None:
-        """Send frames[start:end]."""
-        if self._sendmmsg is None:
-            for f in self.frames[start:end]:
-                self.sock.send(f)
-            return
-        fd, size = self.sock.fileno(), ctypes.sizeof(_MMsgHdr)
-        base = ctypes.addressof(self._msgs)
-        while start < end:
-            count = min(self.BURST, end - start)
-            sent = self._sendmmsg(fd, ctypes.c_void_p(base + start * size), count, 0)
-            if sent < 0:
-                err = ctypes.get_errno()
-                if err in (errno.EAGAIN, errno.ENOBUFS, errno.EINTR):
-                    time.sleep(0.0001)
-                    continue
-                raise OSError(err, os.strerror(err))
-            start += sent
-
-
 def send_paced(sock: socket.socket, frames: list[bytes], pps: float) -> float:
-    """Send `frames` at `pps` frames per second (in bursts); returns the seconds taken."""
-    sender = BatchSender(sock, frames)
+    """Send `frames` at `pps` frames per second (in small bursts); returns the seconds taken."""
+    send = sock.send
     n, i = len(frames), 0
     t0 = time.perf_counter()
     while i < n:
         due = min(n, int((time.perf_counter() - t0) * pps) + 1)
         if due > i:
-            sender.send(i, due)
+            for f in frames[i:due]:
+                send(f)
             i = due
         else:
             time.sleep(0.0005)
