@@ -30,6 +30,7 @@ from sipcm.capture.rebuild import write_messages
 from sipcm.track.dedup import COPY, NEW, RETRANS
 
 if TYPE_CHECKING:
+    from sipcm.decode.packet import Payload
     from sipcm.events.anonymize import Anonymizer
     from sipcm.sip.message import SipMessage
 
@@ -90,6 +91,9 @@ class FlowStore:
         p = msg.payload
         if p is None or not self.enabled:
             return
+        if self.anon is None:
+            self._add_clear(seq, msg, p, dup)
+            return
         data = p.data
         call_id, src_ip, dst_ip = msg.call_id, p.src_ip, p.dst_ip
         raw: bytes | None = data
@@ -141,6 +145,41 @@ class FlowStore:
         flow.bytes += cost
         self.bytes += cost
 
+    def _add_clear(self, seq: int, msg: SipMessage, p: Payload, dup: int) -> None:
+        """`add` without anonymization: the record keeps the payload itself (its fields are
+        read when the flow is), so a message costs one small tuple on the hot path."""
+        flows = self._flows
+        call_id = msg.call_id
+        flow = flows.get(call_id)
+        if flow is None:
+            while len(flows) >= self.max_calls:
+                self._evict()
+            flow = flows[call_id] = _Flow()
+        else:
+            flows.move_to_end(call_id)
+        room = self.max_call_bytes - flow.bytes
+        size = len(p.data)
+        keep_raw = OVERHEAD + size <= room
+        if keep_raw:
+            cost = OVERHEAD + size
+        else:
+            cost = OVERHEAD + len(first_line(p.data))
+            if cost > room:
+                flow.dropped += 1
+                self.c["messages_dropped"] += 1
+                return
+            flow.raw_dropped += 1
+            self.c["raw_dropped"] += 1
+        while self.bytes + cost > self.max_bytes and len(flows) > 1:
+            self._evict()
+        if self.bytes + cost > self.max_bytes:  # one call alone over the total
+            flow.dropped += 1
+            self.c["messages_dropped"] += 1
+            return
+        flow.messages.append((seq, p, msg.to.tag, dup, keep_raw))
+        flow.bytes += cost
+        self.bytes += cost
+
     def _evict(self) -> None:
         _, flow = self._flows.popitem(last=False)
         self.bytes -= flow.bytes
@@ -153,7 +192,7 @@ class FlowStore:
             return None
         msgs = []
         for rec in flow.messages:
-            m = dict(zip(RECORD, rec, strict=True))
+            m = dict(zip(RECORD, rec if len(rec) == len(RECORD) else _expand(rec), strict=True))
             if m["first_line"] is None:
                 m["first_line"] = first_line(m["raw"])
             msgs.append(m)
@@ -185,6 +224,19 @@ class FlowStore:
             anon.value("destination.ip", p.dst_ip) or "?",
             first,
         )
+
+
+def _expand(rec: tuple) -> tuple:
+    """A record of `_add_clear` (seq, payload, leg, dup, raw kept) as a RECORD tuple."""
+    seq, p, leg, dup, keep_raw = rec
+    t = p.tunnel
+    tunnel = None if t is None else (t.kind, t.src_ip, t.dst_ip, t.src_port, t.dst_port, t.vni)
+    data = p.data
+    return (
+        seq, p.ts_ns, p.src_ip, p.src_port, p.dst_ip, p.dst_port, p.transport, p.direction,
+        p.vlan, tunnel, p.reassembled, leg, None if keep_raw else first_line(data),
+        DUP_NAMES[dup], len(data), data if keep_raw else None,
+    )  # fmt: skip
 
 
 def merge_flows(parts: list[dict[str, Any] | None]) -> dict[str, Any] | None:
