@@ -15,8 +15,10 @@ from __future__ import annotations
 import argparse
 import cProfile
 import gc
+import json
 import os
 import pstats
+import subprocess
 import sys
 import tempfile
 import time
@@ -26,6 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from sipcm import accel  # noqa: E402
 from sipcm.config import load_config  # noqa: E402
 from sipcm.run import build_outputs, replay  # noqa: E402
 from tests.sipgen import MS, T0, Capture, Leg, basic_call  # noqa: E402
@@ -199,6 +202,17 @@ def memory_per_entry(n: int) -> tuple[float, float, float]:
     return measure(calls), measure(lambda: calls(answered=False)), measure(regs)
 
 
+def _profile(path: str) -> list[tuple[str, float, float]]:
+    """`profile_summary` on the pure Python sources, in a child process when this one runs
+    the compiled build (cProfile cannot see inside compiled functions)."""
+    if not accel.status().startswith("compiled"):
+        return profile_summary([path])
+    env = dict(os.environ, **{accel.PURE_ENV: "1"})
+    cmd = [sys.executable, "-m", "bench.run", "--profile-file", path]
+    out = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, check=True)
+    return [tuple(row) for row in json.loads(out.stdout)]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument(
@@ -209,7 +223,12 @@ def main() -> None:
         "of capture, past the 32 s duplicate window, so both runs are in steady state",
     )
     ap.add_argument("--profile-calls", type=int, default=20000, help="calls in the profiled run")
+    ap.add_argument("--profile-file", help=argparse.SUPPRESS)  # the child that profiles
     args = ap.parse_args()
+    if args.profile_file:
+        print(json.dumps(profile_summary([args.profile_file])))
+        return
+    print(f"hot modules: {accel.status()}")
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core
     rows = []
     ratios = {}
@@ -231,7 +250,7 @@ def main() -> None:
             rows.append((f"corpus x20 (all {len(corpus)} files)", output, n, t, cpu, ev))
         prof_path = Path(tmp, "profile.pcap")
         gen_calls(prof_path, args.profile_calls)
-        summary = profile_summary([str(prof_path)])
+        summary = _profile(str(prof_path))
     print(
         f"{'input':28} {'output':6} {'SIP msgs':>9} {'seconds':>8} {'CPU s':>8} {'msgs/s':>9} "
         f"{'us/msg':>7} {'events':>7}"
@@ -249,7 +268,10 @@ def main() -> None:
         f"memory: {per_call:.0f} B per established dialog, {per_pending:.0f} B per pending "
         f"call (INVITE not answered), {per_reg:.0f} B per registration"
     )
-    print(f"\nprofile: NDJSON replay of {args.profile_calls} generated calls (cProfile)")
+    print(
+        f"\nprofile: NDJSON replay of {args.profile_calls} generated calls (cProfile, on the "
+        "pure Python sources: compiled functions are invisible to it)"
+    )
     print(f"{'function':52} {'cumulative':>10} {'own':>6}")
     for name, cum, own in summary:
         print(f"{name:52} {cum:10.1%} {own:6.1%}")
