@@ -127,4 +127,3 @@ def guard() -> None:
 def status() -> str:
     """How the hot modules run in this process (shown by `sipcm --version`)."""
     return _state
-

@@ -18,6 +18,7 @@ import click
 
 from sipcm import __version__
 from sipcm.errors import CaptureFileError, SipcmError
+from sipcm.signals import set_soon
 
 END_MODES = ("conclude", "expire-all", "none")
 STDIN = "-"  # a replay FILE naming standard input
@@ -49,7 +50,7 @@ def stop_on_signals() -> Iterator[StopSignal]:
 
     def handler(signum: int, _frame: object) -> None:
         stop.signum = signum
-        stop.set()
+        set_soon(stop)
         for s, h in old.items():
             signal.signal(s, h)
 

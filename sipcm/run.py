@@ -17,6 +17,7 @@ from sipcm.counters import Counters
 from sipcm.errors import SipcmError
 from sipcm.outputs.base import Output
 from sipcm.pipeline import NS, FileTotals, Pipeline
+from sipcm.signals import set_soon
 
 if TYPE_CHECKING:
     from sipcm.capture.live import LiveCapture
@@ -152,10 +153,10 @@ def live(
     hup = threading.Event()
 
     def _stop(signum: int, _frame: object) -> None:
-        stop.set()
+        set_soon(stop)
 
     def _hup(signum: int, _frame: object) -> None:
-        hup.set()
+        set_soon(hup)
 
     ifnames = ifindexes(ifaces)
     capture = build_capture(cfg, ifaces, counters)
