@@ -30,7 +30,6 @@ from sipcm.capture.rebuild import write_messages
 from sipcm.track.dedup import COPY, NEW, RETRANS
 
 if TYPE_CHECKING:
-    from sipcm.decode.packet import Payload
     from sipcm.events.anonymize import Anonymizer
     from sipcm.sip.message import SipMessage
 
@@ -92,23 +91,36 @@ class FlowStore:
         if p is None or not self.enabled:
             return
         if self.anon is None:
-            self._add_clear(seq, msg, p, dup)
+            # The record keeps the payload itself; its fields are read when the flow is.
+            placed = self._place(msg.call_id, p.data, None, raw_allowed=True)
+            if placed is not None:
+                placed[0].messages.append((seq, p, msg.to.tag, dup, placed[1]))
             return
-        data = p.data
-        call_id, src_ip, dst_ip = msg.call_id, p.src_ip, p.dst_ip
-        raw: bytes | None = data
-        first: str | None = None  # derived from `raw` when that is kept
+        anon = self.anon
+        call_id, src_ip, dst_ip, first = self._anonymized(msg, first_line(p.data))
         t = p.tunnel
-        tunnel = None if t is None else (t.kind, t.src_ip, t.dst_ip, t.src_port, t.dst_port, t.vni)
-        if self.anon is not None:
-            call_id, src_ip, dst_ip, first = self._anonymized(msg, first_line(data))
-            raw = None
-            if t is not None:
-                tunnel = (
-                    t.kind, self.anon.value("sipcm.tunnel.source.ip", t.src_ip) or "?",
-                    self.anon.value("sipcm.tunnel.destination.ip", t.dst_ip) or "?",
-                    t.src_port, t.dst_port, t.vni,
-                )  # fmt: skip
+        tunnel = None
+        if t is not None:
+            tunnel = (
+                t.kind, anon.value("sipcm.tunnel.source.ip", t.src_ip) or "?",
+                anon.value("sipcm.tunnel.destination.ip", t.dst_ip) or "?",
+                t.src_port, t.dst_port, t.vni,
+            )  # fmt: skip
+        placed = self._place(call_id, p.data, first, raw_allowed=False)
+        if placed is not None:
+            placed[0].messages.append(
+                (seq, p.ts_ns, src_ip, p.src_port, dst_ip, p.dst_port, p.transport, p.direction,
+                 p.vlan, tunnel, p.reassembled, msg.to.tag, first, DUP_NAMES[dup],
+                 len(p.data), None)
+            )  # fmt: skip
+
+    def _place(
+        self, call_id: str, data: bytes, first: str | None, *, raw_allowed: bool
+    ) -> tuple[_Flow, bool] | None:
+        """Account one message to its call's flow (made, evicting the least recently active
+        call, when new): its raw text when allowed and within the call's room, else its first
+        line (`first`, or derived from `data`); older calls are evicted to stay within
+        `max_bytes`. Returns (flow, raw kept), or None when the message is not kept."""
         flows = self._flows
         flow = flows.get(call_id)
         if flow is None:
@@ -118,18 +130,16 @@ class FlowStore:
         else:
             flows.move_to_end(call_id)
         room = self.max_call_bytes - flow.bytes
-        if raw is not None and OVERHEAD + len(raw) <= room:
-            cost = OVERHEAD + len(raw)
+        keep_raw = raw_allowed and OVERHEAD + len(data) <= room
+        if keep_raw:
+            cost = OVERHEAD + len(data)
         else:
-            if first is None:
-                first = first_line(data)
-            cost = OVERHEAD + len(first)
+            cost = OVERHEAD + len(first if first is not None else first_line(data))
             if cost > room:
                 flow.dropped += 1
                 self.c["messages_dropped"] += 1
-                return
-            if raw is not None:
-                raw = None
+                return None
+            if raw_allowed:
                 flow.raw_dropped += 1
                 self.c["raw_dropped"] += 1
         while self.bytes + cost > self.max_bytes and len(flows) > 1:
@@ -137,48 +147,10 @@ class FlowStore:
         if self.bytes + cost > self.max_bytes:  # one call alone over the total
             flow.dropped += 1
             self.c["messages_dropped"] += 1
-            return
-        flow.messages.append(
-            (seq, p.ts_ns, src_ip, p.src_port, dst_ip, p.dst_port, p.transport, p.direction,
-             p.vlan, tunnel, p.reassembled, msg.to.tag, first, DUP_NAMES[dup], len(data), raw)
-        )  # fmt: skip
+            return None
         flow.bytes += cost
         self.bytes += cost
-
-    def _add_clear(self, seq: int, msg: SipMessage, p: Payload, dup: int) -> None:
-        """`add` without anonymization: the record keeps the payload itself (its fields are
-        read when the flow is), so a message costs one small tuple on the hot path."""
-        flows = self._flows
-        call_id = msg.call_id
-        flow = flows.get(call_id)
-        if flow is None:
-            while len(flows) >= self.max_calls:
-                self._evict()
-            flow = flows[call_id] = _Flow()
-        else:
-            flows.move_to_end(call_id)
-        room = self.max_call_bytes - flow.bytes
-        size = len(p.data)
-        keep_raw = OVERHEAD + size <= room
-        if keep_raw:
-            cost = OVERHEAD + size
-        else:
-            cost = OVERHEAD + len(first_line(p.data))
-            if cost > room:
-                flow.dropped += 1
-                self.c["messages_dropped"] += 1
-                return
-            flow.raw_dropped += 1
-            self.c["raw_dropped"] += 1
-        while self.bytes + cost > self.max_bytes and len(flows) > 1:
-            self._evict()
-        if self.bytes + cost > self.max_bytes:  # one call alone over the total
-            flow.dropped += 1
-            self.c["messages_dropped"] += 1
-            return
-        flow.messages.append((seq, p, msg.to.tag, dup, keep_raw))
-        flow.bytes += cost
-        self.bytes += cost
+        return flow, keep_raw
 
     def _evict(self) -> None:
         _, flow = self._flows.popitem(last=False)
