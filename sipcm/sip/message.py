@@ -31,6 +31,7 @@ Field list (documented once, here):
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -97,41 +98,104 @@ class Credentials:
     answered: bool = True
 
 
-@dataclass(slots=True)
 class SipMessage:
-    """One parsed SIP request or response."""
+    """One parsed SIP request or response.
 
-    is_request: bool
-    method: str | None  # request method (upper case) or None for a response
-    uri: Uri | None  # request URI
-    status: int | None  # response status code
-    reason: str | None  # response reason phrase
-    call_id: str
-    from_: NameAddr
-    to: NameAddr
-    cseq: int
-    cseq_method: str  # upper case
-    vias: list[Via] = field(default_factory=list)
-    contacts: list[NameAddr] = field(default_factory=list)
-    contact_star: bool = False  # "Contact: *"
-    expires: int | None = None  # Expires header
-    user_agent: str | None = None
-    server: str | None = None
-    reason_hdr: str | None = None  # Reason header (RFC 3326), raw text
-    pai: list[NameAddr] = field(default_factory=list)  # P-Asserted-Identity
-    credentials: Credentials | None = None
-    content_length: int | None = None
-    body: bytes = b""
-    headers: dict[str, list[str]] = field(default_factory=dict)  # other headers, lower-case names
-    bad_headers: int = 0  # optional headers that were malformed and kept raw
-    size: int = 0  # bytes of the whole message
-    payload: Payload | None = None  # network context, set by the pipeline
-    # No blank line ended the headers, or the body is shorter than Content-Length (e.g. the
-    # first fragment of a datagram); what was there is parsed and kept.
-    truncated: bool = False
-    # The payload bytes while the second parsing step is pending (None once complete): never
-    # in repr or comparisons, and never set on a message built by hand.
-    _rest: bytes | None = field(default=None, init=False, repr=False, compare=False)
+    A plain class rather than a dataclass because the fields in `DEFERRED` are properties:
+    reading one while the second parsing step is pending (`_rest` holds the bytes) runs it.
+    `FIELDS` lists every field in constructor order; equality, repr, slim copies and state
+    files read it."""
+
+    __slots__ = (
+        "_bad_headers",
+        "_body",
+        "_contact_star",
+        "_contacts",
+        "_content_length",
+        "_credentials",
+        "_expires",
+        "_headers",
+        "_pai",
+        "_reason_hdr",
+        "_rest",
+        "_server",
+        "_truncated",
+        "_user_agent",
+        "call_id",
+        "cseq",
+        "cseq_method",
+        "from_",
+        "is_request",
+        "method",
+        "payload",
+        "reason",
+        "size",
+        "status",
+        "to",
+        "uri",
+        "vias",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        is_request: bool,
+        method: str | None,  # request method (upper case) or None for a response
+        uri: Uri | None,  # request URI
+        status: int | None,  # response status code
+        reason: str | None,  # response reason phrase
+        call_id: str,
+        from_: NameAddr,
+        to: NameAddr,
+        cseq: int,
+        cseq_method: str,  # upper case
+        vias: list[Via] | None = None,
+        contacts: list[NameAddr] | None = None,
+        contact_star: bool = False,  # "Contact: *"
+        expires: int | None = None,  # Expires header
+        user_agent: str | None = None,
+        server: str | None = None,
+        reason_hdr: str | None = None,  # Reason header (RFC 3326), raw text
+        pai: list[NameAddr] | None = None,  # P-Asserted-Identity
+        credentials: Credentials | None = None,
+        content_length: int | None = None,
+        body: bytes = b"",
+        headers: dict[str, list[str]] | None = None,  # other headers, lower-case names
+        bad_headers: int = 0,  # optional headers that were malformed and kept raw
+        size: int = 0,  # bytes of the whole message
+        payload: Payload | None = None,  # network context, set by the pipeline
+        # No blank line ended the headers, or the body is shorter than Content-Length (e.g.
+        # the first fragment of a datagram); what was there is parsed and kept.
+        truncated: bool = False,
+    ) -> None:
+        self.is_request = is_request
+        self.method = method
+        self.uri = uri
+        self.status = status
+        self.reason = reason
+        self.call_id = call_id
+        self.from_ = from_
+        self.to = to
+        self.cseq = cseq
+        self.cseq_method = cseq_method
+        self.vias: list[Via] = [] if vias is None else vias
+        self._contacts: list[NameAddr] = [] if contacts is None else contacts
+        self._contact_star = contact_star
+        self._expires = expires
+        self._user_agent = user_agent
+        self._server = server
+        self._reason_hdr = reason_hdr
+        self._pai: list[NameAddr] = [] if pai is None else pai
+        self._credentials = credentials
+        self._content_length = content_length
+        self._body = body
+        self._headers: dict[str, list[str]] = {} if headers is None else headers
+        self._bad_headers = bad_headers
+        self.size = size
+        self.payload = payload
+        self._truncated = truncated
+        # The payload bytes while the second parsing step is pending (None once complete):
+        # never in repr or comparisons, and never set on a message built by hand.
+        self._rest: bytes | None = None
 
     @property
     def branch(self) -> str | None:
@@ -146,15 +210,205 @@ class SipMessage:
             complete(self)
         return self
 
-    def __getattr__(self, name: str) -> Any:
-        # Reached only when a slot is unset: a deferred field of a message not completed yet.
-        if name in DEFERRED and self._rest is not None:
+    def replace(self, **changes: Any) -> SipMessage:
+        """A copy with `changes` applied to its fields (as `dataclasses.replace`)."""
+        values = dict(zip(FIELD_NAMES, _field_values(self), strict=True))
+        values.update(changes)
+        return SipMessage(**values)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SipMessage):
+            return NotImplemented
+        return _field_values(self) == _field_values(other)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value (as a dataclass)
+
+    def __repr__(self) -> str:
+        values = _field_values(self)
+        inner = ", ".join(f"{n}={v!r}" for n, v in zip(FIELD_NAMES, values, strict=True))
+        return f"SipMessage({inner})"
+
+    # -- the fields of the second parsing step (DEFERRED) ---------------------------------------
+
+    @property
+    def contacts(self) -> list[NameAddr]:
+        """Contact values (parsed name-addrs)."""
+        if self._rest is not None:
             self.complete()
-            return getattr(self, name)
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        return self._contacts
+
+    @contacts.setter
+    def contacts(self, value: list[NameAddr]) -> None:
+        self._contacts = value
+
+    @property
+    def contact_star(self) -> bool:
+        """`Contact: *` (a REGISTER removing every binding)."""
+        if self._rest is not None:
+            self.complete()
+        return self._contact_star
+
+    @contact_star.setter
+    def contact_star(self, value: bool) -> None:
+        self._contact_star = value
+
+    @property
+    def expires(self) -> int | None:
+        """The Expires header."""
+        if self._rest is not None:
+            self.complete()
+        return self._expires
+
+    @expires.setter
+    def expires(self, value: int | None) -> None:
+        self._expires = value
+
+    @property
+    def user_agent(self) -> str | None:
+        """The User-Agent header."""
+        if self._rest is not None:
+            self.complete()
+        return self._user_agent
+
+    @user_agent.setter
+    def user_agent(self, value: str | None) -> None:
+        self._user_agent = value
+
+    @property
+    def server(self) -> str | None:
+        """The Server header."""
+        if self._rest is not None:
+            self.complete()
+        return self._server
+
+    @server.setter
+    def server(self, value: str | None) -> None:
+        self._server = value
+
+    @property
+    def reason_hdr(self) -> str | None:
+        """The Reason header (RFC 3326), raw text."""
+        if self._rest is not None:
+            self.complete()
+        return self._reason_hdr
+
+    @reason_hdr.setter
+    def reason_hdr(self, value: str | None) -> None:
+        self._reason_hdr = value
+
+    @property
+    def pai(self) -> list[NameAddr]:
+        """P-Asserted-Identity values."""
+        if self._rest is not None:
+            self.complete()
+        return self._pai
+
+    @pai.setter
+    def pai(self, value: list[NameAddr]) -> None:
+        self._pai = value
+
+    @property
+    def credentials(self) -> Credentials | None:
+        """From Authorization / Proxy-Authorization."""
+        if self._rest is not None:
+            self.complete()
+        return self._credentials
+
+    @credentials.setter
+    def credentials(self, value: Credentials | None) -> None:
+        self._credentials = value
+
+    @property
+    def content_length(self) -> int | None:
+        """The Content-Length header."""
+        if self._rest is not None:
+            self.complete()
+        return self._content_length
+
+    @content_length.setter
+    def content_length(self, value: int | None) -> None:
+        self._content_length = value
+
+    @property
+    def body(self) -> bytes:
+        """The body, cut to Content-Length."""
+        if self._rest is not None:
+            self.complete()
+        return self._body
+
+    @body.setter
+    def body(self, value: bytes) -> None:
+        self._body = value
+
+    @property
+    def headers(self) -> dict[str, list[str]]:
+        """Other headers by canonical lower-case name, raw text."""
+        if self._rest is not None:
+            self.complete()
+        return self._headers
+
+    @headers.setter
+    def headers(self, value: dict[str, list[str]]) -> None:
+        self._headers = value
+
+    @property
+    def bad_headers(self) -> int:
+        """Optional headers that were malformed and kept raw."""
+        if self._rest is not None:
+            self.complete()
+        return self._bad_headers
+
+    @bad_headers.setter
+    def bad_headers(self, value: int) -> None:
+        self._bad_headers = value
+
+    @property
+    def truncated(self) -> bool:
+        """No blank line ended the headers, or the body is shorter than Content-Length."""
+        if self._rest is not None:
+            self.complete()
+        return self._truncated
+
+    @truncated.setter
+    def truncated(self, value: bool) -> None:
+        self._truncated = value
 
 
-# The SipMessage fields filled by the second parsing step.
+# Every SipMessage field in constructor order: (name, annotation, default); `REQUIRED` marks
+# the fields without one. Mutable defaults here are only compared with, never handed out.
+REQUIRED: Any = object()
+FIELDS: tuple[tuple[str, str, Any], ...] = (
+    ("is_request", "bool", REQUIRED),
+    ("method", "str | None", REQUIRED),
+    ("uri", "Uri | None", REQUIRED),
+    ("status", "int | None", REQUIRED),
+    ("reason", "str | None", REQUIRED),
+    ("call_id", "str", REQUIRED),
+    ("from_", "NameAddr", REQUIRED),
+    ("to", "NameAddr", REQUIRED),
+    ("cseq", "int", REQUIRED),
+    ("cseq_method", "str", REQUIRED),
+    ("vias", "list[Via]", []),
+    ("contacts", "list[NameAddr]", []),
+    ("contact_star", "bool", False),
+    ("expires", "int | None", None),
+    ("user_agent", "str | None", None),
+    ("server", "str | None", None),
+    ("reason_hdr", "str | None", None),
+    ("pai", "list[NameAddr]", []),
+    ("credentials", "Credentials | None", None),
+    ("content_length", "int | None", None),
+    ("body", "bytes", b""),
+    ("headers", "dict[str, list[str]]", {}),
+    ("bad_headers", "int", 0),
+    ("size", "int", 0),
+    ("payload", "Payload | None", None),
+    ("truncated", "bool", False),
+)
+FIELD_NAMES: tuple[str, ...] = tuple(name for name, _ann, _default in FIELDS)
+# Reads every field at once (completing a pending message): one C-level call.
+_field_values = operator.attrgetter(*FIELD_NAMES)
+# The SipMessage fields filled by the second parsing step (properties that run it).
 DEFERRED = frozenset(
     {
         "contacts", "contact_star", "expires", "user_agent", "server", "reason_hdr", "pai",

@@ -9,9 +9,10 @@ step advances past at least one character and the regexes have no nested ambigui
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+from typing import cast
 
 from sipcm.sip.message import NameAddr, Uri
+from sipcm.sip.textcache import MISS, TextCache
 
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*")
 _HOST = re.compile(r"[A-Za-z0-9._~%!$&'()*+=\-]+")
@@ -296,18 +297,28 @@ def _addr_spec(s: str) -> NameAddr | None:
 # every request and reply, its To after the first reply, and a transaction's Via and URIs
 # come back in every reply. A cache hit returns the same object as before, so parsed values
 # are shared between messages and must never be mutated (nothing does: `track/` keeps slim
-# copies of messages, `events/` only reads them). Bounded in entries (least recently used out
-# first) and in key size: longer texts (rare, or crafted) are parsed every time.
+# copies of messages, `events/` only reads them). Bounded in entries (sip/textcache.py: the
+# least recently used go first) and in key size: longer texts (rare, or crafted) are parsed
+# every time.
 CACHE_SIZE = 2048
 CACHE_MAX_TEXT = 256
-_uri_lru = lru_cache(maxsize=CACHE_SIZE)(parse_uri)
 _TAG_VALUE = re.compile(r'[^;"\s]*+')
+_uris = TextCache(CACHE_SIZE)
+_untagged_cache = TextCache(CACHE_SIZE)
+_name_addrs = TextCache(CACHE_SIZE)
 
 
-@lru_cache(maxsize=CACHE_SIZE)
 def _untagged(text: str) -> NameAddr | None:
     """`text` (ending in '>') parsed, when the fast shape takes it with no tag and no header
-    parameters; None otherwise."""
+    parameters; None otherwise (cached)."""
+    got = _untagged_cache.get(text)
+    if got is MISS:
+        got = _parse_untagged(text)
+        _untagged_cache.put(text, got)
+    return cast("NameAddr | None", got)
+
+
+def _parse_untagged(text: str) -> NameAddr | None:
     m = _NAME_ADDR.fullmatch(text)
     if m is None or m.group(9) is not None or m.group(10) is not None:
         return None
@@ -328,17 +339,26 @@ def _shared_name_addr(text: str) -> NameAddr | None:
     return parse_name_addr(text)
 
 
-_name_addr_lru = lru_cache(maxsize=CACHE_SIZE)(_shared_name_addr)
-
-
 def cached_name_addr(text: str) -> NameAddr | None:
     """parse_name_addr through the shared cache (the result must not be mutated)."""
-    return _name_addr_lru(text) if len(text) <= CACHE_MAX_TEXT else parse_name_addr(text)
+    if len(text) > CACHE_MAX_TEXT:
+        return parse_name_addr(text)
+    got = _name_addrs.get(text)
+    if got is MISS:
+        got = _shared_name_addr(text)
+        _name_addrs.put(text, got)
+    return cast("NameAddr | None", got)
 
 
 def cached_uri(text: str) -> Uri | None:
     """parse_uri through the shared cache (the result must not be mutated)."""
-    return _uri_lru(text) if len(text) <= CACHE_MAX_TEXT else parse_uri(text)
+    if len(text) > CACHE_MAX_TEXT:
+        return parse_uri(text)
+    got = _uris.get(text)
+    if got is MISS:
+        got = parse_uri(text)
+        _uris.put(text, got)
+    return cast("Uri | None", got)
 
 
 def aor_of(uri: Uri) -> str:

@@ -126,7 +126,6 @@ _KEY_NAME = {
 }
 _KEY_NAME.update({n: CANON[n] for n in CANON if n.lower() in _KEY_NAME})
 _FOLD_OR_EMPTY = re.compile(r"\n[\n \t]")
-_new_message = SipMessage.__new__
 
 
 def _keyed(data: bytes, vias: bool = True) -> SipMessage | ParseError | None:
@@ -164,13 +163,12 @@ def _keyed(data: bytes, vias: bool = True) -> SipMessage | ParseError | None:
     mandatory = _mandatory(single)
     if isinstance(mandatory, str):
         return None
-    msg = _new_message(SipMessage)
-    msg.is_request, msg.method, msg.uri, msg.status, msg.reason = first  # type: ignore[misc]
-    msg.from_, msg.to, msg.cseq, msg.cseq_method = mandatory
-    msg.call_id = single["call-id"]
-    msg.vias = _via_list(values, None) if values and vias else []
-    msg.size = len(data)
-    msg.payload = None
+    is_request, method, uri, status, reason = first
+    from_, to, cseq, cseq_method = mandatory
+    msg = SipMessage(
+        is_request, method, uri, status, reason, single["call-id"], from_, to, cseq, cseq_method,
+        _via_list(values, None) if values and vias else [], size=len(data),
+    )  # fmt: skip
     msg._rest = data
     return msg
 

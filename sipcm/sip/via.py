@@ -7,10 +7,11 @@ sent-protocol or sent-by is unusable. Never raises.
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+from typing import cast
 
 from sipcm.sip.message import Via
 from sipcm.sip.nameaddr import CACHE_MAX_TEXT, CACHE_SIZE, parse_hostport, parse_params
+from sipcm.sip.textcache import MISS, TextCache
 
 _SEP_LWS = re.compile(r"[ \t]*([/:])[ \t]*")
 # Common shape; possessive runs keep a failed match linear. Anything else: general path.
@@ -63,9 +64,21 @@ _BRANCH = ";branch="
 _BRANCH_VALUE = re.compile(r'[^;"\s]*+')
 
 
-@lru_cache(maxsize=CACHE_SIZE)
+_vias = TextCache(CACHE_SIZE)
+_branchless = TextCache(CACHE_SIZE)
+
+
 def _without_branch(text: str) -> Via | None:
-    """`text` (with an empty first branch) parsed, when the fast shape takes it; else None."""
+    """`text` (with an empty first branch) parsed, when the fast shape takes it; else None
+    (cached)."""
+    got = _branchless.get(text)
+    if got is MISS:
+        got = _parse_without_branch(text)
+        _branchless.put(text, got)
+    return cast("Via | None", got)
+
+
+def _parse_without_branch(text: str) -> Via | None:
     m = _FAST.fullmatch(text)
     if m is None or m.group(4) != "":
         return None
@@ -86,10 +99,13 @@ def _shared_via(value: str) -> Via | None:
     return parse_via(value)
 
 
-_via_lru = lru_cache(maxsize=CACHE_SIZE)(_shared_via)
-
-
 def cached_via(value: str) -> Via | None:
     """parse_via through a cache like nameaddr.cached_name_addr's: a transaction's Via comes
     back in every reply (shared result: never mutate it)."""
-    return _via_lru(value) if len(value) <= CACHE_MAX_TEXT else parse_via(value)
+    if len(value) > CACHE_MAX_TEXT:
+        return parse_via(value)
+    got = _vias.get(value)
+    if got is MISS:
+        got = _shared_via(value)
+        _vias.put(value, got)
+    return cast("Via | None", got)

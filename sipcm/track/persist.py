@@ -18,11 +18,13 @@ the first time counts as new and a credentialed retry under a new Call-ID starts
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 from typing import Any
 
+from sipcm import accel
 from sipcm.decode.packet import Payload, Tunnel
-from sipcm.sip.message import Credentials, NameAddr, SipMessage, Uri, Via
+from sipcm.sip.message import FIELDS, REQUIRED, Credentials, NameAddr, SipMessage, Uri, Via
 from sipcm.track.core import CallSet, Leg, Trans, aor_of
 from sipcm.track.regs import Binding
 from sipcm.track.states import State
@@ -212,7 +214,30 @@ def _default(f: dataclasses.Field) -> object:
     return _MISSING
 
 
-_FIELDS = {cls: [(f.name, f.type, _default(f)) for f in dataclasses.fields(cls)] for cls in _NESTED}
+def _source_annotations(cls: type) -> dict[str, str]:
+    """A dataclass's field annotations as written in its module's source: a compiled dataclass
+    (sipcm.accel) reports erased types (`str | None` becomes `type`)."""
+    tree = ast.parse(accel.source_path(cls.__module__).read_text())
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name == cls.__name__:
+            return {
+                st.target.id: ast.unparse(st.annotation)
+                for st in node.body
+                if isinstance(st, ast.AnnAssign) and isinstance(st.target, ast.Name)
+            }
+    raise LookupError(f"class {cls.__name__} not found in the source of {cls.__module__}")
+
+
+def _dataclass_fields(cls: type) -> list[tuple[str, str, object]]:
+    ann = _source_annotations(cls)
+    return [(f.name, ann[f.name], _default(f)) for f in dataclasses.fields(cls)]
+
+
+_FIELDS = {cls: _dataclass_fields(cls) for cls in _NESTED if cls is not SipMessage}
+# A plain class (its deferred fields are properties) that declares its FIELDS itself.
+_FIELDS[SipMessage] = [
+    (name, ann, _MISSING if default is REQUIRED else default) for name, ann, default in FIELDS
+]
 
 
 def _encode_dc(obj: Any) -> dict[str, Any]:

@@ -151,7 +151,7 @@ def in_dialog(method: str, inv: SipMessage, to_tag: str, cseq: int, ts: float,
 def cancel(inv: SipMessage, ts: float) -> SipMessage:
     """CANCEL of `inv`: same branch, CSeq number, From, To (RFC 3261 9.1)."""
     m = again(inv, ts)
-    return dataclasses.replace(m, method="CANCEL", cseq_method="CANCEL")
+    return m.replace(method="CANCEL", cseq_method="CANCEL")
 
 
 def ack(inv: SipMessage, to_tag: str, ts: float) -> SipMessage:
@@ -162,7 +162,7 @@ def again(msg: SipMessage, ts: float) -> SipMessage:
     """A retransmission: the same message later."""
     p = msg.payload
     assert p is not None
-    return dataclasses.replace(msg, payload=dataclasses.replace(p, ts_ns=ns(ts)))
+    return msg.replace(payload=dataclasses.replace(p, ts_ns=ns(ts)))
 
 
 def proxied(msg: SipMessage, ts: float, src: str, dst: str) -> SipMessage:
@@ -171,13 +171,13 @@ def proxied(msg: SipMessage, ts: float, src: str, dst: str) -> SipMessage:
         vias = [Via("UDP", src.rpartition(":")[0], 5060, f"z9hG4bKp{next(_branches)}"), *msg.vias]
     else:
         vias = msg.vias[1:]
-    return dataclasses.replace(msg, vias=vias, payload=payload(ts, src, dst))
+    return msg.replace(vias=vias, payload=payload(ts, src, dst))
 
 
 def via_chain(msg: SipMessage, extra: int) -> SipMessage:
     """`msg` with `extra` Vias below the top one (as received from behind proxies)."""
     more = [Via("UDP", "10.9.9.9", 5060, f"z9hG4bKx{next(_branches)}") for _ in range(extra)]
-    return dataclasses.replace(msg, vias=[*msg.vias, *more])
+    return msg.replace(vias=[*msg.vias, *more])
 
 
 REASONS = {

@@ -19,7 +19,7 @@ def test_classification() -> None:
     assert f.check(again(fwd, 0.51), ns(0.51)) == RETRANS
     # same bytes seen on egress after ingress: a copy, not a retransmission
     p = dataclasses.replace(inv.payload, direction="egress")
-    assert f.check(dataclasses.replace(inv, payload=p), ns(0.02)) == COPY
+    assert f.check(inv.replace(payload=p), ns(0.02)) == COPY
     # other CSeq, other status, other To-tag: other messages
     assert f.check(invite("c", "f", 2, 1.0), ns(1)) == NEW
     assert f.check(resp(inv, 180, 1.0, "a"), ns(1)) == NEW

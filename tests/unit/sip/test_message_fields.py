@@ -1,0 +1,64 @@
+"""SipMessage declares its fields once (`FIELDS`): the constructor, equality, repr, slim copies
+and state files must all agree with that table."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+from sipcm import accel
+from sipcm.sip.message import DEFERRED, FIELD_NAMES, FIELDS, REQUIRED, NameAddr, SipMessage, Uri
+from sipcm.sip.parser import parse
+from tests.sipgen import Leg
+
+
+def _minimal() -> SipMessage:
+    na = NameAddr(Uri("sip:a@x", "sip", "a", "x"), tag="t")
+    return SipMessage(True, "INVITE", na.uri, None, None, "c@x", na, na, 1, "INVITE")
+
+
+@pytest.mark.skipif(accel.status().startswith("compiled"), reason="compiled: no signature")
+def test_constructor_parameters_are_the_declared_fields_in_order() -> None:
+    params = list(inspect.signature(SipMessage.__init__).parameters.values())[1:]
+    assert [p.name for p in params] == list(FIELD_NAMES)
+    for p, (_name, _ann, default) in zip(params, FIELDS, strict=True):
+        assert (p.default is inspect.Parameter.empty) == (default is REQUIRED)
+
+
+def test_defaults_are_the_declared_ones_and_fresh_per_message() -> None:
+    a, b = _minimal(), _minimal()
+    for name, _ann, default in FIELDS:
+        if default is not REQUIRED:
+            assert getattr(a, name) == default, name
+    a.contacts.append(a.to)
+    a.headers["x"] = ["1"]
+    assert b.contacts == []
+    assert b.headers == {}
+
+
+def test_equality_and_repr_cover_every_field() -> None:
+    a, b = _minimal(), _minimal()
+    assert a == b
+    assert repr(a) == repr(b)
+    for name in ("size", "body", "user_agent", "bad_headers"):
+        c = _minimal()
+        setattr(c, name, {"size": 5, "body": b"x", "user_agent": "u", "bad_headers": 1}[name])
+        assert c != a, name
+        assert f"{name}=" in repr(c)
+    assert a != "not a message"
+
+
+def test_a_deferred_field_read_runs_the_second_step_once() -> None:
+    leg = Leg("steps@h")
+    raw = leg.req("BYE", headers=("Reason: Q.850;cause=16",)).raw
+    bye = parse(raw)
+    assert isinstance(bye, SipMessage)
+    assert bye._rest is not None
+    assert bye.call_id == "steps@h"
+    assert bye._rest is not None
+    assert bye.reason_hdr == "Q.850;cause=16"
+    assert bye._rest is None
+    for name in DEFERRED:  # every deferred field is readable and settable once complete
+        setattr(bye, name, getattr(bye, name))
+    assert bye == parse(raw)
