@@ -17,8 +17,7 @@ bad_from, bad_to, bad_call_id, bad_cseq, internal_error (a bug; never expected).
 from __future__ import annotations
 
 import re
-from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 from sipcm.sip.auth import redact_challenge
 from sipcm.sip.headers import ADDRESS_LISTS, CANON, CHALLENGES, COMPACT, URI_HEADERS
@@ -31,6 +30,7 @@ from sipcm.sip.nameaddr import (
     split_values,
 )
 from sipcm.sip.probe import probe
+from sipcm.sip.textcache import MISS, TextCache
 from sipcm.sip.values import addresses, credentials
 from sipcm.sip.via import cached_via
 
@@ -148,7 +148,7 @@ def _keyed(data: bytes, vias: bool = True) -> SipMessage | ParseError | None:
     if nl < 0 or text[-1] == "\n" or _FOLD_OR_EMPTY.search(text, nl) is not None:
         return None
     line = text[:nl]
-    first = _start_lru(line) if len(line) <= CACHE_MAX_TEXT else _start_line(line)
+    first = _cached_start_line(line)
     if len(first) == 2:
         return None
     single: dict[str, str] = {}
@@ -311,7 +311,7 @@ def _general(data: bytes, lf_end: int | None = None, keyed: bool = False) -> tup
         first, mandatory = _NO_START, _NO_MANDATORY
     else:
         line = lines[0]
-        first = _start_lru(line) if len(line) <= CACHE_MAX_TEXT else _start_line(line)
+        first = _cached_start_line(line)
         if len(first) == 2:  # (reason, character offset)
             return ParseError(first[0], _Where(start, text, len(raw)).offset(first[1]))
         mandatory = _mandatory(single)
@@ -494,7 +494,18 @@ def _start_line(line: str) -> _StartLine | tuple[str, int]:
 
 
 # Start lines repeat (`SIP/2.0 200 OK`, a dialog's request URIs): each distinct one is read once.
-_start_lru = lru_cache(maxsize=1024)(_start_line)
+_start_lines = TextCache(1024)
+
+
+def _cached_start_line(line: str) -> _StartLine | tuple[str, int]:
+    """_start_line through a cache (replies repeat a few status lines, requests their URIs)."""
+    if len(line) > CACHE_MAX_TEXT:
+        return _start_line(line)
+    got = _start_lines.get(line)
+    if got is MISS:
+        got = _start_line(line)
+        _start_lines.put(line, got)
+    return cast("_StartLine | tuple[str, int]", got)
 
 # Error reason -> the canonical header it is about.
 _CHECKED = {"bad_from": "from", "bad_to": "to", "bad_call_id": "call-id", "bad_cseq": "cseq"}
@@ -522,16 +533,28 @@ def _mandatory(single: dict[str, str]) -> tuple[NameAddr, NameAddr, int, str] | 
         return "bad_to"
     if not cv:
         return "bad_call_id"
-    cseq = _cseq(sv) if len(sv) <= 64 else _cseq.__wrapped__(sv)
+    cseq = _cached_cseq(sv)
     if cseq is None:
         return "bad_cseq"
     return from_, to, *cseq
 
 
-@lru_cache(maxsize=1024)
+_cseqs = TextCache(1024)
+
+
+def _cached_cseq(sv: str) -> tuple[int, str] | None:
+    """_cseq through a cache (a dialog repeats a few CSeq values, calls share small ones)."""
+    if len(sv) > 64:
+        return _cseq(sv)
+    got = _cseqs.get(sv)
+    if got is MISS:
+        got = _cseq(sv)
+        _cseqs.put(sv, got)
+    return cast("tuple[int, str] | None", got)
+
+
 def _cseq(sv: str) -> tuple[int, str] | None:
-    """(number, upper-case method) of a CSeq value, None if malformed. Cached: a dialog's
-    messages repeat a few CSeq values and calls share the same small numbers."""
+    """(number, upper-case method) of a CSeq value, None if malformed."""
     parts = sv.split()
     num = _small_int(parts[0], 10) if len(parts) == 2 else None
     if num is None or num > _MAX_CSEQ or not _TOKEN.fullmatch(parts[1]):
