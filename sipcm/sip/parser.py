@@ -118,14 +118,12 @@ def _parse_general(data: bytes) -> SipMessage | ParseError:
 KEYED_METHODS = frozenset({"ACK", "BYE", "CANCEL", "PRACK", "UPDATE", "INFO", "NOTIFY", "REFER"})
 _KEYED_STARTS = (*(m.encode() + b" " for m in sorted(KEYED_METHODS)), b"SIP/2.0 1")
 
-# The header lines the keyed step reads, found by one scan of the header block. A name is
-# matched exactly as the general path reads it (ASCII case-insensitive, blanks before ":").
-_KEY_LINE = re.compile(r"\n(from|f|to|t|call-id|i|cseq|via|v)[ \t]*+:([^\n]*+)", re.I | re.A)
-_KEY_NAME = {
-    n: CANON.get(n, n) for n in ("from", "f", "to", "t", "call-id", "i", "cseq", "via", "v")
-}
-_KEY_NAME.update({n: CANON[n] for n in CANON if n.lower() in _KEY_NAME})
-_FOLD_OR_EMPTY = re.compile(r"\n[\n \t]")
+# The names the keyed step reads, as the general path reads them (ASCII case-insensitive,
+# blanks before ":"): every spelling in CANON that means one of them, and their lower case.
+_KEY_NAMES = frozenset({"from", "to", "call-id", "cseq", "via"})
+_KEY_NAME = {n: c for n, c in CANON.items() if c in _KEY_NAMES}
+_KEY_NAME.update({n: c for n, c in COMPACT.items() if c in _KEY_NAMES})
+_KEY_NAME.update({c: c for c in _KEY_NAMES})
 
 
 def _keyed(data: bytes, vias: bool = True) -> SipMessage | ParseError | None:
@@ -143,19 +141,31 @@ def _keyed(data: bytes, vias: bool = True) -> SipMessage | ParseError | None:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         text = raw.decode("latin-1")
-    nl = text.find("\n")
-    # Folded lines and empty lines (a bare-LF blank line) are the general path's business.
-    if nl < 0 or text[-1] == "\n" or _FOLD_OR_EMPTY.search(text, nl) is not None:
+    lines = text.split("\n")
+    if len(lines) < 2:
         return None
-    line = text[:nl]
-    first = _cached_start_line(line)
+    first = _cached_start_line(lines[0])
     if len(first) == 2:
         return None
     single: dict[str, str] = {}
     values: list[str] = []
     names = _KEY_NAME
-    for name, value in _KEY_LINE.findall(text, nl):
-        key = names.get(name) or names[name.lower()]
+    for idx in range(1, len(lines)):
+        line = lines[idx]
+        # Folded lines and empty lines (a bare-LF blank line) are the general path's business.
+        if not line or line[0] in " \t":
+            return None
+        name, sep, value = line.partition(":")
+        key = names.get(name)
+        if key is None:
+            if not sep:
+                continue
+            name = name.rstrip(" \t")
+            if not name.isascii():
+                continue
+            key = names.get(name.lower())
+            if key is None:
+                continue
         if key == "via":
             values.append(value.strip())
         elif key not in single:
@@ -506,6 +516,7 @@ def _cached_start_line(line: str) -> _StartLine | tuple[str, int]:
         got = _start_line(line)
         _start_lines.put(line, got)
     return cast("_StartLine | tuple[str, int]", got)
+
 
 # Error reason -> the canonical header it is about.
 _CHECKED = {"bad_from": "from", "bad_to": "to", "bad_call_id": "call-id", "bad_cseq": "cseq"}
