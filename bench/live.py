@@ -29,19 +29,21 @@ calls produce is published and counted.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from bench.senders import SENDERS  # noqa: E402
 
 MSGS_PER_CALL = 7
 EVENTS_PER_CALL = 2
@@ -112,22 +114,6 @@ def call_frames(prefix: str, calls: int, concurrency: int, noise: float) -> list
     return out
 
 
-def send_paced(sock: socket.socket, frames: list[bytes], pps: float) -> float:
-    """Send `frames` at `pps` frames per second (in small bursts); returns the seconds taken."""
-    send = sock.send
-    n, i = len(frames), 0
-    t0 = time.perf_counter()
-    while i < n:
-        due = min(n, int((time.perf_counter() - t0) * pps) + 1)
-        if due > i:
-            for f in frames[i:due]:
-                send(f)
-            i = due
-        else:
-            time.sleep(0.0005)
-    return time.perf_counter() - t0
-
-
 class Sensor:
     """`sipcm attach v1` in the host namespace, events to a file; counters via its web API."""
 
@@ -181,6 +167,15 @@ class Step:
     why: str = ""
     label: str = ""
     events_file: int = 0
+    frames: int = 0  # SIP and non-SIP frames sent
+    sender_user_s: float = 0.0
+    sender_sys_s: float = 0.0
+    veth: dict[str, int] = field(default_factory=dict)  # v0 tx / v1 rx packets and drops
+
+    @property
+    def sender_us(self) -> float:
+        """The sender's CPU per frame, µs (user and system, kernel delivery included)."""
+        return (self.sender_user_s + self.sender_sys_s) / max(self.frames, 1) * 1e6
 
     @property
     def expected_messages(self) -> int:
@@ -223,7 +218,17 @@ def settle(sensor: Sensor, quiet_s: float = 0.5, limit_s: float = 60) -> dict[st
     return last
 
 
-def run_step(sensor: Sensor, sock: socket.socket, step: Step, label: str, args) -> Step:
+def veth_counters(net, tx: str, rx: str) -> dict[str, int]:
+    """Packets and drops of the veth pair: what the sender put on v0 and what reached v1."""
+    out: dict[str, int] = {}
+    for ns, ifname, side in ((tx, "v0", "tx"), (rx, "v1", "rx")):
+        st = json.loads(net.run(ns, "ip", "-j", "-s", "link", "show", ifname).stdout)[0]
+        st = st["stats64"][side]
+        out[f"{ifname}_{side}"], out[f"{ifname}_{side}_dropped"] = st["packets"], st["dropped"]
+    return out
+
+
+def run_step(sensor: Sensor, sender, step: Step, label: str, args, veth) -> Step:
     """Send one step's calls at its rate and wait (bounded) until every message is parsed.
 
     Events are checked from the counters here and per Call-ID from the events file at the
@@ -233,9 +238,12 @@ def run_step(sensor: Sensor, sock: socket.socket, step: Step, label: str, args) 
     step.noise = len(frames) - step.expected_messages
     pps = step.target * len(frames) / step.expected_messages
     before = settle(sensor)
-    t0 = time.perf_counter()
-    step.send_s = send_paced(sock, frames, pps)
-    t_end = t0 + step.send_s
+    veth0 = veth()
+    sent = sender.send(frames, pps, timeout=60 + 3 * len(frames) / pps)
+    t_end = sent.end  # the last frame; the first one left `sent.seconds` before
+    t0 = t_end - sent.seconds
+    step.frames, step.send_s = sent.frames, sent.seconds
+    step.sender_user_s, step.sender_sys_s = sent.user_s, sent.sys_s
     step.offered = step.expected_messages / step.send_s
     allowed = 0.1 * step.send_s + 0.2
     deadline = t_end + max(allowed * 3, 2.0)
@@ -250,10 +258,19 @@ def run_step(sensor: Sensor, sock: socket.socket, step: Step, label: str, args) 
         time.sleep(0.02)
     for k, v in settle(sensor).items():
         setattr(step, k, v - before[k])
+    step.veth = {k: v - veth0[k] for k, v in veth().items()}
     if done_at is not None:
         step.done_s = done_at - t0
         step.lag_s = done_at - t_end
     problems = []
+    if sent.frames != len(frames) or step.veth["v0_tx"] < len(frames):
+        problems.append(
+            f"sender sent {sent.frames}/{len(frames)} frames, v0 counted {step.veth['v0_tx']}"
+        )
+    if step.veth["v0_tx_dropped"] or step.veth["v1_rx_dropped"]:
+        problems.append(
+            f"veth dropped {step.veth['v0_tx_dropped']} on v0, {step.veth['v1_rx_dropped']} on v1"
+        )
     if step.ring_lost:
         problems.append(f"ring loss {step.ring_lost}")
     if step.messages != step.expected_messages or step.events != step.expected_events:
@@ -294,14 +311,15 @@ def row(s: Step) -> str:
     ev = f"{s.events / s.done_s:>8,.0f}" if s.done_s else f"{'-':>8}"
     return (
         f"{s.target:>9,.0f} {s.offered:>9,.0f} {rate} {ev} {s.lag_s:>6.2f} "
-        f"{s.ring_lost:>6} {s.seen - s.selected:>8} {s.non_sip_user:>8}  {verdict}"
+        f"{s.ring_lost:>6} {s.seen - s.selected:>8} {s.non_sip_user:>8} {s.sender_us:>6.2f}  "
+        f"{verdict}"
     )
 
 
 HEADER = (
     f"{'target':>9} {'offered':>9} {'msgs/s':>9} {'events/s':>8} {'lag s':>6} "
-    f"{'lost':>6} {'nonSIP@k':>8} {'nonSIP@u':>8}  verdict\n"
-    f"{'':>9} {'(SIP messages per second)':^37}"
+    f"{'lost':>6} {'nonSIP@k':>8} {'nonSIP@u':>8} {'snd µs':>6}  verdict\n"
+    f"{'':>9} {'(SIP messages per second)':^37} {'':>24} {'/frame':>6}"
 )
 
 
@@ -310,14 +328,14 @@ def plan_rates(args) -> list[float]:
 
 
 def measure(args, net, tx: str, rx: str, events_path: Path) -> list[Step]:
-    from tests.netns.conftest import in_ns
+    from bench.senders import make_sender
 
     cpus = sorted(os.sched_getaffinity(0))
     sensor_cpu = cpus[-1] if len(cpus) > 1 and args.workers == 1 else None
     if sensor_cpu is not None:
         os.sched_setaffinity(0, {cpus[0]})  # the sender (and its softirq work) on another core
     print(
-        f"workers={args.workers}; sensor on "
+        f"workers={args.workers}, sender {args.sender}; sensor on "
         + (
             f"core {sensor_cpu}, sender on core {cpus[0]}"
             if sensor_cpu is not None
@@ -328,18 +346,16 @@ def measure(args, net, tx: str, rx: str, events_path: Path) -> list[Step]:
     sensor = Sensor(net, rx, events_path, sensor_cpu, args.workers)
     steps: list[Step] = []
     try:
-        with in_ns(tx):
-            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
-        sock.bind(("v0", 0))
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 22)
-        warm = run_step(sensor, sock, Step(args.start, 100), "warm", args)
+        sender = make_sender(args.sender, tx, "v0", events_path.parent)
+        veth = functools.partial(veth_counters, net, tx, rx)
+        warm = run_step(sensor, sender, Step(args.start, 100), "warm", args, veth)
         if not warm.ok:
             raise SystemExit(f"warm-up failed ({warm.why}); the sensor does not work here")
         print(HEADER, flush=True)
 
         def one(rate: float) -> Step:
             calls = max(50, int(rate * args.seconds / MSGS_PER_CALL))
-            s = run_step(sensor, sock, Step(rate, calls), f"s{len(steps)}", args)
+            s = run_step(sensor, sender, Step(rate, calls), f"s{len(steps)}", args, veth)
             steps.append(s)
             print(row(s), flush=True)
             return s
@@ -361,7 +377,6 @@ def measure(args, net, tx: str, rx: str, events_path: Path) -> list[Step]:
                 mid = (good + bad) / 2
                 s = one(mid)
                 good, bad = (mid, bad) if s.ok else (good, mid)
-        sock.close()
     finally:
         rc, err = sensor.stop()
     if rc != 0 or "Traceback" in err:
@@ -392,11 +407,29 @@ def summarize(steps: list[Step]) -> None:
         print("sustained: no step kept up")
     lost = sum(s.ring_lost for s in steps)
     print(f"ring loss over all steps: {lost} records (ring_full_lost)")
+    frames = sum(s.frames for s in steps)
+    user, system = sum(s.sender_user_s for s in steps), sum(s.sender_sys_s for s in steps)
+    per = (user + system) / max(frames, 1) * 1e6
+    dropped = sum(s.veth.get("v0_tx_dropped", 0) + s.veth.get("v1_rx_dropped", 0) for s in steps)
+    print(
+        f"sender: {frames} frames, {user:.2f} s user + {system:.2f} s system CPU = {per:.2f} µs "
+        f"per frame, {per:.1f}% of a core per 10k frames/s; veth drops {dropped}"
+    )
     print(
         f"non-SIP: {noise} datagrams sent; {non_sip_k} packets seen by the kernel program and "
         f"not selected; {non_sip_sel} selected beyond the SIP frames; {non_sip_u} reaching "
         f"user space (share {max(non_sip_u, 0) / max(noise, 1):.4%})"
     )
+
+
+def on_sigterm(owner: int, *_) -> None:
+    """SIGTERM: exit through the `finally` that removes the namespaces, in this process only.
+    pyroute2 forks helpers that inherit the handler and are ended with SIGTERM: raising
+    SystemExit there would run that `finally` in the child and delete the namespaces under
+    the running benchmark."""
+    if os.getpid() != owner:
+        os._exit(128 + signal.SIGTERM)
+    sys.exit(128 + signal.SIGTERM)
 
 
 def main() -> None:
@@ -408,6 +441,13 @@ def main() -> None:
     ap.add_argument("--refine", type=int, default=2, help="bisection steps after a failure")
     ap.add_argument("--noise", type=float, default=1.0, help="non-SIP datagrams per SIP one")
     ap.add_argument("--concurrency", type=int, default=500, help="calls up at once")
+    ap.add_argument(
+        "--sender",
+        choices=SENDERS,
+        default=SENDERS[0],
+        help="tcpreplay (C, paced replay of a pcap of the step's frames) or python (one "
+        "send() per frame from this process)",
+    )
     ap.add_argument(
         "--workers",
         type=int,
@@ -426,7 +466,7 @@ def main() -> None:
     from tests.netns.conftest import Net
 
     net = Net()
-    old = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    old = signal.signal(signal.SIGTERM, functools.partial(on_sigterm, os.getpid()))
     try:
         tx, rx = net.ns("peer"), net.ns("host")
         net.veth(tx, "v0", ("10.99.0.1/24",), rx, "v1", (f"{SERVER}/24",))
