@@ -170,6 +170,7 @@ class Step:
     frames: int = 0  # SIP and non-SIP frames sent
     sender_user_s: float = 0.0
     sender_sys_s: float = 0.0
+    softirqd_s: float = 0.0  # ksoftirqd threads' CPU while sending (deferred kernel delivery)
     veth: dict[str, int] = field(default_factory=dict)  # v0 tx / v1 rx packets and drops
 
     @property
@@ -228,6 +229,21 @@ def veth_counters(net, tx: str, rx: str) -> dict[str, int]:
     return out
 
 
+def softirqd_seconds() -> float:
+    """CPU seconds used so far by the ksoftirqd threads: the veth's delivery (XDP program,
+    host stack) runs there instead of in the sender's system calls when softirqs pile up."""
+    total = 0
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                stat = (d / "stat").read_text()
+            except OSError:
+                continue
+            if "(ksoftirqd/" in stat:
+                total += sum(int(x) for x in stat.rsplit(")", 1)[1].split()[11:13])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def run_step(sensor: Sensor, sender, step: Step, label: str, args, veth) -> Step:
     """Send one step's calls at its rate and wait (bounded) until every message is parsed.
 
@@ -238,8 +254,9 @@ def run_step(sensor: Sensor, sender, step: Step, label: str, args, veth) -> Step
     step.noise = len(frames) - step.expected_messages
     pps = step.target * len(frames) / step.expected_messages
     before = settle(sensor)
-    veth0 = veth()
+    veth0, softirqd0 = veth(), softirqd_seconds()
     sent = sender.send(frames, pps, timeout=60 + 3 * len(frames) / pps)
+    step.softirqd_s = softirqd_seconds() - softirqd0
     t_end = sent.end  # the last frame; the first one left `sent.seconds` before
     t0 = t_end - sent.seconds
     step.frames, step.send_s = sent.frames, sent.seconds
@@ -410,10 +427,12 @@ def summarize(steps: list[Step]) -> None:
     frames = sum(s.frames for s in steps)
     user, system = sum(s.sender_user_s for s in steps), sum(s.sender_sys_s for s in steps)
     per = (user + system) / max(frames, 1) * 1e6
+    softirqd = sum(s.softirqd_s for s in steps)
     dropped = sum(s.veth.get("v0_tx_dropped", 0) + s.veth.get("v1_rx_dropped", 0) for s in steps)
     print(
         f"sender: {frames} frames, {user:.2f} s user + {system:.2f} s system CPU = {per:.2f} µs "
-        f"per frame, {per:.1f}% of a core per 10k frames/s; veth drops {dropped}"
+        f"per frame, {per:.1f}% of a core per 10k frames/s; ksoftirqd while sending "
+        f"{softirqd / max(frames, 1) * 1e6:.2f} µs per frame; veth drops {dropped}"
     )
     print(
         f"non-SIP: {noise} datagrams sent; {non_sip_k} packets seen by the kernel program and "

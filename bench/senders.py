@@ -26,8 +26,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-BURST_S = 0.00025  # traffic per tcpreplay burst (--pps-multi), seconds
+BURST_S = 0.001  # traffic per tcpreplay burst (--pps-multi), seconds: one wakeup per ms
 SENDERS = ("tcpreplay", "python")
+NICE = -10  # traffic arrives whatever the sensor does: the sender is not starved by it
 
 
 @dataclass
@@ -93,7 +94,8 @@ class Tcpreplay:
 
     def command(self, pps: float) -> list[str]:
         return [
-            *("ip", "netns", "exec", self.ns, "tcpreplay", "--intf1", self.iface),
+            *("nice", "-n", str(NICE), "ip", "netns", "exec", self.ns),
+            *("tcpreplay", "--intf1", self.iface),
             *(f"--pps={pps:.0f}", f"--pps-multi={burst(pps)}", "--timer=nano"),
             *("--no-flow-stats", str(self.pcap)),
         ]
