@@ -464,8 +464,8 @@ def main() -> None:
         "--sender",
         choices=SENDERS,
         default=SENDERS[0],
-        help="tcpreplay (C, paced replay of a pcap of the step's frames) or python (one "
-        "send() per frame from this process)",
+        help="mmsg: one sendmmsg() per millisecond of frames from this process (cheapest); "
+        "tcpreplay: a paced replay of a pcap of the step's frames (one send() per frame)",
     )
     ap.add_argument(
         "--workers",

@@ -3,10 +3,12 @@ command line (pacing, bursts) and the reading of its report."""
 
 from __future__ import annotations
 
+import ctypes
+
 import pytest
 
 from bench.live import call_frames
-from bench.senders import NICE, Tcpreplay, burst, parse_tcpreplay, write_pcap
+from bench.senders import NICE, Mmsg, Tcpreplay, burst, parse_tcpreplay, write_pcap
 from sipcm.capture.pcapfile import PcapReader
 from sipcm.capture.records import LINKTYPE_ETHERNET
 
@@ -43,6 +45,17 @@ def test_burst_is_a_millisecond_of_traffic_at_least_one_frame(pps, frames):
     assert burst(pps) == frames
 
 
+def test_mmsg_headers_point_at_each_frame_in_turn():
+    frames = [b"first frame", b"", b"3rd", b"x" * 1500]
+    data, iov, msgs = Mmsg.messages(frames)
+    assert [ctypes.string_at(int(b), int(n)) for b, n in iov] == frames
+    assert msgs.shape == (4, 8)  # struct mmsghdr: 64 bytes
+    assert [int(m[2]) - iov.ctypes.data for m in msgs] == [0, 16, 32, 48]  # msg_iov
+    assert msgs[:, 3].tolist() == [1, 1, 1, 1]  # msg_iovlen
+    assert not msgs[:, [0, 1, 4, 5, 6, 7]].any()  # no address, control data, flags or length
+    assert bytes(data) == b"".join(frames)
+
+
 def test_tcpreplay_command_paces_in_the_peer_namespace(tmp_path, monkeypatch):
     monkeypatch.setattr("shutil.which", lambda tool: f"/usr/bin/{tool}")
     cmd = Tcpreplay("peer7", "v0", tmp_path).command(79_999.6)
@@ -55,7 +68,7 @@ def test_tcpreplay_command_paces_in_the_peer_namespace(tmp_path, monkeypatch):
 
 def test_without_tcpreplay_it_says_what_to_do(tmp_path, monkeypatch):
     monkeypatch.setattr("shutil.which", lambda tool: None)
-    with pytest.raises(SystemExit, match=r"tcpreplay not found .* or run with --sender python"):
+    with pytest.raises(SystemExit, match=r"tcpreplay not found .* or run with --sender mmsg"):
         Tcpreplay("peer7", "v0", tmp_path)
 
 
