@@ -6,11 +6,20 @@ space (it must be none).
 
 Setup: namespaces `peer` (v0) and `host` (v1, watched by `sipcm attach v1`, events to an NDJSON
 file, console off, web interface on 127.0.0.1 of the host namespace for counters). The peer
-injects prebuilt Ethernet frames on v0 through an AF_PACKET socket: complete UDP calls (INVITE,
-100, 180, 200, ACK, BYE, 200: 7 messages, 2 events: call-start and call-end), each from its
-own caller address to one server, with about `--concurrency` calls up at once, and non-SIP
-UDP (RTP-sized, port 30000) interleaved at `--noise` datagrams per SIP message. The frames are
-addressed to another host's MAC (a mirror port's view), so the host's stack answers nothing.
+injects prebuilt Ethernet frames on v0: complete UDP calls (INVITE, 100, 180, 200, ACK, BYE,
+200: 7 messages, 2 events: call-start and call-end), each from its own caller address to one
+server, with about `--concurrency` calls up at once, and non-SIP UDP (RTP-sized, port 30000)
+interleaved at `--noise` datagrams per SIP message. The frames are addressed to another host's
+MAC (a mirror port's view), so the host's stack answers nothing.
+
+The sender (`bench/senders.py`, `--sender`): by default an AF_PACKET socket in the peer
+namespace that wakes every millisecond and sends the frames due by then with one `sendmmsg`
+(message headers built before the clock starts), at nice -10 while sending, so traffic keeps
+its rate whatever the sensor does; `--sender tcpreplay` replays a pcap of the same frames with
+`tcpreplay --pps` instead (one `send()` per frame) as a cross-check. Each step reports the
+sender's CPU per frame (user and system: the system part includes the kernel's delivery of the
+frame, i.e. the veth, the sensor's XDP program and the host stack, which run in the sending
+core's softirq), and fails unless the sender sent every frame and the veth dropped none.
 
 Each rate step sends a bounded number of calls paced at the target SIP message rate, then
 waits (bounded) until the pipeline has parsed every message and published every event. A step
