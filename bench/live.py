@@ -440,7 +440,8 @@ def summarize(steps: list[Step]) -> None:
     dropped = sum(s.veth.get("v0_tx_dropped", 0) + s.veth.get("v1_rx_dropped", 0) for s in steps)
     print(
         f"sender: {frames} frames, {user:.2f} s user + {system:.2f} s system CPU = {per:.2f} µs "
-        f"per frame, {per:.1f}% of a core per 10k frames/s; ksoftirqd while sending "
+        f"per frame ({(user + system) / max(sum(s.send_s for s in steps), 1e-9):.0%} of a core "
+        f"while sending); ksoftirqd while sending "
         f"{softirqd / max(frames, 1) * 1e6:.2f} µs per frame; veth drops {dropped}"
     )
     print(

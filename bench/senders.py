@@ -3,7 +3,7 @@
 `Mmsg` (the default) sends from this process through an AF_PACKET socket opened in the peer
 namespace: every `BURST_S` (1 ms) it wakes and sends the frames due by then with one
 `sendmmsg(2)`, so the pacing is smooth and the system-call cost is paid once per burst, not
-once per frame. The iovecs and message headers are built (numpy, about 1 µs per frame) before
+once per frame. The iovecs and message headers are built (numpy, about 0.4 µs per frame) before
 the clock starts. `Tcpreplay` (`--sender tcpreplay`) writes the step's frames to a pcap and
 replays it once with `tcpreplay --pps --pps-multi` inside the peer namespace: C, but one
 `send()` per frame, so it costs more per frame; it is there to cross-check that a figure does
