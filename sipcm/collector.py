@@ -58,6 +58,11 @@ class Collector:
         if not rows:
             return
         rows.sort()
+        if self.rates.unlimited:
+            actions = [row[4] for row in rows]
+            if self.blacklist.allows_all(actions):
+                self._publish_all(rows, actions)
+                return
         allows = self.blacklist.allows
         check = self.rates.check
         lines: list[bytes] = []
@@ -78,6 +83,18 @@ class Collector:
             lines.append(line)
             by_action[action] += 1
         self.emit(lines)
+
+    def _publish_all(self, rows: list[Emitted], actions: list[str]) -> None:
+        """`publish` when nothing is held back (no rate limit, no row's event name is
+        blacklisted): the same counts and lines, without a Python step per row beyond
+        picking its fields out."""
+        if AUTH_FAILED in actions:
+            for ts, _cls, _tb, _sub, action, ip, _line in rows:
+                if action == AUTH_FAILED:
+                    self.auth_sources.add(ip, ts)
+        self.rates.seen(rows[-1][0])  # rows are sorted: the last is the latest
+        self.by_action.update(actions)
+        self.emit([row[6] for row in rows])
 
     def emit_doc(self, doc: dict[str, Any]) -> None:
         """Publish one document built here (stats)."""

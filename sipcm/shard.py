@@ -23,10 +23,12 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
+import orjson
+
 from sipcm.callstats import GROUP as OUTCOMES_GROUP
 from sipcm.callstats import outcome_key
 from sipcm.events.rows import CALL_ROW, REGISTRATION_ROW, anonymize_rows
-from sipcm.outputs.base import ndjson_bytes
+from sipcm.outputs.base import NDJSON_OPTION
 from sipcm.sip.message import ParseError
 from sipcm.sip.parser import parse
 from sipcm.track.outcome import Outcome
@@ -76,28 +78,36 @@ class Shard:
         sip = self._sip
         tracker = self.tracker
         flows = self.flows if self.flows.enabled else None
-        for seq, clk, p in items:
-            if clk > tracker.now_ns:
-                self._timer_rows(tracker.advance(clk), out)
-            res = parse(p.data)
-            if p.reassembled:
-                sip["reassembled"] += 1
-            if isinstance(res, ParseError):
-                res.payload = p
-                if not p.on_sip_port:
-                    sip["heuristic_not_sip"] += 1
+        messages = reassembled = 0  # counted here, added to `sip` once per call
+        try:
+            for seq, clk, p in items:
+                if clk > tracker.now_ns:
+                    self._timer_rows(tracker.advance(clk), out)
+                res = parse(p.data)
+                if p.reassembled:
+                    reassembled += 1
+                if isinstance(res, ParseError):
+                    res.payload = p
+                    if not p.on_sip_port:
+                        sip["heuristic_not_sip"] += 1
+                        continue
+                    action = "msg-probe" if res.probe else "parse-error"
+                    sip["probes" if res.probe else "parse_errors"] += 1
+                    error = Outcome(action, p.ts_ns, error=res, payload=p)
+                    self._message_rows([error], seq, out)
                     continue
-                action = "msg-probe" if res.probe else "parse-error"
-                sip["probes" if res.probe else "parse_errors"] += 1
-                self._message_rows([Outcome(action, p.ts_ns, error=res, payload=p)], seq, out)
-                continue
-            sip["messages"] += 1
-            res.payload = p
-            found = tracker.process(res)
-            if flows is not None:
-                flows.add(seq, res, tracker.last_dup)
-            if found:
-                self._message_rows(found, seq, out)
+                messages += 1
+                res.payload = p
+                found = tracker.process(res)
+                if flows is not None:
+                    flows.add(seq, res, tracker.last_dup)
+                if found:
+                    self._message_rows(found, seq, out)
+        finally:
+            if messages:
+                sip["messages"] += messages
+            if reassembled:
+                sip["reassembled"] += reassembled
         if advance_to > tracker.now_ns:
             self._timer_rows(tracker.advance(advance_to), out)
         return out
@@ -136,7 +146,7 @@ class Shard:
         doc = self.builder.build(o)
         if self.anonymizer.enabled:
             self.anonymizer.apply(doc)
-        return ndjson_bytes(doc)
+        return orjson.dumps(doc, option=NDJSON_OPTION)
 
     def _message_rows(self, outcomes: list[Outcome], seq: int, out: list[Emitted]) -> None:
         for sub, o in enumerate(outcomes):

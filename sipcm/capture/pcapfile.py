@@ -40,6 +40,7 @@ CHUNK = 1 << 20  # bytes read from a non-regular file at a time
 _TS_MAX = (1 << 63) - 1  # timestamps are int64 nanoseconds since the epoch
 # epb_flags bits 0-1 (pcapng draft section 4.3.1): 01 inbound, 10 outbound.
 _FLAG_DIR = {1: DIR_INGRESS, 2: DIR_EGRESS}
+_HEADER_BYTES = np.arange(16)  # byte offsets of a classic pcap record header
 
 
 class _Iface:
@@ -214,40 +215,45 @@ class PcapReader:
     # -- classic pcap --------------------------------------------------------------------------
 
     def _pcap(self, batch_size: int) -> Iterator[RecordBatch]:
+        # The walk only finds where records start (one length per record); their header
+        # fields are then read for the whole batch at once (`_pcap_headers`).
         linktype = struct.unpack_from(self._endian + "I", self._buf, 20)[0] & 0xFFFF
-        unpack = struct.Struct(self._endian + "IIII").unpack_from
-        mul = self._mul
+        incl_at = struct.Struct(self._endian + "I").unpack_from
         pos = 24
         need = 0  # bytes the record at `pos` needs beyond the window, 0 when none is cut
         while True:
             buf = self._buf
             size = len(buf)
-            b = _Batch(pos, linktype, self._frame + 1)
-            offs, caps, origs, tss = b.offs, b.caps, b.origs, b.tss
             start = pos
+            offs: list[int] = []
+            add = offs.append
+            n = 0
             need = 0
-            while len(offs) < batch_size and pos < size:
+            corrupt = -1
+            while n < batch_size and pos < size:
                 if pos + 16 > size:
                     need = 16
                     break
-                sec, frac, incl, orig = unpack(buf, pos)
-                if incl > _MAX_RECORD:
-                    self._stop(pos, f"corrupt record length {incl}")
+                incl = incl_at(buf, pos + 8)[0]
+                end = pos + 16 + incl
+                if end > size or incl > _MAX_RECORD:
+                    if incl > _MAX_RECORD:
+                        corrupt = incl
+                    else:
+                        need = 16 + incl
                     break
-                if pos + 16 + incl > size:
-                    need = 16 + incl
-                    break
-                self._frame += 1
-                offs.append(pos + 16 - start)
-                caps.append(incl)
-                origs.append(orig)
-                tss.append(sec * 1_000_000_000 + frac * mul)
-                pos += 16 + incl
-            if offs:
-                yield self._flush(b, pos)
+                add(pos)
+                pos = end
+                n += 1
+            first = self._frame + 1
+            self._frame += n
+            if n:
+                yield self._pcap_batch(buf, offs, start, pos, linktype, first)
+            if corrupt >= 0:
+                self._stop(pos, f"corrupt record length {corrupt}")
             if self.truncated:
                 return
-            if len(offs) >= batch_size:
+            if n >= batch_size:
                 continue
             if not self._more(pos, max(need, 16)):
                 left = len(self._buf) - pos
@@ -257,6 +263,28 @@ class PcapReader:
                     self._stop(pos, f"partial record ({left - 16} of {need - 16} bytes)")
                 return
             pos = 0
+
+    def _pcap_batch(
+        self, buf: bytes | mmap.mmap, offs: list[int], start: int, end: int, linktype: int,
+        first: int,
+    ) -> RecordBatch:  # fmt: skip
+        """The batch of the classic pcap records at `offs` (header positions in `buf`)."""
+        at = np.array(offs, np.int64)
+        sec, frac, caps, origs = _pcap_headers(buf, at, self._endian)
+        n = len(offs)
+        self.records += n
+        self.bytes += int(caps.sum(dtype=np.int64))
+        return RecordBatch(
+            data=buf[start:end],
+            offset=at + (16 - start),
+            caplen=caps,
+            origlen=origs,
+            ts_ns=sec.astype(np.int64) * 1_000_000_000 + frac.astype(np.int64) * self._mul,
+            ifindex=np.zeros(n, np.uint32),
+            direction=np.zeros(n, np.uint8),
+            linktype=linktype,
+            first_frame=first,
+        )
 
     # -- pcapng ------------------------------------------------------------------------------
 
@@ -385,6 +413,18 @@ class PcapReader:
         if off is not None:
             ifc.off_ns = struct.unpack(e + "q", off)[0] * 1_000_000_000
         return ifc
+
+
+def _pcap_headers(
+    buf: bytes | mmap.mmap, at: np.ndarray, endian: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Seconds, fraction, captured and original length of the 16-byte classic pcap record
+    headers at positions `at`, as uint32 arrays (one gather for the whole batch). The view
+    of `buf` ends here, so a mapped file can be closed afterwards."""
+    raw = np.frombuffer(buf, np.uint8)
+    fields = raw[at[:, None] + _HEADER_BYTES].view(endian + "u4").astype(np.uint32)
+    del raw
+    return fields[:, 0], fields[:, 1], fields[:, 2].copy(), fields[:, 3].copy()
 
 
 def _find_option(buf: bytes | mmap.mmap, e: str, pos: int, end: int, code: int, size: int):

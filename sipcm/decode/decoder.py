@@ -59,7 +59,8 @@ UDP_PORT_TUNNELS: dict[int, Callable] = {tunnels.GTP_U_PORT: tunnels.gtp_u}
 
 MAX_DEPTH = 24  # nested headers (tags, tunnels) per frame: bounds crafted recursion
 _TCP_CONTROL = 0x07  # FIN, SYN, RST
-_FAST = struct.Struct("!12xHBxH2xHxB2x4s4sHHH")  # Ethernet + IPv4 (IHL 5) + UDP ports, length
+# Ethernet + IPv4 (IHL 5) + UDP ports and length; addresses as integers (the cache's keys).
+_FAST = struct.Struct("!12xHBxH2xHxB2xIIHHH")
 _ETH_IP4_UDP_MIN = 42
 # NAT keep-alives: CRLF (RFC 5626 section 3.5.1), spaces or NULs, never a SIP message.
 _KEEPALIVE = frozenset(b"\r\n \t\x00")
@@ -84,7 +85,9 @@ class Decoder:
         frag_timeout_s: float = 30.0,
         frag_max_bytes: int = 65535,
         tcp: TcpReassembler | None = None,
+        fast_path: bool = True,
     ) -> None:
+        """`fast_path=False` sends every frame through the layer functions (tests compare)."""
         self.c = counters
         self.heuristic = heuristic
         self.frag = FragmentReassembler(
@@ -95,6 +98,8 @@ class Decoder:
         )
         self.tcp = tcp
         self._addr: dict[bytes, str] = {}
+        self._addr4: dict[int, str] = {}  # the fast path's cache, keyed by the address as int
+        self.fast_path = fast_path
         self.set_ports(sip_ports, vxlan_ports)
         # Context of the frame being decoded (read by the layer functions).
         self.ts = 0
@@ -134,22 +139,33 @@ class Decoder:
             c["link_unsupported"] += n
             return []
         data = batch.data if isinstance(batch.data, bytes) else bytes(batch.data)
-        offs = batch.offset.tolist()
-        caps = batch.caplen.tolist()
-        tss = batch.ts_ns.tolist()
-        ifxs = batch.ifindex.tolist()
-        dirs = batch.direction.tolist()
+        offs: list[int] = batch.offset.tolist()
+        caps: list[int] = batch.caplen.tolist()
+        tss: list[int] = batch.ts_ns.tolist()
+        ifxs: list[int] = batch.ifindex.tolist()
+        dirs: list[int] = batch.direction.tolist()
         first = batch.first_frame
         out: list[Payload] = []
         self.out = out
-        fast = batch.linktype == rec.LINKTYPE_ETHERNET
+        fast = self.fast_path and batch.linktype == rec.LINKTYPE_ETHERNET
         unpack = _FAST.unpack_from
         sip_ports = self.sip_ports
         tun_ports = self._tunnel_ports
         heuristic = self.heuristic
-        addr = self._addr
+        addr = self._addr4
         names = rec.DIRECTION_NAMES
         not_sip = 0
+        # Typed, so the compiled build compares machine integers.
+        et: int
+        vihl: int
+        tot: int
+        frag: int
+        proto: int
+        src: int
+        dst: int
+        sport: int
+        dport: int
+        ulen: int
         for i in range(n):
             s = offs[i]
             e = s + caps[i]
@@ -176,8 +192,8 @@ class Decoder:
                         Payload(
                             data[s + 42 : s + 34 + ulen],
                             tss[i],
-                            addr.get(src) or self.ntop(src),
-                            addr.get(dst) or self.ntop(dst),
+                            addr.get(src) or self._ntop4(src),
+                            addr.get(dst) or self._ntop4(dst),
                             sport,
                             dport,
                             "udp",
@@ -256,6 +272,13 @@ class Decoder:
                 self._addr.clear()
             fam = socket.AF_INET if len(raw) == 4 else socket.AF_INET6
             txt = self._addr[raw] = socket.inet_ntop(fam, raw)
+        return txt
+
+    def _ntop4(self, raw: int) -> str:
+        """`ntop` of an IPv4 address given as an integer (the fast path's cache)."""
+        if len(self._addr4) > 65536:
+            self._addr4.clear()
+        txt = self._addr4[raw] = self.ntop(raw.to_bytes(4, "big"))
         return txt
 
     def _payload(

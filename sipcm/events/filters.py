@@ -18,6 +18,10 @@ class TypeBlacklist:
         """The blacklisted names, sorted."""
         return sorted(self._names)
 
+    def allows_all(self, names: Iterable[str]) -> bool:
+        """True when `allows` would pass every one of `names` (nothing to count)."""
+        return self._names.isdisjoint(names)
+
     def replace(self, names: Iterable[str]) -> None:
         """Swap the whole set at run time (web API)."""
         self._names = frozenset(n.lower() for n in names)

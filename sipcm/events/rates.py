@@ -146,6 +146,17 @@ class RateLimiter:
         self._bl: OrderedDict[tuple[str, str | None], _Key] = OrderedDict()
         self._now = 0  # latest capture time seen, for the table
 
+    @property
+    def unlimited(self) -> bool:
+        """True when no window has a limit: `check` then passes every event."""
+        return not self._n
+
+    def seen(self, ts_ns: int) -> None:
+        """Note capture time `ts_ns` as `check` does (for callers that skip `check` because
+        the limiter is `unlimited`)."""
+        if ts_ns > self._now:
+            self._now = ts_ns
+
     def limits_of(self, action: str) -> tuple[int, ...]:
         """The limit of `action` in each enabled window (0: not limited there)."""
         return self._lims.get(action, self._default)

@@ -13,17 +13,21 @@ from typing import Any, Protocol, runtime_checkable
 
 import orjson
 
+# orjson's option for NDJSON: compact, newline appended (for callers that call orjson.dumps
+# directly on a hot path, where a Python-level wrapper costs more than the encoding saves).
+NDJSON_OPTION = orjson.OPT_APPEND_NEWLINE
+
 
 def ndjson_line(doc: dict[str, Any]) -> str:
     """One compact JSON line (with its newline); key order is the document's, which the event
     builder fixes, so the same events always give the same bytes."""
-    return orjson.dumps(doc, option=orjson.OPT_APPEND_NEWLINE).decode()
+    return orjson.dumps(doc, option=NDJSON_OPTION).decode()
 
 
 def ndjson_bytes(doc: dict[str, Any]) -> bytes:
     """`ndjson_line` as UTF-8 bytes, without the round trip through str (orjson: ~1 us a
     document against ~12 us for the standard library's encoder)."""
-    return orjson.dumps(doc, option=orjson.OPT_APPEND_NEWLINE)
+    return orjson.dumps(doc, option=NDJSON_OPTION)
 
 
 @runtime_checkable

@@ -6,9 +6,11 @@ It never reorders, filters or modifies events.
 
 from __future__ import annotations
 
+import codecs
+import io
 import sys
 from collections import Counter
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
 import orjson
 
@@ -143,6 +145,7 @@ class ConsoleOutput:
         self.pretty = pretty
         self.counters: Counter[str] = counters if counters is not None else Counter()
         self._render = pretty_line if pretty else ndjson_line
+        self._bytes = _utf8_buffer(self.stream)
 
     def write(self, events: list[dict[str, Any]]) -> None:
         """Write a batch as one string (one syscall when the stream is unbuffered)."""
@@ -168,8 +171,13 @@ class ConsoleOutput:
         if not lines:
             return
         try:
-            self.stream.write(b"".join(lines).decode())
-            self.stream.flush()
+            if self._bytes is not None:
+                self.stream.flush()  # anything written as text goes first
+                self._bytes.write(b"".join(lines))
+                self._bytes.flush()
+            else:
+                self.stream.write(b"".join(lines).decode())
+                self.stream.flush()
         except OSError:
             self.counters["write_errors"] += 1
             self.counters["dropped"] += len(lines)
@@ -183,3 +191,17 @@ class ConsoleOutput:
     def close(self) -> None:
         """Flush. The stream belongs to the caller (stdout by default) and stays open."""
         self.stream.flush()
+
+
+def _utf8_buffer(stream: TextIO) -> BinaryIO | None:
+    """The byte stream under `stream` when writing encoded lines there gives the bytes the
+    text layer would (a UTF-8 `TextIOWrapper`: stdout, a file opened in text mode); None
+    otherwise (StringIO, another encoding). It saves decoding and re-encoding every line."""
+    if not isinstance(stream, io.TextIOWrapper):
+        return None
+    try:
+        if codecs.lookup(stream.encoding).name != "utf-8":
+            return None
+    except LookupError:
+        return None
+    return stream.buffer

@@ -156,3 +156,24 @@ def test_pretty_escapes_terminal_controls() -> None:
         "OK\\u202eevil\\x9b31m\\x7f\\x0d pdd=120ms ring=1880ms setup=2000ms\n"
     )
     assert line[:-1].isprintable()
+
+
+def test_lines_go_to_the_byte_stream_of_a_utf8_text_stream_in_order() -> None:
+    """On a UTF-8 text stream (stdout, a file) encoded lines are written as bytes, after any
+    text written before them: the same bytes as through the text layer."""
+    raw = io.BytesIO()
+    text = io.TextIOWrapper(raw, encoding="utf-8")
+    con = ConsoleOutput(text)
+    first = [b'{"a":"\xc3\xa9\xe2\x80\xa8"}\n', b'{"b":1}\n']
+    con.write_lines(first)
+    con.write([{"c": "\u00fc"}])
+    con.write_lines([b'{"d":2}\n'])
+    assert raw.getvalue() == b"".join(first) + '{"c":"ü"}\n'.encode() + b'{"d":2}\n'
+    assert con.counters == {"published": 4}
+
+
+def test_lines_to_a_text_stream_of_another_encoding_go_through_the_text_layer() -> None:
+    raw = io.BytesIO()
+    con = ConsoleOutput(io.TextIOWrapper(raw, encoding="utf-16-le"))
+    con.write_lines([b'{"a":"x"}\n'])
+    assert raw.getvalue() == '{"a":"x"}\n'.encode("utf-16-le")
