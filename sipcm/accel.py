@@ -28,10 +28,12 @@ from pathlib import Path
 # The per-message path (capture clock to encoded row) and what it calls. One mypyc group:
 # `scripts/build_accel.py` compiles exactly these.
 COMPILED: tuple[str, ...] = (
+    "sipcm.collector",
     "sipcm.decode.decoder",
     "sipcm.decode.packet",
     "sipcm.events.build",
     "sipcm.events.community_id",
+    "sipcm.events.rates",
     "sipcm.flows",
     "sipcm.shard",
     "sipcm.sip.auth",
