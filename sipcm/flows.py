@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import io
 from collections import Counter, OrderedDict
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from sipcm.capture.rebuild import write_messages
 from sipcm.track.dedup import COPY, NEW, RETRANS
@@ -33,13 +33,13 @@ if TYPE_CHECKING:
     from sipcm.events.anonymize import Anonymizer
     from sipcm.sip.message import SipMessage
 
-DUP_NAMES = {NEW: "new", RETRANS: "retrans", COPY: "copy"}
+DUP_NAMES: Final = {NEW: "new", RETRANS: "retrans", COPY: "copy"}
 # Accounted bytes of one stored message besides its raw text (its dict and strings).
-OVERHEAD = 400
+OVERHEAD: Final = 400
 
 
 # One stored message (a tuple while stored, a dict with these keys in `flow()`).
-RECORD = (
+RECORD: Final = (
     "seq", "ts_ns", "src_ip", "src_port", "dst_ip", "dst_port", "transport", "direction",
     "vlan", "tunnel", "reassembled", "leg", "first_line", "dup", "size", "raw",
 )  # fmt: skip

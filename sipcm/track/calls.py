@@ -22,7 +22,7 @@ Design decisions (SPEC 6 over the reference notes 1.3-1.10):
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from sipcm.counterdefs import DURATION, PDD, SETUP, observe
 from sipcm.track.core import (
@@ -36,20 +36,21 @@ from sipcm.track.core import (
     slim,
     txn_branches,
 )  # fmt: skip
+from sipcm.track.dedup import MsgKey
 from sipcm.track.outcome import CallMetrics, Outcome
-from sipcm.track.states import TIMER_OF, TRANSITIONS, Effect, Ev, State, transition
+from sipcm.track.states import TRANSITIONS, Effect, Ev, State, timer_name, transition
 
 if TYPE_CHECKING:
     from collections import Counter
 
     from sipcm.sip.message import SipMessage
 
-MAX_LEGS = 16
-_PRE = frozenset({State.INIT, State.INV_1ST, State.INV_EARLY})
-_NEGS = frozenset({State.INV_NEG, State.INV_CHALLENGED, State.INV_AUTH_FAILED})
-_OPEN = _PRE | _NEGS | {State.INV_CANCELED}  # the INVITE transaction may still be answered
-_RETRYABLE = frozenset({State.INV_CHALLENGED, State.INV_AUTH_FAILED})
-_AUTH_CODES = frozenset({401, 407})
+MAX_LEGS: Final = 16
+_PRE: Final = frozenset({State.INIT, State.INV_1ST, State.INV_EARLY})
+_NEGS: Final = frozenset({State.INV_NEG, State.INV_CHALLENGED, State.INV_AUTH_FAILED})
+_OPEN: Final = _PRE | _NEGS | {State.INV_CANCELED}  # the INVITE transaction may still be answered
+_RETRYABLE: Final = frozenset({State.INV_CHALLENGED, State.INV_AUTH_FAILED})
+_AUTH_CODES: Final = frozenset({401, 407})
 
 
 def _ms(a: int | None, b: int | None) -> float | None:
@@ -67,23 +68,24 @@ class Calls:
 
     # -- routing -------------------------------------------------------------------------------
 
-    def _new_set(self, msg: SipMessage, recon: str | None) -> CallSet:
-        cs = CallSet(msg.call_id)
+    def _new_set(self, msg: SipMessage, k: MsgKey, recon: str | None) -> CallSet:
+        cs = CallSet(k.call_id)
         cs.recon = recon
         cs.client, cs.server = ends(msg)
         # the caller's tag: From of a request, From of a response (to the caller's request)
-        cs.caller_tag = msg.from_.tag
-        if recon in ("bye", "reinvite"):  # either side may send these
+        cs.caller_tag = k.from_tag
+        if recon == "bye" or recon == "reinvite":  # either side may send these
             cs.caller_known = False
             cs.client = cs.server = None
-        self.core.add(msg.call_id, cs)
+        self.core.add(k.call_id, cs)
         return cs
 
-    def _dialog_tag(self, cs: CallSet, msg: SipMessage) -> tuple[str | None, bool]:
-        """(To-tag of the dialog, sent-or-answered-by-callee) for a message of `cs`."""
-        if msg.from_.tag == cs.caller_tag or msg.to.tag != cs.caller_tag:
-            return msg.to.tag, False
-        return msg.from_.tag, True
+    @staticmethod
+    def _dialog_tag(cs: CallSet, k: MsgKey) -> tuple[str | None, bool]:
+        """(To-tag of the dialog, sent-or-answered-by-callee) for the message `k` of `cs`."""
+        if k.from_tag == cs.caller_tag or k.to_tag != cs.caller_tag:
+            return k.to_tag, False
+        return k.from_tag, True
 
     def _leg(self, cs: CallSet, tag: str | None, fork: bool) -> Leg:
         legs = cs.legs
@@ -119,29 +121,30 @@ class Calls:
     def request(self, msg: SipMessage, ts: int) -> None:
         """Route one request of the INVITE family (or an in-dialog request of a known call)."""
         core = self.core
-        method = msg.method
-        cs = core.get(msg.call_id)
+        k = core.key
+        method = k.method
+        cs = core.get(k.call_id)
         if cs is None:
             if method == "INVITE":
-                if msg.to.tag is None and proof(msg) is not None:
+                if k.to_tag is None and proof(msg) is not None:
                     core.take_retry(msg)
-                cs = self._new_set(msg, "reinvite" if msg.to.tag else None)
+                cs = self._new_set(msg, k, "reinvite" if k.to_tag else None)
             elif method == "BYE":
-                cs = self._new_set(msg, "bye")
+                cs = self._new_set(msg, k, "bye")
             elif method == "CANCEL":
-                cs = self._new_set(msg, "cancel")
+                cs = self._new_set(msg, k, "cancel")
             else:
                 core.c["in_dialog_unmatched"] += 1
                 return
             cs.legs.append(Leg(cs, State.INIT))
         assert isinstance(cs, CallSet)
-        if method == "INVITE" and msg.to.tag is None:
+        if method == "INVITE" and k.to_tag is None:
             self._invite(cs, msg, ts)
         elif method == "CANCEL":
             for leg in list(cs.legs):
                 self._step(leg, Ev.CANCEL, msg, ts)
         else:
-            tag, by_callee = self._dialog_tag(cs, msg)
+            tag, by_callee = self._dialog_tag(cs, k)
             is_bye = method == "BYE"
             leg = self._leg(cs, tag, fork=is_bye or method == "INVITE")
             ev = Ev.BYE if is_bye else Ev.REINVITE if method == "INVITE" else None
@@ -154,7 +157,8 @@ class Calls:
 
     def _invite(self, cs: CallSet, msg: SipMessage, ts: int) -> None:
         leg = cs.legs[0]
-        if msg.cseq < cs.inv_cseq or same_txn(cs.inv_branches, msg, cs.inv_cseq):
+        cseq = self.core.key.cseq
+        if cseq < cs.inv_cseq or same_txn(cs.inv_branches, msg, cs.inv_cseq):
             self.core.set_state(leg, leg.state, ts)  # an old INVITE (a copy not paired)
             return
         retry = leg.state in _RETRYABLE and proof(msg) is not None
@@ -171,9 +175,9 @@ class Calls:
             leg.to_tag = None
             leg.pdd_ts = leg.ring_ts = leg.answer_ts = leg.status = leg.reason = leg.final = None
             cs.attempted = False
-        cs.invite, cs.inv_ts, cs.inv_cseq, cs.creds = slim(msg), ts, msg.cseq, proof(msg)
+        cs.invite, cs.inv_ts, cs.inv_cseq, cs.creds = slim(msg), ts, cseq, proof(msg)
         cs.inv_branches = txn_branches(msg)
-        cs.caller_tag = msg.from_.tag
+        cs.caller_tag = self.core.key.from_tag
         if cs.recon is not None and cs.recon != "bye":
             cs.recon = None
         leg.last_ts = ts
@@ -184,13 +188,14 @@ class Calls:
     def response(self, msg: SipMessage, ts: int) -> None:
         """Route one response to INVITE, BYE, CANCEL or an in-dialog request."""
         core = self.core
-        method, status = msg.cseq_method, msg.status or 0
-        cs = core.get(msg.call_id)
+        k = core.key
+        method, status = k.cseq_method, k.status or 0
+        cs = core.get(k.call_id)
         if cs is None:
             if method == "INVITE" and status > 100:
-                cs = self._new_set(msg, "2xx" if 200 <= status < 300 else "reply")
+                cs = self._new_set(msg, k, "2xx" if 200 <= status < 300 else "reply")
             elif method == "BYE":
-                cs = self._new_set(msg, "bye")
+                cs = self._new_set(msg, k, "bye")
             else:
                 core.c["unmatched_reply"] += 1
                 return
@@ -201,12 +206,12 @@ class Calls:
                 for leg in list(cs.legs):
                     self._step(leg, Ev.R_CANCEL, msg, ts)
             return
-        tag, by_callee = self._dialog_tag(cs, msg)
+        tag, by_callee = self._dialog_tag(cs, k)
         if method == "BYE":
             leg = self._leg(cs, tag, fork=True)
             self._step(leg, Ev.R_BYE, msg, ts, by_callee)
             return
-        current = method == "INVITE" and status > 100 and msg.cseq >= cs.inv_cseq
+        current = method == "INVITE" and status > 100 and k.cseq >= cs.inv_cseq
         leg = self._leg(cs, tag, fork=current)
         if not current or leg.state not in _OPEN:
             leg.last_ts = ts
@@ -220,7 +225,7 @@ class Calls:
         if status >= 200 and (leg.status is None or (leg.status >= 300 and status < 300)):
             leg.status, leg.reason, leg.final = status, msg.reason, slim(msg)
         if status < 200:
-            ev = Ev.R_1XX_TAG if msg.to.tag else None
+            ev = Ev.R_1XX_TAG if k.to_tag else None
         elif status < 300:
             ev = Ev.R_2XX_INV
         elif cs.creds is not None and (status in _AUTH_CODES or status == 403):
@@ -242,7 +247,7 @@ class Calls:
         old = leg.state
         new, eff = transition(old, ev)
         leg.last_ts = ts
-        if new in (State.INV_CHALLENGED, State.INV_AUTH_FAILED):
+        if new is State.INV_CHALLENGED or new is State.INV_AUTH_FAILED:
             self.core.note_challenge(leg.cs.invite, leg.cs.call_id)
         self.core.set_state(leg, new, ts)
         if eff is not Effect.NONE:
@@ -257,7 +262,7 @@ class Calls:
     def timeout(self, leg: Leg, due: int) -> None:
         """The leg's timer fired at `due`: its final effect, then forget it."""
         new, eff = transition(leg.state, Ev.TIMEOUT)
-        timer = TIMER_OF.get(leg.state, leg.state.value)
+        timer = timer_name(leg.state)
         leg.state = new
         self._effect(leg, eff, None, due, timer=timer)
         self._remove(leg)
@@ -290,7 +295,7 @@ class Calls:
                 return
             cs.auth_txn = txn
             self._emit("auth-failed", leg, ts, msg, msg.status, msg.reason, None)
-        elif eff in (Effect.ATTEMPT, Effect.ATTEMPT_TIMEOUT, Effect.ATTEMPT_CANCEL):
+        elif eff is Effect.ATTEMPT or eff is Effect.ATTEMPT_TIMEOUT or eff is Effect.ATTEMPT_CANCEL:
             if cs.started or cs.attempted:
                 return
             cs.attempted = True

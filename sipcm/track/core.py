@@ -17,11 +17,12 @@ import dataclasses
 import operator
 from collections import Counter, OrderedDict
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from sipcm.decode.packet import Payload
 from sipcm.sip.message import FIELD_NAMES, SipMessage
 from sipcm.sip.nameaddr import aor_of
+from sipcm.track.dedup import MsgKey
 from sipcm.track.outcome import Flow
 from sipcm.track.states import TIMER_OF, State
 from sipcm.track.timers import Timed, TimerHeap
@@ -30,8 +31,8 @@ if TYPE_CHECKING:
     from sipcm.sip.message import Credentials
     from sipcm.track.outcome import Outcome
 
-NS = 1_000_000_000
-CHALLENGED = frozenset(
+NS: Final = 1_000_000_000
+CHALLENGED: Final = frozenset(
     {State.INV_CHALLENGED, State.INV_AUTH_FAILED}
     | {State.NON_INV_CHALLENGED, State.NON_INV_AUTH_FAILED}
 )
@@ -195,11 +196,12 @@ def proof(msg: SipMessage) -> Credentials | None:
 
 
 class Core:
-    """Entry tables (two LRUs, bounded), timer heap, timeouts, counters and the outcome list."""
+    """Entry tables (two LRUs, bounded), timer heap, timeouts, counters, and the message being
+    processed: its outcome list and its key fields."""
 
     __slots__ = (
-        "c", "chal", "dialogs", "max_dialogs", "max_pending", "now", "out", "pending", "timers",
-        "tmo",
+        "c", "chal", "dialogs", "key", "max_dialogs", "max_pending", "now", "out", "pending",
+        "timers", "tmo", "tmo_of",
     )  # fmt: skip
 
     def __init__(
@@ -207,6 +209,7 @@ class Core:
     ) -> None:
         self.c = counters
         self.tmo = tmo_ns  # timer name -> ns
+        self.tmo_of: dict[State, int] = {s: tmo_ns[name] for s, name in TIMER_OF.items()}
         self.max_pending = max_pending
         self.max_dialogs = max_dialogs
         self.pending: OrderedDict[object, CallSet | Trans] = OrderedDict()
@@ -214,12 +217,13 @@ class Core:
         self.timers = TimerHeap()
         self.now = 0
         self.out: list[Outcome] = []
+        self.key = MsgKey()  # the fields of the message being processed
         # retry identity -> key of a challenged entry (see retry_key); bounded like `pending`
         self.chal: OrderedDict[tuple, object] = OrderedDict()
 
     def timeout(self, state: State) -> int:
         """Timeout of `state` in ns."""
-        return self.tmo[TIMER_OF[state]]
+        return self.tmo_of[state]
 
     def __len__(self) -> int:
         return len(self.pending) + len(self.dialogs)
@@ -290,13 +294,18 @@ class Core:
         """Enter `state`: a real transition re-arms the timer (force), staying extends it."""
         if state is obj.state:
             if state is not State.INIT:
-                self.timers.extend(obj, ts + self.timeout(state))
+                due = ts + self.tmo_of[state]
+                old = obj.due
+                if old is None:
+                    self.timers.arm(obj, due)
+                elif due > old:
+                    obj.due = due  # TimerHeap.extend, inline: most messages come here
             return
         obj.state = state
         if state is State.INIT or state is State.DONE:
             self.timers.cancel(obj)
         else:
-            self.timers.arm(obj, ts + self.timeout(state))
+            self.timers.arm(obj, ts + self.tmo_of[state])
 
     # -- auth retries under a new Call-ID -------------------------------------------------------
 

@@ -24,8 +24,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Final, NamedTuple
 
 if TYPE_CHECKING:
     from sipcm.decode.packet import Payload
@@ -42,44 +41,139 @@ class Flow(NamedTuple):
     transport: str  # "udp" or "tcp"
 
 
-@dataclass(slots=True)
+# Plain classes with written-out constructors rather than dataclasses: compiled (sipcm.accel),
+# a dataclass's generated __init__ stays interpreted Python, several times the cost of a native
+# one, and the tracker builds one Outcome per event.
+
+
+_METRICS_FIELDS: Final = (
+    "duration_ns", "originator", "pdd_ms", "reconstructed", "reconstructed_from",
+    "retransmissions", "ring_time_ms", "setup_time_ms",
+)  # fmt: skip
+
+
 class CallMetrics:
-    pdd_ms: float | None = None  # INVITE to first 18x or final reply
-    ring_time_ms: float | None = None  # first 18x to answer
-    setup_time_ms: float | None = None  # INVITE to 2xx
-    originator: str | None = None  # call-end: "caller", "callee" or "timeout"
-    reconstructed: bool = False  # dialog seen without its INVITE or without its 2xx
-    reconstructed_from: str | None = None  # what it was rebuilt from, e.g. "bye", "2xx", "ack"
-    retransmissions: int = 0
-    duration_ns: int | None = None  # call-end: answer (or first sighting) to end
+    """Call measurements of a call-start, call-end or call-attempt."""
+
+    def __init__(
+        self,
+        pdd_ms: float | None = None,
+        ring_time_ms: float | None = None,
+        setup_time_ms: float | None = None,
+        originator: str | None = None,
+        reconstructed: bool = False,
+        reconstructed_from: str | None = None,
+        retransmissions: int = 0,
+        duration_ns: int | None = None,
+    ) -> None:
+        self.pdd_ms = pdd_ms  # INVITE to first 18x or final reply
+        self.ring_time_ms = ring_time_ms  # first 18x to answer
+        self.setup_time_ms = setup_time_ms  # INVITE to 2xx
+        self.originator = originator  # call-end: "caller", "callee" or "timeout"
+        self.reconstructed = reconstructed  # dialog seen without its INVITE or without its 2xx
+        self.reconstructed_from = reconstructed_from  # what it was rebuilt from: "bye", "2xx"
+        self.retransmissions = retransmissions
+        self.duration_ns = duration_ns  # call-end: answer (or first sighting) to end
+
+    def __repr__(self) -> str:
+        return _repr(self, _METRICS_FIELDS)
+
+    def __eq__(self, other: object) -> bool:
+        return _eq(self, other, _METRICS_FIELDS)
 
 
-@dataclass(slots=True)
+_REG_FIELDS: Final = ("aor", "contact", "expires", "lifetime_ns")
+
+
 class RegInfo:
-    aor: str  # address-of-record (To URI without parameters)
-    contact: NameAddr | None
-    expires: int | None  # seconds granted (from the 2xx when present)
-    lifetime_ns: int | None = None  # reg-del / reg-expired: time the binding existed
+    """Binding facts of a reg-new, reg-del or reg-expired."""
+
+    def __init__(
+        self,
+        aor: str,
+        contact: NameAddr | None,
+        expires: int | None,
+        lifetime_ns: int | None = None,
+    ) -> None:
+        self.aor = aor  # address-of-record (To URI without parameters)
+        self.contact = contact
+        self.expires = expires  # seconds granted (from the 2xx when present)
+        self.lifetime_ns = lifetime_ns  # reg-del / reg-expired: time the binding existed
+
+    def __repr__(self) -> str:
+        return _repr(self, _REG_FIELDS)
+
+    def __eq__(self, other: object) -> bool:
+        return _eq(self, other, _REG_FIELDS)
 
 
-@dataclass(slots=True)
+_OUTCOME_FIELDS: Final = (
+    "action", "call", "call_id", "client", "end_ns", "error", "extra", "flow", "method",
+    "msg", "payload", "reason", "reg", "request", "response", "server", "start_ns",
+    "status", "ts_ns",
+)  # fmt: skip
+
+
 class Outcome:
-    action: str
-    ts_ns: int
-    msg: SipMessage | None = None
-    request: SipMessage | None = None
-    response: SipMessage | None = None
-    call_id: str | None = None
-    method: str | None = None
-    status: int | None = None
-    reason: str | None = None
-    client: tuple[str, int] | None = None
-    server: tuple[str, int] | None = None
-    start_ns: int | None = None
-    end_ns: int | None = None
-    call: CallMetrics | None = None
-    reg: RegInfo | None = None
-    error: ParseError | None = None
-    payload: Payload | None = None  # network context when there is no message (parse errors)
-    flow: Flow | None = None
-    extra: dict[str, object] = field(default_factory=dict)
+    """One event the tracker decided (fields: module docstring)."""
+
+    def __init__(
+        self,
+        action: str,
+        ts_ns: int,
+        msg: SipMessage | None = None,
+        request: SipMessage | None = None,
+        response: SipMessage | None = None,
+        call_id: str | None = None,
+        method: str | None = None,
+        status: int | None = None,
+        reason: str | None = None,
+        client: tuple[str, int] | None = None,
+        server: tuple[str, int] | None = None,
+        start_ns: int | None = None,
+        end_ns: int | None = None,
+        call: CallMetrics | None = None,
+        reg: RegInfo | None = None,
+        error: ParseError | None = None,
+        payload: Payload | None = None,
+        flow: Flow | None = None,
+        extra: dict[str, object] | None = None,
+    ) -> None:
+        self.action = action
+        self.ts_ns = ts_ns
+        self.msg = msg
+        self.request = request
+        self.response = response
+        self.call_id = call_id
+        self.method = method
+        self.status = status
+        self.reason = reason
+        self.client = client
+        self.server = server
+        self.start_ns = start_ns
+        self.end_ns = end_ns
+        self.call = call
+        self.reg = reg
+        self.error = error
+        self.payload = payload  # network context when there is no message (parse errors)
+        self.flow = flow
+        self.extra: dict[str, object] = {} if extra is None else extra
+
+    def __repr__(self) -> str:
+        return _repr(self, _OUTCOME_FIELDS)
+
+    def __eq__(self, other: object) -> bool:
+        return _eq(self, other, _OUTCOME_FIELDS)
+
+
+def _eq(obj: object, other: object, names: tuple[str, ...]) -> bool:
+    """Dataclass-style equality: same class, equal fields."""
+    if type(other) is not type(obj):
+        return NotImplemented
+    return all(getattr(obj, n) == getattr(other, n) for n in names)
+
+
+def _repr(obj: object, names: tuple[str, ...]) -> str:
+    """Dataclass-style repr (test failures print these)."""
+    args = ", ".join(f"{n}={getattr(obj, n)!r}" for n in names)
+    return f"{type(obj).__name__}({args})"

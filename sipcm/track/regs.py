@@ -23,7 +23,7 @@ A binding not refreshed by its expiry plus `grace_ns` gives reg-expired. The cac
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from sipcm.track.core import NS, Core, aor_of, ends, flow_of
 from sipcm.track.outcome import Flow, Outcome, RegInfo
@@ -32,7 +32,7 @@ from sipcm.track.timers import Timed
 if TYPE_CHECKING:
     from sipcm.sip.message import NameAddr, SipMessage, Uri
 
-DEFAULT_EXPIRES = 3600
+DEFAULT_EXPIRES: Final = 3600
 CKey = tuple[str, str | None, str, int | None]
 
 

@@ -15,6 +15,7 @@ which event the timer ends with. They wait `auth_wait` for a credentialed retry.
 from __future__ import annotations
 
 from enum import Enum
+from typing import Final
 
 
 class State(Enum):
@@ -83,7 +84,7 @@ _INV_NEGS = (S.INV_NEG, S.INV_CHALLENGED, S.INV_AUTH_FAILED)
 _NI_NEGS = (S.NON_INV_NEG, S.NON_INV_CHALLENGED, S.NON_INV_AUTH_FAILED)
 _NI_RETRY = (S.NON_INV_CHALLENGED, S.NON_INV_AUTH_FAILED)
 
-TRANSITIONS: dict[tuple[State, Ev], tuple[State, Effect]] = {
+TRANSITIONS: Final[dict[tuple[State, Ev], tuple[State, Effect]]] = {
     # INVITE transactions and dialogs (reference notes 1.5)
     (S.INIT, E.INVITE): (S.INV_1ST, X.NONE),
     **{(s, E.INVITE): (S.INV_1ST, X.CONCLUDE) for s in (S.INV_NEG, S.INV_CANCELED)},
@@ -130,9 +131,9 @@ TRANSITIONS: dict[tuple[State, Ev], tuple[State, Effect]] = {
 }
 del S, E, X
 
-TERMINAL = frozenset({State.DONE})
+TERMINAL: Final = frozenset({State.DONE})
 # States whose entry is a pending transaction: `finish("conclude")` runs their timers.
-PENDING = frozenset(State) - {State.INV_ESTABLISHED, State.DONE, State.INIT}
+PENDING: Final = frozenset(State) - {State.INV_ESTABLISHED, State.DONE, State.INIT}
 
 # States whose timer effect is already decided: a final reply was seen and no credentialed retry
 # can continue the entry, so the event its timer would publish cannot change. `finish("decided")`
@@ -144,13 +145,15 @@ PENDING = frozenset(State) - {State.INV_ESTABLISHED, State.DONE, State.INIT}
 # Not decided: *_CHALLENGED (401/407 to a request without credentials: the retry that continues
 # the attempt may still come within auth_wait), INV_1ST/INV_EARLY/NON_INV_1ST (no final reply),
 # established calls and bindings. *_AUTH_FAILED and INV_BYE_* publish nothing at their timers.
-DECIDED = frozenset({State.NON_INV_FIN, State.NON_INV_NEG, State.INV_NEG, State.INV_CANCELED})
+DECIDED: Final = frozenset(
+    {State.NON_INV_FIN, State.NON_INV_NEG, State.INV_NEG, State.INV_CANCELED}
+)
 
 # Timeout (seconds) per state name, defaults from the reference notes 1.4, plus `auth_wait`:
 # how long a 401/407 waits for the credentialed retry that continues the attempt. Phones that
 # ask their user for a password retry 15-50 s later (sip-wireshark.pcap in the corpus), so the
 # reference's 5 s non-INVITE negative-reply timer would split one attempt into two events.
-DEFAULT_TIMEOUTS: dict[str, float] = {
+DEFAULT_TIMEOUTS: Final[dict[str, float]] = {
     "inv_1st": 120.0,
     "inv_early_dlg": 180.0,
     "inv_neg": 30.0,
@@ -163,7 +166,7 @@ DEFAULT_TIMEOUTS: dict[str, float] = {
     "non_inv_fin": 5.0,
     "auth_wait": 60.0,
 }
-TIMER_OF: dict[State, str] = {s: s.value for s in State if s.value in DEFAULT_TIMEOUTS} | {
+TIMER_OF: Final[dict[State, str]] = {s: s.value for s in State if s.value in DEFAULT_TIMEOUTS} | {
     State.INV_CHALLENGED: "auth_wait",
     State.INV_AUTH_FAILED: "auth_wait",
     State.NON_INV_CHALLENGED: "auth_wait",
@@ -173,7 +176,7 @@ TIMER_OF: dict[State, str] = {s: s.value for s in State if s.value in DEFAULT_TI
 
 # What a person reads for a dialog in each state (the web's calls table): `call_state_text`
 # fills in the final status ({status}) and who hung up ({by}). Non-INVITE states never show.
-CALL_STATE_TEXT: dict[State, str] = {
+CALL_STATE_TEXT: Final[dict[State, str]] = {
     State.INIT: "new",
     State.INV_1ST: "calling",
     State.INV_EARLY: "ringing",
@@ -187,7 +190,7 @@ CALL_STATE_TEXT: dict[State, str] = {
     State.DONE: "ended",
 }
 # Dialog states in which the call is over (a BYE was seen): their duration is final.
-ENDED = frozenset({State.INV_BYE_SEEN, State.INV_BYE_REPL, State.DONE})
+ENDED: Final = frozenset({State.INV_BYE_SEEN, State.INV_BYE_REPL, State.DONE})
 
 
 def call_state_text(
@@ -203,6 +206,19 @@ def call_state_text(
     return text.replace(" by {by}", f" by {by}" if by else "")
 
 
+# TRANSITIONS by input, then by state, and the unlisted pairs' answer per state: a lookup
+# without building a key or a default tuple per message.
+_BY_EV: Final[dict[Ev, dict[State, tuple[State, Effect]]]] = {
+    ev: {s: TRANSITIONS.get((s, ev), (s, Effect.NONE)) for s in State} for ev in Ev
+}
+
+
+def timer_name(state: State) -> str:
+    """The name of the timer running in `state` (the state's own name when it has none)."""
+    name = TIMER_OF.get(state)
+    return name if name is not None else state.value
+
+
 def transition(state: State, ev: Ev) -> tuple[State, Effect]:
     """The next state and the effect of input `ev` in `state` (unlisted: keep, no effect)."""
-    return TRANSITIONS.get((state, ev), (state, Effect.NONE))
+    return _BY_EV[ev][state]

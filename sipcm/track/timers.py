@@ -86,19 +86,30 @@ class TimerHeap:
         The caller may arm timers while iterating; a timer armed at or before `now` fires in
         the same pass.
         """
+        while True:
+            item = self.pop_next(now)
+            if item is None:
+                return
+            yield item[0], item[2]
+
+    def pop_next(self, now: int) -> tuple[int, int, Timed] | None:
+        """The first object due at or before `now` as its heap item (expiry, sequence,
+        object), disarmed; None when nothing is due (`pop_due` one at a time, no generator)."""
         heap = self._heap
         while heap and heap[0][0] <= now:
-            due, seq, obj = heapq.heappop(heap)
-            if seq != obj.hseq:
+            item = heapq.heappop(heap)
+            obj = item[2]
+            if item[1] != obj.hseq:
                 continue  # stale
             want = obj.due
-            if want is not None and want > due:
+            if want is not None and want > item[0]:
                 self._push(obj, want)  # extended since it was queued
                 continue
             self.live -= 1
             obj.due = obj.hdue = None
             obj.hseq = 0
-            yield due, obj
+            return item
+        return None
 
     def next_due(self) -> int | None:
         """Earliest heap expiry (None when nothing is armed); drops stale items it meets."""

@@ -52,7 +52,7 @@ from __future__ import annotations
 import difflib
 from collections import ChainMap, Counter
 from collections.abc import Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Final, cast
 
 from sipcm.counterdefs import OTHER, REQUEST_KEYS, RESPONSE_KEYS, RESPONSE_OTHER
 from sipcm.track import persist
@@ -75,12 +75,17 @@ if TYPE_CHECKING:
     from sipcm.sip.message import SipMessage
     from sipcm.track.outcome import Outcome
 
-_CALL_METHODS = frozenset({"INVITE", "BYE", "CANCEL", "ACK", "PRACK", "UPDATE"})
+_CALL_METHODS: Final = frozenset({"INVITE", "BYE", "CANCEL", "ACK", "PRACK", "UPDATE"})
 # Retransmissions and proxy copies of one message arrive within a transaction's lifetime
 # (RFC 3261 17: Timer B/F/H = 64*T1 = 32 s).
-DUP_WINDOW_S = 32.0
-FINISH_MODES = ("conclude", "expire-all", "decided", "none")
-_UNANSWERED = frozenset({State.INIT, State.INV_1ST, State.INV_EARLY})
+DUP_WINDOW_S: Final = 32.0
+FINISH_MODES: Final = ("conclude", "expire-all", "decided", "none")
+_UNANSWERED: Final = frozenset({State.INIT, State.INV_1ST, State.INV_EARLY})
+# The counter keys as compiled constants (names imported from an uncompiled module are looked
+# up in the module dict at every use).
+_REQUEST_KEYS: Final = REQUEST_KEYS
+_RESPONSE_KEYS: Final = RESPONSE_KEYS
+_RESPONSE_OTHER: Final = RESPONSE_OTHER
 
 
 class Tracker:
@@ -142,37 +147,41 @@ class Tracker:
         core = self._core
         out: list[Outcome] = []
         core.out = out
-        p = msg.payload
-        ts = p.ts_ns if p is not None else core.now
-        if ts >= core.now:
-            core.now = ts
+        k = core.key.load(msg)
+        p = k.payload
+        now = core.now
+        ts = p.ts_ns if p is not None else now
+        if ts >= now:
+            core.now = now = ts
             heap = core.timers.heap
             if heap and heap[0][0] <= ts:  # most messages find no timer due
                 self._fire(ts)
         # The window runs on the tracker's clock (the latest capture time seen), not on this
         # message's own stamp: a message stamped earlier than the clock must not find
         # sightings that a clock-ordered view has already expired, whichever worker holds it.
-        kind = self.last_dup = self._dups.check(msg, core.now)
+        kind = self._dups.check_key(k, now)
+        self.last_dup = kind
         if kind != NEW:
-            self._duplicate(msg, kind)
+            self._duplicate(k.call_id, kind)
             return out
-        is_req = msg.is_request
+        is_req = k.is_request
         target: Calls | Transactions
+        method: str | None
         if is_req:
-            method = msg.method
-            self._requests[REQUEST_KEYS.get(method, OTHER)] += 1
+            method = k.method
+            self._requests[_REQUEST_KEYS.get(method, OTHER)] += 1
         else:
-            method = msg.cseq_method
-            self._responses[
-                RESPONSE_KEYS.get(method, RESPONSE_OTHER)[(msg.status or 0) // 100]
-            ] += 1
+            method = k.cseq_method
+            status = k.status
+            keys = _RESPONSE_KEYS.get(method, _RESPONSE_OTHER)
+            self._responses[keys[(status if status is not None else 0) // 100]] += 1
         if method == "REGISTER":
             target = self._trans
         elif method in _CALL_METHODS:
             target = self._calls
-        elif isinstance(core.peek(msg.call_id), CallSet):
+        elif isinstance(core.peek(k.call_id), CallSet):
             target = self._calls  # in-dialog request or reply of a known call
-        elif is_req and msg.to.tag is not None:
+        elif is_req and k.to_tag is not None:
             core.c["in_dialog_unmatched"] += 1
             return out
         else:
@@ -183,11 +192,11 @@ class Tracker:
             target.response(msg, ts)
         return out
 
-    def _duplicate(self, msg: SipMessage, kind: int) -> None:
+    def _duplicate(self, call_id: str, kind: int) -> None:
         c = self.counters
         if kind == RETRANS:
             c["retransmissions"] += 1
-            cs = self._core.peek(msg.call_id)
+            cs = self._core.peek(call_id)
             if isinstance(cs, CallSet):
                 cs.retrans += 1
         else:
@@ -204,8 +213,12 @@ class Tracker:
     def _fire(self, now: int) -> None:
         core = self._core
         core.now = now
-        for due, obj in core.timers.pop_due(now):
-            self._expire(obj, due)
+        timers = core.timers
+        while True:
+            item = timers.pop_next(now)
+            if item is None:
+                return
+            self._expire(item[2], item[0])
 
     def _expire(self, obj: object, due: int) -> None:
         if isinstance(obj, Leg):

@@ -13,19 +13,19 @@ binding events, never other-ok. It never reads a clock.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from sipcm.track.core import Core, Trans, ends, flow_of, proof, same_txn, slim, txn_branches
 from sipcm.track.outcome import Outcome
-from sipcm.track.states import TIMER_OF, TRANSITIONS, Effect, Ev, State, transition
+from sipcm.track.states import TIMER_OF, TRANSITIONS, Effect, Ev, State, timer_name, transition
 
 if TYPE_CHECKING:
     from sipcm.sip.message import SipMessage
     from sipcm.track.regs import Registrar
 
-_RETRYABLE = frozenset({State.NON_INV_CHALLENGED, State.NON_INV_AUTH_FAILED})
-_OPEN = frozenset({State.INIT, State.NON_INV_1ST})  # no final reply yet
-_ACTION = {
+_RETRYABLE: Final = frozenset({State.NON_INV_CHALLENGED, State.NON_INV_AUTH_FAILED})
+_OPEN: Final = frozenset({State.INIT, State.NON_INV_1ST})  # no final reply yet
+_ACTION: Final = {
     Effect.OTHER_OK: "other-ok",
     Effect.OTHER_FAILED: "other-failed",
     Effect.OTHER_TIMEOUT: "other-timeout",
@@ -44,8 +44,9 @@ class Transactions:
     def request(self, msg: SipMessage, ts: int) -> None:
         """A request that starts (or retries, or retransmits) a transaction."""
         core = self.core
-        method = msg.method or msg.cseq_method
-        key = (msg.call_id, method)
+        k = core.key
+        method = k.method or k.cseq_method
+        key = (k.call_id, method)
         t = core.get(key)
         if t is None:
             if proof(msg) is not None:
@@ -53,14 +54,14 @@ class Transactions:
             t = Trans(key, method)
             core.add(key, t)
         assert isinstance(t, Trans)
-        if msg.cseq < t.cseq or same_txn(t.branches, msg, t.cseq):
+        if k.cseq < t.cseq or same_txn(t.branches, msg, t.cseq):
             core.set_state(t, t.state, ts)  # an old request (a copy the filter could not pair)
             return
         retry = t.state in _RETRYABLE and proof(msg) is not None
         new, eff = transition(t.state, Ev.RETRY if retry else Ev.REQ)
         if eff is Effect.CONCLUDE:
             self._effect(t, TRANSITIONS[(t.state, Ev.TIMEOUT)][1], None, ts, TIMER_OF[t.state])
-        t.req, t.cseq, t.creds = slim(msg, method == "REGISTER"), msg.cseq, proof(msg)
+        t.req, t.cseq, t.creds = slim(msg, method == "REGISTER"), k.cseq, proof(msg)
         t.branches = txn_branches(msg)
         t.resp = t.status = t.reason = None
         t.client, t.server = ends(msg)
@@ -69,10 +70,11 @@ class Transactions:
     def response(self, msg: SipMessage, ts: int) -> None:
         """A final or provisional response to a non-INVITE request."""
         core = self.core
-        status = msg.status or 0
-        t = core.get((msg.call_id, msg.cseq_method))
+        k = core.key
+        status = k.status or 0
+        t = core.get((k.call_id, k.cseq_method))
         if t is None:
-            if msg.cseq_method == "REGISTER" and 200 <= status < 300:
+            if k.cseq_method == "REGISTER" and 200 <= status < 300:
                 self.regs.on_2xx(None, msg, ts)  # the request was not seen
             else:
                 core.c["unmatched_reply"] += 1
@@ -95,7 +97,7 @@ class Transactions:
         if t.client is None:
             t.client, t.server = ends(msg)
         new, eff = transition(t.state, ev)
-        if new in (State.NON_INV_CHALLENGED, State.NON_INV_AUTH_FAILED):
+        if new is State.NON_INV_CHALLENGED or new is State.NON_INV_AUTH_FAILED:
             core.note_challenge(t.req, t.key)
         core.set_state(t, new, ts)
         if eff is not Effect.NONE:
@@ -106,7 +108,7 @@ class Transactions:
     def timeout(self, t: Trans, due: int) -> None:
         """The transaction's timer fired at `due`: its final effect, then forget it."""
         new, eff = transition(t.state, Ev.TIMEOUT)
-        timer = TIMER_OF.get(t.state, t.state.value)
+        timer = timer_name(t.state)
         t.state = new
         self._effect(t, eff, None, due, timer)
         self.core.pop(t.key)
