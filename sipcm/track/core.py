@@ -23,7 +23,7 @@ from sipcm.decode.packet import Payload
 from sipcm.sip.message import FIELD_NAMES, SipMessage
 from sipcm.sip.nameaddr import aor_of
 from sipcm.track.dedup import MsgKey
-from sipcm.track.outcome import Flow
+from sipcm.track.outcome import Flow, new_flow
 from sipcm.track.states import TIMER_OF, State
 from sipcm.track.timers import Timed, TimerHeap
 
@@ -155,8 +155,8 @@ def flow_of(*msgs: SipMessage | None) -> Flow | None:
         if p is None:
             continue
         if msg.is_request:  # type: ignore[union-attr]
-            return Flow(p.src_ip, p.src_port, p.dst_ip, p.dst_port, p.transport)
-        return Flow(p.dst_ip, p.dst_port, p.src_ip, p.src_port, p.transport)
+            return new_flow(p.src_ip, p.src_port, p.dst_ip, p.dst_port, p.transport)
+        return new_flow(p.dst_ip, p.dst_port, p.src_ip, p.src_port, p.transport)
     return None
 
 

@@ -41,6 +41,12 @@ class Flow(NamedTuple):
     transport: str  # "udp" or "tcp"
 
 
+def new_flow(src_ip: str, src_port: int, dst_ip: str, dst_port: int, transport: str) -> Flow:
+    """`Flow(...)` without the NamedTuple's generated __new__, which stays interpreted Python
+    when the caller is compiled."""
+    return tuple.__new__(Flow, (src_ip, src_port, dst_ip, dst_port, transport))
+
+
 # Plain classes with written-out constructors rather than dataclasses: compiled (sipcm.accel),
 # a dataclass's generated __init__ stays interpreted Python, several times the cost of a native
 # one, and the tracker builds one Outcome per event.
