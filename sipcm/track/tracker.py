@@ -81,11 +81,6 @@ _CALL_METHODS: Final = frozenset({"INVITE", "BYE", "CANCEL", "ACK", "PRACK", "UP
 DUP_WINDOW_S: Final = 32.0
 FINISH_MODES: Final = ("conclude", "expire-all", "decided", "none")
 _UNANSWERED: Final = frozenset({State.INIT, State.INV_1ST, State.INV_EARLY})
-# The counter keys as compiled constants (names imported from an uncompiled module are looked
-# up in the module dict at every use).
-_REQUEST_KEYS: Final = REQUEST_KEYS
-_RESPONSE_KEYS: Final = RESPONSE_KEYS
-_RESPONSE_OTHER: Final = RESPONSE_OTHER
 
 
 class Tracker:
@@ -169,12 +164,12 @@ class Tracker:
         method: str | None
         if is_req:
             method = k.method
-            self._requests[_REQUEST_KEYS.get(method, OTHER)] += 1
+            self._requests[REQUEST_KEYS.get(method, OTHER)] += 1
         else:
             method = k.cseq_method
-            status = k.status
-            keys = _RESPONSE_KEYS.get(method, _RESPONSE_OTHER)
-            self._responses[keys[(status if status is not None else 0) // 100]] += 1
+            self._responses[
+                RESPONSE_KEYS.get(method, RESPONSE_OTHER)[(msg.status or 0) // 100]
+            ] += 1
         if method == "REGISTER":
             target = self._trans
         elif method in _CALL_METHODS:
