@@ -80,7 +80,9 @@ class MsgKey:
 class DupFilter:
     """Fingerprint table with a time window and a size cap, oldest first-sighting first out."""
 
-    __slots__ = ("_fps", "_head", "_seen", "_times", "c", "max_entries", "window_ns")
+    __slots__ = (
+        "_fps", "_head", "_len", "_oldest", "_seen", "_times", "c", "max_entries", "window_ns",
+    )  # fmt: skip
 
     def __init__(self, window_ns: int, max_entries: int, counters: Counter[str]) -> None:
         self.c = counters
@@ -99,6 +101,8 @@ class DupFilter:
         self._times: array[int] = array("q")
         self._fps: list[object] = []
         self._head = 0  # entries before it left the table
+        self._len = 0  # len(self._times), kept here: the array's own is a generic call
+        self._oldest = 0  # self._times[self._head] while head < len: the next to expire
 
     def __len__(self) -> int:
         return len(self._seen)
@@ -109,9 +113,8 @@ class DupFilter:
 
     def check_key(self, k: MsgKey, ts: int) -> int:
         """`check` for the message whose fields `k` holds (the tracker's per-message path)."""
-        seen, times = self._seen, self._times
-        head = self._head
-        if head < len(times) and times[head] < ts - self.window_ns:
+        seen = self._seen
+        if self._head < self._len and self._oldest < ts - self.window_ns:
             self._expire(ts - self.window_ns)  # about one per message
         fp: object
         if k.is_request:
@@ -125,8 +128,11 @@ class DupFilter:
                 self._drop_oldest()
                 self.c["dup_evicted"] += 1
             seen[fp] = sig
-            times.append(ts)
+            self._times.append(ts)
             self._fps.append(fp)
+            if self._head == self._len:
+                self._oldest = ts
+            self._len += 1
             return NEW
         if not isinstance(rec, tuple):
             if rec == sig:
@@ -141,16 +147,18 @@ class DupFilter:
 
     def _expire(self, limit: int) -> None:
         """Forget the entries first seen before `limit`."""
-        times = self._times
-        while self._head < len(times) and times[self._head] < limit:
+        while self._head < self._len and self._oldest < limit:
             self._drop_oldest()
 
     def _drop_oldest(self) -> None:
         head = self._head
         del self._seen[self._fps[head]]
         head += 1
-        if head >= 1024 and 2 * head >= len(self._times):  # reclaim the consumed front
+        if head >= 1024 and 2 * head >= self._len:  # reclaim the consumed front
             del self._times[:head]
             del self._fps[:head]
+            self._len -= head
             head = 0
         self._head = head
+        if head < self._len:
+            self._oldest = self._times[head]
