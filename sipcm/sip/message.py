@@ -39,7 +39,13 @@ if TYPE_CHECKING:
     from sipcm.decode.packet import Payload
 
 
-@dataclass(slots=True)
+# The parts below are dataclasses (fields, equality, repr) with their constructor written out:
+# a compiled dataclass keeps the interpreted `__init__` that `dataclasses` generates (about 5x
+# the cost of a native one). tests/unit/sip/test_message_fields.py checks that each
+# constructor takes exactly the declared fields with their defaults.
+
+
+@dataclass(slots=True, init=False)
 class Uri:
     original: str
     scheme: str = ""
@@ -48,13 +54,41 @@ class Uri:
     port: int | None = None
     params: dict[str, str] = field(default_factory=dict)
 
+    def __init__(
+        self,
+        original: str,
+        scheme: str = "",
+        user: str | None = None,
+        host: str = "",
+        port: int | None = None,
+        params: dict[str, str] | None = None,
+    ) -> None:
+        self.original = original
+        self.scheme = scheme
+        self.user = user
+        self.host = host
+        self.port = port
+        self.params = {} if params is None else params
 
-@dataclass(slots=True)
+
+@dataclass(slots=True, init=False)
 class NameAddr:
     uri: Uri
     display: str | None = None
     tag: str | None = None
     params: dict[str, str] = field(default_factory=dict)
+
+    def __init__(
+        self,
+        uri: Uri,
+        display: str | None = None,
+        tag: str | None = None,
+        params: dict[str, str] | None = None,
+    ) -> None:
+        self.uri = uri
+        self.display = display
+        self.tag = tag
+        self.params = {} if params is None else params
 
     @property
     def expires(self) -> int | None:
@@ -78,7 +112,7 @@ class NameAddr:
         return value if value <= 1.0 else None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Via:
     transport: str
     host: str
@@ -86,8 +120,22 @@ class Via:
     branch: str | None = None
     params: dict[str, str] = field(default_factory=dict)
 
+    def __init__(
+        self,
+        transport: str,
+        host: str,
+        port: int | None = None,
+        branch: str | None = None,
+        params: dict[str, str] | None = None,
+    ) -> None:
+        self.transport = transport
+        self.host = host
+        self.port = port
+        self.branch = branch
+        self.params = {} if params is None else params
 
-@dataclass(slots=True)
+
+@dataclass(slots=True, init=False)
 class Credentials:
     scheme: str
     username: str | None
@@ -96,6 +144,20 @@ class Credentials:
     # False when a Digest header carries an empty response: an IMS initial REGISTER sends
     # its private identity that way (3GPP TS 24.229 5.1.1.2) without answering a challenge.
     answered: bool = True
+
+    def __init__(
+        self,
+        scheme: str,
+        username: str | None,
+        realm: str | None,
+        proxy: bool = False,
+        answered: bool = True,
+    ) -> None:
+        self.scheme = scheme
+        self.username = username
+        self.realm = realm
+        self.proxy = proxy
+        self.answered = answered
 
 
 class SipMessage:
@@ -417,9 +479,17 @@ DEFERRED = frozenset(
 )  # fmt: skip
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class ParseError:
     reason: str
     offset: int
     probe: bool = False
     payload: Payload | None = None
+
+    def __init__(
+        self, reason: str, offset: int, probe: bool = False, payload: Payload | None = None
+    ) -> None:
+        self.reason = reason
+        self.offset = offset
+        self.probe = probe
+        self.payload = payload
