@@ -75,6 +75,22 @@ _CATEGORISE: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
 }
 ACTIONS = frozenset(_CATEGORISE)
 _WITH_AUTH = ("authentication", "network", "session")
+_AUTH_ACTIONS = ("call-start", "reg-new")  # +authentication when the request had credentials
+
+
+def _event_head(
+    action: str, cats: tuple[str, ...], types: tuple[str, ...], outcome: str
+) -> dict[str, Any]:
+    return {"action": action, "kind": "event", "category": list(cats), "type": list(types),
+            "outcome": outcome, "dataset": DATASET, "module": MODULE}  # fmt: skip
+
+
+# The fixed start of each action's `event` section, copied into every document (the copies
+# share the category and type lists): plain, with credentials, and call-end by timeout.
+_HEADS = {a: _event_head(a, *c) for a, c in _CATEGORISE.items()}
+_HEADS_AUTH = {a: _event_head(a, _WITH_AUTH, *_CATEGORISE[a][1:]) for a in _AUTH_ACTIONS}
+_HEAD_TIMEOUT = _event_head("call-end", *_CATEGORISE["call-end"][:2], "unknown")
+_ECS = {"version": ECS_VERSION}  # shared by every document
 
 # Second -> "YYYY-MM-DDTHH:MM:SS": one document's times (start, end, @timestamp) and
 # consecutive documents fall in a few recent seconds. Cleared when it reaches the bound.
@@ -299,7 +315,6 @@ class EventBuilder:
     def build(self, o: Outcome) -> dict[str, Any]:
         """The ECS document for one Outcome (any action in ACTIONS)."""
         action = o.action
-        cats, types, outcome = _CATEGORISE[action]
         msg = o.msg
         resp = o.response
         # A timer event of an entry rebuilt from replies has only the response: its From/To
@@ -314,18 +329,11 @@ class EventBuilder:
         call, reg, err = o.call, o.reg, o.error
 
         if action == "call-end" and call is not None and call.originator == "timeout":
-            outcome = "unknown"
-        if creds is not None and (action == "call-start" or action == "reg-new"):
-            cats = _WITH_AUTH
-        event: dict[str, Any] = {
-            "action": action,
-            "kind": "event",
-            "category": list(cats),
-            "type": list(types),
-            "outcome": outcome,
-            "dataset": DATASET,
-            "module": MODULE,
-        }
+            event: dict[str, Any] = dict(_HEAD_TIMEOUT)
+        elif creds is not None and action in _HEADS_AUTH:
+            event = dict(_HEADS_AUTH[action])
+        else:
+            event = dict(_HEADS[action])
         reason = o.reason
         if not reason and err is not None:
             reason = err.reason
@@ -341,7 +349,7 @@ class EventBuilder:
             event["end"] = self._time(o.end_ns)
         doc: dict[str, Any] = {
             "@timestamp": self._time(o.ts_ns),
-            "ecs": {"version": ECS_VERSION},
+            "ecs": _ECS,
             "event": event,
         }
 
