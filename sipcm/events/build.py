@@ -171,6 +171,29 @@ class UriDoc:
             ips.append(self.ip)
 
 
+class NameAddrDoc:
+    """A From or To section (with the name-addr's own tag), or a message's Contact section
+    (with its expires, without tag), built once per `NameAddr` object and shared like
+    `UriDoc`: the parser hands out one object for each repeated header text."""
+
+    __slots__ = ("doc", "na", "uri")
+
+    def __init__(self, na: NameAddr, uri: UriDoc, contact: bool) -> None:
+        self.na = na  # keeps it alive, so no other object gets its id() while this is cached
+        self.uri = uri
+        d: dict[str, Any] = {}
+        if na.display:
+            d["display_info"] = na.display
+        if not contact and na.tag:
+            d["tag"] = na.tag
+        d["uri"] = uri.doc
+        if contact:
+            expires = na.expires
+            if expires is not None:
+                d["expires"] = expires
+        self.doc = d
+
+
 # Bound of each cache of shared document parts (URIs, observers, flows): emptied when full.
 _CACHE_ENTRIES = 4096
 
@@ -223,8 +246,9 @@ class EventBuilder:
     """Builds ECS documents; one instance per sensor (it holds the observer description).
 
     Parts that repeat between documents are built once and shared by them: the `uri`
-    sub-document of each parsed URI (`UriDoc`), the `observer` section of each interface and
-    direction, and the Community ID of each flow. Each cache is bounded (emptied when full).
+    sub-document of each parsed URI (`UriDoc`), the From, To and Contact sections of each
+    parsed name-addr (`NameAddrDoc`), the `observer` section of each interface and direction,
+    and the Community ID of each flow. Each cache is bounded (emptied when full).
     Shared sections are never mutated after they are built; whoever changes a document
     (the anonymizer) replaces the dicts on the path to what it changes.
     """
@@ -244,6 +268,8 @@ class EventBuilder:
         )
         self._observers: dict[tuple[str, int], dict[str, Any]] = {}
         self._uris: dict[int, UriDoc] = {}
+        self._parties: dict[int, NameAddrDoc] = {}  # From and To with their own tag
+        self._contacts: dict[int, NameAddrDoc] = {}
         self._cids: dict[tuple[str, int, str, int, str], str] = {}  # "": no ID
         # The last time rendered: an event's start or end is often its @timestamp.
         self._last_ns = -1
@@ -285,6 +311,16 @@ class EventBuilder:
             if len(self._uris) >= _CACHE_ENTRIES:
                 self._uris.clear()
             e = self._uris[key] = UriDoc(u)
+        return e
+
+    def _section(self, cache: dict[int, NameAddrDoc], na: NameAddr, contact: bool) -> NameAddrDoc:
+        """The shared NameAddrDoc of a parsed name-addr object, from `cache`."""
+        key = id(na)
+        e = cache.get(key)
+        if e is None or e.na is not na:
+            if len(cache) >= _CACHE_ENTRIES:
+                cache.clear()
+            e = cache[key] = NameAddrDoc(na, self._uri_doc(na.uri), contact)
         return e
 
     def _community_id(self, fl: tuple[str, int, str, int, str]) -> str | None:
@@ -478,24 +514,26 @@ class EventBuilder:
                     e = self._uri_doc(ruri)
                     e.relate(users, hosts, ips)
                     sip["uri"] = e.doc
-            from_ = first.from_
-            sip["from"] = self._name_addr(from_, from_.tag, users, hosts, ips)
+            p = self._section(self._parties, first.from_, False)
+            p.uri.relate(users, hosts, ips)
+            sip["from"] = p.doc
             to = first.to
-            to_tag = to.tag
-            if not to_tag and resp is not None:
-                to_tag = resp.to.tag
-            sip["to"] = self._name_addr(to, to_tag, users, hosts, ips)
+            resp_tag = resp.to.tag if resp is not None and not to.tag else None
+            if resp_tag:  # To of a request sent before the dialog had its tag
+                sip["to"] = self._name_addr(to, resp_tag, users, hosts, ips)
+            else:
+                p = self._section(self._parties, to, False)
+                p.uri.relate(users, hosts, ips)
+                sip["to"] = p.doc
             contact = reg.contact if reg is not None else None
             if contact is None:
                 contacts = first.contacts
                 if contacts:
                     contact = contacts[0]
             if contact is not None:
-                c = self._name_addr(contact, None, users, hosts, ips)
-                expires = contact.expires
-                if expires is not None:
-                    c["expires"] = expires
-                sip["contact"] = c
+                p = self._section(self._contacts, contact, True)
+                p.uri.relate(users, hosts, ips)
+                sip["contact"] = p.doc
             elif first.contact_star:
                 sip["contact"] = {"uri": {"original": "*"}}
             cseq_method = first.cseq_method

@@ -151,6 +151,7 @@ def test_repeated_uri_objects_share_one_section() -> None:
     first, second = b.build(o), b.build(o)
     assert first["sip"]["from"]["uri"] is first["sip"]["to"]["uri"]
     assert first["sip"]["from"]["uri"] is second["sip"]["to"]["uri"]
+    assert first["sip"]["contact"] is second["sip"]["contact"]
     assert first["observer"] is second["observer"]
 
 
@@ -187,8 +188,8 @@ def test_caches_are_bounded_and_exact() -> None:
         }  # fmt: skip
         assert doc["network"]["community_id"] == community_id("udp", ip, 5060, "192.0.2.1", 5060)
         assert ip in doc["related"]["ip"]
-    assert len(b._uris) <= build._CACHE_ENTRIES
-    assert len(b._cids) <= build._CACHE_ENTRIES
+    for cache in (b._uris, b._parties, b._contacts, b._cids):
+        assert 0 < len(cache) <= build._CACHE_ENTRIES
 
 
 def test_rehash_replaces_the_network_section() -> None:
