@@ -194,7 +194,8 @@ class NameAddrDoc:
         self.doc = d
 
 
-# Bound of each cache of shared document parts (URIs, observers, flows): emptied when full.
+# Bound of each cache of shared document parts (URIs, name-addrs, observers, flows): emptied
+# when full.
 _CACHE_ENTRIES = 4096
 
 
