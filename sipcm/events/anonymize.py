@@ -1,9 +1,11 @@
 """Anonymization of built event documents, and its reversal (SPEC section 9).
 
 Input: nested ECS documents from `EventBuilder.build`. `Anonymizer.apply` encrypts, in place,
-the values its switches select; `Anonymizer.value` does the same for one value of a named field
-(the web API's rows, `rows.py`); `decrypt_doc` restores them for whoever holds the key. All are
-deterministic. None logs, and no key material appears in any repr, str or error message.
+the values its switches select (replacing, not changing, the sections below the top level:
+the builder shares some between documents); `Anonymizer.value` does the same for one value of
+a named field (the web API's rows, `rows.py`); `decrypt_doc` restores them for whoever holds
+the key. All are deterministic. None logs, and no key material appears in any repr, str or
+error message.
 
 Which fields are transformed is derived from the `sensitive` declaration of each field in
 `schema.py` (through `KINDS`), so a new field is anonymized by declaring what it holds. Today
@@ -99,6 +101,22 @@ def _prune(doc: dict[str, Any], path: tuple[str, ...]) -> None:
         del parent[path[depth - 1]]
 
 
+def _own(doc: dict[str, Any], path: tuple[str, ...], owned: set[tuple[str, ...]]) -> dict[str, Any]:
+    """The dict at `path` in `doc`, after replacing each dict along the path by a copy, except
+    those already copied for this document (listed in `owned`, which this extends): documents
+    may share sections with other documents, so a change must not reach them."""
+    node = doc
+    for depth in range(1, len(path) + 1):
+        key = path[depth - 1]
+        child = node[key]
+        prefix = path[:depth]
+        if prefix not in owned:
+            child = node[key] = dict(child)
+            owned.add(prefix)
+        node = child
+    return node
+
+
 class Anonymizer:
     """Encrypts the configured fields of event documents in place (see the module docstring)."""
 
@@ -149,7 +167,10 @@ class Anonymizer:
             self._ipv4 = "ipcipher" if ipcipher else "prefix"
 
     def apply(self, doc: dict[str, Any]) -> dict[str, Any]:
-        """Encrypt the selected fields of `doc` in place, add the markers, return `doc`."""
+        """Encrypt the selected fields of `doc`, add the markers, return `doc`.
+
+        `doc` itself is changed, but no dict below it: one the builder shares between documents
+        (a URI's `uri` section, see build.py) is replaced by a changed copy (`_own`)."""
         if not self.enabled:
             return doc
         sipcm = doc.get("sipcm")
@@ -157,6 +178,7 @@ class Anonymizer:
             self.counters["already_anonymized"] += 1  # twice would need two decryptions
             return doc
         changed: list[str] = []
+        owned: set[tuple[str, ...]] = set()
         for parents, items in self._plan:
             node: Any = doc
             for p in parents:
@@ -172,10 +194,12 @@ class Anonymizer:
                     if new is None:
                         new = self._transform(v, fn)
                         if new is None:
+                            node = _own(doc, parents, owned)
                             del node[last]
                             _prune(doc, parents)
                             continue
                     if new != v:
+                        node = _own(doc, parents, owned)
                         node[last] = new
                         changed.append(name)
         if self.ip:
@@ -184,7 +208,7 @@ class Anonymizer:
             anon: dict[str, Any] = {"fields": sorted(changed), "key_check": self.key_check}
             if self._ipv4:
                 anon["ipv4"] = self._ipv4
-            doc.setdefault("sipcm", {})["anon"] = anon
+            doc["sipcm"] = {**(doc.get("sipcm") or {}), "anon": anon}
         return doc
 
     def value(self, name: str, v: Any) -> Any:

@@ -46,13 +46,12 @@ from typing import TYPE_CHECKING, Any
 from sipcm import __version__
 from sipcm.events.community_id import community_id
 from sipcm.events.schema import ECS_VERSION
-from sipcm.sip.message import NameAddr
 from sipcm.sip.nameaddr import parse_uri
 
 if TYPE_CHECKING:
     from sipcm.decode.packet import Payload
-    from sipcm.sip.message import SipMessage, Uri
-    from sipcm.track.outcome import Outcome
+    from sipcm.sip.message import NameAddr, SipMessage, Uri
+    from sipcm.track.outcome import CallMetrics, Outcome
 
 DATASET = "sipcm.sip"
 MODULE = "sipcm"
@@ -76,6 +75,22 @@ _CATEGORISE: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
 }
 ACTIONS = frozenset(_CATEGORISE)
 _WITH_AUTH = ("authentication", "network", "session")
+_AUTH_ACTIONS = ("call-start", "reg-new")  # +authentication when the request had credentials
+
+
+def _event_head(
+    action: str, cats: tuple[str, ...], types: tuple[str, ...], outcome: str
+) -> dict[str, Any]:
+    return {"action": action, "kind": "event", "category": list(cats), "type": list(types),
+            "outcome": outcome, "dataset": DATASET, "module": MODULE}  # fmt: skip
+
+
+# The fixed start of each action's `event` section, copied into every document (the copies
+# share the category and type lists): plain, with credentials, and call-end by timeout.
+_HEADS = {a: _event_head(a, *c) for a, c in _CATEGORISE.items()}
+_HEADS_AUTH = {a: _event_head(a, _WITH_AUTH, *_CATEGORISE[a][1:]) for a in _AUTH_ACTIONS}
+_HEAD_TIMEOUT = _event_head("call-end", *_CATEGORISE["call-end"][:2], "unknown")
+_ECS = {"version": ECS_VERSION}  # shared by every document
 
 # Second -> "YYYY-MM-DDTHH:MM:SS": one document's times (start, end, @timestamp) and
 # consecutive documents fall in a few recent seconds. Cleared when it reaches the bound.
@@ -118,42 +133,105 @@ def _ip_literal_slow(host: str) -> str | None:
         return None
 
 
-def _relate(u: Uri, users: list[str], hosts: list[str], ips: list[str]) -> None:
-    """Add a URI's user and host (name or IP literal) to the related.* lists."""
-    if u.user:
-        users.append(u.user)
-    if u.host:
-        ip = _ip_literal(u.host)
-        if ip is None:
-            hosts.append(u.host)
-        else:
-            ips.append(ip)
+class UriDoc:
+    """A parsed URI as a document's `uri` sub-document, and what it adds to related.*.
+
+    Built once per `Uri` object and shared by every document that shows it: the parser hands
+    out one object for each repeated URI text, and both are read-only from then on. Nothing
+    may mutate `doc` (the anonymizer replaces the dicts it changes instead)."""
+
+    __slots__ = ("doc", "host", "ip", "uri", "user")
+
+    def __init__(self, u: Uri) -> None:
+        self.uri = u  # keeps it alive, so no other object gets its id() while this is cached
+        d: dict[str, Any] = {"original": u.original}
+        if u.scheme:
+            d["scheme"] = u.scheme
+        user = u.user or None
+        if user is not None:
+            d["username"] = user
+        host = u.host
+        if host:
+            d["host"] = host
+        if u.port is not None:
+            d["port"] = u.port
+        self.doc = d
+        self.user = user
+        ip = _ip_literal(host) if host else None
+        self.ip = ip
+        self.host: str | None = host if host and ip is None else None
+
+    def relate(self, users: list[str], hosts: list[str], ips: list[str]) -> None:
+        """Add the URI's user and host (name or IP literal) to the related.* lists."""
+        if self.user is not None:
+            users.append(self.user)
+        if self.host is not None:
+            hosts.append(self.host)
+        elif self.ip is not None:
+            ips.append(self.ip)
 
 
-def _uri(u: Uri, users: list[str], hosts: list[str], ips: list[str]) -> dict[str, Any]:
-    d: dict[str, Any] = {"original": u.original}
-    if u.scheme:
-        d["scheme"] = u.scheme
-    if u.user:
-        d["username"] = u.user
-    if u.host:
-        d["host"] = u.host
-    if u.port is not None:
-        d["port"] = u.port
-    _relate(u, users, hosts, ips)
-    return d
+class NameAddrDoc:
+    """A From or To section (with the name-addr's own tag), or a message's Contact section
+    (with its expires, without tag), built once per `NameAddr` object and shared like
+    `UriDoc`: the parser hands out one object for each repeated header text."""
+
+    __slots__ = ("doc", "na", "uri")
+
+    def __init__(self, na: NameAddr, uri: UriDoc, contact: bool) -> None:
+        self.na = na  # keeps it alive, so no other object gets its id() while this is cached
+        self.uri = uri
+        d: dict[str, Any] = {}
+        if na.display:
+            d["display_info"] = na.display
+        if not contact and na.tag:
+            d["tag"] = na.tag
+        d["uri"] = uri.doc
+        if contact:
+            expires = na.expires
+            if expires is not None:
+                d["expires"] = expires
+        self.doc = d
 
 
-def _name_addr(
-    na: NameAddr, tag: str | None, users: list[str], hosts: list[str], ips: list[str]
-) -> dict[str, Any]:
-    d: dict[str, Any] = {}
-    if na.display:
-        d["display_info"] = na.display
-    if tag:
-        d["tag"] = tag
-    d["uri"] = _uri(na.uri, users, hosts, ips)
-    return d
+# Bound of each cache of shared document parts (URIs, name-addrs, observers, flows): emptied
+# when full.
+_CACHE_ENTRIES = 4096
+
+
+def round_ms(x: float) -> float:
+    """round(x, 3), without its costly decimal conversion when x is already the double nearest
+    to a multiple of 0.001 (a time measured in microseconds): round gives x back then."""
+    if -1e9 < x < 1e9 and round(x * 1000.0) / 1000.0 == x:
+        return x
+    return round(x, 3)
+
+
+def _call_metrics(call: CallMetrics) -> dict[str, Any]:
+    """The sip.call section."""
+    cm: dict[str, Any] = {}
+    if call.pdd_ms is not None:
+        cm["pdd"] = round_ms(float(call.pdd_ms))
+    if call.ring_time_ms is not None:
+        cm["ring_time"] = round_ms(float(call.ring_time_ms))
+    if call.setup_time_ms is not None:
+        cm["setup_time"] = round_ms(float(call.setup_time_ms))
+    if call.originator:
+        cm["originator"] = call.originator
+    cm["reconstructed"] = call.reconstructed
+    if call.reconstructed_from:
+        cm["reconstructed_from"] = call.reconstructed_from
+    cm["retransmissions"] = call.retransmissions
+    return cm
+
+
+def _unique(items: list[str]) -> list[str]:
+    """`items` without repeats, in first-seen order (a few items: cheaper than a dict)."""
+    out: list[str] = []
+    for x in items:
+        if x not in out:
+            out.append(x)
+    return out
 
 
 def _put(doc: dict[str, Any], dotted: str, value: object) -> None:
@@ -166,7 +244,15 @@ def _put(doc: dict[str, Any], dotted: str, value: object) -> None:
 
 
 class EventBuilder:
-    """Builds ECS documents; one instance per sensor (it holds the observer description)."""
+    """Builds ECS documents; one instance per sensor (it holds the observer description).
+
+    Parts that repeat between documents are built once and shared by them: the `uri`
+    sub-document of each parsed URI (`UriDoc`), the From, To and Contact sections of each
+    parsed name-addr (`NameAddrDoc`), the `observer` section of each interface and direction,
+    and the Community ID of each flow. Each cache is bounded (emptied when full).
+    Shared sections are never mutated after they are built; whoever changes a document
+    (the anonymizer) replaces the dicts on the path to what it changes.
+    """
 
     def __init__(
         self,
@@ -175,51 +261,119 @@ class EventBuilder:
         product_version: str = __version__,
     ) -> None:
         self.ifnames = dict(ifnames or {})
-        self._observer: dict[str, str] = {}
+        self._observer: dict[str, Any] = {}
         if hostname:
             self._observer["hostname"] = hostname
         self._observer.update(
             product="sipcm", vendor="sipcm", version=product_version, type="sensor"
         )
+        self._observers: dict[tuple[str, int], dict[str, Any]] = {}
+        self._uris: dict[int, UriDoc] = {}
+        self._parties: dict[int, NameAddrDoc] = {}  # From and To with their own tag
+        self._contacts: dict[int, NameAddrDoc] = {}
+        self._cids: dict[tuple[str, int, str, int, str], str] = {}  # "": no ID
+        # The last time rendered: an event's start or end is often its @timestamp.
+        self._last_ns = -1
+        self._last_ts = rfc3339(-1)
+
+    def _time(self, ts_ns: int) -> str:
+        if ts_ns != self._last_ns:
+            self._last_ts = rfc3339(ts_ns)
+            self._last_ns = ts_ns
+        return self._last_ts
 
     def _observer_for(self, pl: Payload | None) -> dict[str, Any]:
-        obs: dict[str, Any] = dict(self._observer)
-        if pl is not None and pl.direction in ("ingress", "egress") and pl.ifindex:
-            iface = {"id": str(pl.ifindex)}
-            name = self.ifnames.get(pl.ifindex)
+        """The observer section (shared): the interface and direction of the packet, if any."""
+        if pl is None:
+            return self._observer
+        direction = pl.direction
+        ifindex = pl.ifindex
+        if not ifindex or (direction != "ingress" and direction != "egress"):
+            return self._observer
+        key = (direction, ifindex)
+        obs = self._observers.get(key)
+        if obs is None:
+            obs = dict(self._observer)
+            iface = {"id": str(ifindex)}
+            name = self.ifnames.get(ifindex)
             if name:
                 iface["name"] = name
-            obs[pl.direction] = {"interface": iface}
+            obs[direction] = {"interface": iface}
+            if len(self._observers) >= _CACHE_ENTRIES:
+                self._observers.clear()
+            self._observers[key] = obs
         return obs
+
+    def _uri_doc(self, u: Uri) -> UriDoc:
+        """The shared UriDoc of a parsed URI object."""
+        key = id(u)
+        e = self._uris.get(key)
+        if e is None or e.uri is not u:
+            if len(self._uris) >= _CACHE_ENTRIES:
+                self._uris.clear()
+            e = self._uris[key] = UriDoc(u)
+        return e
+
+    def _section(self, cache: dict[int, NameAddrDoc], na: NameAddr, contact: bool) -> NameAddrDoc:
+        """The shared NameAddrDoc of a parsed name-addr object, from `cache`."""
+        key = id(na)
+        e = cache.get(key)
+        if e is None or e.na is not na:
+            if len(cache) >= _CACHE_ENTRIES:
+                cache.clear()
+            e = cache[key] = NameAddrDoc(na, self._uri_doc(na.uri), contact)
+        return e
+
+    def _community_id(self, fl: tuple[str, int, str, int, str]) -> str | None:
+        """network.community_id of a flow (call-start and call-end of a dialog share one)."""
+        cids = self._cids
+        cid = cids.get(fl)
+        if cid is None:
+            cid = community_id(fl[4], fl[0], fl[1], fl[2], fl[3]) or ""
+            if len(cids) >= _CACHE_ENTRIES:
+                cids.clear()
+            cids[fl] = cid
+        return cid or None
+
+    def _name_addr(
+        self, na: NameAddr, tag: str | None, users: list[str], hosts: list[str], ips: list[str]
+    ) -> dict[str, Any]:
+        e = self._uri_doc(na.uri)
+        e.relate(users, hosts, ips)
+        display = na.display
+        if display:
+            if tag:
+                return {"display_info": display, "tag": tag, "uri": e.doc}
+            return {"display_info": display, "uri": e.doc}
+        if tag:
+            return {"tag": tag, "uri": e.doc}
+        return {"uri": e.doc}
 
     def build(self, o: Outcome) -> dict[str, Any]:
         """The ECS document for one Outcome (any action in ACTIONS)."""
         action = o.action
-        cats, types, outcome = _CATEGORISE[action]
         msg = o.msg
         resp = o.response
         # A timer event of an entry rebuilt from replies has only the response: its From/To
         # are the request's too.
-        first = o.request or msg or resp
+        first = o.request
+        if first is None:
+            first = msg if msg is not None else resp
         if resp is None and msg is not None and not msg.is_request:
             resp = msg
-        creds = first.credentials if first is not None and first.is_request else None
+        first_req = first is not None and first.is_request
+        creds = first.credentials if first is not None and first_req else None
         call, reg, err = o.call, o.reg, o.error
 
         if action == "call-end" and call is not None and call.originator == "timeout":
-            outcome = "unknown"
-        if creds is not None and action in ("call-start", "reg-new"):
-            cats = _WITH_AUTH
-        event: dict[str, Any] = {
-            "action": action,
-            "kind": "event",
-            "category": list(cats),
-            "type": list(types),
-            "outcome": outcome,
-            "dataset": DATASET,
-            "module": MODULE,
-        }
-        reason = o.reason or (err.reason if err is not None else None)
+            event: dict[str, Any] = dict(_HEAD_TIMEOUT)
+        elif creds is not None and action in _HEADS_AUTH:
+            event = dict(_HEADS_AUTH[action])
+        else:
+            event = dict(_HEADS[action])
+        reason = o.reason
+        if not reason and err is not None:
+            reason = err.reason
         if reason:
             event["reason"] = reason
         if call is not None and call.duration_ns is not None:
@@ -227,12 +381,12 @@ class EventBuilder:
         elif reg is not None and reg.lifetime_ns is not None:
             event["duration"] = reg.lifetime_ns
         if o.start_ns is not None:
-            event["start"] = rfc3339(o.start_ns)
+            event["start"] = self._time(o.start_ns)
         if o.end_ns is not None:
-            event["end"] = rfc3339(o.end_ns)
+            event["end"] = self._time(o.end_ns)
         doc: dict[str, Any] = {
-            "@timestamp": rfc3339(o.ts_ns),
-            "ecs": {"version": ECS_VERSION},
+            "@timestamp": self._time(o.ts_ns),
+            "ecs": _ECS,
             "event": event,
         }
 
@@ -246,23 +400,27 @@ class EventBuilder:
                 trig = err.payload
         ctx = trig
         if ctx is None:
-            for m in (o.request, o.response):
-                if m is not None and m.payload is not None:
-                    ctx = m.payload
-                    break
-        fl: tuple | None = o.flow
+            req = o.request
+            if req is not None and req.payload is not None:
+                ctx = req.payload
+            elif o.response is not None:
+                ctx = o.response.payload
+        fl: tuple[str, int, str, int, str] | None = o.flow
         if fl is None and trig is not None:
             fl = (trig.src_ip, trig.src_port, trig.dst_ip, trig.dst_port, trig.transport)
         if fl is not None:
             doc["source"] = {"ip": fl[0], "port": fl[1]}
             doc["destination"] = {"ip": fl[2], "port": fl[3]}
-            ips += (fl[0], fl[2])
-        if o.client is not None:
-            doc["client"] = {"ip": o.client[0], "port": o.client[1]}
-            ips.append(o.client[0])
-        if o.server is not None:
-            doc["server"] = {"ip": o.server[0], "port": o.server[1]}
-            ips.append(o.server[0])
+            ips.append(fl[0])
+            ips.append(fl[2])
+        client = o.client
+        if client is not None:
+            doc["client"] = {"ip": client[0], "port": client[1]}
+            ips.append(client[0])
+        server = o.server
+        if server is not None:
+            doc["server"] = {"ip": server[0], "port": server[1]}
+            ips.append(server[0])
         network: dict[str, Any] = {}
         if ctx is not None:
             network["transport"] = ctx.transport
@@ -271,7 +429,7 @@ class EventBuilder:
             network["transport"] = fl[4]
             network["type"] = "ipv6" if ":" in fl[0] else "ipv4"
         if fl is not None:
-            cid = community_id(fl[4], fl[0], fl[1], fl[2], fl[3])
+            cid = self._community_id(fl)
             if cid is not None:
                 network["community_id"] = cid
         network["protocol"] = "sip"
@@ -282,27 +440,28 @@ class EventBuilder:
         doc["network"] = network
         doc["observer"] = self._observer_for(trig)
 
-        if first is not None and first.is_request:
+        if first is not None and first_req:
             if first.uri is not None:
                 doc["url"] = {"original": first.uri.original}
-            if first.user_agent:
-                doc["user_agent"] = {"original": first.user_agent}
+            ua = first.user_agent
+            if ua:
+                doc["user_agent"] = {"original": ua}
         if creds is not None and creds.username:
             doc["user"] = {"name": creds.username}
             users.append(creds.username)
         if err is not None:
             doc["error"] = self._error(o, trig)
 
-        sip = self._sip(o, first, resp, users, hosts, ips)
+        sip = self._sip(o, first, first_req, resp, users, hosts, ips)
         sipcm = self._sipcm(trig, ctx, err, ips)
-        related: dict[str, list[str]] = {}
-        if ips:
-            related["ip"] = list(dict.fromkeys(ips))
-        if users:
-            related["user"] = list(dict.fromkeys(users))
-        if hosts:
-            related["hosts"] = list(dict.fromkeys(hosts))
-        if related:
+        if ips or users or hosts:
+            related: dict[str, list[str]] = {}
+            if ips:
+                related["ip"] = _unique(ips)
+            if users:
+                related["user"] = _unique(users)
+            if hosts:
+                related["hosts"] = _unique(hosts)
             doc["related"] = related
         if sip:
             doc["sip"] = sip
@@ -323,62 +482,87 @@ class EventBuilder:
             message = f"SIP parse error: {err.reason} at byte {err.offset}"
         return {"code": err.reason, "message": message}
 
-    @staticmethod
     def _sip(
+        self,
         o: Outcome,
         first: SipMessage | None,
+        first_req: bool,
         resp: SipMessage | None,
         users: list[str],
         hosts: list[str],
         ips: list[str],
     ) -> dict[str, Any]:
         sip: dict[str, Any] = {}
-        call_id = o.call_id or (first.call_id if first is not None else None)
+        call_id = o.call_id
+        if not call_id and first is not None:
+            call_id = first.call_id
         if call_id:
             sip["call_id"] = call_id
-        method = o.method or (first.cseq_method if first is not None else None)
+        method = o.method
+        if not method and first is not None:
+            method = first.cseq_method
         if method:
             sip["method"] = method
         if o.status is not None:
             sip["code"] = o.status
         if o.reason:
             sip["status"] = o.reason
+        reg = o.reg
         if first is not None:
-            if first.is_request and first.uri is not None:
-                sip["uri"] = _uri(first.uri, users, hosts, ips)
-            sip["from"] = _name_addr(first.from_, first.from_.tag, users, hosts, ips)
-            to_tag = first.to.tag or (resp.to.tag if resp is not None else None)
-            sip["to"] = _name_addr(first.to, to_tag, users, hosts, ips)
-            contact = o.reg.contact if o.reg is not None else None
-            if contact is None and first.contacts:
-                contact = first.contacts[0]
+            if first_req:
+                ruri = first.uri
+                if ruri is not None:
+                    e = self._uri_doc(ruri)
+                    e.relate(users, hosts, ips)
+                    sip["uri"] = e.doc
+            p = self._section(self._parties, first.from_, False)
+            p.uri.relate(users, hosts, ips)
+            sip["from"] = p.doc
+            to = first.to
+            resp_tag = resp.to.tag if resp is not None and not to.tag else None
+            if resp_tag:  # To of a request sent before the dialog had its tag
+                sip["to"] = self._name_addr(to, resp_tag, users, hosts, ips)
+            else:
+                p = self._section(self._parties, to, False)
+                p.uri.relate(users, hosts, ips)
+                sip["to"] = p.doc
+            contact = reg.contact if reg is not None else None
+            if contact is None:
+                contacts = first.contacts
+                if contacts:
+                    contact = contacts[0]
             if contact is not None:
-                c = _name_addr(contact, None, users, hosts, ips)
-                if contact.expires is not None:
-                    c["expires"] = contact.expires
-                sip["contact"] = c
+                p = self._section(self._contacts, contact, True)
+                p.uri.relate(users, hosts, ips)
+                sip["contact"] = p.doc
             elif first.contact_star:
                 sip["contact"] = {"uri": {"original": "*"}}
-            if first.cseq_method:
-                sip["cseq"] = {"code": first.cseq, "method": first.cseq_method}
+            cseq_method = first.cseq_method
+            if cseq_method:
+                sip["cseq"] = {"code": first.cseq, "method": cseq_method}
             else:
                 sip["cseq"] = {"code": first.cseq}
-        elif o.reg is not None:
+        elif reg is not None:
             # reg-expired keeps no message: the binding names its address-of-record and contact.
-            aor = parse_uri(o.reg.aor)
+            # The parsed AOR is new each time, so its UriDoc is not cached.
+            aor = parse_uri(reg.aor)
             if aor is not None:
-                sip["to"] = _name_addr(NameAddr(aor), None, users, hosts, ips)
-            if o.reg.contact is not None:
-                sip["contact"] = _name_addr(o.reg.contact, None, users, hosts, ips)
+                e = UriDoc(aor)
+                e.relate(users, hosts, ips)
+                sip["to"] = {"uri": e.doc}
+            if reg.contact is not None:
+                sip["contact"] = self._name_addr(reg.contact, None, users, hosts, ips)
         if resp is not None:
             callee_ua = resp.server or resp.user_agent
             if callee_ua:
                 sip["user_agent"] = {"original": callee_ua}
         if first is not None:
-            if first.pai:
-                sip["pai"] = [p.uri.original for p in first.pai]
-                for p in first.pai:
-                    _relate(p.uri, users, hosts, ips)
+            pai = first.pai
+            if pai:
+                pai_docs = [self._uri_doc(p.uri) for p in pai]
+                sip["pai"] = [e.doc["original"] for e in pai_docs]
+                for e in pai_docs:
+                    e.relate(users, hosts, ips)
             creds = first.credentials
             if creds is not None:
                 auth = {}
@@ -390,21 +574,7 @@ class EventBuilder:
                     sip["auth"] = auth
         call = o.call
         if call is not None:
-            cm: dict[str, Any] = {}
-            if call.pdd_ms is not None:
-                cm["pdd"] = round(float(call.pdd_ms), 3)
-            if call.ring_time_ms is not None:
-                cm["ring_time"] = round(float(call.ring_time_ms), 3)
-            if call.setup_time_ms is not None:
-                cm["setup_time"] = round(float(call.setup_time_ms), 3)
-            if call.originator:
-                cm["originator"] = call.originator
-            cm["reconstructed"] = call.reconstructed
-            if call.reconstructed_from:
-                cm["reconstructed_from"] = call.reconstructed_from
-            cm["retransmissions"] = call.retransmissions
-            sip["call"] = cm
-        reg = o.reg
+            sip["call"] = _call_metrics(call)
         if reg is not None:
             rg: dict[str, Any] = {}
             if reg.aor:

@@ -4,9 +4,13 @@ in both directions, with seed 0 and seed 1."""
 
 from __future__ import annotations
 
-import pytest
+import ipaddress
 
-from sipcm.events.community_id import community_id
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sipcm.events.community_id import _packed, community_id
 
 # (proto, saddr, sport, daddr, dport, seed 0, seed 1), copied from the spec's baseline files.
 BASELINE = [
@@ -53,3 +57,35 @@ def test_equal_addresses_order_by_port() -> None:
 )
 def test_unhashable_flows_are_none(args) -> None:
     assert community_id(*args) is None
+
+
+def _ipaddress_packed(text: str) -> bytes | None:
+    try:
+        return ipaddress.ip_address(text).packed
+    except ValueError:
+        return None
+
+
+def _fast_packed(text: str) -> bytes | None:
+    try:
+        return _packed(text)
+    except ValueError:
+        return None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "192.0.2.1", "0.0.0.0", "255.255.255.255", "01.2.3.4", "1.2.3", "256.1.1.1", "1.2.3.4 ",
+        "::", "::1", "2001:db8::1", "2001:DB8::1", "2001:db8:0:0:0:0:0:1", "::ffff:192.0.2.1",
+        "::192.0.2.1", "fe80::1%eth0", "1::", "[::1]", "", "example.com", "1:2:3:4:5:6:7::",
+    ],
+)  # fmt: skip
+def test_address_bytes_are_those_of_ipaddress(text: str) -> None:
+    assert _fast_packed(text) == _ipaddress_packed(text)
+
+
+@given(st.one_of(st.ip_addresses(), st.ip_addresses().map(lambda a: a.exploded)))
+def test_address_bytes_of_any_address_text(addr: object) -> None:
+    text = str(addr)
+    assert _fast_packed(text) == _ipaddress_packed(text)
