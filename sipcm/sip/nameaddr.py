@@ -12,7 +12,7 @@ import re
 from typing import cast
 
 from sipcm.sip.message import NameAddr, Uri
-from sipcm.sip.textcache import MISS, TextCache
+from sipcm.sip.textcache import TextCache
 
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*")
 _HOST = re.compile(r"[A-Za-z0-9._~%!$&'()*+=\-]+")
@@ -311,11 +311,7 @@ _name_addrs = TextCache(CACHE_SIZE)
 def _untagged(text: str) -> NameAddr | None:
     """`text` (ending in '>') parsed, when the fast shape takes it with no tag and no header
     parameters; None otherwise (cached)."""
-    got = _untagged_cache.get(text)
-    if got is MISS:
-        got = _parse_untagged(text)
-        _untagged_cache.put(text, got)
-    return cast("NameAddr | None", got)
+    return cast("NameAddr | None", _untagged_cache.lookup(text, _parse_untagged))
 
 
 def _parse_untagged(text: str) -> NameAddr | None:
@@ -343,22 +339,14 @@ def cached_name_addr(text: str) -> NameAddr | None:
     """parse_name_addr through the shared cache (the result must not be mutated)."""
     if len(text) > CACHE_MAX_TEXT:
         return parse_name_addr(text)
-    got = _name_addrs.get(text)
-    if got is MISS:
-        got = _shared_name_addr(text)
-        _name_addrs.put(text, got)
-    return cast("NameAddr | None", got)
+    return cast("NameAddr | None", _name_addrs.lookup(text, _shared_name_addr))
 
 
 def cached_uri(text: str) -> Uri | None:
     """parse_uri through the shared cache (the result must not be mutated)."""
     if len(text) > CACHE_MAX_TEXT:
         return parse_uri(text)
-    got = _uris.get(text)
-    if got is MISS:
-        got = parse_uri(text)
-        _uris.put(text, got)
-    return cast("Uri | None", got)
+    return cast("Uri | None", _uris.lookup(text, parse_uri))
 
 
 def aor_of(uri: Uri) -> str:

@@ -30,7 +30,7 @@ from sipcm.sip.nameaddr import (
     split_values,
 )
 from sipcm.sip.probe import probe
-from sipcm.sip.textcache import MISS, TextCache
+from sipcm.sip.textcache import TextCache
 from sipcm.sip.values import addresses, credentials
 from sipcm.sip.via import cached_via
 
@@ -511,11 +511,7 @@ def _cached_start_line(line: str) -> _StartLine | tuple[str, int]:
     """_start_line through a cache (replies repeat a few status lines, requests their URIs)."""
     if len(line) > CACHE_MAX_TEXT:
         return _start_line(line)
-    got = _start_lines.get(line)
-    if got is MISS:
-        got = _start_line(line)
-        _start_lines.put(line, got)
-    return cast("_StartLine | tuple[str, int]", got)
+    return cast("_StartLine | tuple[str, int]", _start_lines.lookup(line, _start_line))
 
 
 # Error reason -> the canonical header it is about.
@@ -557,11 +553,7 @@ def _cached_cseq(sv: str) -> tuple[int, str] | None:
     """_cseq through a cache (a dialog repeats a few CSeq values, calls share small ones)."""
     if len(sv) > 64:
         return _cseq(sv)
-    got = _cseqs.get(sv)
-    if got is MISS:
-        got = _cseq(sv)
-        _cseqs.put(sv, got)
-    return cast("tuple[int, str] | None", got)
+    return cast("tuple[int, str] | None", _cseqs.lookup(sv, _cseq))
 
 
 def _cseq(sv: str) -> tuple[int, str] | None:

@@ -10,6 +10,7 @@ messages that repeat a text, so they must never be mutated (see sip/nameaddr.py)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Final
 
 # Returned by `get` for a text not cached (None is a legitimate cached value).
@@ -33,6 +34,14 @@ class TextCache:
             got = self._old.get(text, MISS)
             if got is not MISS:
                 self.put(text, got)
+        return got
+
+    def lookup(self, text: str, parse: Callable[[str], object]) -> object:
+        """The parse of `text`: the cached one, else `parse(text)`, remembered."""
+        got = self.get(text)
+        if got is MISS:
+            got = parse(text)
+            self.put(text, got)
         return got
 
     def put(self, text: str, value: object) -> None:

@@ -11,7 +11,7 @@ from typing import cast
 
 from sipcm.sip.message import Via
 from sipcm.sip.nameaddr import CACHE_MAX_TEXT, CACHE_SIZE, parse_hostport, parse_params
-from sipcm.sip.textcache import MISS, TextCache
+from sipcm.sip.textcache import TextCache
 
 _SEP_LWS = re.compile(r"[ \t]*([/:])[ \t]*")
 # Common shape; possessive runs keep a failed match linear. Anything else: general path.
@@ -71,11 +71,7 @@ _branchless = TextCache(CACHE_SIZE)
 def _without_branch(text: str) -> Via | None:
     """`text` (with an empty first branch) parsed, when the fast shape takes it; else None
     (cached)."""
-    got = _branchless.get(text)
-    if got is MISS:
-        got = _parse_without_branch(text)
-        _branchless.put(text, got)
-    return cast("Via | None", got)
+    return cast("Via | None", _branchless.lookup(text, _parse_without_branch))
 
 
 def _parse_without_branch(text: str) -> Via | None:
@@ -104,8 +100,4 @@ def cached_via(value: str) -> Via | None:
     back in every reply (shared result: never mutate it)."""
     if len(value) > CACHE_MAX_TEXT:
         return parse_via(value)
-    got = _vias.get(value)
-    if got is MISS:
-        got = _shared_via(value)
-        _vias.put(value, got)
-    return cast("Via | None", got)
+    return cast("Via | None", _vias.lookup(value, _shared_via))

@@ -34,3 +34,18 @@ def test_a_hit_is_always_the_value_put_last(keys: list[str], size: int) -> None:
         cache.put(key, n)
         truth[key] = n
         assert len(cache) <= 2 * size
+
+
+def test_lookup_parses_once_and_remembers() -> None:
+    calls: list[str] = []
+
+    def parse(text: str) -> object:
+        calls.append(text)
+        return None if text == "bad" else text.upper()
+
+    cache = TextCache(8)
+    assert cache.lookup("a", parse) == "A"
+    assert cache.lookup("a", parse) == "A"
+    assert cache.lookup("bad", parse) is None
+    assert cache.lookup("bad", parse) is None  # a cached None is not parsed again
+    assert calls == ["a", "bad"]
