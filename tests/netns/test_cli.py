@@ -7,6 +7,7 @@ uas) with the sensor on both proxy interfaces (ingress + egress of every message
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -85,7 +86,8 @@ def kamailio(net, ns: str, *defines: str) -> subprocess.Popen:
     # Kamailio logs to stderr (-E): a file, not a pipe nobody reads, so it can never block.
     # The child keeps its own descriptor, so the file may close here once it has started.
     with tempfile.TemporaryFile() as log:
-        proc = net.popen(ns, *args, "-Y", f"/tmp/{ns}", stderr=log)
+        # Its own process group, so that stop_kamailio reaches every process it forked.
+        proc = net.popen(ns, *args, "-Y", f"/tmp/{ns}", stderr=log, start_new_session=True)
         try:
             wait_listening(net, ns, 5060)
         except AssertionError:
@@ -93,6 +95,14 @@ def kamailio(net, ns: str, *defines: str) -> subprocess.Popen:
             raise AssertionError(log.read().decode(errors="replace")[-1500:]) from None
     assert proc.poll() is None
     return proc
+
+
+def stop_kamailio(proc: subprocess.Popen) -> None:
+    """Stop Kamailio and every process it forked: after SIGTERM its main process can exit
+    while workers still run (seen once: two of them outlived the namespace)."""
+    stop_proc(proc)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
 
 
 @pytest.fixture
@@ -107,7 +117,7 @@ def proxy(net):
         net, p, "LISTEN_ADDR=10.96.1.2", "LISTEN_ADDR2=10.96.2.1", 'UAS_ADDR="10.96.2.2"'
     )
     yield net, u, p, s
-    stop_proc(kam)
+    stop_kamailio(kam)
 
 
 def proxy_calls(net, u, s, n: int) -> None:
@@ -236,7 +246,7 @@ def test_cli_registrations_with_kamailio_registrar(direct):
         assert reg.returncode == 0, reg.stderr[-800:]
         events = stop_sensor(sensor)
     finally:
-        stop_proc(kam)
+        stop_kamailio(kam)
     assert actions(events) == {"reg-new": 4, "reg-del": 4}
 
 
@@ -275,7 +285,7 @@ def test_cli_registrations_with_digest_auth(direct):
             assert reg.returncode == 0, reg.stderr[-800:]
         events = stop_sensor(sensor)
     finally:
-        stop_proc(kam)
+        stop_kamailio(kam)
     assert actions(events) == {"reg-new": 3, "reg-del": 3, "auth-failed": 3}
     failed = [e for e in events if e["event"]["action"] == "auth-failed"]
     assert sorted(e["sip"]["to"]["uri"]["username"] for e in failed) == [
