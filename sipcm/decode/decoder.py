@@ -278,7 +278,7 @@ class Decoder:
         """`ntop` of an IPv4 address given as an integer (the fast path's cache)."""
         if len(self._addr4) > 65536:
             self._addr4.clear()
-        txt = self._addr4[raw] = self.ntop(raw.to_bytes(4, "big"))
+        txt = self._addr4[raw] = socket.inet_ntop(socket.AF_INET, raw.to_bytes(4, "big"))
         return txt
 
     def _payload(
