@@ -49,15 +49,14 @@ def test_slim_equals_the_reference_copy(all_contacts: bool) -> None:
         assert m.payload.data  # the original keeps them
 
 
+@pytest.mark.needs_shared("corpus")
 def test_slim_of_every_corpus_message() -> None:
     from sipcm.capture.pcapfile import PcapReader
     from sipcm.compose import build_decoder
     from sipcm.config import load_config
     from sipcm.counters import Counters
 
-    files = sorted(CORPUS.rglob("*.pcap*")) if CORPUS.exists() else []
-    if not files:
-        pytest.skip(f"corpus not found: {CORPUS}")
+    files = sorted(CORPUS.rglob("*.pcap*"))
     dec = build_decoder(load_config(None, []), Counters(), heuristic=True)
     n = 0
     for f in files:
