@@ -60,7 +60,8 @@ def dispatcher_breakdown(path: str) -> list[tuple[str, float]]:
     from sipcm.capture.pcapfile import PcapReader
     from sipcm.compose import build_decoder
     from sipcm.counters import Counters
-    from sipcm.sip.shardkey import shard_key, shard_of
+    from sipcm.sip.shardkey import shard_in, shard_key, shard_table
+    from sipcm.workers.shares import weights
     from sipcm.workers.wire import pack_items
 
     cfg = load_config(None, [])
@@ -71,10 +72,11 @@ def dispatcher_breakdown(path: str) -> list[tuple[str, float]]:
     t = time.process_time()
     payloads = [p for b in batches for p in dec.decode(b)]
     decode = time.process_time() - t
+    table = shard_table(weights(2, local=True))
     t = time.process_time()
     for p in payloads:
         key = shard_key(p.data)
-        shard_of(key, 2) if key is not None else 0
+        shard_in(key, table) if key is not None else 0
     keys = time.process_time() - t
     items = [(i, p.ts_ns, p) for i, p in enumerate(payloads)]
     t = time.process_time()

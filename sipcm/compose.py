@@ -10,7 +10,6 @@ only some runs need are imported where they are built, so a worker starts light.
 from __future__ import annotations
 
 import gc
-import math
 import os
 import socket
 import sys
@@ -93,7 +92,7 @@ def check_shard_config(cfg: Config) -> None:
     files, passphrases) fails in this process with the user's words, before any starts."""
     from sipcm.counters import Counters
 
-    build_shard(cfg, Counters(), hostname="", ifnames=None, shards=max(1, worker_count(cfg)))
+    build_shard(cfg, Counters(), hostname="", ifnames=None, share=(1, max(1, worker_count(cfg))))
 
 
 def build_shard(
@@ -103,19 +102,23 @@ def build_shard(
     hostname: str,
     ifnames: Mapping[int, str] | None,
     blacklist: TypeBlacklist | None = None,
-    shards: int = 1,
+    share: tuple[int, int] = (1, 1),
 ) -> Shard:
-    """Parse/track/build/anonymize (and the message store) for one shard of `shards`; each
-    holds its share of the entry and byte limits, so the sensor's memory bound is the same
-    for every worker count."""
+    """Parse/track/build/anonymize (and the message store) for a shard owning `share`
+    (numerator, denominator) of the keys; each holds that share of the entry and byte
+    limits, so the sensor's memory bound is the same for every worker count."""
+
+    def part(limit: int) -> int:
+        return -(-limit * share[0] // share[1])  # ceil
+
     try:
         tracker = Tracker(
             counters.group("track"),
             timeouts=dict(cfg.calls_timeouts),
             reg_grace_s=cfg.reg_exp_delta,
-            max_calls=math.ceil(cfg.calls_max_entries / shards),
-            max_regs=math.ceil(cfg.regs_max_entries / shards),
-            max_pending=math.ceil(cfg.pending_max_entries / shards),
+            max_calls=max(1, part(cfg.calls_max_entries)),
+            max_regs=max(1, part(cfg.regs_max_entries)),
+            max_pending=max(1, part(cfg.pending_max_entries)),
             requests=counters.group("sip_requests"),
             responses=counters.group("sip_responses"),
             call_times=counters.group("call_times"),
@@ -128,9 +131,9 @@ def build_shard(
     builder = EventBuilder(cfg.observer_name or hostname, ifnames)
     flows = FlowStore(
         counters.group("flows"),
-        max_calls=math.ceil(cfg.flow_max_calls / shards),
+        max_calls=part(cfg.flow_max_calls),
         max_call_bytes=cfg.flow_max_call_bytes,
-        max_bytes=math.ceil(cfg.flow_max_bytes / shards),
+        max_bytes=part(cfg.flow_max_bytes),
         anon=anonymizer,
     )
     return Shard(counters, tracker, builder, anonymizer, blacklist, flows)

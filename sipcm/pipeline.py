@@ -2,11 +2,12 @@
 
 RecordBatch (capture) -> Payload (decode) -> [shard: SipMessage | ParseError (sip) -> Outcome
 (track) -> encoded ECS document (events)] -> collector (blacklist, rates) -> outputs. The
-shard stage runs in this process (`workers: 1`) or in worker processes, each owning the
-calls whose shard key maps to it (sipcm.workers); everything else is sensor-wide and stays
-here. Stages are built by `sipcm.compose`, from the configuration, the same way in both
-modes. Each stage keeps its own counter group in one `Counters` registry (a worker has its
-own, summed into `snapshot()`), so stats events and tests read a single snapshot.
+shard stage runs in this process (`workers: 1`) or, with N workers, in N shards: N - 1
+worker processes and one in this process, each owning the calls whose shard key maps to it
+(sipcm.workers); everything else is sensor-wide and stays here. Stages are built by
+`sipcm.compose`, from the configuration, the same way in both modes. Each stage keeps its
+own counter group in one `Counters` registry (a worker process has its own, summed into
+`snapshot()`), so stats events and tests read a single snapshot.
 """
 
 from __future__ import annotations
@@ -159,15 +160,28 @@ class Pipeline:
             )
             self.backend = _Local(shard)
         else:
+            from sipcm.sip.shardkey import BUCKETS
             from sipcm.workers.pool import WorkerPool
+            from sipcm.workers.shares import weights
 
             check_shard_config(cfg)
+            # N shards: N - 1 worker processes and one here, with the smaller share.
+            own = weights(self.workers, local=True)[-1]
+            shard = build_shard(
+                cfg,
+                self.counters,
+                hostname=hostname,
+                ifnames=self.ifnames,
+                blacklist=self.blacklist,
+                share=(own, BUCKETS),
+            )
             self.backend = WorkerPool(
                 cfg,
-                self.workers,
+                self.workers - 1,
                 hostname=hostname,
                 ifnames=self.ifnames,
                 counters=self.counters.group("workers"),
+                local=shard,
             )
         self._stats_ns = int(cfg.stats_interval * NS)
         self._next_stats: int | None = None

@@ -1,11 +1,16 @@
 """The dispatcher's side of the workers: start them, shard chunks, gather rows, notice death.
 
+The shards are the worker processes (indexes 0 to N - 2) and, when the pipeline gives one,
+a shard run in this process (the last index), which owns a smaller share of the keys
+(sipcm.workers.shares) because this process also reads, decodes, merges and writes.
 `submit` splits a chunk of payloads by shard key and sends every worker its part (possibly
-empty: each still advances its clock to the chunk's end); several chunks are in flight so
-decoding overlaps correlation (up to `MAX_INFLIGHT_*`). A chunk is complete when every
-worker has answered it; complete chunks come out of `results()` in order. A worker that
-exits, is killed or raises is reported at once as a `WorkerError` naming it and why: the
-caller detaches and exits non-zero rather than run on with a shard missing.
+empty: each still advances its clock to the chunk's end), then runs the local part while the
+workers run theirs; several chunks are in flight so decoding overlaps correlation (up to
+`MAX_INFLIGHT_*`). A chunk is complete when every worker has answered it; complete chunks
+come out of `results()` in order, the local shard's rows among them. Every control call
+(counters, calls, state, the conclusion) includes the local shard. A worker that exits, is
+killed or raises is reported at once as a `WorkerError` naming it and why: the caller
+detaches and exits non-zero rather than run on with a shard missing.
 """
 
 from __future__ import annotations
@@ -26,16 +31,18 @@ from typing import TYPE_CHECKING, Any
 
 from sipcm.errors import WorkerError
 from sipcm.flows import merge_flows
-from sipcm.sip.shardkey import shard_of
+from sipcm.sip.shardkey import shard_in, shard_table
 from sipcm.track import persist
 from sipcm.workers.channel import Ring, get_block, new_region, recv, send
+from sipcm.workers.shares import weights
 from sipcm.workers.wire import route
+from sipcm.workers.worker import control
 
 if TYPE_CHECKING:
     from collections import Counter
 
     from sipcm.config import Config
-    from sipcm.shard import Emitted, Item
+    from sipcm.shard import Emitted, Item, Shard
 
 # In flight before submit waits for the oldest chunk: replay sends a few large chunks, live
 # capture many small ones (one per poll), so both the chunks and their payloads are bounded.
@@ -93,19 +100,26 @@ class _Worker:
 
 
 class WorkerPool:
-    """N worker processes, each owning the shard keys that hash to it."""
+    """`processes` worker processes plus optionally a `local` shard run in this process (its
+    counters are this process's), each owning the shard keys that map to it."""
 
     def __init__(
         self,
         cfg: Config,
-        n: int,
+        processes: int,
         *,
         hostname: str,
         ifnames: Mapping[int, str] | None,
         counters: Counter[str],
+        local: Shard | None = None,
     ) -> None:
+        n = processes + (local is not None)
         self.n = n
         self.c = counters
+        self._local = local
+        self._local_index = processes if local is not None else -1
+        self.table = shard_table(weights(n, local=local is not None))
+        self._session: dict[str, Any] = {}  # the local shard's conclusion in progress
         self._workers: list[_Worker] = []
         self._inflight: deque[int] = deque()
         self._rows: dict[int, list[Emitted]] = {}
@@ -115,11 +129,11 @@ class WorkerPool:
         self._done: deque[list[Emitted]] = deque()
         self._next = 0
         try:
-            for i in range(n):
+            for i in range(processes):
                 self._workers.append(_Worker(i))
             names = dict(ifnames or {})
             for w in self._workers:
-                w.conn.send_bytes(pickle.dumps((cfg, w.index, n, hostname, names)))
+                w.conn.send_bytes(pickle.dumps((cfg, w.index, self.table, hostname, names)))
         except BaseException:
             self.close()
             raise
@@ -131,12 +145,12 @@ class WorkerPool:
     # -- chunks ----------------------------------------------------------------------------
 
     def submit(self, items: list[Item], advance_to: int) -> None:
-        """Send each worker its part of a chunk (every worker gets a notice)."""
-        n = self.n
-        parts, fallback = route(items, n)
+        """Send each worker its part of a chunk (every worker gets a notice), then run the
+        local shard's part here while they run theirs."""
+        parts, fallback = route(items, self.table, self.n, self._local_index)
         no = self._next
         self._next += 1
-        blobs = [marshal.dumps(part) for part in parts]
+        blobs = [marshal.dumps(part) for part in parts[: len(self._workers)]]
         offsets = [w.in_ring.put(no, blob) for w, blob in zip(self._workers, blobs, strict=True)]
         if None in offsets:
             # No room, or a block too large for a ring (it then goes on the socket): let
@@ -158,10 +172,13 @@ class WorkerPool:
         if fallback:
             self.c["key_by_parse"] += fallback
         self._inflight.append(no)
-        self._rows[no] = []
-        self._missing[no] = n
+        self._missing[no] = len(self._workers)
         self._sizes[no] = len(items)
         self._inflight_payloads += len(items)
+        if self._local is not None:
+            self._rows[no] = self._local.run(parts[self._local_index], advance_to)
+        else:
+            self._rows[no] = []
         while (
             len(self._inflight) > MAX_INFLIGHT_CHUNKS
             or self._inflight_payloads > MAX_INFLIGHT_PAYLOADS
@@ -188,16 +205,25 @@ class WorkerPool:
     # -- control -------------------------------------------------------------------------------
 
     def call(self, name: str, arg: Any = None) -> list[Any]:
-        """Ask every worker (after the chunks already sent); their answers, by index."""
-        for w in self._workers:
+        """Ask every shard (after the chunks already sent); their answers, by index."""
+        return self._call([arg] * self.n, name)
+
+    def _call(self, args: list[Any], name: str) -> list[Any]:
+        """Ask shard i with `args[i]`: the workers first, then the local shard while they
+        answer; the answers by index."""
+        for w, arg in zip(self._workers, args, strict=False):
             self._send(w, ("ctl", name, arg))
+        mine = []
+        if self._local is not None:
+            mine.append(control(self._local, None, name, args[-1], self._session))
         for w in self._workers:
             while not w.replies:
                 self._pump(None)
-        return [w.replies.popleft() for w in self._workers]
+        return [w.replies.popleft() for w in self._workers] + mine
 
     def snapshot(self) -> dict[str, dict[str, int]]:
-        """Every worker's counters and table sizes, summed by group and name."""
+        """Every worker's counters and every shard's table sizes, summed by group and name
+        (the local shard's counters are this process's own)."""
         total: dict[str, dict[str, int]] = {}
         for snap in self.call("snapshot"):
             for group, values in snap.items():
@@ -207,7 +233,7 @@ class WorkerPool:
         return total
 
     def worker_pids(self) -> list[tuple[int, int]]:
-        """(index, pid) of every worker process."""
+        """(index, pid) of every worker process (not the local shard's)."""
         return [(w.index, w.pid) for w in self._workers]
 
     def active_calls(self) -> list[dict]:
@@ -227,21 +253,15 @@ class WorkerPool:
         return [rec for part in self.call("export_state") for rec in part]
 
     def import_state(self, records: Iterable[dict], now_ns: int) -> tuple[int, int]:
-        """Restore records, each in the worker its shard key maps to; (restored, discarded).
+        """Restore records, each in the shard its shard key maps to; (restored, discarded).
         Every record is decoded here first, so a bad one raises persist.StateError before any
-        worker restores anything."""
-        n = len(self._workers)
-        parts: list[list[dict]] = [[] for _ in range(n)]
+        shard restores anything."""
+        parts: list[list[dict]] = [[] for _ in range(self.n)]
         for rec in records:
             persist.decode(rec)
             key = str(rec["shard_key"]).encode("utf-8", "surrogateescape")
-            parts[shard_of(key, n)].append(rec)
-        for w, part in zip(self._workers, parts, strict=True):
-            self._send(w, ("ctl", "import_state", (part, now_ns)))
-        for w in self._workers:
-            while not w.replies:
-                self._pump(None)
-        done = [w.replies.popleft() for w in self._workers]
+            parts[shard_in(key, self.table)].append(rec)
+        done = self._call([(part, now_ns) for part in parts], "import_state")
         return sum(r for r, _ in done), sum(d for _, d in done)
 
     def set_blacklist(self, names: list[str]) -> None:
@@ -249,18 +269,25 @@ class WorkerPool:
         self.call("blacklist", names)
 
     def finish_chunks(self, mode: str, size: int) -> Iterator[list[Emitted]]:
-        """The conclusion in lists of `size` rows, in merge order: each worker streams its
+        """The conclusion in lists of `size` rows, in merge order: each shard streams its
         own (already in order) a chunk at a time and they are merged here, so neither side
         ever holds the whole conclusion."""
         self.call("finish_start", (mode, size))
+        streams = [self._finish_stream(w) for w in self._workers]
+        if self._local is not None:
+            streams.append(self._local_stream())
         chunk: list[Emitted] = []
-        for row in heapq.merge(*(self._finish_stream(w) for w in self._workers)):
+        for row in heapq.merge(*streams):
             chunk.append(row)
             if len(chunk) >= size:
                 yield chunk
                 chunk = []
         if chunk:
             yield chunk
+
+    def _local_stream(self) -> Iterator[Emitted]:
+        for rows in self._session.pop("finish"):
+            yield from rows
 
     def _finish_stream(self, w: _Worker) -> Iterator[Emitted]:
         while True:

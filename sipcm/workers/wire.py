@@ -1,5 +1,6 @@
 """A chunk between the dispatcher and the workers: payloads as plain tuples, so a whole part
-marshals in one C call (no pickling), split between workers by shard key in one pass."""
+marshals in one C call (no pickling), split between shards by shard key in one pass (the
+main process's own part stays as it is)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from sipcm.decode.packet import Payload, Tunnel
 from sipcm.shard import Item
 from sipcm.sip.message import SipMessage
 from sipcm.sip.parser import parse
-from sipcm.sip.shardkey import message_shard_key, shard_key, shard_of
+from sipcm.sip.shardkey import BUCKETS, message_shard_key, shard_in, shard_key
 
 
 def _packed(seq: int, clk: int, p: Payload) -> tuple:
@@ -25,20 +26,24 @@ def pack_items(items: list[Item]) -> list[tuple]:
     return [_packed(seq, clk, p) for seq, clk, p in items]
 
 
-def route(items: list[Item], n: int) -> tuple[list[list[tuple]], int]:
-    """Split a chunk between `n` workers by shard key, each
-    part packed; also how many payloads needed a full parse for their key. A payload with
-    no key at all (not SIP) goes by its sequence number: it only makes a parse error."""
+def route(items: list[Item], table: bytes, n: int, local: int) -> tuple[list[list[tuple]], int]:
+    """Split a chunk between `n` shards by shard key (`table`: sipcm.sip.shardkey.shard_table),
+    each part packed except shard `local`'s (run in this process; -1: none), which keeps
+    the items as they are; also how many payloads needed a full parse for their key. A
+    payload with no key at all (not SIP) goes by its sequence number: it only makes a
+    parse error."""
     parts: list[list[tuple]] = [[] for _ in range(n)]
     by_parse = 0
-    for seq, clk, p in items:
+    for item in items:
+        seq, clk, p = item
         data = p.data
         key = shard_key(data)
         if key is None:
             by_parse += 1
             msg = parse(data)
             key = message_shard_key(msg) if isinstance(msg, SipMessage) else None
-        parts[shard_of(key, n) if key is not None else seq % n].append(_packed(seq, clk, p))
+        i = shard_in(key, table) if key is not None else table[seq % BUCKETS]
+        parts[i].append(item if i == local else _packed(seq, clk, p))
     return parts, by_parse
 
 

@@ -1,7 +1,7 @@
 """A correlation worker's main: `python -m sipcm.workers.worker SOCK_FD IN_FD OUT_FD`.
 
 Started by the pool with a socket to the dispatcher and two shared regions. The first
-message is the pickled start-up tuple (configuration, index, worker count, host name,
+message is the pickled start-up tuple (configuration, index, shard table, host name,
 interface names): the only pickle of the run. Then it serves notices until told to stop or
 until the dispatcher goes away (end of file on the socket). SIGINT and SIGTERM are ignored:
 Ctrl-C reaches the whole process group, and the dispatcher, not the terminal, decides when
@@ -25,9 +25,11 @@ from sipcm.workers.channel import Ring, get_block, map_region, put_block, recv, 
 from sipcm.workers.wire import unpack_items
 
 
-def _control(shard: Shard, counters: Counters, name: str, arg: Any, session: dict) -> Any:
+def control(shard: Shard, counters: Counters | None, name: str, arg: Any, session: dict) -> Any:
+    """Answer control call `name` for `shard` (`counters`: its own, reported by "snapshot";
+    None when they are already the caller's)."""
     if name == "snapshot":
-        snap = counters.snapshot()
+        snap = counters.snapshot() if counters is not None else {}
         snap["track_active"] = shard.gauges()
         return snap
     if name == "finish_start":  # the conclusion, streamed: (mode, rows per answer)
@@ -55,10 +57,11 @@ def _control(shard: Shard, counters: Counters, name: str, arg: Any, session: dic
 
 def serve(conn: Connection, in_fd: int, out_fd: int) -> None:
     """Build the shard from the start-up message, then answer notices until stopped."""
-    cfg, index, count, hostname, ifnames = pickle.loads(conn.recv_bytes())
+    cfg, index, table, hostname, ifnames = pickle.loads(conn.recv_bytes())
     tune_gc()
     counters = Counters()
-    shard = build_shard(cfg, counters, hostname=hostname, ifnames=ifnames, shards=count)
+    share = (table.count(index), len(table))
+    shard = build_shard(cfg, counters, hostname=hostname, ifnames=ifnames, share=share)
     in_mem = map_region(in_fd)
     out_ring = Ring(map_region(out_fd))
     session: dict[str, Any] = {}
@@ -74,7 +77,7 @@ def serve(conn: Connection, in_fd: int, out_fd: int) -> None:
             roff, rn, rinline = put_block(out_ring, no, rows)
             send(conn, ("res", no, roff, rn, rinline))
         elif kind == "ctl":
-            send(conn, ("ctl", _control(shard, counters, msg[1], msg[2], session)))
+            send(conn, ("ctl", control(shard, counters, msg[1], msg[2], session)))
         elif kind == "stop":
             return
 

@@ -111,6 +111,7 @@ def test_active_calls_and_blacklist_span_every_worker(tmp_path: Path) -> None:
 
 
 def test_a_worker_killed_during_replay_exits_non_zero_with_its_name(tmp_path: Path) -> None:
+    """workers=3: two worker processes (the third shard runs in the main process)."""
     path = calls_pcap(tmp_path / "big.pcap", 6000, talk_s=2)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(
@@ -119,7 +120,7 @@ def test_a_worker_killed_during_replay_exits_non_zero_with_its_name(tmp_path: Pa
             "-m",
             "sipcm",
             "-E",
-            "workers=2",
+            "workers=3",
             "-E",
             "http_port=0",
             "replay",
