@@ -116,7 +116,7 @@ class WorkerPool:
         n = processes + (local is not None)
         self.n = n
         self.c = counters
-        self._local = local
+        self.local = local
         self._local_index = processes if local is not None else -1
         self.table = shard_table(weights(n, local=local is not None))
         self._session: dict[str, Any] = {}  # the local shard's conclusion in progress
@@ -175,8 +175,8 @@ class WorkerPool:
         self._missing[no] = len(self._workers)
         self._sizes[no] = len(items)
         self._inflight_payloads += len(items)
-        if self._local is not None:
-            self._rows[no] = self._local.run(parts[self._local_index], advance_to)
+        if self.local is not None:
+            self._rows[no] = self.local.run(parts[self._local_index], advance_to)
         else:
             self._rows[no] = []
         while (
@@ -214,8 +214,8 @@ class WorkerPool:
         for w, arg in zip(self._workers, args, strict=False):
             self._send(w, ("ctl", name, arg))
         mine = []
-        if self._local is not None:
-            mine.append(control(self._local, None, name, args[-1], self._session))
+        if self.local is not None:
+            mine.append(control(self.local, None, name, args[-1], self._session))
         for w in self._workers:
             while not w.replies:
                 self._pump(None)
@@ -274,7 +274,7 @@ class WorkerPool:
         ever holds the whole conclusion."""
         self.call("finish_start", (mode, size))
         streams = [self._finish_stream(w) for w in self._workers]
-        if self._local is not None:
+        if self.local is not None:
             streams.append(self._local_stream())
         chunk: list[Emitted] = []
         for row in heapq.merge(*streams):

@@ -5,9 +5,18 @@ from __future__ import annotations
 import zlib
 from pathlib import Path
 
+import pytest
+
 from sipcm.sip.message import SipMessage
 from sipcm.sip.parser import parse
-from sipcm.sip.shardkey import message_shard_key, shard_key, shard_of
+from sipcm.sip.shardkey import (
+    BUCKETS,
+    message_shard_key,
+    shard_in,
+    shard_key,
+    shard_of,
+    shard_table,
+)
 from tests.unit.sip.test_corpus_messages import payloads
 
 INVITE = (
@@ -110,3 +119,15 @@ def test_corpus_fast_keys_agree_with_the_parser(corpus: Path) -> None:
     # 8-bit text); on real traffic that is the exception.
     assert total > 200
     assert fast / total > 0.9, (fast, total)
+
+
+def test_shard_table_gives_each_shard_its_weight_in_buckets() -> None:
+    table = shard_table([600, 424])
+    assert len(table) == BUCKETS
+    assert table.count(0) == 600 and table.count(1) == 424
+    assert shard_in(b"abc@a.example", table) == table[zlib.crc32(b"abc@a.example") % BUCKETS]
+    keys = [f"{i}@x".encode() for i in range(20000)]
+    local = sum(shard_in(k, table) == 1 for k in keys)
+    assert 0.39 < local / len(keys) < 0.44  # the weight, give or take the hash's spread
+    with pytest.raises(ValueError, match="sum to 1024"):
+        shard_table([600, 400])

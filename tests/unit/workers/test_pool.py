@@ -196,3 +196,35 @@ def test_end_of_input_streams_from_every_worker_in_merge_order(tmp_path: Path, m
     three, _ = replay_docs([path], "event_types_blst=[]", end="expire-all", workers=3)
     assert three == one
     assert [d["event"]["action"] for d in one].count("call-end") == 300
+
+
+def test_two_workers_are_one_process_and_a_shard_in_the_main_process(tmp_path: Path) -> None:
+    """workers=2: one worker process; the main process's shard owns the calls whose key
+    falls in its (smaller) share of the buckets, and every view includes them."""
+    from sipcm.sip.shardkey import shard_in
+
+    path = calls_pcap(tmp_path / "c.pcap", 60)
+    pipe, out = pipeline(2, "event_types_blst=[]")
+    try:
+        pool = pipe.backend
+        assert isinstance(pool, WorkerPool) and pool.local is not None
+        assert len(pool.pids()) == 1 and pool.pids()[0] != os.getpid()
+        feed_until(pipe, path, T0 + 60 * 20 * MS + 3 * S)  # every call answered, none ended
+        with pipe.lock:
+            calls = pipe.active_calls()
+            here = {c["call_id"] for c in pool.local.call_rows()}
+            sizes = pipe.snapshot()["track_active"]
+        ids = [f"pool-{i}@example.com" for i in range(60)]
+        assert here == {k for k in ids if shard_in(k.encode(), pool.table) == 1}
+        assert 0 < len(here) < 30  # the smaller share
+        assert sorted(c["call_id"] for c in calls) == sorted(ids)
+        assert sizes["dialogs"] == 60
+        assert pipe.flow(sorted(here)[0]) is not None  # the local shard's message store
+        for batch in PcapReader(path).batches(1):
+            if int(batch.ts_ns[0]) >= T0 + 60 * 20 * MS + 3 * S:
+                pipe.feed(batch)
+        pipe.finish("conclude")
+    finally:
+        pipe.close()
+    actions = [d["event"]["action"] for d in out.docs]
+    assert actions.count("call-start") == actions.count("call-end") == 60
