@@ -207,8 +207,10 @@ def test_two_workers_are_one_process_and_a_shard_in_the_main_process(tmp_path: P
     pipe, out = pipeline(2, "event_types_blst=[]")
     try:
         pool = pipe.backend
-        assert isinstance(pool, WorkerPool) and pool.local is not None
-        assert len(pool.pids()) == 1 and pool.pids()[0] != os.getpid()
+        assert isinstance(pool, WorkerPool)
+        assert pool.local is not None
+        assert len(pool.pids()) == 1
+        assert pool.pids()[0] != os.getpid()
         feed_until(pipe, path, T0 + 60 * 20 * MS + 3 * S)  # every call answered, none ended
         with pipe.lock:
             calls = pipe.active_calls()

@@ -28,4 +28,5 @@ def test_weights_cover_every_bucket_once() -> None:
     for n in range(1, 17):
         for local in (True, False):
             w = weights(n, local=local)
-            assert len(w) == n and sum(w) == BUCKETS
+            assert len(w) == n
+            assert sum(w) == BUCKETS
