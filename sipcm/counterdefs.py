@@ -431,15 +431,15 @@ COUNTERS: tuple[CounterDef, ...] = (
     ],
     *_group(
         "workers", "counter",
-        ("chunks", "Chunks of payloads sent to the worker processes."),
-        ("payloads", "Payloads sent to the worker processes."),
+        ("chunks", "Chunks of payloads split between the shards."),
+        ("payloads", "Payloads split between the shards (the main process's own included)."),
         ("key_by_parse", "Payloads whose shard key needed a full SIP parse."),
         ("inline_blocks", "Times the dispatcher waited for a worker with a full queue."),
     ),
     CounterDef(
         "workers",
         "workers",
-        "Correlation worker processes (0: correlation runs in the main process).",
+        "Correlation shards: worker processes plus one in the main process (0: one process).",
         "gauge",
         "workers",
     ),

@@ -256,8 +256,8 @@ class Config(_Section):
     workers: int = key(
         k.count_or_auto(256),
         "auto",
-        "correlation worker processes, sharded by Call-ID (REGISTER by address-of-record); "
-        "1 = one process; auto = usable CPUs minus one, at least 1",
+        "correlation shards by Call-ID (REGISTER by address-of-record): N - 1 worker processes "
+        "plus one in the main process; 1 = one process; auto = usable CPUs minus one, at least 1",
     )
     # decode limits
     frag_max_datagrams: int = key(_POS, 1024, "IP datagrams under reassembly at once")
