@@ -2,12 +2,12 @@
 
 For each `workers` value the same generated capture (calls of 7 messages, rate limits off so
 every event is built and written) is replayed through the real pipeline into NDJSON on
-/dev/null, and three figures are taken: wall-clock messages/s; the dispatcher's CPU per
-message (the main process: pcap read, decode, shard keys, chunk marshalling, merge, rates,
-output), whose inverse is the ceiling the dispatcher puts on any number of workers; and the
-workers' CPU per message (parse, track, build, encode). With W workers on W + 1 free cores
-the expected rate is min(1 / dispatcher cost, W / worker cost): the table prints it for 8
-and 16 cores.
+/dev/null, and these figures are taken, as CPU per message of the whole capture:
+wall-clock messages/s; the main process's CPU, split into its own shard (parse, track,
+build, encode of the keys it owns) and the rest, the dispatcher (pcap read, decode, shard
+keys, chunk marshalling, merge, rates, output); and the worker processes' CPU added up.
+From the dispatcher's cost and a worker's cost per message it handles, the rate on N cores
+(N shards: `sipcm.workers.shares` gives the main process's share) is estimated for 8 and 16.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -28,6 +29,7 @@ from bench.run import gen_calls  # noqa: E402
 from sipcm.config import load_config  # noqa: E402
 from sipcm.outputs.console import ConsoleOutput  # noqa: E402
 from sipcm.run import replay  # noqa: E402
+from sipcm.workers.shares import local_share  # noqa: E402
 
 
 def _children_cpu() -> float:
@@ -35,20 +37,56 @@ def _children_cpu() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def run_once(path: str, workers: int) -> tuple[float, float, float, int, int]:
-    """(wall s, dispatcher CPU s, workers' CPU s, SIP messages, events) of one replay."""
+class _TimedShard:
+    """The main process's shard, with the CPU time of its `run` added up."""
+
+    def __init__(self, shard: Any) -> None:
+        self.shard = shard
+        self.cpu = 0.0
+
+    def run(self, items: Any, advance_to: int) -> Any:
+        t = time.process_time()
+        try:
+            return self.shard.run(items, advance_to)
+        finally:
+            self.cpu += time.process_time() - t
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.shard, name)
+
+
+def run_once(path: str, workers: int) -> tuple[float, float, float, float, int, int]:
+    """(wall s, main process CPU s, its shard's CPU s, worker processes' CPU s, SIP
+    messages, events) of one replay."""
+    from sipcm.workers.pool import WorkerPool
+
     cfg = load_config(
         None, ["stats_interval=0", "evr_limits=[0,0,0]", "http_port=0", f"workers={workers}"]
     )
-    with open(os.devnull, "w") as sink:
-        out = ConsoleOutput(sink)
-        gc.collect()
-        w0, c0, k0 = time.perf_counter(), time.process_time(), _children_cpu()
-        totals = replay(cfg, [path], lambda _c: [out], end="expire-all")
-        wall = time.perf_counter() - w0
-        main_cpu = time.process_time() - c0
-        kids = _children_cpu() - k0
-    return wall, main_cpu, kids, sum(t.messages for t in totals), out.counters["published"]
+    timed: list[_TimedShard] = []
+    init = WorkerPool.__init__
+
+    def timed_init(self: WorkerPool, *args: Any, local: Any = None, **kw: Any) -> None:
+        if local is not None:
+            timed.append(_TimedShard(local))
+            local = timed[-1]
+        init(self, *args, local=local, **kw)
+
+    WorkerPool.__init__ = timed_init  # type: ignore[method-assign]
+    try:
+        with open(os.devnull, "w") as sink:
+            out = ConsoleOutput(sink)
+            gc.collect()
+            w0, c0, k0 = time.perf_counter(), time.process_time(), _children_cpu()
+            totals = replay(cfg, [path], lambda _c: [out], end="expire-all")
+            wall = time.perf_counter() - w0
+            main_cpu = time.process_time() - c0
+            kids = _children_cpu() - k0
+    finally:
+        WorkerPool.__init__ = init  # type: ignore[method-assign]
+    own = sum(t.cpu for t in timed)
+    msgs = sum(t.messages for t in totals)
+    return wall, main_cpu, own, kids, msgs, out.counters["published"]
 
 
 def dispatcher_breakdown(path: str) -> list[tuple[str, float]]:
@@ -104,43 +142,41 @@ def main() -> None:
         path = str(Path(tmp, "calls.pcap"))
         n = gen_calls(Path(path), args.calls)
         rows = []
+        spread: dict[int, float] = {}
         for w in counts:
-            best = None
-            for _ in range(args.repeat):
-                r = run_once(path, w)
-                assert r[3] == n, (r[3], n)
-                if best is None or r[0] < best[0]:
-                    best = r
+            runs = [run_once(path, w) for _ in range(args.repeat)]
+            assert all(r[4] == n for r in runs), [r[4] for r in runs]
+            best = min(runs, key=lambda r: r[0])
+            spread[w] = max(r[0] for r in runs) / best[0] - 1
             rows.append((w, *best))
         parts = dispatcher_breakdown(path)
     base = rows[0][1]
     print(
-        f"{'workers':>7} {'msgs/s':>8} {'x':>5} {'events':>7} {'dispatch us/msg':>15} "
-        f"{'worker us/msg':>13}"
+        f"{'workers':>7} {'msgs/s':>8} {'x':>5} {'events':>7} {'main us/msg':>11} "
+        f"{'its shard':>9} {'worker processes us/msg':>23} {'spread':>6}"
     )
-    for w, wall, main_cpu, kids, msgs, events in rows:
-        shard_cpu = kids if w > 1 else main_cpu
-        disp = main_cpu if w > 1 else float("nan")
+    for w, wall, main_cpu, own, kids, msgs, events in rows:
         print(
             f"{w:7d} {msgs / wall:8.0f} {base / wall:5.2f} {events:7d} "
-            f"{disp / msgs * 1e6:15.1f} {shard_cpu / msgs * 1e6:13.1f}"
+            f"{main_cpu / msgs * 1e6:11.1f} {own / msgs * 1e6:9.1f} {kids / msgs * 1e6:23.1f} "
+            f"{spread[w]:6.0%}"
         )
     print("dispatcher steps alone: " + ", ".join(f"{name} {us:.1f}" for name, us in parts))
     multi = [r for r in rows if r[0] > 1]
     if multi:
-        w, wall, main_cpu, kids, msgs, _ = multi[-1]
-        d_us, k_us = main_cpu / msgs * 1e6, kids / msgs * 1e6
-        print(f"dispatcher ceiling: {1e6 / d_us:,.0f} msgs/s ({d_us:.1f} us/msg)")
-        kernel = d_us - sum(us for _, us in parts)
-        print(
-            f"with kernel steering of UDP the main process would keep about {kernel:.1f} "
-            f"us/msg (merge, rates, output): ceiling {1e6 / max(kernel, 0.1):,.0f} msgs/s"
-        )
+        w, wall, main_cpu, own, kids, msgs, _ = multi[-1]
+        d_us = (main_cpu - own) / msgs * 1e6
+        # A worker's cost per message it handles (its share of the keys: 1 - the local one).
+        k_us = kids / msgs * 1e6 / (1 - local_share(w))
+        print(f"dispatcher alone: {d_us:.1f} us/msg, ceiling {1e6 / d_us:,.0f} msgs/s")
+        print(f"worker: {k_us:.1f} us per message it handles")
         for cores in (8, 16):
-            workers = cores - 1
+            f = local_share(cores)
+            main_us = d_us + f * k_us
+            worker_us = (1 - f) / (cores - 1) * k_us
             print(
-                f"{cores} cores ({workers} workers): about "
-                f"{min(1e6 / d_us, workers * 1e6 / k_us):,.0f} msgs/s"
+                f"{cores} cores ({cores - 1} worker processes, main's share {f:.0%}): about "
+                f"{1e6 / max(main_us, worker_us):,.0f} msgs/s"
             )
 
 
