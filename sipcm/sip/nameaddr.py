@@ -9,10 +9,10 @@ step advances past at least one character and the regexes have no nested ambigui
 from __future__ import annotations
 
 import re
-from typing import cast
+from typing import Final, cast
 
 from sipcm.sip.message import NameAddr, Uri
-from sipcm.sip.textcache import TextCache
+from sipcm.sip.textcache import MISS, TextCache
 
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*")
 _HOST = re.compile(r"[A-Za-z0-9._~%!$&'()*+=\-]+")
@@ -300,18 +300,36 @@ def _addr_spec(s: str) -> NameAddr | None:
 # copies of messages, `events/` only reads them). Bounded in entries (sip/textcache.py: the
 # least recently used go first) and in key size: longer texts (rare, or crafted) are parsed
 # every time.
-CACHE_SIZE = 2048
-CACHE_MAX_TEXT = 256
-_TAG_VALUE = re.compile(r'[^;"\s]*+')
-_uris = TextCache(CACHE_SIZE)
-_untagged_cache = TextCache(CACHE_SIZE)
-_name_addrs = TextCache(CACHE_SIZE)
+CACHE_SIZE: Final = 2048
+CACHE_MAX_TEXT: Final = 256
+_uris: Final = TextCache(CACHE_SIZE)
+_untagged_cache: Final = TextCache(CACHE_SIZE)
+_name_addrs: Final = TextCache(CACHE_SIZE)
+
+
+def plain_end(s: str, i: int) -> int:
+    """Index of the first ';', '"' or white space (regex \\s) at or after `i`, else len(s):
+    where a tag or branch value ends. A loop of native character reads in the compiled build
+    (a regex call costs more than the scan)."""
+    n = len(s)
+    while i < n:
+        c = ord(s[i])
+        if c == 59 or c == 34 or c == 32 or 9 <= c <= 13 or 28 <= c <= 31:
+            return i
+        if c > 127 and s[i].isspace():
+            return i
+        i += 1
+    return n
 
 
 def _untagged(text: str) -> NameAddr | None:
     """`text` (ending in '>') parsed, when the fast shape takes it with no tag and no header
     parameters; None otherwise (cached)."""
-    return cast("NameAddr | None", _untagged_cache.lookup(text, _parse_untagged))
+    got = _untagged_cache.get(text)
+    if got is MISS:
+        got = _parse_untagged(text)
+        _untagged_cache.put(text, got)
+    return cast("NameAddr | None", got)
 
 
 def _parse_untagged(text: str) -> NameAddr | None:
@@ -328,7 +346,7 @@ def _shared_name_addr(text: str) -> NameAddr | None:
     shape takes `address;tag=X` exactly when it takes the bare address and X is a plain tag
     value (no ';', '"' or white space), and then gives the address's fields with tag X."""
     i = text.rfind(";tag=")
-    if i > 0 and text[i - 1] == ">" and _TAG_VALUE.fullmatch(text, i + 5):
+    if i > 0 and text[i - 1] == ">" and plain_end(text, i + 5) == len(text):
         base = _untagged(text[:i])
         if base is not None:
             return NameAddr(base.uri, base.display, text[i + 5 :] or None, {})
@@ -339,14 +357,22 @@ def cached_name_addr(text: str) -> NameAddr | None:
     """parse_name_addr through the shared cache (the result must not be mutated)."""
     if len(text) > CACHE_MAX_TEXT:
         return parse_name_addr(text)
-    return cast("NameAddr | None", _name_addrs.lookup(text, _shared_name_addr))
+    got = _name_addrs.get(text)
+    if got is MISS:
+        got = _shared_name_addr(text)
+        _name_addrs.put(text, got)
+    return cast("NameAddr | None", got)
 
 
 def cached_uri(text: str) -> Uri | None:
     """parse_uri through the shared cache (the result must not be mutated)."""
     if len(text) > CACHE_MAX_TEXT:
         return parse_uri(text)
-    return cast("Uri | None", _uris.lookup(text, parse_uri))
+    got = _uris.get(text)
+    if got is MISS:
+        got = parse_uri(text)
+        _uris.put(text, got)
+    return cast("Uri | None", got)
 
 
 def aor_of(uri: Uri) -> str:

@@ -17,7 +17,7 @@ bad_from, bad_to, bad_call_id, bad_cseq, internal_error (a bug; never expected).
 from __future__ import annotations
 
 import re
-from typing import Any, cast
+from typing import Any, Final, cast
 
 from sipcm.sip.auth import redact_challenge
 from sipcm.sip.headers import ADDRESS_LISTS, CANON, CHALLENGES, COMPACT, URI_HEADERS
@@ -30,13 +30,13 @@ from sipcm.sip.nameaddr import (
     split_values,
 )
 from sipcm.sip.probe import probe
-from sipcm.sip.textcache import TextCache
+from sipcm.sip.textcache import MISS, TextCache
 from sipcm.sip.values import addresses, credentials
 from sipcm.sip.via import cached_via
 
 _FOLD = re.compile(r"\r?\n[ \t]+")
 _TOKEN = re.compile(r"[!%*_+`'~.0-9A-Za-z\-]+")
-_MAX_CSEQ = 2**32 - 1
+_MAX_CSEQ: Final = 2**32 - 1
 # The usual start lines; anything else goes through the general checks in _start_line.
 _REQUEST = re.compile(r"([A-Z]++) ([^ \t\r]++) SIP/2\.0\r?")
 _STATUS = re.compile(r"SIP/2\.0 ([1-6][0-9][0-9]) ([^\r]*+)\r?")
@@ -109,7 +109,14 @@ def _parse(data: bytes) -> SipMessage | ParseError:
 
 def _parse_general(data: bytes) -> SipMessage | ParseError:
     got = _general(data)
-    return got if type(got) is ParseError else SipMessage(*got)  # type: ignore[misc]
+    if isinstance(got, ParseError):
+        return got
+    # Positional arguments: SipMessage(*got) would go through the generic call path.
+    t = cast("tuple[Any, ...]", got)
+    return SipMessage(
+        t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], t[9], t[10], t[11], t[12], t[13],
+        t[14], t[15], t[16], t[17], t[18], t[19], t[20], t[21], t[22], t[23], t[24], t[25],
+    )  # fmt: skip
 
 
 # Requests the tracker only routes by their keys (in-dialog, or ending a transaction it already
@@ -314,24 +321,26 @@ def _general(data: bytes, lf_end: int | None = None, keyed: bool = False) -> tup
         if lf_end is not None or lf < 0:  # cannot happen: the block had an empty line
             return ParseError("internal_error", start)
         return _general(data, lf)
-    headers, single, vias, contacts, pais, auths, reasons, bad = got  # type: ignore[misc]
-    first: Any
-    mandatory: Any
+    headers, single, vias, contacts, pais, auths, reasons, bad = cast(_Collected, got)
+    first: tuple[Any, Any, Any, Any, Any]
+    mandatory: tuple[Any, Any, Any, Any]
     if keyed:
         first, mandatory = _NO_START, _NO_MANDATORY
     else:
         line = lines[0]
-        first = _cached_start_line(line)
-        if len(first) == 2:  # (reason, character offset)
-            return ParseError(first[0], _Where(start, text, len(raw)).offset(first[1]))
-        mandatory = _mandatory(single)
-        if type(mandatory) is str:
-            if mandatory.startswith("missing_"):  # offset: where the blank line is (or is not)
-                return ParseError(mandatory, end + 1 if complete else len(data))
+        got_first = _cached_start_line(line)
+        if len(got_first) == 2:  # (reason, character offset)
+            return ParseError(got_first[0], _Where(start, text, len(raw)).offset(got_first[1]))
+        first = cast(_StartLine, got_first)
+        got_mandatory = _mandatory(single)
+        if isinstance(got_mandatory, str):
+            if got_mandatory.startswith("missing_"):  # offset: where the blank line is (or not)
+                return ParseError(got_mandatory, end + 1 if complete else len(data))
             where = _Where(start, text, len(raw))
-            return ParseError(mandatory, where.value_offset(_CHECKED[mandatory]))
-    from_, to, cseq, cseq_method = mandatory  # type: ignore[misc]
-    is_request, method, ruri, status, reason = first  # type: ignore[misc]
+            return ParseError(got_mandatory, where.value_offset(_CHECKED[got_mandatory]))
+        mandatory = got_mandatory
+    from_, to, cseq, cseq_method = mandatory
+    is_request, method, ruri, status, reason = first
 
     via_list = _via_list(vias, headers) if vias else []
     if "via" in headers:
@@ -383,8 +392,8 @@ def _general(data: bytes, lf_end: int | None = None, keyed: bool = False) -> tup
     )  # fmt: skip
 
 
-_NO_START: tuple = (None,) * 5
-_NO_MANDATORY: tuple = (None,) * 4
+_NO_START: Final[tuple[Any, Any, Any, Any, Any]] = (None, None, None, None, None)
+_NO_MANDATORY: Final[tuple[Any, Any, Any, Any]] = (None, None, None, None)
 
 _Collected = tuple[
     dict[str, list[str]],  # headers kept raw
@@ -414,11 +423,10 @@ def _collect(lines: list[str], unfolded: bool, complete: bool) -> _Collected | i
     auths: list[tuple[str, str]] = []
     reasons: list[str] = []
     bad = 0
-    exact = _EXACT.get
     for idx in range(1, len(lines)):
         line = lines[idx]
         name, sep, value = line.partition(":")
-        known = exact(name)
+        known = _EXACT.get(name)
         if known is None:
             if not line:
                 if idx == len(lines) - 1 and not complete:
@@ -504,14 +512,18 @@ def _start_line(line: str) -> _StartLine | tuple[str, int]:
 
 
 # Start lines repeat (`SIP/2.0 200 OK`, a dialog's request URIs): each distinct one is read once.
-_start_lines = TextCache(1024)
+_start_lines: Final = TextCache(1024)
 
 
 def _cached_start_line(line: str) -> _StartLine | tuple[str, int]:
     """_start_line through a cache (replies repeat a few status lines, requests their URIs)."""
     if len(line) > CACHE_MAX_TEXT:
         return _start_line(line)
-    return cast("_StartLine | tuple[str, int]", _start_lines.lookup(line, _start_line))
+    got = _start_lines.get(line)
+    if got is MISS:
+        got = _start_line(line)
+        _start_lines.put(line, got)
+    return cast("_StartLine | tuple[str, int]", got)
 
 
 # Error reason -> the canonical header it is about.
@@ -546,14 +558,18 @@ def _mandatory(single: dict[str, str]) -> tuple[NameAddr, NameAddr, int, str] | 
     return from_, to, *cseq
 
 
-_cseqs = TextCache(1024)
+_cseqs: Final = TextCache(1024)
 
 
 def _cached_cseq(sv: str) -> tuple[int, str] | None:
     """_cseq through a cache (a dialog repeats a few CSeq values, calls share small ones)."""
     if len(sv) > 64:
         return _cseq(sv)
-    return cast("tuple[int, str] | None", _cseqs.lookup(sv, _cseq))
+    got = _cseqs.get(sv)
+    if got is MISS:
+        got = _cseq(sv)
+        _cseqs.put(sv, got)
+    return cast("tuple[int, str] | None", got)
 
 
 def _cseq(sv: str) -> tuple[int, str] | None:

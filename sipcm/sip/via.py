@@ -7,11 +7,17 @@ sent-protocol or sent-by is unusable. Never raises.
 from __future__ import annotations
 
 import re
-from typing import cast
+from typing import Final, cast
 
 from sipcm.sip.message import Via
-from sipcm.sip.nameaddr import CACHE_MAX_TEXT, CACHE_SIZE, parse_hostport, parse_params
-from sipcm.sip.textcache import TextCache
+from sipcm.sip.nameaddr import (
+    CACHE_MAX_TEXT,
+    CACHE_SIZE,
+    parse_hostport,
+    parse_params,
+    plain_end,
+)
+from sipcm.sip.textcache import MISS, TextCache
 
 _SEP_LWS = re.compile(r"[ \t]*([/:])[ \t]*")
 # Common shape; possessive runs keep a failed match linear. Anything else: general path.
@@ -60,18 +66,21 @@ def parse_via(value: str) -> Via | None:
     return Via(proto[2].upper(), hp[0], hp[1], branch or None, params)
 
 
-_BRANCH = ";branch="
-_BRANCH_VALUE = re.compile(r'[^;"\s]*+')
+_BRANCH: Final = ";branch="
 
 
-_vias = TextCache(CACHE_SIZE)
-_branchless = TextCache(CACHE_SIZE)
+_vias: Final = TextCache(CACHE_SIZE)
+_branchless: Final = TextCache(CACHE_SIZE)
 
 
 def _without_branch(text: str) -> Via | None:
     """`text` (with an empty first branch) parsed, when the fast shape takes it; else None
     (cached)."""
-    return cast("Via | None", _branchless.lookup(text, _parse_without_branch))
+    got = _branchless.get(text)
+    if got is MISS:
+        got = _parse_without_branch(text)
+        _branchless.put(text, got)
+    return cast("Via | None", got)
 
 
 def _parse_without_branch(text: str) -> Via | None:
@@ -88,7 +97,7 @@ def _shared_via(value: str) -> Via | None:
     the first `;branch=` the same way whatever plain value (no ';', '"', white space) it has."""
     j = value.find(_BRANCH)
     if j > 0:
-        k = _BRANCH_VALUE.match(value, j + 8).end()  # type: ignore[union-attr]
+        k = plain_end(value, j + 8)
         base = _without_branch(value[: j + 8] + value[k:])
         if base is not None:
             return Via(base.transport, base.host, base.port, value[j + 8 : k] or None, base.params)
@@ -100,4 +109,8 @@ def cached_via(value: str) -> Via | None:
     back in every reply (shared result: never mutate it)."""
     if len(value) > CACHE_MAX_TEXT:
         return parse_via(value)
-    return cast("Via | None", _vias.lookup(value, _shared_via))
+    got = _vias.get(value)
+    if got is MISS:
+        got = _shared_via(value)
+        _vias.put(value, got)
+    return cast("Via | None", got)
