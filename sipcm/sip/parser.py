@@ -34,24 +34,24 @@ from sipcm.sip.textcache import MISS, TextCache
 from sipcm.sip.values import addresses, credentials
 from sipcm.sip.via import cached_via
 
-_FOLD = re.compile(r"\r?\n[ \t]+")
-_TOKEN = re.compile(r"[!%*_+`'~.0-9A-Za-z\-]+")
+_FOLD: Final = re.compile(r"\r?\n[ \t]+")
+_TOKEN: Final = re.compile(r"[!%*_+`'~.0-9A-Za-z\-]+")
 _MAX_CSEQ: Final = 2**32 - 1
 # The usual start lines; anything else goes through the general checks in _start_line.
-_REQUEST = re.compile(r"([A-Z]++) ([^ \t\r]++) SIP/2\.0\r?")
-_STATUS = re.compile(r"SIP/2\.0 ([1-6][0-9][0-9]) ([^\r]*+)\r?")
+_REQUEST: Final = re.compile(r"([A-Z]++) ([^ \t\r]++) SIP/2\.0\r?")
+_STATUS: Final = re.compile(r"SIP/2\.0 ([1-6][0-9][0-9]) ([^\r]*+)\r?")
 
 # What the header loop does with each canonical name (absent: kept raw as written).
-_SINGLE = 1  # first value kept, later copies are raw and counted bad
-_VIA = 2
-_CONTACT = 3
-_PAI = 4
-_AUTH = 5
-_REASON = 6  # several Reason headers are legitimate (RFC 3326: SIP and Q.850)
-_ALIST = 7  # raw, split into one entry per name-addr, URI passwords cut out
-_CHALLENGE = 8  # raw text reduced to scheme and realm
-_URI_RAW = 9  # raw, URI passwords cut out
-_KIND: dict[str, int] = {
+_SINGLE: Final = 1  # first value kept, later copies are raw and counted bad
+_VIA: Final = 2
+_CONTACT: Final = 3
+_PAI: Final = 4
+_AUTH: Final = 5
+_REASON: Final = 6  # several Reason headers are legitimate (RFC 3326: SIP and Q.850)
+_ALIST: Final = 7  # raw, split into one entry per name-addr, URI passwords cut out
+_CHALLENGE: Final = 8  # raw text reduced to scheme and realm
+_URI_RAW: Final = 9  # raw, URI passwords cut out
+_KIND: Final[dict[str, int]] = {
     "from": _SINGLE,
     "to": _SINGLE,
     "call-id": _SINGLE,
@@ -71,7 +71,7 @@ _KIND.update(dict.fromkeys(ADDRESS_LISTS, _ALIST))
 _KIND.update(dict.fromkeys(CHALLENGES, _CHALLENGE))
 _KIND.update(dict.fromkeys(URI_HEADERS, _URI_RAW))
 # Exact wire spelling -> (canonical name, kind): one dict lookup per header on the hot path.
-_EXACT: dict[str, tuple[str, int | None]] = {n: (c, _KIND.get(c)) for n, c in CANON.items()}
+_EXACT: Final[dict[str, tuple[str, int | None]]] = {n: (c, _KIND.get(c)) for n, c in CANON.items()}
 
 
 def parse(data: bytes | bytearray | memoryview) -> SipMessage | ParseError:
@@ -131,12 +131,29 @@ _KEY_NAMES = frozenset({"from", "to", "call-id", "cseq", "via"})
 _KEY_NAME = {n: c for n, c in CANON.items() if c in _KEY_NAMES}
 _KEY_NAME.update({n: c for n, c in COMPACT.items() if c in _KEY_NAMES})
 _KEY_NAME.update({c: c for c in _KEY_NAMES})
+# The keyed step's codes for them, and 0 for the other known spellings (no need to look again
+# at the lower case of a name written as the general path's tables write it).
+_K_OTHER: Final = 0
+_K_FROM: Final = 1
+_K_TO: Final = 2
+_K_CALL_ID: Final = 3
+_K_CSEQ: Final = 4
+_K_VIA: Final = 5
+_KEY_CODE = {"from": _K_FROM, "to": _K_TO, "call-id": _K_CALL_ID, "cseq": _K_CSEQ, "via": _K_VIA}
+_KEYED_NAMES: Final[dict[str, int]] = {
+    n: _K_OTHER for n in (*CANON, *COMPACT, *_KIND) if n.rstrip(" \t").lower() not in _KEY_NAME
+}
+_KEYED_NAMES.update({n: _KEY_CODE[c] for n, c in _KEY_NAME.items()})
 
 
 def _keyed(data: bytes, vias: bool = True) -> SipMessage | ParseError | None:
     """The keyed step: start line, From, To, Call-ID, CSeq and Vias, checked as the general
     path checks them; None when the general path must decide. Fields in message.DEFERRED are
-    left unset for `complete`; without `vias` (shard_key) `vias` is left empty."""
+    left unset for `complete`; without `vias` (shard_key) `vias` is left empty.
+
+    The header block is scanned line by line with str.find (native in the compiled build)
+    rather than split into lines and partitioned: only the name of a line is cut out, and
+    only the values of the five headers read here."""
     start, probe_reason = probe(data)
     if probe_reason is not None:
         return ParseError(probe_reason, start, probe=True)
@@ -148,42 +165,60 @@ def _keyed(data: bytes, vias: bool = True) -> SipMessage | ParseError | None:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         text = raw.decode("latin-1")
-    lines = text.split("\n")
-    if len(lines) < 2:
+    n = len(text)
+    eol = text.find("\n")
+    if eol < 0:
         return None
-    first = _cached_start_line(lines[0])
+    first = _cached_start_line(text[:eol])
     if len(first) == 2:
         return None
-    single: dict[str, str] = {}
+    from_v: str | None = None
+    to_v: str | None = None
+    cid_v: str | None = None
+    cseq_v: str | None = None
     values: list[str] = []
-    names = _KEY_NAME
-    for idx in range(1, len(lines)):
-        line = lines[idx]
+    pos = eol + 1
+    while True:
+        nl = text.find("\n", pos)
+        if nl < 0:
+            nl = n
         # Folded lines and empty lines (a bare-LF blank line) are the general path's business.
-        if not line or line[0] in " \t":
+        if nl == pos:
             return None
-        name, sep, value = line.partition(":")
-        key = names.get(name)
-        if key is None:
-            if not sep:
-                continue
+        c = ord(text[pos])
+        if c == 32 or c == 9:
+            return None
+        colon = text.find(":", pos, nl)
+        name = text[pos:nl] if colon < 0 else text[pos:colon]
+        key = _KEYED_NAMES.get(name)
+        if key is None and colon >= 0:
             name = name.rstrip(" \t")
-            if not name.isascii():
-                continue
-            key = names.get(name.lower())
-            if key is None:
-                continue
-        if key == "via":
-            values.append(value.strip())
-        elif key not in single:
-            single[key] = value.strip()
-    mandatory = _mandatory(single)
-    if isinstance(mandatory, str):
+            if name.isascii():
+                key = _KEYED_NAMES.get(name.lower())
+        if key is not None and key != _K_OTHER:
+            if key == _K_VIA:
+                values.append("" if colon < 0 else text[colon + 1 : nl].strip())
+            elif key == _K_FROM:
+                if from_v is None:
+                    from_v = "" if colon < 0 else text[colon + 1 : nl].strip()
+            elif key == _K_TO:
+                if to_v is None:
+                    to_v = "" if colon < 0 else text[colon + 1 : nl].strip()
+            elif key == _K_CALL_ID:
+                if cid_v is None:
+                    cid_v = "" if colon < 0 else text[colon + 1 : nl].strip()
+            elif cseq_v is None:
+                cseq_v = "" if colon < 0 else text[colon + 1 : nl].strip()
+        if nl >= n:
+            break
+        pos = nl + 1
+    mandatory = _mandatory(from_v, to_v, cid_v, cseq_v)
+    if isinstance(mandatory, str) or cid_v is None:
         return None
-    is_request, method, uri, status, reason = first
+    is_request, method, uri, status, reason = cast(_StartLine, first)
     from_, to, cseq, cseq_method = mandatory
     msg = SipMessage(
-        is_request, method, uri, status, reason, single["call-id"], from_, to, cseq, cseq_method,
+        is_request, method, uri, status, reason, cid_v, from_, to, cseq, cseq_method,
         _via_list(values, None) if values and vias else [], size=len(data),
     )  # fmt: skip
     msg._rest = data
@@ -332,7 +367,9 @@ def _general(data: bytes, lf_end: int | None = None, keyed: bool = False) -> tup
         if len(got_first) == 2:  # (reason, character offset)
             return ParseError(got_first[0], _Where(start, text, len(raw)).offset(got_first[1]))
         first = cast(_StartLine, got_first)
-        got_mandatory = _mandatory(single)
+        got_mandatory = _mandatory(
+            single.get("from"), single.get("to"), single.get("call-id"), single.get("cseq")
+        )
         if isinstance(got_mandatory, str):
             if got_mandatory.startswith("missing_"):  # offset: where the blank line is (or not)
                 return ParseError(got_mandatory, end + 1 if complete else len(data))
@@ -527,21 +564,20 @@ def _cached_start_line(line: str) -> _StartLine | tuple[str, int]:
 
 
 # Error reason -> the canonical header it is about.
-_CHECKED = {"bad_from": "from", "bad_to": "to", "bad_call_id": "call-id", "bad_cseq": "cseq"}
+_CHECKED: Final = {"bad_from": "from", "bad_to": "to", "bad_call_id": "call-id", "bad_cseq": "cseq"}
 
 
-def _mandatory(single: dict[str, str]) -> tuple[NameAddr, NameAddr, int, str] | str:
-    """From, To, Call-ID and CSeq, checked in that order; a reason string on error."""
-    fv = single.get("from")
+def _mandatory(
+    fv: str | None, tv: str | None, cv: str | None, sv: str | None
+) -> tuple[NameAddr, NameAddr, int, str] | str:
+    """From, To, Call-ID and CSeq (their first values), checked in that order; a reason
+    string on error."""
     if fv is None:
         return "missing_from"
-    tv = single.get("to")
     if tv is None:
         return "missing_to"
-    cv = single.get("call-id")
     if cv is None:
         return "missing_call_id"
-    sv = single.get("cseq")
     if sv is None:
         return "missing_cseq"
     from_ = cached_name_addr(fv)
