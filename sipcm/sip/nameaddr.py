@@ -215,27 +215,35 @@ def parse_name_addr(text: str) -> NameAddr | None:
     """
     m = _NAME_ADDR.fullmatch(text)
     if m is not None:
-        display, bare, utext, scheme, user, host, port, uparams, tag, hparams = m.groups()
+        groups = m.groups()
+        port: str | None = groups[6]
         if port is None or int(port) <= 65535:
+            host: str = groups[5]
+            uparams: str | None = groups[7]
+            user: str | None = groups[4]
             uri = Uri(
-                utext,
-                scheme,
+                groups[2],
+                groups[3],
                 user or None,
                 host.lower(),
                 None if port is None else int(port),
                 parse_params(uparams) if uparams else {},
             )
+            display: str | None = groups[0]
+            tag: str | None = groups[8]
+            hparams: str | None = groups[9]
             if display is None:
+                bare: str = groups[1]
                 display = bare.strip(" \t") or None
             elif not display:
                 display = None  # "" <sip:...>: no display name, like <sip:...>
             if hparams is None:
                 return NameAddr(uri, display, tag or None, {})
             params = parse_params(hparams)
-            if tag is None:
-                tag = params.pop("tag", None)
-            else:
-                params.pop("tag", None)
+            if "tag" in params:
+                first = params.pop("tag")
+                if tag is None:
+                    tag = first
             return NameAddr(uri, display, tag or None, params)
     return name_addr_general(text)
 

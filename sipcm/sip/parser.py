@@ -144,6 +144,14 @@ _KEYED_NAMES: Final[dict[str, int]] = {
     n: _K_OTHER for n in (*CANON, *COMPACT, *_KIND) if n.rstrip(" \t").lower() not in _KEY_NAME
 }
 _KEYED_NAMES.update({n: _KEY_CODE[c] for n, c in _KEY_NAME.items()})
+# Their first letters, lower case (compared as ints: native in the compiled build).
+_KF_V: Final = 118  # v
+_KF_F: Final = 102  # f
+_KF_T: Final = 116  # t
+_KF_C: Final = 99  # c
+_KF_I: Final = 105  # i
+if {ord(n[0]) | 32 for n in _KEY_NAME} != {_KF_V, _KF_F, _KF_T, _KF_C, _KF_I}:
+    raise AssertionError("_KF_* must be the first letters of the keyed header names")
 
 
 def _keyed(data: bytes, vias: bool = True) -> SipMessage | ParseError | None:
@@ -188,6 +196,14 @@ def _keyed(data: bytes, vias: bool = True) -> SipMessage | ParseError | None:
         c = ord(text[pos])
         if c == 32 or c == 9:
             return None
+        # Every keyed name starts with one of the letters of _KEY_FIRST (either case): any
+        # other line is skipped without cutting out its name.
+        lc = c | 32
+        if lc != _KF_V and lc != _KF_F and lc != _KF_T and lc != _KF_C and lc != _KF_I:
+            if nl >= n:
+                break
+            pos = nl + 1
+            continue
         colon = text.find(":", pos, nl)
         name = text[pos:nl] if colon < 0 else text[pos:colon]
         key = _KEYED_NAMES.get(name)
@@ -251,9 +267,16 @@ def complete(msg: SipMessage) -> None:
 
 def _via_list(values: list[str], headers: dict[str, list[str]] | None) -> list[Via]:
     """Parsed Via values in order; bad ones go raw to `headers["via"]` (when given)."""
-    out = []
+    out: list[Via] = []
     for value in values:
-        for piece in split_values(value) if "," in value else (value,):
+        if "," not in value:
+            via = cached_via(value)
+            if via is not None:
+                out.append(via)
+            elif headers is not None:
+                headers.setdefault("via", []).append(value)
+            continue
+        for piece in split_values(value):
             via = cached_via(piece)
             if via is not None:
                 out.append(via)
@@ -357,27 +380,31 @@ def _general(data: bytes, lf_end: int | None = None, keyed: bool = False) -> tup
             return ParseError("internal_error", start)
         return _general(data, lf)
     headers, single, vias, contacts, pais, auths, reasons, bad = cast(_Collected, got)
-    first: tuple[Any, Any, Any, Any, Any]
-    mandatory: tuple[Any, Any, Any, Any]
-    if keyed:
-        first, mandatory = _NO_START, _NO_MANDATORY
-    else:
-        line = lines[0]
-        got_first = _cached_start_line(line)
+    # Fields 0-9 (None when `keyed`), unpacked from typed tuples: mypyc unpacks and indexes a
+    # tuple of Any through a boxed copy.
+    is_request: bool | None = None
+    method: str | None = None
+    ruri: Uri | None = None
+    status: int | None = None
+    reason: str | None = None
+    from_: NameAddr | None = None
+    to: NameAddr | None = None
+    cseq: int | None = None
+    cseq_method: str | None = None
+    if not keyed:
+        got_first = _cached_start_line(lines[0])
         if len(got_first) == 2:  # (reason, character offset)
             return ParseError(got_first[0], _Where(start, text, len(raw)).offset(got_first[1]))
-        first = cast(_StartLine, got_first)
-        got_mandatory = _mandatory(
+        is_request, method, ruri, status, reason = cast(_StartLine, got_first)
+        mandatory = _mandatory(
             single.get("from"), single.get("to"), single.get("call-id"), single.get("cseq")
         )
-        if isinstance(got_mandatory, str):
-            if got_mandatory.startswith("missing_"):  # offset: where the blank line is (or not)
-                return ParseError(got_mandatory, end + 1 if complete else len(data))
+        if isinstance(mandatory, str):
+            if mandatory.startswith("missing_"):  # offset: where the blank line is (or is not)
+                return ParseError(mandatory, end + 1 if complete else len(data))
             where = _Where(start, text, len(raw))
-            return ParseError(got_mandatory, where.value_offset(_CHECKED[got_mandatory]))
-        mandatory = got_mandatory
-    from_, to, cseq, cseq_method = mandatory
-    is_request, method, ruri, status, reason = first
+            return ParseError(mandatory, where.value_offset(_CHECKED[mandatory]))
+        from_, to, cseq, cseq_method = mandatory
 
     via_list = _via_list(vias, headers) if vias else []
     if "via" in headers:
@@ -429,9 +456,6 @@ def _general(data: bytes, lf_end: int | None = None, keyed: bool = False) -> tup
     )  # fmt: skip
 
 
-_NO_START: Final[tuple[Any, Any, Any, Any, Any]] = (None, None, None, None, None)
-_NO_MANDATORY: Final[tuple[Any, Any, Any, Any]] = (None, None, None, None)
-
 _Collected = tuple[
     dict[str, list[str]],  # headers kept raw
     dict[str, str],  # first value of each _SINGLE header
@@ -462,7 +486,8 @@ def _collect(lines: list[str], unfolded: bool, complete: bool) -> _Collected | i
     bad = 0
     for idx in range(1, len(lines)):
         line = lines[idx]
-        name, sep, value = line.partition(":")
+        colon = line.find(":")
+        name = line if colon < 0 else line[:colon]
         known = _EXACT.get(name)
         if known is None:
             if not line:
@@ -471,13 +496,13 @@ def _collect(lines: list[str], unfolded: bool, complete: bool) -> _Collected | i
                 return idx
             if line[0] in " \t" and not unfolded:
                 return None
-            known = _header_name(name) if sep else None
+            known = _header_name(name) if colon >= 0 else None
             if known is None:
                 if line.strip(" \t\r"):
                     bad += 1
                 continue
         key, kind = known
-        value = value.strip()
+        value = "" if colon < 0 else line[colon + 1 :].strip()
         if kind is None:
             lst = headers.get(key)
             if lst is None:

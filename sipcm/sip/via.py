@@ -31,20 +31,38 @@ def parse_via(value: str) -> Via | None:
     """Parse one Via value; `branch` is taken out of `params`, other params stay."""
     m = _FAST.fullmatch(value)
     if m is not None:
-        transport, host, port, branch, ptext = m.groups()
-        if port is None or int(port) <= 65535:
-            params = parse_params(ptext) if ptext else {}
-            if branch is None:
-                branch = params.pop("branch", None)
-            else:
-                params.pop("branch", None)  # a second branch: the first one wins
-            return Via(
-                transport.upper(),
-                host.lower(),
-                None if port is None else int(port),
-                branch or None,
-                params,
-            )
+        via = _fast_via(m)
+        if via is not None:
+            return via
+    return _general_via(value)
+
+
+def _fast_via(m: re.Match[str]) -> Via | None:
+    """The Via of a match of _FAST; None when its port is out of range."""
+    groups = m.groups()
+    port: str | None = groups[2]
+    if port is not None and int(port) > 65535:
+        return None
+    transport: str = groups[0]
+    host: str = groups[1]
+    branch: str | None = groups[3]
+    ptext: str | None = groups[4]
+    params = parse_params(ptext) if ptext else {}
+    if "branch" in params:  # a second branch: the first one wins
+        first = params.pop("branch")
+        if branch is None:
+            branch = first
+    return Via(
+        transport.upper(),
+        host.lower(),
+        None if port is None else int(port),
+        branch or None,
+        params,
+    )
+
+
+def _general_via(value: str) -> Via | None:
+    """parse_via for the values the fast shape does not take."""
     head, semi, ptext = value.partition(";")
     parts = head.split()
     if len(parts) != 2 or parts[0].count("/") != 2:
@@ -87,7 +105,8 @@ def _parse_without_branch(text: str) -> Via | None:
     m = _FAST.fullmatch(text)
     if m is None or m.group(4) != "":
         return None
-    return parse_via(text)
+    via = _fast_via(m)  # what parse_via(text) gives, without matching again
+    return via if via is not None else _general_via(text)
 
 
 def _shared_via(value: str) -> Via | None:
