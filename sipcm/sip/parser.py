@@ -165,14 +165,9 @@ def _keyed(data: bytes, vias: bool = True) -> SipMessage | ParseError | None:
     start, probe_reason = probe(data)
     if probe_reason is not None:
         return ParseError(probe_reason, start, probe=True)
-    end = data.find(b"\n\r\n", start)
+    text, end = _header_block(data, start)
     if end < 0:
         return None
-    raw = data[start:end]
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        text = raw.decode("latin-1")
     n = len(text)
     eol = text.find("\n")
     if eol < 0:
@@ -265,6 +260,34 @@ def complete(msg: SipMessage) -> None:
     msg._rest = None
 
 
+def _decode(raw: bytes) -> str:
+    """Header text: UTF-8, else Latin-1 (one char per byte, so never surrogates)."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def _header_block(data: bytes, start: int) -> tuple[str, int]:
+    """(text, end): the header block from `start` to `end`, the offset of the first
+    b"\\n\\r\\n", decoded; end is -1 when there is none, and the text runs to the end.
+
+    The usual message is all ASCII: it is decoded whole and searched as text (a native
+    str.find in the compiled build; bytes.find is a generic method call), character offsets
+    being byte offsets. Anything else is searched as bytes and its header block decoded."""
+    try:
+        whole: str | None = (data if start == 0 else data[start:]).decode("utf-8")
+    except UnicodeDecodeError:
+        whole = None
+    if whole is not None and len(whole) == len(data) - start:
+        cend = whole.find("\n\r\n")
+        if cend < 0:
+            return whole, -1
+        return whole[:cend], start + cend
+    end = data.find(b"\n\r\n", start)
+    return _decode(data[start:end] if end >= 0 else data[start:]), end
+
+
 def _via_list(values: list[str], headers: dict[str, list[str]] | None) -> list[Via]:
     """Parsed Via values in order; bad ones go raw to `headers["via"]` (when given)."""
     out: list[Via] = []
@@ -355,17 +378,14 @@ def _general(data: bytes, lf_end: int | None = None, keyed: bool = False) -> tup
     if probe_reason is not None:
         return ParseError(probe_reason, start, probe=True)
     if lf_end is None:
-        end = data.find(b"\n\r\n", start)
+        text, end = _header_block(data, start)
         body_start = end + 3
     else:
         end = lf_end
         body_start = end + 2
+        text = _decode(data[start:end])
     complete = end >= 0
-    raw = data[start:end] if complete else data[start:]
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        text = raw.decode("latin-1")  # one char per byte, so never surrogates in the output
+    nbytes = (end if complete else len(data)) - start  # of the header block
     lines = text.split("\n")
     got = _collect(lines, False, complete)
     if got is None:  # a folded line
@@ -394,7 +414,7 @@ def _general(data: bytes, lf_end: int | None = None, keyed: bool = False) -> tup
     if not keyed:
         got_first = _cached_start_line(lines[0])
         if len(got_first) == 2:  # (reason, character offset)
-            return ParseError(got_first[0], _Where(start, text, len(raw)).offset(got_first[1]))
+            return ParseError(got_first[0], _Where(start, text, nbytes).offset(got_first[1]))
         is_request, method, ruri, status, reason = cast(_StartLine, got_first)
         mandatory = _mandatory(
             single.get("from"), single.get("to"), single.get("call-id"), single.get("cseq")
@@ -402,7 +422,7 @@ def _general(data: bytes, lf_end: int | None = None, keyed: bool = False) -> tup
         if isinstance(mandatory, str):
             if mandatory.startswith("missing_"):  # offset: where the blank line is (or is not)
                 return ParseError(mandatory, end + 1 if complete else len(data))
-            where = _Where(start, text, len(raw))
+            where = _Where(start, text, nbytes)
             return ParseError(mandatory, where.value_offset(_CHECKED[mandatory]))
         from_, to, cseq, cseq_method = mandatory
 
