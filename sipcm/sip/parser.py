@@ -144,6 +144,27 @@ _KEYED_NAMES: Final[dict[str, int]] = {
     n: _K_OTHER for n in (*CANON, *COMPACT, *_KIND) if n.rstrip(" \t").lower() not in _KEY_NAME
 }
 _KEYED_NAMES.update({n: _KEY_CODE[c] for n, c in _KEY_NAME.items()})
+
+
+def _key_code(name: str) -> int | None:
+    """_KEYED_NAMES.get(name), with the usual spellings compared as literals first (cheaper
+    than hashing a new string; checked against the table below)."""
+    if name == "Via":
+        return _K_VIA
+    if name == "From":
+        return _K_FROM
+    if name == "To":
+        return _K_TO
+    if name == "Call-ID":
+        return _K_CALL_ID
+    if name == "CSeq":
+        return _K_CSEQ
+    return _KEYED_NAMES.get(name)
+
+
+if any(_KEYED_NAMES[n] != _key_code(n) for n in ("Via", "From", "To", "Call-ID", "CSeq")):
+    raise AssertionError("_key_code must agree with _KEYED_NAMES")
+
 # Their first letters, lower case (compared as ints: native in the compiled build).
 _KF_V: Final = 118  # v
 _KF_F: Final = 102  # f
@@ -201,7 +222,7 @@ def _keyed(data: bytes, vias: bool = True) -> SipMessage | ParseError | None:
             continue
         colon = text.find(":", pos, nl)
         name = text[pos:nl] if colon < 0 else text[pos:colon]
-        key = _KEYED_NAMES.get(name)
+        key = _key_code(name)
         if key is None and colon >= 0:
             name = name.rstrip(" \t")
             if name.isascii():
@@ -318,6 +339,34 @@ def _small_int(s: str, digits: int) -> int | None:
     if 0 < len(s) <= digits and s.isascii() and s.isdigit():
         return int(s)
     return None
+
+
+def _usual_name(name: str) -> str:
+    """`name`, or an equal constant string for the usual spellings: a constant's hash is
+    computed once, a new string's on every dict lookup (compared as literals: cheaper)."""
+    if name == "Via":
+        return "Via"
+    if name == "From":
+        return "From"
+    if name == "To":
+        return "To"
+    if name == "Call-ID":
+        return "Call-ID"
+    if name == "CSeq":
+        return "CSeq"
+    if name == "Contact":
+        return "Contact"
+    if name == "Content-Length":
+        return "Content-Length"
+    if name == "Content-Type":
+        return "Content-Type"
+    if name == "Max-Forwards":
+        return "Max-Forwards"
+    if name == "User-Agent":
+        return "User-Agent"
+    if name == "Server":
+        return "Server"
+    return name
 
 
 def _header_name(name: str) -> tuple[str, int | None] | None:
@@ -508,7 +557,7 @@ def _collect(lines: list[str], unfolded: bool, complete: bool) -> _Collected | i
         line = lines[idx]
         colon = line.find(":")
         name = line if colon < 0 else line[:colon]
-        known = _EXACT.get(name)
+        known = _EXACT.get(_usual_name(name))
         if known is None:
             if not line:
                 if idx == len(lines) - 1 and not complete:

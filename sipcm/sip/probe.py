@@ -8,16 +8,20 @@ probe (keep-alives, STUN, RTP, binary junk), not a parse error.
 
 from __future__ import annotations
 
-MIN_SIZE = 13  # sipcmbeat: payloads of <= 12 bytes are probes
+from typing import Final
+
+MIN_SIZE: Final = 13  # sipcmbeat: payloads of <= 12 bytes are probes
+_CR: Final = 13
+_LF: Final = 10
 
 # bytes.translate table check is slower than this for one byte; ASCII letters only.
-_LETTERS = frozenset(range(ord("A"), ord("Z") + 1)) | frozenset(range(ord("a"), ord("z") + 1))
+_LETTERS: Final = frozenset(range(ord("A"), ord("Z") + 1)) | frozenset(range(ord("a"), ord("z") + 1))
 
 
 def probe(data: bytes) -> tuple[int, str | None]:
     """Return (start, reason): reason is "too_short", "not_text" or None for SIP-like text."""
     start = 0
-    if data[:1] in (b"\r", b"\n"):
+    if data and (data[0] == _CR or data[0] == _LF):
         start = len(data) - len(data.lstrip(b"\r\n"))
     if len(data) - start < MIN_SIZE:
         return start, "too_short"
