@@ -685,7 +685,7 @@ def _mandatory(
     cseq = _cached_cseq(sv)
     if cseq is None:
         return "bad_cseq"
-    return from_, to, *cseq
+    return from_, to, cseq[0], cseq[1]
 
 
 _cseqs: Final = TextCache(1024)
