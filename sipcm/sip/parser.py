@@ -37,6 +37,8 @@ from sipcm.sip.via import cached_via
 _FOLD: Final = re.compile(r"\r?\n[ \t]+")
 _TOKEN: Final = re.compile(r"[!%*_+`'~.0-9A-Za-z\-]+")
 _MAX_CSEQ: Final = 2**32 - 1
+_DIGIT_0: Final = 48  # ord("0")
+_DIGIT_9: Final = 57
 # The usual start lines; anything else goes through the general checks in _start_line.
 _REQUEST: Final = re.compile(r"([A-Z]++) ([^ \t\r]++) SIP/2\.0\r?")
 _STATUS: Final = re.compile(r"SIP/2\.0 ([1-6][0-9][0-9]) ([^\r]*+)\r?")
@@ -336,9 +338,16 @@ def _small_int(s: str, digits: int) -> int | None:
     and a 1, which is CSeq 1."""
     if len(s) > digits and s[:1] == "0":
         s = s.lstrip("0") or "0"
-    if 0 < len(s) <= digits and s.isascii() and s.isdigit():
-        return int(s)
-    return None
+    n = len(s)
+    if not 0 < n <= digits:
+        return None
+    value = 0
+    for i in range(n):  # native character reads (isascii and int() are generic calls)
+        c = ord(s[i])
+        if c < _DIGIT_0 or c > _DIGIT_9:
+            return None
+        value = value * 10 + (c - _DIGIT_0)
+    return value
 
 
 def _usual_name(name: str) -> str:
