@@ -44,7 +44,6 @@ _REQUEST: Final = re.compile(r"([A-Z]++) ([^ \t\r]++) SIP/2\.0\r?")
 _STATUS: Final = re.compile(r"SIP/2\.0 ([1-6][0-9][0-9]) ([^\r]*+)\r?")
 
 # What the header loop does with each canonical name (absent: kept raw as written).
-_SINGLE: Final = 1  # first value kept, later copies are raw and counted bad
 _VIA: Final = 2
 _CONTACT: Final = 3
 _PAI: Final = 4
@@ -53,15 +52,31 @@ _REASON: Final = 6  # several Reason headers are legitimate (RFC 3326: SIP and Q
 _ALIST: Final = 7  # raw, split into one entry per name-addr, URI passwords cut out
 _CHALLENGE: Final = 8  # raw text reduced to scheme and realm
 _URI_RAW: Final = 9  # raw, URI passwords cut out
+# Headers of which the first value is kept (later copies are raw and counted bad): kind
+# _SINGLE + slot, the first value at `slot` in the list the header loop returns.
+_SINGLE: Final = 100
+_S_FROM: Final = 0
+_S_TO: Final = 1
+_S_CALL_ID: Final = 2
+_S_CSEQ: Final = 3
+_S_CONTENT_LENGTH: Final = 4
+_S_EXPIRES: Final = 5
+_S_USER_AGENT: Final = 6
+_S_SERVER: Final = 7
+_SLOT: Final = {
+    "from": _S_FROM,
+    "to": _S_TO,
+    "call-id": _S_CALL_ID,
+    "cseq": _S_CSEQ,
+    "content-length": _S_CONTENT_LENGTH,
+    "expires": _S_EXPIRES,
+    "user-agent": _S_USER_AGENT,
+    "server": _S_SERVER,
+}
+if sorted(_SLOT.values()) != list(range(8)):  # 8: the list literal in _collect
+    raise AssertionError("the _S_* slots must number the 8 single headers from 0")
 _KIND: Final[dict[str, int]] = {
-    "from": _SINGLE,
-    "to": _SINGLE,
-    "call-id": _SINGLE,
-    "cseq": _SINGLE,
-    "content-length": _SINGLE,
-    "expires": _SINGLE,
-    "user-agent": _SINGLE,
-    "server": _SINGLE,
+    **{name: _SINGLE + slot for name, slot in _SLOT.items()},
     "via": _VIA,
     "contact": _CONTACT,
     "p-asserted-identity": _PAI,
@@ -474,9 +489,7 @@ def _general(data: bytes, lf_end: int | None = None, keyed: bool = False) -> tup
         if len(got_first) == 2:  # (reason, character offset)
             return ParseError(got_first[0], _Where(start, text, nbytes).offset(got_first[1]))
         is_request, method, ruri, status, reason = cast(_StartLine, got_first)
-        mandatory = _mandatory(
-            single.get("from"), single.get("to"), single.get("call-id"), single.get("cseq")
-        )
+        mandatory = _mandatory(single[_S_FROM], single[_S_TO], single[_S_CALL_ID], single[_S_CSEQ])
         if isinstance(mandatory, str):
             if mandatory.startswith("missing_"):  # offset: where the blank line is (or is not)
                 return ParseError(mandatory, end + 1 if complete else len(data))
@@ -501,14 +514,14 @@ def _general(data: bytes, lf_end: int | None = None, keyed: bool = False) -> tup
         creds, nbad = credentials(auths)
         bad += nbad
     expires = clen = None
-    value = single.get("content-length")
+    value = single[_S_CONTENT_LENGTH]
     if value is not None:
         clen = _small_int(value, 10)
         if clen is None or clen > _MAX_CSEQ:
             clen = None
             headers.setdefault("content-length", []).append(value)
             bad += 1
-    value = single.get("expires")
+    value = single[_S_EXPIRES]
     if value is not None:
         expires = _small_int(value, 10)
         if expires is None or expires > _MAX_CSEQ:
@@ -527,16 +540,16 @@ def _general(data: bytes, lf_end: int | None = None, keyed: bool = False) -> tup
         body = data[body_start : body_start + clen]
         truncated = len(body) < clen
     return (
-        is_request, method, ruri, status, reason, single.get("call-id"), from_, to, cseq,
-        cseq_method, via_list, contact_list, star, expires, single.get("user-agent"),
-        single.get("server"), reasons[0] if reasons else None, pai_list, creds, clen, body,
+        is_request, method, ruri, status, reason, single[_S_CALL_ID], from_, to, cseq,
+        cseq_method, via_list, contact_list, star, expires, single[_S_USER_AGENT],
+        single[_S_SERVER], reasons[0] if reasons else None, pai_list, creds, clen, body,
         headers, bad, len(data), None, truncated,
     )  # fmt: skip
 
 
 _Collected = tuple[
     dict[str, list[str]],  # headers kept raw
-    dict[str, str],  # first value of each _SINGLE header
+    list[str | None],  # first value of each _SLOT header, by slot
     list[str],  # Via values
     list[str],  # Contact values
     list[str],  # P-Asserted-Identity values
@@ -555,7 +568,7 @@ def _collect(lines: list[str], unfolded: bool, complete: bool) -> _Collected | i
     an unterminated block unless `complete` (then the block ended with "\n" + "\n\r\n").
     """
     headers: dict[str, list[str]] = {}
-    single: dict[str, str] = {}
+    single: list[str | None] = [None, None, None, None, None, None, None, None]  # _SLOT
     vias: list[str] = []
     contacts: list[str] = []
     pais: list[str] = []
@@ -587,8 +600,12 @@ def _collect(lines: list[str], unfolded: bool, complete: bool) -> _Collected | i
                 headers[key] = [value]
             else:
                 lst.append(value)
-        elif kind == _SINGLE:
-            if single.setdefault(key, value) is not value:
+        elif kind >= _SINGLE:
+            slot = kind - _SINGLE
+            first = single[slot]
+            if first is None:
+                single[slot] = value
+            elif first is not value:  # as dict.setdefault(key, value) is not value
                 headers.setdefault(key, []).append(scrub_passwords(value))
                 bad += 1
         elif kind == _VIA:

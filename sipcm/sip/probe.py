@@ -15,7 +15,9 @@ _CR: Final = 13
 _LF: Final = 10
 
 # bytes.translate table check is slower than this for one byte; ASCII letters only.
-_LETTERS: Final = frozenset(range(ord("A"), ord("Z") + 1)) | frozenset(range(ord("a"), ord("z") + 1))
+_LETTERS: Final = frozenset(range(ord("A"), ord("Z") + 1)) | frozenset(
+    range(ord("a"), ord("z") + 1)
+)
 
 
 def probe(data: bytes) -> tuple[int, str | None]:
