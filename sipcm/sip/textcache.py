@@ -37,7 +37,11 @@ class TextCache:
         return got
 
     def lookup(self, text: str, parse: Callable[[str], object]) -> object:
-        """The parse of `text`: the cached one, else `parse(text)`, remembered."""
+        """The parse of `text`: the cached one, else `parse(text)`, remembered.
+
+        The parser's caches write get/put out instead: in the compiled build `parse` would be
+        called through the generic vectorcall path (its Python wrapper parses the arguments),
+        about 20 M of 575 M instructions for 21,000 messages of distinct calls."""
         got = self.get(text)
         if got is MISS:
             got = parse(text)
