@@ -36,27 +36,42 @@ def _packed(ip: str) -> bytes:
     return ipaddress.ip_address(ip).packed
 
 
-@lru_cache(maxsize=16384)  # a call's or a binding's events share one flow
+# The hashed record: seed, the two addresses (smaller endpoint first), protocol, a zero pad
+# byte and the two ports; one pack per address family.
+_RECORD = {4: struct.Struct("!H4s4sBBHH"), 16: struct.Struct("!H16s16sBBHH")}
+_WITH_PORTS = frozenset(PROTOCOLS.values())
+
+
 def community_id(
     proto: str | int, src_ip: str, src_port: int, dst_ip: str, dst_port: int, seed: int = 0
 ) -> str | None:
-    """Community ID v1 of a flow, or None for a protocol without ports or a bad address."""
+    """Community ID v1 of a flow, or None for a protocol without ports or a bad address.
+    Not cached: the event builder keeps its own per-flow cache (`rehash` uses `cached_id`)."""
     num = PROTOCOLS.get(proto) if isinstance(proto, str) else proto
-    if num not in PROTOCOLS.values():
+    if num not in _WITH_PORTS:
         return None
     try:
         a, b = _packed(src_ip), _packed(dst_ip)
     except ValueError:
         return None
-    if len(a) != len(b):
+    record = _RECORD.get(len(a))
+    if record is None or len(a) != len(b):
         return None
     # The endpoint ordered first is the smaller address, or for equal addresses the smaller
     # port (spec: "is_one_way" aside, which only concerns ICMP).
-    if (a, src_port) > (b, dst_port):
+    if a > b or (a == b and src_port > dst_port):
         a, b, src_port, dst_port = b, a, dst_port, src_port
-    data = struct.pack("!H", seed) + a + b + struct.pack("!BBHH", num, 0, src_port, dst_port)
+    data = record.pack(seed, a, b, num, 0, src_port, dst_port)
     digest = hashlib.sha1(data, usedforsecurity=False).digest()
     return VERSION + b2a_base64(digest, newline=False).decode()
+
+
+@lru_cache(maxsize=16384)  # the documents of a call or a binding share one flow
+def cached_id(
+    proto: str | int, src_ip: str, src_port: int, dst_ip: str, dst_port: int
+) -> str | None:
+    """`community_id` with seed 0, cached."""
+    return community_id(proto, src_ip, src_port, dst_ip, dst_port)
 
 
 def rehash(doc: dict) -> None:
@@ -71,7 +86,7 @@ def rehash(doc: dict) -> None:
     src, dst = doc.get("source") or {}, doc.get("destination") or {}
     cid = None
     if all(k in src and k in dst for k in ("ip", "port")):
-        cid = community_id(net.get("transport", ""), src["ip"], src["port"], dst["ip"], dst["port"])
+        cid = cached_id(net.get("transport", ""), src["ip"], src["port"], dst["ip"], dst["port"])
     if cid == net["community_id"]:
         return
     net = dict(net)
