@@ -21,11 +21,26 @@ VERSION = "1:"
 PROTOCOLS = {"tcp": 6, "udp": 17, "sctp": 132}  # IANA protocol numbers with ports
 
 
-@lru_cache(maxsize=8192)
+# Address text -> bytes, emptied when full (a dict: an lru_cache call is a generic call).
+_PACKED: dict[str, bytes] = {}
+_PACKED_ENTRIES = 8192
+
+
 def _packed(ip: str) -> bytes:
-    """The address's bytes (ValueError if `ip` is not an address). inet_pton is ~10x
-    cheaper than ipaddress; its result is taken only for text in the canonical form it
-    prints back, which ipaddress reads the same way; anything else goes to ipaddress."""
+    """The address's bytes (ValueError if `ip` is not an address), cached."""
+    b = _PACKED.get(ip)
+    if b is None:
+        b = _pack(ip)
+        if len(_PACKED) >= _PACKED_ENTRIES:
+            _PACKED.clear()
+        _PACKED[ip] = b
+    return b
+
+
+def _pack(ip: str) -> bytes:
+    """`_packed` uncached. inet_pton is ~10x cheaper than ipaddress; its result is taken only
+    for text in the canonical form it prints back, which ipaddress reads the same way;
+    anything else goes to ipaddress."""
     family = socket.AF_INET6 if ":" in ip else socket.AF_INET
     try:
         packed = socket.inet_pton(family, ip)
