@@ -37,6 +37,7 @@ and the VNI go under `sipcm.tunnel.*`. `Outcome.extra` maps dotted field names (
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 import time
 from collections.abc import Mapping
@@ -139,14 +140,12 @@ def _ip_literal_slow(host: str) -> str | None:
 class UriDoc:
     """A parsed URI as a document's `uri` sub-document, and what it adds to related.*.
 
-    Built once per `Uri` object and shared by every document that shows it: the parser hands
-    out one object for each repeated URI text, and both are read-only from then on. Nothing
-    may mutate `doc` (the anonymizer replaces the dicts it changes instead)."""
+    Built once per URI text and shared by every document that shows it; read-only from then
+    on. Nothing may mutate `doc` (the anonymizer replaces the dicts it changes instead)."""
 
-    __slots__ = ("doc", "host", "ip", "uri", "user")
+    __slots__ = ("doc", "host", "ip", "user")
 
     def __init__(self, u: Uri) -> None:
-        self.uri = u  # keeps it alive, so no other object gets its id() while this is cached
         d: dict[str, Any] = {"original": u.original}
         if u.scheme:
             d["scheme"] = u.scheme
@@ -167,11 +166,11 @@ class UriDoc:
     def relate(self, users: list[str], hosts: list[str], ips: list[str]) -> None:
         """Add the URI's user and host (name or IP literal) to the related.* lists."""
         if self.user is not None:
-            users.append(self.user)
+            _add(users, self.user)
         if self.host is not None:
-            hosts.append(self.host)
+            _add(hosts, self.host)
         elif self.ip is not None:
-            ips.append(self.ip)
+            _add(ips, self.ip)
 
 
 class NameAddrDoc:
@@ -205,8 +204,8 @@ _CACHE_ENTRIES = 4096
 def round_ms(x: float) -> float:
     """round(x, 3), without its costly decimal conversion when x is already the double nearest
     to a multiple of 0.001 (a time measured in microseconds): round gives x back then."""
-    if -1e9 < x < 1e9 and round(x * 1000.0) / 1000.0 == x:
-        return x
+    if -1e9 < x < 1e9 and math.floor(x * 1000.0 + 0.5) / 1000.0 == x:
+        return x  # floor(y + 0.5): native when compiled, round(y) is a generic call
     return round(x, 3)
 
 
@@ -228,13 +227,13 @@ def _call_metrics(call: CallMetrics) -> dict[str, Any]:
     return cm
 
 
-def _unique(items: list[str]) -> list[str]:
-    """`items` without repeats, in first-seen order (a few items: cheaper than a dict)."""
-    out: list[str] = []
-    for x in items:
-        if x not in out:
-            out.append(x)
-    return out
+def _add(items: list[str], x: str) -> None:
+    """Append `x` unless `items` holds it already: the related.* lists keep each value once,
+    in first-seen order (a few items: a scan is cheaper than a dict)."""
+    for y in items:
+        if y == x:
+            return
+    items.append(x)
 
 
 def _put(doc: dict[str, Any], dotted: str, value: object) -> None:
@@ -271,7 +270,7 @@ class EventBuilder:
             product="sipcm", vendor="sipcm", version=product_version, type="sensor"
         )
         self._observers: dict[tuple[str, int], dict[str, Any]] = {}
-        self._uris: dict[int, UriDoc] = {}
+        self._uris: dict[str, UriDoc] = {}
         self._parties: dict[int, NameAddrDoc] = {}  # From and To with their own tag
         self._contacts: dict[int, NameAddrDoc] = {}
         self._cids: dict[tuple[str, int, str, int, str], str] = {}  # "": no ID
@@ -308,10 +307,11 @@ class EventBuilder:
         return obs
 
     def _uri_doc(self, u: Uri) -> UriDoc:
-        """The shared UriDoc of a parsed URI object."""
-        key = id(u)
+        """The shared UriDoc of a parsed URI, by its text: the parser gives the same text the
+        same fields, and each call's From and To are new objects around the same URIs."""
+        key = u.original
         e = self._uris.get(key)
-        if e is None or e.uri is not u:
+        if e is None:
             if len(self._uris) >= _CACHE_ENTRIES:
                 self._uris.clear()
             e = self._uris[key] = UriDoc(u)
@@ -415,15 +415,15 @@ class EventBuilder:
             doc["source"] = {"ip": fl[0], "port": fl[1]}
             doc["destination"] = {"ip": fl[2], "port": fl[3]}
             ips.append(fl[0])
-            ips.append(fl[2])
+            _add(ips, fl[2])
         client = o.client
         if client is not None:
             doc["client"] = {"ip": client[0], "port": client[1]}
-            ips.append(client[0])
+            _add(ips, client[0])
         server = o.server
         if server is not None:
             doc["server"] = {"ip": server[0], "port": server[1]}
-            ips.append(server[0])
+            _add(ips, server[0])
         network: dict[str, Any] = {}
         if ctx is not None:
             network["transport"] = ctx.transport
@@ -451,7 +451,7 @@ class EventBuilder:
                 doc["user_agent"] = {"original": ua}
         if creds is not None and creds.username:
             doc["user"] = {"name": creds.username}
-            users.append(creds.username)
+            _add(users, creds.username)
         if err is not None:
             doc["error"] = self._error(o, trig)
 
@@ -460,11 +460,11 @@ class EventBuilder:
         if ips or users or hosts:
             related: dict[str, list[str]] = {}
             if ips:
-                related["ip"] = _unique(ips)
+                related["ip"] = ips
             if users:
-                related["user"] = _unique(users)
+                related["user"] = users
             if hosts:
-                related["hosts"] = _unique(hosts)
+                related["hosts"] = hosts
             doc["related"] = related
         if sip:
             doc["sip"] = sip
@@ -609,7 +609,8 @@ class EventBuilder:
             tun["source"] = src
             tun["destination"] = dst
             out["tunnel"] = tun
-            ips += (t.src_ip, t.dst_ip)
+            _add(ips, t.src_ip)
+            _add(ips, t.dst_ip)
         if trig is not None:
             if trig.frame_no:
                 out["frame"] = trig.frame_no
