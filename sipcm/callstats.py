@@ -70,6 +70,10 @@ def meaning(key: str) -> str:
     return REASONS.get(code) or _CLASSES.get(code // 100, "unknown")
 
 
+# The actions that can decide a call (outcome_key is None for every other one).
+DECIDING_ACTIONS = frozenset({"call-start", "call-attempt", "auth-failed"})
+
+
 def outcome_key(o: Outcome) -> str | None:
     """The `call_outcomes` key of one tracker outcome, None when it decides no call."""
     action = o.action

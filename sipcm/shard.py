@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING
 
 import orjson
 
+from sipcm.callstats import DECIDING_ACTIONS, outcome_key
 from sipcm.callstats import GROUP as OUTCOMES_GROUP
-from sipcm.callstats import outcome_key
 from sipcm.events.rows import CALL_ROW, REGISTRATION_ROW, anonymize_rows
 from sipcm.outputs.base import NDJSON_OPTION
 from sipcm.sip.message import ParseError
@@ -137,7 +137,8 @@ class Shard:
 
     def _encode(self, o: Outcome) -> bytes | None:
         self._ev["generated"] += 1
-        if o.method == "INVITE":  # counted before the blacklist: ASR does not depend on it
+        # counted before the blacklist: ASR does not depend on it
+        if o.method == "INVITE" and o.action in DECIDING_ACTIONS:
             key = outcome_key(o)
             if key is not None:
                 self._outcomes[key] += 1
