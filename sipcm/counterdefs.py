@@ -16,8 +16,6 @@ accumulates them) plus a sum, so workers' values add up like every other counter
 from __future__ import annotations
 
 import re
-from bisect import bisect_left
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -81,13 +79,6 @@ class HistogramDef:
         object.__setattr__(self, "bounds_ms", tuple(b * 1000 for b in self.bounds_s))
         names = (*(f"{self.key}_b{i}" for i in range(n)), f"{self.key}_sum_ms")
         object.__setattr__(self, "names", names)
-
-
-def observe(hist: HistogramDef, counters: Counter[str], ms: float) -> None:
-    """Count one observation of `ms` milliseconds (per call, never per message)."""
-    names = hist.names
-    counters[names[bisect_left(hist.bounds_ms, ms)]] += 1
-    counters[names[-1]] += round(ms)
 
 
 # SIP methods counted by name in `sip_requests` / `sip_responses` (others count as `other`):

@@ -22,9 +22,10 @@ Design decisions (SPEC 6 over the reference notes 1.3-1.10):
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Final
 
-from sipcm.counterdefs import DURATION, PDD, SETUP, observe
+from sipcm.counterdefs import DURATION, PDD, SETUP, HistogramDef
 from sipcm.track.core import (
     CallSet,
     Core,
@@ -57,14 +58,53 @@ def _ms(a: int | None, b: int | None) -> float | None:
     return (b - a) / 1e6 if a is not None and b is not None else None
 
 
+def _round(x: float) -> int:
+    """round(x) (half to even) for a finite x: native when compiled, round() is generic."""
+    r = math.floor(x)
+    d = x - r
+    if d > 0.5 or (d == 0.5 and r % 2 == 1):
+        r += 1
+    return r
+
+
+class Histogram:
+    """A histogram declared in sipcm.counterdefs (HISTOGRAMS), counted in its counter group:
+    `<key>_b<i>` observations in bucket i and `<key>_sum_ms`. The bounds and names are held
+    here as native fields (the declaration's are generic lookups); one observation per call,
+    never per message."""
+
+    __slots__ = ("bounds", "counters", "names")
+
+    def __init__(self, hist: HistogramDef, counters: Counter[str]) -> None:
+        self.bounds: tuple[float, ...] = hist.bounds_ms
+        self.names: tuple[str, ...] = hist.names  # bucket counter names by index, then the sum
+        self.counters = counters
+
+    def observe(self, ms: float) -> None:
+        """Count one observation of `ms` milliseconds."""
+        i = 0
+        for bound in self.bounds:  # bisect_left: the first bucket whose bound is >= ms
+            if bound < ms:
+                i += 1
+            else:
+                break
+        names = self.names
+        counters = self.counters
+        counters[names[i]] += 1
+        counters[names[-1]] += _round(ms)
+
+
 class Calls:
     """The INVITE side of the tracker (see module docstring)."""
 
-    __slots__ = ("core", "times")
+    __slots__ = ("core", "duration", "pdd", "setup")
 
     def __init__(self, core: Core, times: Counter[str]) -> None:
+        """`times` is the counter group call_times (the PDD, setup and duration histograms)."""
         self.core = core
-        self.times = times  # counter group call_times: the PDD/setup/duration histograms
+        self.pdd = Histogram(PDD, times)
+        self.setup = Histogram(SETUP, times)
+        self.duration = Histogram(DURATION, times)
 
     # -- routing -------------------------------------------------------------------------------
 
@@ -309,7 +349,7 @@ class Calls:
                 status, reason = leg.status, leg.reason
             m = self._metrics(leg)
             if m.pdd_ms is not None:
-                observe(PDD, self.times, m.pdd_ms)
+                self.pdd.observe(m.pdd_ms)
             self._emit("call-attempt", leg, ts, msg, status, reason, m)
 
     def _metrics(self, leg: Leg) -> CallMetrics:
@@ -334,14 +374,14 @@ class Calls:
             self.core.confirm(cs.call_id)
         m = self._metrics(leg)
         if m.pdd_ms is not None:
-            observe(PDD, self.times, m.pdd_ms)
+            self.pdd.observe(m.pdd_ms)
         if msg is not None and msg.is_request:  # an in-dialog request implied the 2xx
             m.reconstructed, m.reconstructed_from = True, cs.recon or "reinvite"
             m.setup_time_ms = m.ring_time_ms = None
             self._emit("call-start", leg, ts, msg, None, None, m, start=ts)
         else:
             if m.setup_time_ms is not None:
-                observe(SETUP, self.times, m.setup_time_ms)
+                self.setup.observe(m.setup_time_ms)
             st = msg.status if msg is not None else None
             rs = msg.reason if msg is not None else None
             self._emit("call-start", leg, ts, msg, st, rs, m, start=ts)
@@ -375,7 +415,7 @@ class Calls:
             status, reason = (leg.status, leg.reason) if leg.started else (None, None)
         if leg.answer_ts is not None:
             m.duration_ns = max(0, end - leg.answer_ts)
-            observe(DURATION, self.times, m.duration_ns / 1e6)
+            self.duration.observe(m.duration_ns / 1e6)
         leg.end_ts, leg.ended_by = end, m.originator
         self._emit("call-end", leg, ts, msg, status, reason, m, start=leg.answer_ts, end=end)
 

@@ -27,7 +27,6 @@ SRC = REPO / "sipcm"
 GROUPS_BY_MODULE: dict[str, set[str]] = {
     "capture/live.py": {"capture"},
     "collector.py": {"events", "events_published"},
-    "counterdefs.py": {"call_times"},
     "decode/decoder.py": {"decode"},
     "decode/frag.py": {"decode"},
     "decode/ip4.py": {"decode"},
@@ -51,7 +50,7 @@ GROUPS_BY_MODULE: dict[str, set[str]] = {
     "pipeline.py": {"interfaces"},
     "run.py": {"track"},
     "shard.py": {"sip", "events", "call_outcomes"},
-    "track/calls.py": {"track"},
+    "track/calls.py": {"track", "call_times"},
     "track/core.py": {"track"},
     "track/dedup.py": {"track"},
     "track/regs.py": {"track"},
@@ -76,8 +75,8 @@ COMPUTED_KEYS = {
         "{action}",
     ),
     ("shard.py", "key"): ("call_outcomes", "{outcome}"),
-    ("counterdefs.py", "names[bisect_left(hist.bounds_ms, ms)]"): ("call_times", "pdd_b0"),
-    ("counterdefs.py", "names[-1]"): ("call_times", "pdd_sum_ms"),
+    ("track/calls.py", "names[i]"): ("call_times", "pdd_b0"),
+    ("track/calls.py", "names[-1]"): ("call_times", "pdd_sum_ms"),
     ("events/rates.py", "action"): ("rates_limited", "{action}"),
     ("track/tracker.py", "REQUEST_KEYS.get(method, OTHER)"): ("sip_requests", "{method}"),
     (
