@@ -11,8 +11,8 @@ a new item and leaves the old one stale; the heap is compacted when stale items 
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Iterator
+from heapq import heapify, heappop, heappush  # module attributes are generic lookups
 
 from mypy_extensions import mypyc_attr
 
@@ -53,7 +53,7 @@ class TimerHeap:
         self._seq += 1
         obj.hdue = due
         obj.hseq = self._seq
-        heapq.heappush(self._heap, (due, self._seq, obj))
+        heappush(self._heap, (due, self._seq, obj))
 
     def arm(self, obj: Timed, due: int) -> None:
         """Set the expiry to `due` (earlier or later than before)."""
@@ -97,7 +97,7 @@ class TimerHeap:
         object), disarmed; None when nothing is due (`pop_due` one at a time, no generator)."""
         heap = self._heap
         while heap and heap[0][0] <= now:
-            item = heapq.heappop(heap)
+            item = heappop(heap)
             obj = item[2]
             if item[1] != obj.hseq:
                 continue  # stale
@@ -118,7 +118,7 @@ class TimerHeap:
             due, seq, obj = heap[0]
             if seq == obj.hseq:
                 return due  # a lower bound: an extended timer re-queues when it surfaces
-            heapq.heappop(heap)
+            heappop(heap)
         return None
 
     def armed(self) -> list[Timed]:
@@ -129,4 +129,4 @@ class TimerHeap:
 
     def _compact(self) -> None:
         self._heap = [t for t in self._heap if t[1] == t[2].hseq]
-        heapq.heapify(self._heap)
+        heapify(self._heap)
