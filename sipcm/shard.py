@@ -21,14 +21,15 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import orjson
 
-from sipcm.callstats import DECIDING_ACTIONS, outcome_key
+from sipcm import callstats
 from sipcm.callstats import GROUP as OUTCOMES_GROUP
+from sipcm.callstats import outcome_key
 from sipcm.events.rows import CALL_ROW, REGISTRATION_ROW, anonymize_rows
-from sipcm.outputs.base import NDJSON_OPTION
+from sipcm.outputs import base
 from sipcm.sip.message import ParseError
 from sipcm.sip.parser import parse
 from sipcm.track.outcome import Outcome
@@ -44,6 +45,12 @@ if TYPE_CHECKING:
 
 TIMER = 0
 MESSAGE = 1
+
+# Final copies of names from interpreted modules, used per event: compiled, a Final name loads
+# from a C static, an imported one from the module's dict (orjson.dumps: and an attribute).
+_DUMPS: Final = orjson.dumps
+NDJSON_OPTION: Final = base.NDJSON_OPTION
+DECIDING_ACTIONS: Final = callstats.DECIDING_ACTIONS
 
 # (seq, clock, payload): one payload with its sensor-wide number and capture clock.
 Item = tuple[int, int, "Payload"]
@@ -147,7 +154,7 @@ class Shard:
         doc = self.builder.build(o)
         if self.anonymizer.enabled:
             self.anonymizer.apply(doc)
-        return orjson.dumps(doc, option=NDJSON_OPTION)
+        return _DUMPS(doc, option=NDJSON_OPTION)
 
     def _message_rows(self, outcomes: list[Outcome], seq: int, out: list[Emitted]) -> None:
         for sub, o in enumerate(outcomes):

@@ -54,7 +54,7 @@ from collections import ChainMap, Counter
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Final, cast
 
-from sipcm.counterdefs import OTHER, REQUEST_KEYS, RESPONSE_KEYS, RESPONSE_OTHER
+from sipcm import counterdefs
 from sipcm.track import persist
 from sipcm.track.calls import Calls
 from sipcm.track.core import NS, CallSet, Core, Leg, Trans
@@ -75,6 +75,13 @@ if TYPE_CHECKING:
     from sipcm.sip.message import SipMessage
     from sipcm.track.outcome import Outcome
 
+# The counter keys of sip_requests / sip_responses. Final copies of counterdefs' tables:
+# compiled, a Final name loads from a C static, an imported one from the module's dict at
+# every use (here per message).
+OTHER: Final = counterdefs.OTHER
+REQUEST_KEYS: Final = counterdefs.REQUEST_KEYS
+RESPONSE_KEYS: Final = counterdefs.RESPONSE_KEYS
+RESPONSE_OTHER: Final = counterdefs.RESPONSE_OTHER
 _CALL_METHODS: Final = frozenset({"INVITE", "BYE", "CANCEL", "ACK", "PRACK", "UPDATE"})
 # Retransmissions and proxy copies of one message arrive within a transaction's lifetime
 # (RFC 3261 17: Timer B/F/H = 64*T1 = 32 s).
