@@ -41,10 +41,16 @@ class Flow(NamedTuple):
     transport: str  # "udp" or "tcp"
 
 
+# Compiled, Final names load from C statics: `tuple.__new__` written out is a method lookup
+# on the type per call, and `Flow` a module dict lookup.
+_TUPLE_NEW: Final = tuple.__new__
+_FLOW: Final = Flow
+
+
 def new_flow(src_ip: str, src_port: int, dst_ip: str, dst_port: int, transport: str) -> Flow:
     """`Flow(...)` without the NamedTuple's generated __new__, which stays interpreted Python
     when the caller is compiled."""
-    return tuple.__new__(Flow, (src_ip, src_port, dst_ip, dst_port, transport))
+    return _TUPLE_NEW(_FLOW, (src_ip, src_port, dst_ip, dst_port, transport))
 
 
 # Plain classes with written-out constructors rather than dataclasses: compiled (sipcm.accel),
