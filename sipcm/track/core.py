@@ -14,7 +14,7 @@ requests, never an established call. It never reads a clock and never builds doc
 from __future__ import annotations
 
 from collections import Counter, OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Final
 
 from sipcm.decode.packet import Payload
@@ -198,8 +198,8 @@ class Core:
     processed: its outcome list and its key fields."""
 
     __slots__ = (
-        "c", "chal", "dialogs", "key", "max_dialogs", "max_pending", "now", "out", "pending",
-        "timers", "tmo", "tmo_of",
+        "_touch_dialog", "_touch_pending", "c", "chal", "dialogs", "key", "max_dialogs",
+        "max_pending", "now", "out", "pending", "timers", "tmo", "tmo_of",
     )  # fmt: skip
 
     def __init__(
@@ -212,6 +212,10 @@ class Core:
         self.max_dialogs = max_dialogs
         self.pending: OrderedDict[object, CallSet | Trans] = OrderedDict()
         self.dialogs: OrderedDict[object, CallSet] = OrderedDict()
+        # Bound once (the tables are never replaced): compiled, `table.move_to_end(key)`
+        # looks the method up on the type at every call, two per message.
+        self._touch_pending: Callable[[object], None] = self.pending.move_to_end
+        self._touch_dialog: Callable[[object], None] = self.dialogs.move_to_end
         self.timers = TimerHeap()
         self.now = 0
         self.out: list[Outcome] = []
@@ -240,11 +244,11 @@ class Core:
         """The entry for `key`, marked most recently used in its table."""
         e = self.pending.get(key)
         if e is not None:
-            self.pending.move_to_end(key)
+            self._touch_pending(key)
             return e
         e = self.dialogs.get(key)
         if e is not None:
-            self.dialogs.move_to_end(key)
+            self._touch_dialog(key)
         return e
 
     def add(self, key: object, entry: CallSet | Trans) -> None:
