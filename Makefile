@@ -28,9 +28,13 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # The hot modules compiled with mypyc (sipcm/accel.py); rebuilt only when a source changed.
-# Without a current build sipcm runs the same code as pure Python.
+# Without a current build sipcm runs the same code as pure Python. Then the bytecode of every
+# module (the editable install runs the checkout's sources): compileall writes it even under
+# PYTHONDONTWRITEBYTECODE, which would otherwise make every start compile every module again.
+# A .pyc older than its source is ignored and rewritten by the next `make venv`.
 venv: $(STAMP)
 	$(PY) scripts/build_accel.py --if-stale
+	$(PY) -m compileall -q sipcm
 
 accel: $(STAMP)
 	$(PY) scripts/build_accel.py

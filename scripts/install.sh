@@ -32,6 +32,9 @@ site=$(cd / && "$venv/bin/python" -c 'import sipcm, os; print(os.path.dirname(si
 if [ "${SIPCM_ACCEL:-1}" != 0 ]; then
   "$venv/bin/python" "$repo/scripts/build_accel.py" --package-root "$(dirname "$site")"
 fi
+# Bytecode for every module (pip writes it too, unless told not to: PIP_NO_COMPILE). The
+# service user cannot write into the package, so without it every start compiles every module.
+"$venv/bin/python" -m compileall -q "$site"
 install -d "$site/bpf"
 install -m 0644 "$repo"/bpf/*.c "$repo"/bpf/*.h "$site/bpf/"
 install -d "$bindir"
