@@ -38,13 +38,17 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sipcm.errors import SipcmError
 from sipcm.events import schema
-from sipcm.events.anon.codec import Codec
-from sipcm.events.anon.keys import AnonKey
 from sipcm.events.community_id import rehash
+
+if TYPE_CHECKING:
+    # Imported where a key is used: the ciphers load `cryptography`, which a sensor without
+    # anonymization never needs (start-up time).
+    from sipcm.events.anon.codec import Codec
+    from sipcm.events.anon.keys import AnonKey
 
 # sensitivity (schema.SENSITIVE) -> (switch, cipher kind). "ip|uris": either switch.
 KINDS: dict[str, tuple[str, str]] = {
@@ -147,6 +151,9 @@ class Anonymizer:
         self._by_name: dict[str, tuple[dict[str, str], _Fn]] = {}
         if not self.enabled:
             return
+        from sipcm.events.anon.codec import Codec
+        from sipcm.events.anon.keys import AnonKey
+
         key = AnonKey.from_settings(
             passphrase=passphrase, key_hex=key_hex, key_file=key_file, salt=salt
         )
@@ -256,6 +263,8 @@ class Decryptor:
         """kind -> decrypt function for one IPv4 method."""
         d = self._dec.get(ipcipher4)
         if d is None:
+            from sipcm.events.anon.codec import Codec
+
             d = self._dec[ipcipher4] = _decrypters(Codec(self.key, ipcipher4))
         return d
 
