@@ -233,18 +233,27 @@ def _dataclass_fields(cls: type) -> list[tuple[str, str, object]]:
     return [(f.name, ann[f.name], _default(f)) for f in dataclasses.fields(cls)]
 
 
-_FIELDS = {cls: _dataclass_fields(cls) for cls in _NESTED if cls is not SipMessage}
-# A plain class (its deferred fields are properties) that declares its FIELDS itself.
-_FIELDS[SipMessage] = [
-    (name, ann, _MISSING if default is REQUIRED else default) for name, ann, default in FIELDS
-]
+# (name, annotation, default) per field of each class in _NESTED, filled on first use: reading
+# the sources costs start-up time that a run without a state file never needs back.
+_FIELDS: dict[type, list[tuple[str, str, object]]] = {}
+
+
+def _fields(cls: type) -> list[tuple[str, str, object]]:
+    got = _FIELDS.get(cls)
+    if got is None:
+        if cls is SipMessage:  # a plain class (deferred fields are properties) with FIELDS
+            got = [(n, a, _MISSING if d is REQUIRED else d) for n, a, d in FIELDS]
+        else:
+            got = _dataclass_fields(cls)
+        _FIELDS[cls] = got
+    return got
 
 
 def _encode_dc(obj: Any) -> dict[str, Any]:
     cls = type(obj)
     nested = _NESTED[cls]
     out: dict[str, Any] = {}
-    for name, _ann, default in _FIELDS[cls]:
+    for name, _ann, default in _fields(cls):
         v = getattr(obj, name)
         if default is not _MISSING and v == default:
             continue
@@ -271,12 +280,12 @@ def _decode_dc(cls: type, data: object) -> Any:
     if not isinstance(data, dict):
         raise StateError(f"{cls.__name__}: expected an object")
     nested = _NESTED[cls]
-    known = {name for name, _, _ in _FIELDS[cls]}
+    known = {name for name, _, _ in _fields(cls)}
     extra = sorted(k for k in data if k not in known)
     if extra:
         raise StateError(f"{cls.__name__}: unknown fields {extra}")
     kwargs: dict[str, Any] = {}
-    for name, ann, default in _FIELDS[cls]:
+    for name, ann, default in _fields(cls):
         if name not in data:
             if default is _MISSING:
                 raise StateError(f"{cls.__name__}: missing {name}")
