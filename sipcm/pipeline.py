@@ -17,8 +17,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from sipcm.capture.records import DIRECTION_NAMES, RecordBatch
 from sipcm.compose import (
     _GC_GEN0,
@@ -273,9 +271,13 @@ class Pipeline:
             self.history.add(at, self.running_totals(), now_ns)
 
     def _count_interfaces(self, batch: RecordBatch) -> None:
-        # One numpy pass per batch instead of a counter update per frame.
+        # One numpy pass per batch instead of a counter update per frame. Imported here: only
+        # live capture names interfaces, and a replay does without numpy (start-up time).
+        import numpy as np
+
         keys, counts = np.unique(
-            batch.ifindex.astype(np.int64) * 4 + batch.direction, return_counts=True
+            np.asarray(batch.ifindex, np.int64) * 4 + np.asarray(batch.direction),
+            return_counts=True,
         )
         grp = self._ifaces
         for key, n in zip(keys.tolist(), counts.tolist(), strict=True):

@@ -21,9 +21,8 @@ import mmap
 import os
 import stat
 import struct
+from array import array
 from collections.abc import Iterator
-
-import numpy as np
 
 from sipcm.capture.records import DIR_EGRESS, DIR_INGRESS, DIR_UNKNOWN, RecordBatch
 from sipcm.errors import CaptureFileError
@@ -40,7 +39,8 @@ CHUNK = 1 << 20  # bytes read from a non-regular file at a time
 _TS_MAX = (1 << 63) - 1  # timestamps are int64 nanoseconds since the epoch
 # epb_flags bits 0-1 (pcapng draft section 4.3.1): 01 inbound, 10 outbound.
 _FLAG_DIR = {1: DIR_INGRESS, 2: DIR_EGRESS}
-_HEADER_BYTES = np.arange(16)  # byte offsets of a classic pcap record header
+# array.array type codes of the batch columns (records.py): int64, uint32, uint8.
+_I64, _U32, _U8 = "q", "I", "B"
 
 
 class _Iface:
@@ -197,17 +197,16 @@ class PcapReader:
 
     def _flush(self, b: _Batch, end: int) -> RecordBatch:
         n = len(b.offs)
-        caps = np.array(b.caps, np.uint32)
         self.records += n
-        self.bytes += int(caps.sum())
+        self.bytes += sum(b.caps)
         return RecordBatch(
             data=self._buf[b.start : end],
-            offset=np.array(b.offs, np.int64),
-            caplen=caps,
-            origlen=np.array(b.origs, np.uint32),
-            ts_ns=np.array(b.tss, np.int64),
-            ifindex=np.array(b.ifx, np.uint32) if b.ifx else np.zeros(n, np.uint32),
-            direction=np.array(b.dirs, np.uint8) if b.dirs else np.zeros(n, np.uint8),
+            offset=array(_I64, b.offs),
+            caplen=array(_U32, b.caps),
+            origlen=array(_U32, b.origs),
+            ts_ns=array(_I64, b.tss),
+            ifindex=array(_U32, b.ifx) if b.ifx else array(_U32, [0]) * n,
+            direction=array(_U8, b.dirs) if b.dirs else array(_U8, [0]) * n,
             linktype=b.linktype,
             first_frame=b.first,
         )
@@ -215,10 +214,10 @@ class PcapReader:
     # -- classic pcap --------------------------------------------------------------------------
 
     def _pcap(self, batch_size: int) -> Iterator[RecordBatch]:
-        # The walk only finds where records start (one length per record); their header
-        # fields are then read for the whole batch at once (`_pcap_headers`).
+        # The walk reads each record header once (seconds, fraction, captured and original
+        # length); the batch is then built from those tuples (`_pcap_batch`).
         linktype = struct.unpack_from(self._endian + "I", self._buf, 20)[0] & 0xFFFF
-        incl_at = struct.Struct(self._endian + "I").unpack_from
+        header_at = struct.Struct(self._endian + "IIII").unpack_from
         pos = 24
         need = 0  # bytes the record at `pos` needs beyond the window, 0 when none is cut
         while True:
@@ -226,7 +225,8 @@ class PcapReader:
             size = len(buf)
             start = pos
             offs: list[int] = []
-            add = offs.append
+            heads: list[tuple[int, int, int, int]] = []
+            add, add_head = offs.append, heads.append
             n = 0
             need = 0
             corrupt = -1
@@ -234,7 +234,8 @@ class PcapReader:
                 if pos + 16 > size:
                     need = 16
                     break
-                incl = incl_at(buf, pos + 8)[0]
+                head = header_at(buf, pos)
+                incl = head[2]
                 end = pos + 16 + incl
                 if end > size or incl > _MAX_RECORD:
                     if incl > _MAX_RECORD:
@@ -243,12 +244,13 @@ class PcapReader:
                         need = 16 + incl
                     break
                 add(pos)
+                add_head(head)
                 pos = end
                 n += 1
             first = self._frame + 1
             self._frame += n
             if n:
-                yield self._pcap_batch(buf, offs, start, pos, linktype, first)
+                yield self._pcap_batch(buf, offs, heads, start, pos, linktype, first)
             if corrupt >= 0:
                 self._stop(pos, f"corrupt record length {corrupt}")
             if self.truncated:
@@ -265,23 +267,26 @@ class PcapReader:
             pos = 0
 
     def _pcap_batch(
-        self, buf: bytes | mmap.mmap, offs: list[int], start: int, end: int, linktype: int,
-        first: int,
+        self, buf: bytes | mmap.mmap, offs: list[int], heads: list[tuple[int, int, int, int]],
+        start: int, end: int, linktype: int, first: int,
     ) -> RecordBatch:  # fmt: skip
-        """The batch of the classic pcap records at `offs` (header positions in `buf`)."""
-        at = np.array(offs, np.int64)
-        sec, frac, caps, origs = _pcap_headers(buf, at, self._endian)
+        """The batch of the classic pcap records at `offs` (header positions in `buf`), whose
+        headers are `heads`."""
+        secs, fracs, caps, origs = zip(*heads, strict=True)
         n = len(offs)
+        skip = 16 - start  # from a record header in `buf` to its frame in `data`
+        mul = self._mul
+        ts = [s * 1_000_000_000 + f * mul for s, f in zip(secs, fracs, strict=True)]
         self.records += n
-        self.bytes += int(caps.sum(dtype=np.int64))
+        self.bytes += sum(caps)
         return RecordBatch(
             data=buf[start:end],
-            offset=at + (16 - start),
-            caplen=caps,
-            origlen=origs,
-            ts_ns=sec.astype(np.int64) * 1_000_000_000 + frac.astype(np.int64) * self._mul,
-            ifindex=np.zeros(n, np.uint32),
-            direction=np.zeros(n, np.uint8),
+            offset=array(_I64, [o + skip for o in offs]),
+            caplen=array(_U32, caps),
+            origlen=array(_U32, origs),
+            ts_ns=array(_I64, ts),
+            ifindex=array(_U32, [0]) * n,
+            direction=array(_U8, [0]) * n,
             linktype=linktype,
             first_frame=first,
         )
@@ -413,18 +418,6 @@ class PcapReader:
         if off is not None:
             ifc.off_ns = struct.unpack(e + "q", off)[0] * 1_000_000_000
         return ifc
-
-
-def _pcap_headers(
-    buf: bytes | mmap.mmap, at: np.ndarray, endian: str
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Seconds, fraction, captured and original length of the 16-byte classic pcap record
-    headers at positions `at`, as uint32 arrays (one gather for the whole batch). The view
-    of `buf` ends here, so a mapped file can be closed afterwards."""
-    raw = np.frombuffer(buf, np.uint8)
-    fields = raw[at[:, None] + _HEADER_BYTES].view(endian + "u4").astype(np.uint32)
-    del raw
-    return fields[:, 0], fields[:, 1], fields[:, 2].copy(), fields[:, 3].copy()
 
 
 def _find_option(buf: bytes | mmap.mmap, e: str, pos: int, end: int, code: int, size: int):

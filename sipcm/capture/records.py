@@ -1,15 +1,20 @@
 """RecordBatch: the one shape in which frames leave every capture source.
 
 A batch holds many frames of one link type back to back in `data`; per-frame values live in
-parallel numpy arrays. Sources (pcap reader, live ring reader) build batches; `decode/` reads
-them. Nothing here allocates per frame.
+parallel arrays: numpy arrays from the live ring reader, `array.array`s from the pcap reader
+(a replay never loads numpy, much of a short run's start-up). `decode/` reads them with
+`tolist()`, which both have. Nothing here allocates per frame.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:
+    from array import array
+
+    import numpy as np
 
 # Direction codes carried in `RecordBatch.direction` (mirrors bpf/sipcm.h).
 DIR_UNKNOWN = 0
@@ -33,12 +38,12 @@ class RecordBatch:
     """Frames of one link type: frame i is `data[offset[i]:offset[i] + caplen[i]]`."""
 
     data: bytes | memoryview
-    offset: np.ndarray  # int64, start of each frame in `data`
-    caplen: np.ndarray  # uint32, bytes captured
-    origlen: np.ndarray  # uint32, length on the wire
-    ts_ns: np.ndarray  # int64, capture time, ns since the Unix epoch
-    ifindex: np.ndarray  # uint32, 0 when unknown (replay)
-    direction: np.ndarray  # uint8, DIR_* codes
+    offset: np.ndarray | array[int]  # int64, start of each frame in `data`
+    caplen: np.ndarray | array[int]  # uint32, bytes captured
+    origlen: np.ndarray | array[int]  # uint32, length on the wire
+    ts_ns: np.ndarray | array[int]  # int64, capture time, ns since the Unix epoch
+    ifindex: np.ndarray | array[int]  # uint32, 0 when unknown (replay)
+    direction: np.ndarray | array[int]  # uint8, DIR_* codes
     linktype: int = LINKTYPE_ETHERNET
     first_frame: int = 0  # 1-based number of frame 0 in its capture file; 0 when live
 
