@@ -11,36 +11,45 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import json
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from sipcm.config import kinds as k
 from sipcm.config.rules import check_rules
 from sipcm.config.schema import MASK, Config, key_docs
 from sipcm.errors import ConfigError, redact_url_passwords
 
+if TYPE_CHECKING:
+    import yaml
+
 ROOT = "sipcm"
 _OVERRIDE = "-E override"
 _LIST_HINT = "run 'sipcm config-keys' to list the valid keys"
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a key repeated in one mapping (PyYAML keeps the last silently)."""
+@functools.cache
+def _unique_key_loader() -> type:
+    """SafeLoader that refuses a key repeated in one mapping (PyYAML keeps the last silently).
+    PyYAML is imported on first use: a run without a config file or with only plain -E values
+    never needs it (its import is a tenth of a short replay's start-up)."""
+    import yaml
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
-        seen: set = set()
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` may be overridden
-                continue
-            name = self.construct_object(key_node, deep=True)
-            if name in seen and isinstance(name, str):
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key '{name}'", key_node.start_mark
-                )
-            seen.add(name)
-        return super().construct_mapping(node, deep)
+    class _UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+            seen: set = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` may be overridden
+                    continue
+                name = self.construct_object(key_node, deep=True)
+                if name in seen and isinstance(name, str):
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key '{name}'", key_node.start_mark
+                    )
+                seen.add(name)
+            return super().construct_mapping(node, deep)
+
+    return _UniqueKeyLoader
 
 
 def _yaml_error(exc: yaml.YAMLError) -> str:
@@ -73,8 +82,10 @@ def _read_file(path: str) -> dict:
             f"cannot read config file {path}: {reason}",
             "make it a readable UTF-8 file",
         ) from None
+    import yaml
+
     try:
-        doc = yaml.load(text, Loader=_UniqueKeyLoader)
+        doc = yaml.load(text, Loader=_unique_key_loader())
     except yaml.YAMLError as exc:
         raise ConfigError(
             f"invalid YAML in {path} at {_yaml_error(exc)}", "fix the YAML syntax there"
@@ -192,10 +203,49 @@ def _apply_override(tree: dict, text: str, origins: dict[str, str]) -> None:
         return
 
 
+_NOT_PLAIN = object()
+
+
+def _plain_int(text: str) -> int | None:
+    """A decimal integer written the one way YAML and Python agree on (no sign but "-", no
+    leading zero: YAML 1.1 reads 010 as octal, 1_000 as 1000), else None."""
+    digits = text[1:] if text.startswith("-") else text
+    if digits.isascii() and digits.isdigit() and (digits == "0" or digits[0] != "0"):
+        return int(text)
+    return None
+
+
+def _plain_value(text: str) -> Any:
+    """What `yaml.safe_load` makes of `text` (spaces stripped) when that is a decimal integer,
+    a flow list of them ("[0, 0, 0]"), true or false; `_NOT_PLAIN` for anything else. Spares
+    the PyYAML import for the common -E values (workers=2, evr_limits=[0,0,0])."""
+    if text in ("true", "false"):
+        return text == "true"
+    if text.startswith("[") and text.endswith("]"):
+        inner = text[1:-1].strip(" ")
+        items = [_plain_int(x.strip(" ")) for x in inner.split(",")] if inner else []
+        return _NOT_PLAIN if None in items else items
+    value = _plain_int(text)
+    return _NOT_PLAIN if value is None else value
+
+
 def _parse_value(raw: str, path: str, kind: k.Kind | None, secret: bool) -> Any:
     """An override value parsed as YAML; string keys keep the raw text unless YAML gives text."""
+    value = _plain_value(raw.strip(" "))
+    if value is _NOT_PLAIN:
+        value = _parse_yaml(raw, path, kind)
+    if kind is not None and kind.is_str and value is not None and not isinstance(value, str):
+        return raw.strip()
+    return value
+
+
+def _parse_yaml(raw: str, path: str, kind: k.Kind | None) -> Any:
+    if not raw.strip():
+        return None
+    import yaml
+
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        return yaml.safe_load(raw)
     except yaml.YAMLError as exc:
         if kind is not None and kind.is_str:
             return raw.strip()
@@ -203,9 +253,6 @@ def _parse_value(raw: str, path: str, kind: k.Kind | None, secret: bool) -> Any:
             f"{_OVERRIDE}: value of '{path}' is not valid YAML ({_yaml_error(exc)})",
             "quote strings and write lists as [a, b]",
         ) from None
-    if kind is not None and kind.is_str and value is not None and not isinstance(value, str):
-        return raw.strip()
-    return value
 
 
 def _origin(path: str, origins: dict[str, str], default: str) -> str:
