@@ -14,7 +14,6 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -100,6 +99,8 @@ def format_duration(seconds: float) -> str:
         count = round(seconds / _DURATION_UNITS[unit])
         if count >= 1 and float(count) * _DURATION_UNITS[unit] == seconds:
             return f"{count}{unit}"
+    from decimal import Decimal  # here: only shown durations need it (start-up time)
+
     return f"{Decimal(repr(seconds)):f}s"  # positional: the parser takes no exponent
 
 

@@ -11,7 +11,6 @@ It never builds documents; `build.py` does.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from dataclasses import dataclass
@@ -264,6 +263,8 @@ def markdown() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m sipcm.events.schema`: check against ECS, or export docs / index template."""
+    import argparse  # here: every event builder imports this module, only this CLI needs it
+
     ap = argparse.ArgumentParser(prog="python -m sipcm.events.schema", description=__doc__)
     ap.add_argument("--check", metavar="ECS_FLAT_YML", help="compare with ecs_flat.yml")
     ap.add_argument("--markdown", action="store_true", help="print the field table")
