@@ -15,13 +15,12 @@ import pickle
 import signal
 import sys
 import traceback
-from multiprocessing.connection import Connection
 from typing import Any
 
 from sipcm.compose import build_shard, tune_gc
 from sipcm.counters import Counters
 from sipcm.shard import Shard
-from sipcm.workers.channel import Ring, get_block, map_region, put_block, recv, send
+from sipcm.workers.channel import Link, Ring, get_block, map_region, put_block, recv, send
 from sipcm.workers.wire import unpack_items
 
 
@@ -55,7 +54,7 @@ def control(shard: Shard, counters: Counters | None, name: str, arg: Any, sessio
     raise ValueError(f"unknown control {name!r}")
 
 
-def serve(conn: Connection, in_fd: int, out_fd: int) -> None:
+def serve(conn: Link, in_fd: int, out_fd: int) -> None:
     """Build the shard from the start-up message, then answer notices until stopped."""
     cfg, index, table, hostname, ifnames = pickle.loads(conn.recv_bytes())
     tune_gc()
@@ -87,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     sock_fd, in_fd, out_fd = (int(a) for a in (argv or sys.argv[1:]))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    conn = Connection(sock_fd)
+    conn = Link(sock_fd)
     try:
         serve(conn, in_fd, out_fd)
     except EOFError:
