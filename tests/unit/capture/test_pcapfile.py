@@ -4,14 +4,26 @@ from __future__ import annotations
 
 import gzip
 import struct
+import subprocess
+import sys
 
 import pytest
 
+import sipcm.capture.pcapfile as pcapfile
 from sipcm.capture.pcapfile import PcapReader
 from sipcm.capture.records import DIR_EGRESS, DIR_INGRESS, DIR_UNKNOWN
 from sipcm.errors import CaptureFileError
 
 PKTS = [b"\xaa" * 60, b"\xbb" * 61, b"\xcc" * 1, b"\xdd" * 200, b"\xee" * 64]
+
+
+@pytest.fixture(autouse=True, params=["by_record", "numpy"])
+def reader_mode(request, monkeypatch) -> str:
+    """Every test reads classic pcap both ways: header by header (short captures) and with
+    numpy's batch gather (long ones; here from the first record)."""
+    if request.param == "numpy":
+        monkeypatch.setattr(pcapfile, "_NUMPY_RECORDS", 0)
+    return request.param
 
 
 def pcap(endian: str = "<", nano: bool = False, linktype: int = 1, pkts=PKTS) -> bytes:
@@ -293,3 +305,45 @@ def test_reads_from_a_pipe(tmp_path):
     r = PcapReader(fifo)
     t.join(5)
     assert [row[2] for row in frames(r)] == PKTS
+
+
+# Frames of pcap(): what both ways of reading must give.
+EXPECTED = [
+    (i + 1, 1, p, len(p), len(p) + 4, (1_700_000_000 + i) * 10**9 + (250 + i) * 1000, 0, 0)
+    for i, p in enumerate(PKTS)
+]
+
+
+def test_numpy_from_the_batch_that_passes_the_record_count(tmp_path, monkeypatch):
+    f = tmp_path / "x.pcap"
+    f.write_bytes(pcap())
+    monkeypatch.setattr(pcapfile, "_NUMPY_RECORDS", 3)
+    r = PcapReader(f)
+    assert [r._np is not None for _ in r.batches(2)] == [False, True, True]
+    assert frames(PcapReader(f), 2) == EXPECTED
+
+
+def test_numpy_from_the_start_in_a_large_file(tmp_path, monkeypatch):
+    f = tmp_path / "x.pcap"
+    f.write_bytes(pcap())
+    monkeypatch.setattr(pcapfile, "_NUMPY_RECORDS", 1000)
+    monkeypatch.setattr(pcapfile, "_NUMPY_BYTES", f.stat().st_size)
+    r = PcapReader(f)
+    assert [r._np is not None for _ in r.batches(2)] == [True, True, True]
+    monkeypatch.setattr(pcapfile, "_NUMPY_BYTES", f.stat().st_size + 1)
+    r = PcapReader(f)
+    assert [r._np is not None for _ in r.batches(2)] == [False, False, False]
+    assert frames(PcapReader(f), 2) == EXPECTED
+
+
+def test_a_short_replay_does_not_import_numpy(tmp_path):
+    f = tmp_path / "x.pcap"
+    f.write_bytes(pcap())
+    code = (
+        "import sys\n"
+        "from sipcm.capture.pcapfile import PcapReader\n"
+        f"r = PcapReader({str(f)!r})\n"
+        "print(sum(len(b) for b in r.batches()), 'numpy' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout == "5 False\n"

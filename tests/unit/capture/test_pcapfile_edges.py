@@ -11,7 +11,15 @@ import pytest
 import sipcm.capture.pcapfile as pcapfile
 from sipcm.capture.pcapfile import PcapReader
 from sipcm.errors import CaptureFileError
-from tests.unit.capture.test_pcapfile import PKTS, epb, frames, idb, pcap, shb
+from tests.unit.capture.test_pcapfile import (
+    PKTS,
+    epb,
+    frames,
+    idb,
+    pcap,
+    reader_mode,  # noqa: F401  (both ways here too)
+    shb,
+)
 
 T1 = 1_700_000_000_000_000_000  # ns
 
