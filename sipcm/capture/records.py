@@ -2,8 +2,9 @@
 
 A batch holds many frames of one link type back to back in `data`; per-frame values live in
 parallel arrays: numpy arrays from the live ring reader, `array.array`s from the pcap reader
-(a replay never loads numpy, much of a short run's start-up). `decode/` reads them with
-`tolist()`, which both have. Nothing here allocates per frame.
+(numpy arrays too once a long capture makes loading numpy worth it: its import is much of a
+short replay's start-up). Consumers use `tolist()`, indexing and `len()`, which both have.
+Nothing here allocates per frame.
 """
 
 from __future__ import annotations
