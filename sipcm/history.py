@@ -40,16 +40,22 @@ class History:
     """A bounded ring of counter samples taken at capture-time boundaries."""
 
     def __init__(
-        self, interval_s: float = INTERVAL_S, capacity: int = CAPACITY, window_s: float = WINDOW_S
+        self,
+        interval_s: float = INTERVAL_S,
+        capacity: int = CAPACITY,
+        window_s: float = WINDOW_S,
+        *,
+        enabled: bool = True,
     ) -> None:
+        self.enabled = enabled  # off: no boundary is ever scheduled, so no sample is taken
         self.interval_ns = int(interval_s * NS)
         self.window_ns = int(window_s * NS)
         self.samples: deque[dict[str, Any]] = deque(maxlen=capacity)
         self.next_ns: int | None = None  # the next boundary (None until the first input)
 
     def start(self, ts_ns: int) -> None:
-        """Schedule the first boundary after the first input's time."""
-        if self.next_ns is None:
+        """Schedule the first boundary after the first input's time (if enabled)."""
+        if self.next_ns is None and self.enabled:
             self.next_ns = self._after(ts_ns)
 
     def _after(self, ts_ns: int) -> int:

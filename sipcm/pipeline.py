@@ -128,6 +128,7 @@ class Pipeline:
         counters: Counters | None = None,
         recent_events: int = 1000,
         workers: int | None = None,
+        history: bool = True,
     ) -> None:
         tune_gc()
         self.cfg = cfg
@@ -183,7 +184,10 @@ class Pipeline:
             )
         self._stats_ns = int(cfg.stats_interval * NS)
         self._next_stats: int | None = None
-        self.history = History()  # counter samples for the dashboard (read under `lock`)
+        # Counter samples for the dashboard (read under `lock`). Each sample is a capture-time
+        # boundary at which every worker's chunks are drained first, so a run whose state
+        # nobody will look at (a replay without --serve) takes none.
+        self.history = History(enabled=history)
         self._clock = 0  # the sensor-wide capture clock: latest timestamp seen
         self._seq = 0  # payloads numbered across the run (the merge order's tiebreak)
 

@@ -50,9 +50,13 @@ def replay(
     capture); `speed` paces by capture timestamps (1.0 = real time). Returns per-file totals.
     Once `stop` is set (a signal) it stops between batches, publishes what is already decided
     (as a live stop does) and closes the outputs (which flush). `after` gets the pipeline
-    once the input is concluded, before it is closed (to read its state: flows, calls)."""
+    once the input is concluded, before it is closed (to read its state: flows, calls, the
+    dashboard history, which is sampled only when `after` is given)."""
     readers = [PcapReader(f) for f in files]  # open all first: a bad file fails before output
-    pipe = Pipeline(cfg, [], hostname=socket.gethostname(), heuristic=True)
+    # Dashboard history only when `after` may serve it: sampling drains the workers.
+    pipe = Pipeline(
+        cfg, [], hostname=socket.gethostname(), heuristic=True, history=after is not None
+    )
     pipe.outputs = make_outputs(pipe.counters)
     results: list[FileTotals] = []
     try:

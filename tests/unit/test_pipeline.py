@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from sipcm.capture.pcapfile import PcapReader
 from sipcm.config import load_config
 from sipcm.events.build import rfc3339
 from sipcm.pipeline import Pipeline
 from tests.ecs import assert_valid
-from tests.replayutil import replay_docs
+from tests.replayutil import Collect, replay_docs
 from tests.sipgen import MS, T0, Capture, Leg, S
 
 
@@ -223,3 +225,44 @@ def test_history_samples_on_idle_ticks_as_a_live_sensor(tmp_path: Path) -> None:
     assert samples[0]["c"]["events_published.other-ok"] == 1
     assert pipe.history.next_ns == T0 + 25 * S
     pipe.close()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_replay_samples_the_dashboard_history_only_when_it_is_served(
+    tmp_path: Path, workers: int
+) -> None:
+    """A history sample drains every worker first, so a replay whose pipeline nobody reads
+    afterwards (no --serve: `after` is None) takes none; with `after` the 5 s boundaries of a
+    12 s capture give samples at 5 s and 10 s plus the conclusion's, and the events are the
+    same either way."""
+    import sipcm.run
+    from sipcm.run import replay
+
+    path = options_flood(tmp_path / "o.pcap", 12, S)  # one OPTIONS a second for 12 s
+    cfg = load_config(None, ["stats_interval=0", f"workers={workers}"])
+    built: list[Pipeline] = []
+    seen: list[list[int]] = []
+
+    class Recording(Pipeline):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            built.append(self)
+
+    def run(after) -> list[dict]:
+        out = Collect()
+        orig = sipcm.run.Pipeline
+        sipcm.run.Pipeline = Recording  # type: ignore[misc]
+        try:
+            replay(cfg, [str(path)], lambda _c: [out], end="conclude", after=after)
+        finally:
+            sipcm.run.Pipeline = orig  # type: ignore[misc]
+        return out.docs
+
+    unserved = run(None)
+    assert built[-1].history.view()["samples"] == []
+    assert built[-1].history.next_ns is None
+    served = run(lambda p: seen.append([s["t"] for s in p.history.view()["samples"]]))
+    assert seen[0][:2] == [T0 + 5 * S, T0 + 10 * S]
+    assert len(seen[0]) == 3
+    assert [d["event"]["action"] for d in served] == [d["event"]["action"] for d in unserved]
+    assert served == unserved
