@@ -149,31 +149,27 @@ class Pipeline:
         self.lock = threading.Lock()
         self.workers = worker_count(cfg) if workers is None else workers
         self.backend: _Local | WorkerPool
-        if self.workers <= 1:
-            shard = build_shard(
-                cfg,
-                self.counters,
-                hostname=hostname,
-                ifnames=self.ifnames,
-                blacklist=self.blacklist,
-            )
-            self.backend = _Local(shard)
-        else:
+        share = (1, 1)
+        if self.workers > 1:
             from sipcm.sip.shardkey import BUCKETS
-            from sipcm.workers.pool import WorkerPool
             from sipcm.workers.shares import weights
 
             check_shard_config(cfg)
             # N shards: N - 1 worker processes and one here, with the smaller share.
-            own = weights(self.workers, local=True)[-1]
-            shard = build_shard(
-                cfg,
-                self.counters,
-                hostname=hostname,
-                ifnames=self.ifnames,
-                blacklist=self.blacklist,
-                share=(own, BUCKETS),
-            )
+            share = (weights(self.workers, local=True)[-1], BUCKETS)
+        shard = build_shard(
+            cfg,
+            self.counters,
+            hostname=hostname,
+            ifnames=self.ifnames,
+            blacklist=self.blacklist,
+            share=share,
+        )
+        if self.workers <= 1:
+            self.backend = _Local(shard)
+        else:
+            from sipcm.workers.pool import WorkerPool
+
             self.backend = WorkerPool(
                 cfg,
                 self.workers - 1,
