@@ -154,11 +154,6 @@ def message_shard_key(msg: SipMessage) -> bytes:
     return key.encode("utf-8", "surrogateescape")
 
 
-def shard_of(key: bytes, n: int) -> int:
-    """Worker index of a key among `n` equal shards (stable across runs and processes)."""
-    return zlib.crc32(key) % n
-
-
 # Hash buckets of a shard table: a shard's weight is how many it owns.
 BUCKETS = 1024
 
