@@ -70,19 +70,22 @@ def meaning(key: str) -> str:
     return REASONS.get(code) or _CLASSES.get(code // 100, "unknown")
 
 
-# The actions that can decide a call (outcome_key is None for every other one).
+# The actions that can decide a call: outcome_key is None for every other one (it checks this
+# set first, so callers may skip it for the rest).
 DECIDING_ACTIONS = frozenset({"call-start", "call-attempt", "auth-failed"})
 
 
 def outcome_key(o: Outcome) -> str | None:
     """The `call_outcomes` key of one tracker outcome, None when it decides no call."""
     action = o.action
+    if action not in DECIDING_ACTIONS:
+        return None
     if action == "call-start":
         return ANSWERED
     if action == "call-attempt":
         if o.msg is None and o.status == 408 and (o.reason or "").startswith(_TIMER_REASON):
             return TIMEOUT
-    elif action != "auth-failed" or o.method != "INVITE":
+    elif o.method != "INVITE":  # auth-failed decides only an INVITE attempt
         return None
     status = o.status
     return str(status) if status is not None and 300 <= status <= 699 else TIMEOUT
