@@ -1,6 +1,6 @@
 """The transport between the dispatcher and one worker: shared memory plus a socket.
 
-Each direction has a memfd-backed shared region used as a ring of variable-size blocks; a
+Each direction has a shared memory region used as a ring of variable-size blocks; a
 batch (a chunk of payloads, or a chunk's event rows) is marshalled once and copied into the
 ring, and only a small notice (kind, chunk number, offset, length) goes over the socket. A
 block that does not fit (rare: an end-of-input conclusion, a burst larger than the ring)
@@ -67,18 +67,10 @@ class Ring:
             blocks.popleft()
 
 
-def new_region(size: int | None = None) -> tuple[int, mmap.mmap]:
-    """An anonymous shared memory file (memfd, `RING_BYTES` by default) and its mapping; the
-    fd is inheritable."""
-    size = size or RING_BYTES
-    fd = os.memfd_create("sipcm-ring", 0)
-    os.ftruncate(fd, size)
-    return fd, mmap.mmap(fd, size)
-
-
-def map_region(fd: int) -> mmap.mmap:
-    """Map a region created by the other side (its fd passed at start-up)."""
-    return mmap.mmap(fd, os.fstat(fd).st_size)
+def new_region(size: int | None = None) -> mmap.mmap:
+    """An anonymous shared mapping (`RING_BYTES` by default): a worker forked after it is
+    created shares it."""
+    return mmap.mmap(-1, size or RING_BYTES)
 
 
 class Conn(Protocol):

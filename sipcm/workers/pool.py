@@ -18,10 +18,9 @@ from __future__ import annotations
 import heapq
 import marshal
 import os
-import pickle
+import select
 import signal
 import socket
-import subprocess
 import sys
 import time
 from collections import deque
@@ -36,7 +35,7 @@ from sipcm.track import persist
 from sipcm.workers.channel import Ring, get_block, new_region, recv, send
 from sipcm.workers.shares import weights
 from sipcm.workers.wire import route
-from sipcm.workers.worker import control
+from sipcm.workers.worker import Setup, child_main, control
 
 if TYPE_CHECKING:
     from collections import Counter
@@ -54,46 +53,47 @@ _STOPPED = "the sensor stopped; nothing is left attached"
 
 
 class _Worker:
-    """One worker process and its channel."""
+    """One worker process (forked: sipcm.workers.worker) and its channel."""
 
-    def __init__(self, index: int) -> None:
+    def __init__(self, index: int, setup: Setup) -> None:
         self.index = index
         parent, child = socket.socketpair()
-        self.in_fd, in_mem = new_region()
-        self.out_fd, self.out_mem = new_region()
+        in_mem = new_region()
+        self.out_mem = new_region()
         self.in_ring = Ring(in_mem)
         try:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "sipcm.workers.worker",
-                    str(child.fileno()),
-                    str(self.in_fd),
-                    str(self.out_fd),
-                ],
-                pass_fds=(child.fileno(), self.in_fd, self.out_fd),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                # Its own session: Ctrl-C (SIGINT to the terminal's process group) reaches the
-                # dispatcher only, which then collects and flushes every worker's state.
-                start_new_session=True,
-            )
+            for stream in (sys.stdout, sys.stderr):  # nothing buffered is written twice
+                if stream is not None:
+                    stream.flush()
+            pid = os.fork()
+            if pid == 0:  # the worker; never returns
+                child_main(child.fileno(), in_mem, self.out_mem, setup)
         finally:
             child.close()
+        self.pid = pid
+        self.pidfd = os.pidfd_open(pid)
         self.conn = Connection(parent.detach())
-        self.pidfd = os.pidfd_open(self.proc.pid)
-        self.pid = self.proc.pid
+        self.code: int | None = None  # its exit status once reaped (negative: a signal)
         self.acked = -1  # last chunk whose rows were read back
         self.ready = False
         self.replies: deque[Any] = deque()
 
+    def wait(self, timeout: float | None) -> int | None:
+        """Its exit status, once it has exited within `timeout` (None: no limit)."""
+        if self.code is None and select.select([self.pidfd], [], [], timeout)[0]:
+            _, status = os.waitpid(self.pid, 0)
+            self.code = os.waitstatus_to_exitcode(status)
+        return self.code
+
+    def kill(self) -> None:
+        if self.code is None:
+            signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+
     def close(self) -> None:
-        for fd in (self.pidfd, self.in_fd, self.out_fd):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        try:
+            os.close(self.pidfd)
+        except OSError:
+            pass
         self.conn.close()
         self.in_ring.mem.close()
         self.out_mem.close()
@@ -129,11 +129,9 @@ class WorkerPool:
         self._done: deque[list[Emitted]] = deque()
         self._next = 0
         try:
-            for i in range(processes):
-                self._workers.append(_Worker(i))
             names = dict(ifnames or {})
-            for w in self._workers:
-                w.conn.send_bytes(pickle.dumps((cfg, w.index, self.table, hostname, names)))
+            for i in range(processes):
+                self._workers.append(_Worker(i, (cfg, i, self.table, hostname, names)))
         except BaseException:
             self.close()
             raise
@@ -366,9 +364,8 @@ class WorkerPool:
                 return
 
     def _death(self, w: _Worker) -> str:
-        try:
-            code = w.proc.wait(timeout=1.0)
-        except subprocess.TimeoutExpired:
+        code = w.wait(1.0)
+        if code is None:
             return f"worker {w.index} (pid {w.pid}) closed its channel"
         if code < 0:
             try:
@@ -391,10 +388,8 @@ class WorkerPool:
                 pass
         deadline = time.monotonic() + STOP_TIMEOUT_S
         for w in self._workers:
-            try:
-                w.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                w.proc.kill()
-                w.proc.wait()
+            if w.wait(max(0.0, deadline - time.monotonic())) is None:
+                w.kill()
+                w.wait(None)
             w.close()
         self._workers = []

@@ -1,27 +1,40 @@
-"""A correlation worker's main: `python -m sipcm.workers.worker SOCK_FD IN_FD OUT_FD`.
+"""A correlation worker: a child process forked by the pool (sipcm.workers.pool).
 
-Started by the pool with a socket to the dispatcher and two shared regions. The first
-message is the pickled start-up tuple (configuration, index, shard table, host name,
-interface names): the only pickle of the run. Then it serves notices until told to stop or
-until the dispatcher goes away (end of file on the socket). SIGINT and SIGTERM are ignored:
-Ctrl-C reaches the whole process group, and the dispatcher, not the terminal, decides when
-a worker's state is flushed.
+Forked, not started afresh: the child already has every module imported, so it is serving
+within milliseconds instead of spending ~0.33 G instructions (~80 ms of CPU) on a new
+interpreter importing sipcm. It keeps its socket to the dispatcher and its two shared
+regions (already mapped) and closes every other descriptor it inherited; it leaves the
+terminal's session and ignores SIGINT and SIGTERM (Ctrl-C reaches the whole process group,
+and the dispatcher, not the terminal, decides when a worker's state is flushed); it freezes
+the objects it inherited, so none of the dispatcher's (open files, outputs) is ever
+collected or finalized here, and it ends with `os._exit`. It builds its shard and serves
+notices until told to stop or until the dispatcher goes away (end of file on the socket).
 """
 
 from __future__ import annotations
 
+import gc
+import mmap
 import os
-import pickle
 import signal
-import sys
 import traceback
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from sipcm.compose import build_shard, tune_gc
 from sipcm.counters import Counters
 from sipcm.shard import Shard
-from sipcm.workers.channel import Link, Ring, get_block, map_region, put_block, recv, send
+from sipcm.workers.channel import Link, Ring, get_block, put_block, recv, send
 from sipcm.workers.wire import unpack_items
+
+if TYPE_CHECKING:
+    from sipcm.config import Config
+
+# What a worker is started with: configuration, its index, the shard table, host name and
+# interface names.
+Setup = tuple["Config", int, bytes, str, Mapping[int, str]]
+# Descriptors above this are closed in a new worker too (os.closerange uses close_range).
+_MAX_FD = 1 << 20
 
 
 def control(shard: Shard, counters: Counters | None, name: str, arg: Any, session: dict) -> Any:
@@ -54,15 +67,14 @@ def control(shard: Shard, counters: Counters | None, name: str, arg: Any, sessio
     raise ValueError(f"unknown control {name!r}")
 
 
-def serve(conn: Link, in_fd: int, out_fd: int) -> None:
-    """Build the shard from the start-up message, then answer notices until stopped."""
-    cfg, index, table, hostname, ifnames = pickle.loads(conn.recv_bytes())
+def serve(conn: Link, in_mem: mmap.mmap, out_mem: mmap.mmap, setup: Setup) -> None:
+    """Build the shard, then answer notices until stopped."""
+    cfg, index, table, hostname, ifnames = setup
     tune_gc()
     counters = Counters()
     share = (table.count(index), len(table))
     shard = build_shard(cfg, counters, hostname=hostname, ifnames=ifnames, share=share)
-    in_mem = map_region(in_fd)
-    out_ring = Ring(map_region(out_fd))
+    out_ring = Ring(out_mem)
     session: dict[str, Any] = {}
     send(conn, ("ready", index, os.getpid()))
     while True:
@@ -81,14 +93,38 @@ def serve(conn: Link, in_fd: int, out_fd: int) -> None:
             return
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Process entry point; the exit status tells the pool how it ended."""
-    sock_fd, in_fd, out_fd = (int(a) for a in (argv or sys.argv[1:]))
+def child_main(sock_fd: int, in_mem: mmap.mmap, out_mem: mmap.mmap, setup: Setup) -> NoReturn:
+    """The forked child: detach from what it inherited, serve, and exit with a status that
+    tells the pool how it ended (0: stopped or the dispatcher went away; 1: it failed)."""
+    code = 1
+    try:
+        _detach(sock_fd)
+        code = run(Link(sock_fd), in_mem, out_mem, setup)
+    finally:
+        os._exit(code)
+
+
+def _detach(keep_fd: int) -> None:
+    gc.freeze()  # the dispatcher's objects: never collected (or finalized) here
+    os.setsid()  # its own session: the terminal's Ctrl-C reaches the dispatcher only
+    for sig in signal.valid_signals():  # the dispatcher's handlers are not this process's
+        if callable(signal.getsignal(sig)):
+            signal.signal(sig, signal.SIG_DFL)
+    signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    conn = Link(sock_fd)
+    null = os.open(os.devnull, os.O_RDWR)
+    os.dup2(null, 0)
+    os.dup2(null, 1)
+    os.close(null)
+    os.closerange(3, keep_fd)
+    os.closerange(keep_fd + 1, _MAX_FD)
+
+
+def run(conn: Link, in_mem: mmap.mmap, out_mem: mmap.mmap, setup: Setup) -> int:
+    """Serve; the exit status (a failure is reported to the dispatcher first)."""
     try:
-        serve(conn, in_fd, out_fd)
+        serve(conn, in_mem, out_mem, setup)
     except EOFError:
         return 0  # the dispatcher is gone: nothing left to report to
     except BaseException as exc:
@@ -103,7 +139,3 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc()
         return 1
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
