@@ -123,6 +123,16 @@ def call_frames(prefix: str, calls: int, concurrency: int, noise: float) -> list
     return out
 
 
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of process `pid` so far; 0 once it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat[stat.rindex(")") + 2 :].split()  # after the command name, from field 3
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Sensor:
     """`sipcm attach v1` in the host namespace, events to a file; counters via its web API."""
 
@@ -150,6 +160,12 @@ class Sensor:
         from tests.netns.conftest import http_json
 
         return http_json(self.ns, f"http://127.0.0.1:{PORT}/api/counters")
+
+    def cpu(self) -> tuple[float, float]:
+        """CPU seconds (user + system) so far of the main process and of its workers."""
+        pid = self.proc.proc.pid
+        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        return process_cpu(pid), sum(process_cpu(int(k)) for k in kids)
 
     def stop(self) -> tuple[int, str]:
         rc, _, err = self.proc.stop(timeout=60)
@@ -180,7 +196,19 @@ class Step:
     sender_user_s: float = 0.0
     sender_sys_s: float = 0.0
     softirqd_s: float = 0.0  # ksoftirqd threads' CPU while sending (deferred kernel delivery)
+    main_cpu_s: float = 0.0  # the sensor's main process, over the step (sending and settling)
+    workers_cpu_s: float = 0.0  # its worker processes, added up
     veth: dict[str, int] = field(default_factory=dict)  # v0 tx / v1 rx packets and drops
+
+    @property
+    def main_us(self) -> float:
+        """The sensor's main process: CPU per SIP message of the step, µs."""
+        return self.main_cpu_s / max(self.messages, 1) * 1e6
+
+    @property
+    def workers_us(self) -> float:
+        """The sensor's worker processes: CPU per SIP message of the step, µs."""
+        return self.workers_cpu_s / max(self.messages, 1) * 1e6
 
     @property
     def sender_us(self) -> float:
@@ -263,6 +291,7 @@ def run_step(sensor: Sensor, sender, step: Step, label: str, args, veth) -> Step
     step.noise = len(frames) - step.expected_messages
     pps = step.target * len(frames) / step.expected_messages
     before = settle(sensor)
+    cpu0 = sensor.cpu()
     veth0, softirqd0 = veth(), softirqd_seconds()
     sent = sender.send(frames, pps, timeout=60 + 3 * len(frames) / pps)
     step.softirqd_s = softirqd_seconds() - softirqd0
@@ -284,6 +313,8 @@ def run_step(sensor: Sensor, sender, step: Step, label: str, args, veth) -> Step
         time.sleep(0.02)
     for k, v in settle(sensor).items():
         setattr(step, k, v - before[k])
+    cpu1 = sensor.cpu()
+    step.main_cpu_s, step.workers_cpu_s = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
     step.veth = {k: v - veth0[k] for k, v in veth().items()}
     if done_at is not None:
         step.done_s = done_at - t0
@@ -337,15 +368,17 @@ def row(s: Step) -> str:
     ev = f"{s.events / s.done_s:>8,.0f}" if s.done_s else f"{'-':>8}"
     return (
         f"{s.target:>9,.0f} {s.offered:>9,.0f} {rate} {ev} {s.lag_s:>6.2f} "
-        f"{s.ring_lost:>6} {s.seen - s.selected:>8} {s.non_sip_user:>8} {s.sender_us:>6.2f}  "
+        f"{s.ring_lost:>6} {s.seen - s.selected:>8} {s.non_sip_user:>8} {s.sender_us:>6.2f} "
+        f"{s.main_us:>6.1f} {s.workers_us:>6.1f}  "
         f"{verdict}"
     )
 
 
 HEADER = (
     f"{'target':>9} {'offered':>9} {'msgs/s':>9} {'events/s':>8} {'lag s':>6} "
-    f"{'lost':>6} {'nonSIP@k':>8} {'nonSIP@u':>8} {'snd µs':>6}  verdict\n"
-    f"{'':>9} {'(SIP messages per second)':^37} {'':>24} {'/frame':>6}"
+    f"{'lost':>6} {'nonSIP@k':>8} {'nonSIP@u':>8} {'snd µs':>6} {'main':>6} {'wkrs':>6}  "
+    "verdict\n"
+    f"{'':>9} {'(SIP messages per second)':^37} {'':>24} {'/frame':>6} {'µs/SIP msg':>13}"
 )
 
 

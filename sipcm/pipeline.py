@@ -129,6 +129,7 @@ class Pipeline:
         recent_events: int = 1000,
         workers: int | None = None,
         history: bool = True,
+        live: bool = False,
     ) -> None:
         tune_gc()
         self.cfg = cfg
@@ -150,13 +151,16 @@ class Pipeline:
         self.workers = worker_count(cfg) if workers is None else workers
         self.backend: _Local | WorkerPool
         share = (1, 1)
+        buckets: list[int] = []
         if self.workers > 1:
             from sipcm.sip.shardkey import BUCKETS
-            from sipcm.workers.shares import weights
+            from sipcm.workers.shares import LIVE, REPLAY, weights
 
             check_shard_config(cfg)
-            # N shards: N - 1 worker processes and one here, with the smaller share.
-            share = (weights(self.workers, local=True)[-1], BUCKETS)
+            # N shards: N - 1 worker processes and one here, with the smaller share (smaller
+            # still in live capture, where reading the kernel's ring costs this process more).
+            buckets = weights(self.workers, local=True, mode=LIVE if live else REPLAY)
+            share = (buckets[-1], BUCKETS)
         shard = build_shard(
             cfg,
             self.counters,
@@ -177,6 +181,7 @@ class Pipeline:
                 ifnames=self.ifnames,
                 counters=self.counters.group("workers"),
                 local=shard,
+                weights=buckets,
             )
         self._stats_ns = int(cfg.stats_interval * NS)
         self._next_stats: int | None = None

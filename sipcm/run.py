@@ -179,6 +179,7 @@ def live(
                 ifnames=ifnames,
                 heuristic=cfg.sip_detect == "heuristic",
                 counters=counters,
+                live=True,
             )
             pipe.gauges["kernel"] = capture.kernel_counters
             pipe.outputs = _outputs_as(make_outputs, pipe, run_as)

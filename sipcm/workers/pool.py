@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import heapq
 import marshal
+import math
 import os
 import select
 import signal
@@ -25,15 +26,14 @@ import sys
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
-from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING, Any
 
 from sipcm.errors import WorkerError
 from sipcm.flows import merge_flows
 from sipcm.sip.shardkey import shard_in, shard_table
 from sipcm.track import persist
-from sipcm.workers.channel import Ring, get_block, new_region, recv, send
-from sipcm.workers.shares import weights
+from sipcm.workers import shares
+from sipcm.workers.channel import Link, Ring, get_block, new_region, recv, send
 from sipcm.workers.wire import route
 from sipcm.workers.worker import Setup, child_main, control
 
@@ -72,7 +72,10 @@ class _Worker:
             child.close()
         self.pid = pid
         self.pidfd = os.pidfd_open(pid)
-        self.conn = Connection(parent.detach())
+        self.sock = parent
+        self.conn = Link(parent.fileno())
+        self._readable = select.poll()
+        self._readable.register(parent.fileno(), select.POLLIN)
         self.code: int | None = None  # its exit status once reaped (negative: a signal)
         self.acked = -1  # last chunk whose rows were read back
         self.ready = False
@@ -85,6 +88,10 @@ class _Worker:
             self.code = os.waitstatus_to_exitcode(status)
         return self.code
 
+    def has_data(self) -> bool:
+        """Whether the worker has sent something not read yet (or closed its end)."""
+        return bool(self._readable.poll(0))
+
     def kill(self) -> None:
         if self.code is None:
             signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
@@ -94,14 +101,15 @@ class _Worker:
             os.close(self.pidfd)
         except OSError:
             pass
-        self.conn.close()
+        self.sock.close()
         self.in_ring.mem.close()
         self.out_mem.close()
 
 
 class WorkerPool:
     """`processes` worker processes plus optionally a `local` shard run in this process (its
-    counters are this process's), each owning the shard keys that map to it."""
+    counters are this process's), each owning the shard keys that map to it: `weights`
+    buckets each (sipcm.workers.shares; by default as in replay)."""
 
     def __init__(
         self,
@@ -112,13 +120,14 @@ class WorkerPool:
         ifnames: Mapping[int, str] | None,
         counters: Counter[str],
         local: Shard | None = None,
+        weights: list[int] | None = None,
     ) -> None:
         n = processes + (local is not None)
         self.n = n
         self.c = counters
         self.local = local
         self._local_index = processes if local is not None else -1
-        self.table = shard_table(weights(n, local=local is not None))
+        self.table = shard_table(weights or shares.weights(n, local=local is not None))
         self._session: dict[str, Any] = {}  # the local shard's conclusion in progress
         self._workers: list[_Worker] = []
         self._inflight: deque[int] = deque()
@@ -132,6 +141,13 @@ class WorkerPool:
             names = dict(ifnames or {})
             for i in range(processes):
                 self._workers.append(_Worker(i, (cfg, i, self.table, hostname, names)))
+            # One poll set, built once: what each worker sends, and its exit (pidfd).
+            self._poller = select.poll()
+            self._by_fd: dict[int, tuple[_Worker, bool]] = {}
+            for w in self._workers:
+                for fd, pidfd in ((w.conn.fd, False), (w.pidfd, True)):
+                    self._poller.register(fd, select.POLLIN)
+                    self._by_fd[fd] = (w, pidfd)
         except BaseException:
             self.close()
             raise
@@ -301,8 +317,6 @@ class WorkerPool:
 
     def _pump(self, timeout: float | None) -> None:
         """Read what the workers have sent (waiting up to `timeout`; None: until something)."""
-        by_conn = {w.conn: w for w in self._workers}
-        by_pidfd = {w.pidfd: w for w in self._workers}
         starting = [w for w in self._workers if not w.ready]
         if starting:
             left = self._start_deadline - time.monotonic()
@@ -313,17 +327,18 @@ class WorkerPool:
                     _STOPPED,
                 )
             timeout = left if timeout is None else min(timeout, left)
-        ready = wait([*by_conn, *by_pidfd], timeout)
-        for obj in ready:
-            w = by_conn.get(obj)  # type: ignore[call-overload]
-            if w is not None:
+        ready = self._poller.poll(None if timeout is None else math.ceil(timeout * 1000))
+        exited = []
+        for fd, _ in ready:
+            w, pidfd = self._by_fd[fd]
+            if pidfd:
+                exited.append(w)
+            else:
                 self._read(w)
-        for obj in ready:
-            if isinstance(obj, int) and obj in by_pidfd:
-                w = by_pidfd[obj]
-                while w.conn.poll():
-                    self._read(w)
-                raise WorkerError(self._death(w), _STOPPED)
+        for w in exited:
+            while w.has_data():
+                self._read(w)
+            raise WorkerError(self._death(w), _STOPPED)
         inflight = self._inflight
         while inflight and not self._missing[inflight[0]]:
             no = inflight.popleft()
@@ -360,7 +375,7 @@ class WorkerPool:
                     f"worker {w.index} (pid {w.pid}) failed: {msg[1]}",
                     _STOPPED,
                 )
-            if not w.conn.poll():
+            if not w.has_data():
                 return
 
     def _death(self, w: _Worker) -> str:

@@ -16,7 +16,9 @@ from sipcm.capture.pcapfile import PcapReader
 from sipcm.config import load_config
 from sipcm.errors import WorkerError
 from sipcm.pipeline import Pipeline
+from sipcm.sip.shardkey import shard_table
 from sipcm.workers.pool import WorkerPool
+from sipcm.workers.shares import LIVE, REPLAY, weights
 from tests.replayutil import Collect
 from tests.sipgen import MS, T0, Capture, Leg, S, basic_call
 
@@ -230,3 +232,18 @@ def test_two_workers_are_one_process_and_a_shard_in_the_main_process(tmp_path: P
         pipe.close()
     actions = [d["event"]["action"] for d in out.docs]
     assert actions.count("call-start") == actions.count("call-end") == 60
+
+
+def test_live_capture_gives_the_main_process_its_smaller_live_share() -> None:
+    """Reading the kernel's ring costs the main process more than reading a file."""
+    tables = {}
+    for live in (False, True):
+        cfg = load_config(None, ["stats_interval=0", "http_port=0", "workers=2"])
+        pipe = Pipeline(cfg, [Collect()], hostname="h", workers=2, live=live)
+        try:
+            tables[live] = pipe.backend.table  # type: ignore[union-attr]
+        finally:
+            pipe.close()
+    assert tables[False] == shard_table(weights(2, local=True, mode=REPLAY))
+    assert tables[True] == shard_table(weights(2, local=True, mode=LIVE))
+    assert (tables[False].count(1), tables[True].count(1)) == (410, 350)  # the main's buckets
