@@ -27,7 +27,7 @@ def test_local_share_balances_the_measured_costs() -> None:
 def test_weights_cover_every_bucket_once() -> None:
     assert weights(2, local=True) == [614, 410]
     assert weights(3, local=True) == [421, 421, 182]
-    assert weights(2, local=True, mode=shares.LIVE) == [674, 350]
+    assert weights(2, local=True, mode=shares.LIVE) == [677, 347]
     assert weights(5, local=True)[-1] == 0
     assert weights(3, local=False) == [342, 341, 341]
     for n in range(1, 17):
