@@ -74,8 +74,8 @@ def new_region(size: int | None = None) -> mmap.mmap:
 
 
 class Conn(Protocol):
-    """A framed byte stream: the dispatcher's `multiprocessing.connection.Connection`, or
-    the worker's `Link` to it."""
+    """A framed byte stream: a `Link`, or a `multiprocessing.connection.Connection`, which
+    frames the same way."""
 
     def send_bytes(self, buf: bytes) -> None: ...
 
@@ -88,9 +88,10 @@ _JOIN_MAX = 16384  # frames up to this size are written with their length in one
 
 
 class Link:
-    """The worker's end of the dispatcher's socket, framed exactly as the dispatcher's
-    `multiprocessing.connection.Connection` frames it. Not that class: importing the
-    multiprocessing package costs every worker start ~30 M instructions."""
+    """One end of the socket between the dispatcher and a worker, framed exactly as
+    `multiprocessing.connection.Connection` frames it. Not that class: its every poll builds
+    a selector (tens of thousands of instructions), paid per chunk by the dispatcher (which
+    polls its set of workers with one `select.poll` built once)."""
 
     __slots__ = ("fd",)
 
