@@ -15,6 +15,7 @@ detaches and exits non-zero rather than run on with a shard missing.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import marshal
 import math
@@ -64,7 +65,8 @@ class _Worker:
         try:
             for stream in (sys.stdout, sys.stderr):  # nothing buffered is written twice
                 if stream is not None:
-                    stream.flush()
+                    with contextlib.suppress(OSError, ValueError):  # closed: nothing to flush
+                        stream.flush()
             pid = os.fork()
             if pid == 0:  # the worker; never returns
                 child_main(child.fileno(), in_mem, self.out_mem, setup)
