@@ -151,9 +151,10 @@ class Shard:
                 self._outcomes[key] += 1
         if not self.blacklist.allows(o.action):
             return None
-        doc = self.builder.build(o)
         if self.anonymizer.enabled:
-            self.anonymizer.apply(doc)
+            doc = self.anonymizer.apply(self.builder.build(o))
+        else:
+            doc = self.builder.build(o, encoded=True)
         return _DUMPS(doc, option=NDJSON_OPTION)
 
     def _message_rows(self, outcomes: list[Outcome], seq: int, out: list[Emitted]) -> None:

@@ -32,6 +32,11 @@ VXLAN and other tunnels: `source.*`/`destination.*` and the community id are the
 ECS has no tunnel fields (`network.inner` only describes an inner VLAN), so the outer addresses
 and the VNI go under `sipcm.tunnel.*`. `Outcome.extra` maps dotted field names (declared in
 `schema.py`, e.g. `sipcm.rate.exceeded`) to values; they are set last, nested.
+
+`build(o, encoded=True)` gives the same document for `orjson.dumps` only: the sections it
+shares between documents (`ecs`, `observer`, the event categories and types, URIs, From, To
+and Contact) are `orjson.Fragment`s holding their JSON, encoded once instead of per document.
+Such a document is not for reading or changing (the anonymizer needs the plain one).
 """
 
 from __future__ import annotations
@@ -42,7 +47,9 @@ import re
 import time
 from collections.abc import Mapping
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
+
+import orjson
 
 from sipcm import __version__
 from sipcm.events.community_id import community_id
@@ -79,19 +86,41 @@ _WITH_AUTH = ("authentication", "network", "session")
 _AUTH_ACTIONS = ("call-start", "reg-new")  # +authentication when the request had credentials
 
 
+# Final copies of orjson's names (compiled: a C static instead of a module attribute lookup).
+_DUMPS: Final = orjson.dumps
+_FRAGMENT: Final = orjson.Fragment
+
+
+def _encoded(doc: object) -> orjson.Fragment:
+    """A shared section for encoded documents: its JSON, which orjson copies as it is."""
+    return _FRAGMENT(_DUMPS(doc))
+
+
 def _event_head(
-    action: str, cats: tuple[str, ...], types: tuple[str, ...], outcome: str
+    action: str, cats: tuple[str, ...], types: tuple[str, ...], outcome: str, encoded: bool
 ) -> dict[str, Any]:
-    return {"action": action, "kind": "event", "category": list(cats), "type": list(types),
+    cat: Any = _encoded(list(cats)) if encoded else list(cats)
+    typ: Any = _encoded(list(types)) if encoded else list(types)
+    return {"action": action, "kind": "event", "category": cat, "type": typ,
             "outcome": outcome, "dataset": DATASET, "module": MODULE}  # fmt: skip
 
 
-# The fixed start of each action's `event` section, copied into every document (the copies
-# share the category and type lists): plain, with credentials, and call-end by timeout.
-_HEADS = {a: _event_head(a, *c) for a, c in _CATEGORISE.items()}
-_HEADS_AUTH = {a: _event_head(a, _WITH_AUTH, *_CATEGORISE[a][1:]) for a in _AUTH_ACTIONS}
-_HEAD_TIMEOUT = _event_head("call-end", *_CATEGORISE["call-end"][:2], "unknown")
+def _event_heads(
+    encoded: bool,
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]], dict[str, Any]]:
+    """The fixed start of each action's `event` section, copied into every document (the
+    copies share the category and type lists): plain, with credentials, and call-end by
+    timeout."""
+    plain = {a: _event_head(a, *c, encoded) for a, c in _CATEGORISE.items()}
+    auth = {a: _event_head(a, _WITH_AUTH, *_CATEGORISE[a][1:], encoded) for a in _AUTH_ACTIONS}
+    timeout = _event_head("call-end", *_CATEGORISE["call-end"][:2], "unknown", encoded)
+    return plain, auth, timeout
+
+
+_HEADS, _HEADS_AUTH, _HEAD_TIMEOUT = _event_heads(False)
+_HEADS_ENC, _HEADS_AUTH_ENC, _HEAD_TIMEOUT_ENC = _event_heads(True)
 _ECS = {"version": ECS_VERSION}  # shared by every document
+_ECS_ENC: Final = _encoded(_ECS)
 
 # Second -> "YYYY-MM-DDTHH:MM:SS": one document's times (start, end, @timestamp) and
 # consecutive documents fall in a few recent seconds. Cleared when it reaches the bound.
@@ -143,7 +172,7 @@ class UriDoc:
     Built once per URI text and shared by every document that shows it; read-only from then
     on. Nothing may mutate `doc` (the anonymizer replaces the dicts it changes instead)."""
 
-    __slots__ = ("doc", "host", "ip", "user")
+    __slots__ = ("_json", "doc", "host", "ip", "user")
 
     def __init__(self, u: Uri) -> None:
         d: dict[str, Any] = {"original": u.original}
@@ -162,6 +191,16 @@ class UriDoc:
         ip = _ip_literal(host) if host else None
         self.ip = ip
         self.host: str | None = host if host and ip is None else None
+        self._json: orjson.Fragment | None = None
+
+    def section(self, encoded: bool) -> Any:
+        """`doc`, or for an encoded document its JSON (encoded at the first use)."""
+        if not encoded:
+            return self.doc
+        j = self._json
+        if j is None:
+            j = self._json = _encoded(self.doc)
+        return j
 
     def relate(self, users: list[str], hosts: list[str], ips: list[str]) -> None:
         """Add the URI's user and host (name or IP literal) to the related.* lists."""
@@ -178,7 +217,7 @@ class NameAddrDoc:
     (with its expires, without tag), built once per `NameAddr` object and shared like
     `UriDoc`: the parser hands out one object for each repeated header text."""
 
-    __slots__ = ("doc", "na", "uri")
+    __slots__ = ("_json", "doc", "na", "uri")
 
     def __init__(self, na: NameAddr, uri: UriDoc, contact: bool) -> None:
         self.na = na  # keeps it alive, so no other object gets its id() while this is cached
@@ -194,6 +233,16 @@ class NameAddrDoc:
             if expires is not None:
                 d["expires"] = expires
         self.doc = d
+        self._json: orjson.Fragment | None = None
+
+    def section(self, encoded: bool) -> Any:
+        """`doc`, or for an encoded document its JSON (encoded at the first use)."""
+        if not encoded:
+            return self.doc
+        j = self._json
+        if j is None:
+            j = self._json = _encoded(self.doc)
+        return j
 
 
 # Bound of each cache of shared document parts (URIs, name-addrs, observers, flows): emptied
@@ -269,7 +318,9 @@ class EventBuilder:
         self._observer.update(
             product="sipcm", vendor="sipcm", version=product_version, type="sensor"
         )
-        self._observers: dict[tuple[str, int], dict[str, Any]] = {}
+        self._observer_enc = _encoded(self._observer)
+        # (direction, ifindex) -> the observer section, plain and encoded
+        self._observers: dict[tuple[str, int], tuple[dict[str, Any], orjson.Fragment]] = {}
         self._uris: dict[str, UriDoc] = {}
         self._parties: dict[int, NameAddrDoc] = {}  # From and To with their own tag
         self._contacts: dict[int, NameAddrDoc] = {}
@@ -284,17 +335,17 @@ class EventBuilder:
             self._last_ns = ts_ns
         return self._last_ts
 
-    def _observer_for(self, pl: Payload | None) -> dict[str, Any]:
+    def _observer_for(self, pl: Payload | None, encoded: bool) -> Any:
         """The observer section (shared): the interface and direction of the packet, if any."""
         if pl is None:
-            return self._observer
+            return self._observer_enc if encoded else self._observer
         direction = pl.direction
         ifindex = pl.ifindex
         if not ifindex or (direction != "ingress" and direction != "egress"):
-            return self._observer
+            return self._observer_enc if encoded else self._observer
         key = (direction, ifindex)
-        obs = self._observers.get(key)
-        if obs is None:
+        both = self._observers.get(key)
+        if both is None:
             obs = dict(self._observer)
             iface = {"id": str(ifindex)}
             name = self.ifnames.get(ifindex)
@@ -303,8 +354,8 @@ class EventBuilder:
             obs[direction] = {"interface": iface}
             if len(self._observers) >= _CACHE_ENTRIES:
                 self._observers.clear()
-            self._observers[key] = obs
-        return obs
+            both = self._observers[key] = (obs, _encoded(obs))
+        return both[1] if encoded else both[0]
 
     def _uri_doc(self, u: Uri) -> UriDoc:
         """The shared UriDoc of a parsed URI, by its text: the parser gives the same text the
@@ -339,21 +390,31 @@ class EventBuilder:
         return cid or None
 
     def _name_addr(
-        self, na: NameAddr, tag: str | None, users: list[str], hosts: list[str], ips: list[str]
+        self,
+        na: NameAddr,
+        tag: str | None,
+        users: list[str],
+        hosts: list[str],
+        ips: list[str],
+        encoded: bool,
     ) -> dict[str, Any]:
         e = self._uri_doc(na.uri)
         e.relate(users, hosts, ips)
+        uri = e.section(encoded)
         display = na.display
         if display:
             if tag:
-                return {"display_info": display, "tag": tag, "uri": e.doc}
-            return {"display_info": display, "uri": e.doc}
+                return {"display_info": display, "tag": tag, "uri": uri}
+            return {"display_info": display, "uri": uri}
         if tag:
-            return {"tag": tag, "uri": e.doc}
-        return {"uri": e.doc}
+            return {"tag": tag, "uri": uri}
+        return {"uri": uri}
 
-    def build(self, o: Outcome) -> dict[str, Any]:
-        """The ECS document for one Outcome (any action in ACTIONS)."""
+    def build(self, o: Outcome, encoded: bool = False) -> dict[str, Any]:
+        """The ECS document for one Outcome (any action in ACTIONS); `encoded`: with its
+        shared sections as orjson Fragments, for `orjson.dumps` only (module docstring)."""
+        if o.extra:
+            encoded = False  # extra fields are set in place, in sections that must be dicts
         action = o.action
         msg = o.msg
         resp = o.response
@@ -369,11 +430,11 @@ class EventBuilder:
         call, reg, err = o.call, o.reg, o.error
 
         if action == "call-end" and call is not None and call.originator == "timeout":
-            event: dict[str, Any] = dict(_HEAD_TIMEOUT)
+            event: dict[str, Any] = dict(_HEAD_TIMEOUT_ENC if encoded else _HEAD_TIMEOUT)
         elif creds is not None and action in _HEADS_AUTH:
-            event = dict(_HEADS_AUTH[action])
+            event = dict((_HEADS_AUTH_ENC if encoded else _HEADS_AUTH)[action])
         else:
-            event = dict(_HEADS[action])
+            event = dict((_HEADS_ENC if encoded else _HEADS)[action])
         reason = o.reason
         if not reason and err is not None:
             reason = err.reason
@@ -389,7 +450,7 @@ class EventBuilder:
             event["end"] = self._time(o.end_ns)
         doc: dict[str, Any] = {
             "@timestamp": self._time(o.ts_ns),
-            "ecs": _ECS,
+            "ecs": _ECS_ENC if encoded else _ECS,
             "event": event,
         }
 
@@ -441,7 +502,7 @@ class EventBuilder:
         if ctx is not None and ctx.vlan is not None:
             network["vlan"] = {"id": str(ctx.vlan)}
         doc["network"] = network
-        doc["observer"] = self._observer_for(trig)
+        doc["observer"] = self._observer_for(trig, encoded)
 
         if first is not None and first_req:
             if first.uri is not None:
@@ -455,7 +516,7 @@ class EventBuilder:
         if err is not None:
             doc["error"] = self._error(o, trig)
 
-        sip = self._sip(o, first, first_req, resp, users, hosts, ips)
+        sip = self._sip(o, first, first_req, resp, users, hosts, ips, encoded)
         sipcm = self._sipcm(trig, ctx, err, ips)
         if ips or users or hosts:
             related: dict[str, list[str]] = {}
@@ -494,6 +555,7 @@ class EventBuilder:
         users: list[str],
         hosts: list[str],
         ips: list[str],
+        encoded: bool,
     ) -> dict[str, Any]:
         sip: dict[str, Any] = {}
         call_id = o.call_id
@@ -517,18 +579,18 @@ class EventBuilder:
                 if ruri is not None:
                     e = self._uri_doc(ruri)
                     e.relate(users, hosts, ips)
-                    sip["uri"] = e.doc
+                    sip["uri"] = e.section(encoded)
             p = self._section(self._parties, first.from_, False)
             p.uri.relate(users, hosts, ips)
-            sip["from"] = p.doc
+            sip["from"] = p.section(encoded)
             to = first.to
             resp_tag = resp.to.tag if resp is not None and not to.tag else None
             if resp_tag:  # To of a request sent before the dialog had its tag
-                sip["to"] = self._name_addr(to, resp_tag, users, hosts, ips)
+                sip["to"] = self._name_addr(to, resp_tag, users, hosts, ips, encoded)
             else:
                 p = self._section(self._parties, to, False)
                 p.uri.relate(users, hosts, ips)
-                sip["to"] = p.doc
+                sip["to"] = p.section(encoded)
             contact = reg.contact if reg is not None else None
             if contact is None:
                 contacts = first.contacts
@@ -537,7 +599,7 @@ class EventBuilder:
             if contact is not None:
                 p = self._section(self._contacts, contact, True)
                 p.uri.relate(users, hosts, ips)
-                sip["contact"] = p.doc
+                sip["contact"] = p.section(encoded)
             elif first.contact_star:
                 sip["contact"] = {"uri": {"original": "*"}}
             cseq_method = first.cseq_method
@@ -554,7 +616,7 @@ class EventBuilder:
                 e.relate(users, hosts, ips)
                 sip["to"] = {"uri": e.doc}
             if reg.contact is not None:
-                sip["contact"] = self._name_addr(reg.contact, None, users, hosts, ips)
+                sip["contact"] = self._name_addr(reg.contact, None, users, hosts, ips, encoded)
         if resp is not None:
             callee_ua = resp.server or resp.user_agent
             if callee_ua:

@@ -11,11 +11,14 @@ return None. It never reads packets or clocks.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import ipaddress
 import socket
 import struct
 from binascii import b2a_base64
+from collections.abc import Callable
 from functools import lru_cache
+from typing import Any, Final
 
 VERSION = "1:"
 PROTOCOLS = {"tcp": 6, "udp": 17, "sctp": 132}  # IANA protocol numbers with ports
@@ -38,9 +41,13 @@ def _packed(ip: str) -> bytes:
 
 
 def _pack(ip: str) -> bytes:
-    """`_packed` uncached. inet_pton is ~10x cheaper than ipaddress; its result is taken only
-    for text in the canonical form it prints back, which ipaddress reads the same way;
-    anything else goes to ipaddress."""
+    """`_packed` uncached. A canonical dotted quad is read here; inet_pton is ~10x cheaper
+    than ipaddress, and its result is taken only for text in the canonical form it prints
+    back, which ipaddress reads the same way; anything else goes to ipaddress."""
+    if ":" not in ip:
+        n = _dotted_quad(ip)
+        if n >= 0:
+            return n.to_bytes(4, "big")
     family = socket.AF_INET6 if ":" in ip else socket.AF_INET
     try:
         packed = socket.inet_pton(family, ip)
@@ -50,6 +57,39 @@ def _pack(ip: str) -> bytes:
         return packed
     return ipaddress.ip_address(ip).packed
 
+
+def _dotted_quad(ip: str) -> int:
+    """The 32-bit value of an IPv4 address in canonical text (four decimal octets of at most
+    255, no leading zeros: what the decoder prints), or -1 for any other text."""
+    parts = ip.split(".")
+    if len(parts) != 4:
+        return -1
+    n = 0
+    for part in parts:
+        size = len(part)
+        if not (0 < size <= 3 and part.isascii() and part.isdigit()):
+            return -1
+        if size > 1 and part[0] == "0":
+            return -1
+        octet = int(part)
+        if octet > 255:
+            return -1
+        n = (n << 8) | octet
+    return n
+
+
+def _sha1_function() -> Callable[[bytes], Any]:
+    """Python's own SHA-1 (`_sha1`): it hashes one short record in about half the instructions
+    of hashlib's OpenSSL one, which sets up a context per hash; hashlib's when the interpreter
+    was built without it."""
+    try:
+        new: Callable[[bytes], Any] = importlib.import_module("_sha1").sha1
+    except ImportError:
+        return lambda data: hashlib.sha1(data, usedforsecurity=False)
+    return new
+
+
+_SHA1: Final = _sha1_function()
 
 # The hashed record: seed, the two addresses (smaller endpoint first), protocol, a zero pad
 # byte and the two ports; one pack per address family.
@@ -77,7 +117,7 @@ def community_id(
     if a > b or (a == b and src_port > dst_port):
         a, b, src_port, dst_port = b, a, dst_port, src_port
     data = record.pack(seed, a, b, num, 0, src_port, dst_port)
-    digest = hashlib.sha1(data, usedforsecurity=False).digest()
+    digest = _SHA1(data).digest()
     return VERSION + b2a_base64(digest, newline=False).decode()
 
 
