@@ -166,13 +166,32 @@ def _ip_literal_slow(host: str) -> str | None:
         return None
 
 
-class UriDoc:
+class Shared:
+    """A section shared by documents, read-only once built: nothing may mutate `doc` (the
+    anonymizer replaces the dicts it changes instead)."""
+
+    __slots__ = ("_json", "doc")
+
+    def __init__(self, doc: dict[str, Any]) -> None:
+        self.doc = doc
+        self._json: orjson.Fragment | None = None
+
+    def section(self, encoded: bool) -> Any:
+        """`doc`, or for an encoded document its JSON (encoded at the first use)."""
+        if not encoded:
+            return self.doc
+        j = self._json
+        if j is None:
+            j = self._json = _encoded(self.doc)
+        return j
+
+
+class UriDoc(Shared):
     """A parsed URI as a document's `uri` sub-document, and what it adds to related.*.
 
-    Built once per URI text and shared by every document that shows it; read-only from then
-    on. Nothing may mutate `doc` (the anonymizer replaces the dicts it changes instead)."""
+    Built once per URI text and shared by every document that shows it."""
 
-    __slots__ = ("_json", "doc", "host", "ip", "user")
+    __slots__ = ("host", "ip", "user")
 
     def __init__(self, u: Uri) -> None:
         d: dict[str, Any] = {"original": u.original}
@@ -186,21 +205,11 @@ class UriDoc:
             d["host"] = host
         if u.port is not None:
             d["port"] = u.port
-        self.doc = d
+        super().__init__(d)
         self.user = user
         ip = _ip_literal(host) if host else None
         self.ip = ip
         self.host: str | None = host if host and ip is None else None
-        self._json: orjson.Fragment | None = None
-
-    def section(self, encoded: bool) -> Any:
-        """`doc`, or for an encoded document its JSON (encoded at the first use)."""
-        if not encoded:
-            return self.doc
-        j = self._json
-        if j is None:
-            j = self._json = _encoded(self.doc)
-        return j
 
     def relate(self, users: list[str], hosts: list[str], ips: list[str]) -> None:
         """Add the URI's user and host (name or IP literal) to the related.* lists."""
@@ -215,9 +224,11 @@ class UriDoc:
 class NameAddrDoc:
     """A From or To section (with the name-addr's own tag), or a message's Contact section
     (with its expires, without tag), built once per `NameAddr` object and shared like
-    `UriDoc`: the parser hands out one object for each repeated header text."""
+    `UriDoc`: the parser hands out one object for each repeated header text. Its encoded
+    form is a dict holding the URI's JSON: a name-addr with a tag serves the few documents
+    of one dialog, the URI those of many."""
 
-    __slots__ = ("_json", "doc", "na", "uri")
+    __slots__ = ("_enc", "doc", "na", "uri")
 
     def __init__(self, na: NameAddr, uri: UriDoc, contact: bool) -> None:
         self.na = na  # keeps it alive, so no other object gets its id() while this is cached
@@ -233,16 +244,68 @@ class NameAddrDoc:
             if expires is not None:
                 d["expires"] = expires
         self.doc = d
-        self._json: orjson.Fragment | None = None
+        self._enc: dict[str, Any] | None = None
 
-    def section(self, encoded: bool) -> Any:
-        """`doc`, or for an encoded document its JSON (encoded at the first use)."""
+    def section(self, encoded: bool) -> dict[str, Any]:
+        """`doc`, or for an encoded document `doc` with the URI's JSON (made at the first
+        use; "uri" keeps its place)."""
         if not encoded:
             return self.doc
-        j = self._json
-        if j is None:
-            j = self._json = _encoded(self.doc)
-        return j
+        e = self._enc
+        if e is None:
+            e = self._enc = dict(self.doc)
+            e["uri"] = self.uri.section(True)
+        return e
+
+
+class FlowParts:
+    """The sections of one flow (5-tuple), shared by the documents about it: `source` and
+    `destination`, the Community ID, and the `network` section last built for it (rebuilt
+    when the packet's transport, IP version, direction or VLAN differ)."""
+
+    __slots__ = ("_net", "_net_of", "cid", "destination", "source")
+
+    def __init__(self, source: Shared, destination: Shared, cid: str | None) -> None:
+        self.source = source
+        self.destination = destination
+        self.cid = cid
+        self._net: Shared | None = None
+        self._net_of: tuple[str, str, str | None, int | None] = ("", "", None, None)
+
+    def network(
+        self, transport: str, ntype: str, direction: str | None, vlan: int | None
+    ) -> Shared:
+        """The network section of a packet of this flow (see `_network`)."""
+        net = self._net
+        of = self._net_of
+        if (
+            net is None
+            or transport != of[0]
+            or ntype != of[1]
+            or direction != of[2]
+            or vlan != of[3]
+        ):
+            net = self._net = Shared(_network(transport, ntype, self.cid, direction, vlan))
+            self._net_of = (transport, ntype, direction, vlan)
+        return net
+
+
+def _network(
+    transport: str | None, ntype: str, cid: str | None, direction: str | None, vlan: int | None
+) -> dict[str, Any]:
+    """The network section; no transport and type without a packet or flow."""
+    d: dict[str, Any] = {}
+    if transport is not None:
+        d["transport"] = transport
+        d["type"] = ntype
+    if cid is not None:
+        d["community_id"] = cid
+    d["protocol"] = "sip"
+    if direction:
+        d["direction"] = direction
+    if vlan is not None:
+        d["vlan"] = {"id": str(vlan)}
+    return d
 
 
 # Bound of each cache of shared document parts (URIs, name-addrs, observers, flows): emptied
@@ -324,7 +387,9 @@ class EventBuilder:
         self._uris: dict[str, UriDoc] = {}
         self._parties: dict[int, NameAddrDoc] = {}  # From and To with their own tag
         self._contacts: dict[int, NameAddrDoc] = {}
-        self._cids: dict[tuple[str, int, str, int, str], str] = {}  # "": no ID
+        self._flows: dict[tuple[str, int, str, int, str], FlowParts] = {}
+        self._endpoints: dict[tuple[str, int], Shared] = {}  # {"ip": .., "port": ..}
+        self._originals: dict[str, Shared] = {}  # {"original": ..} of user agents and URLs
         # The last time rendered: an event's start or end is often its @timestamp.
         self._last_ns = -1
         self._last_ts = rfc3339(-1)
@@ -378,16 +443,43 @@ class EventBuilder:
             e = cache[key] = NameAddrDoc(na, self._uri_doc(na.uri), contact)
         return e
 
-    def _community_id(self, fl: tuple[str, int, str, int, str]) -> str | None:
-        """network.community_id of a flow (call-start and call-end of a dialog share one)."""
-        cids = self._cids
-        cid = cids.get(fl)
-        if cid is None:
-            cid = community_id(fl[4], fl[0], fl[1], fl[2], fl[3]) or ""
-            if len(cids) >= _CACHE_ENTRIES:
-                cids.clear()
-            cids[fl] = cid
-        return cid or None
+    def _flow_parts(self, fl: tuple[str, int, str, int, str]) -> FlowParts:
+        """The shared sections of a flow (call-start and call-end of a dialog share one)."""
+        flows = self._flows
+        parts = flows.get(fl)
+        if parts is None:
+            cid = community_id(fl[4], fl[0], fl[1], fl[2], fl[3])
+            src = self._shared_endpoint((fl[0], fl[1]))
+            dst = self._shared_endpoint((fl[2], fl[3]))
+            if len(flows) >= _CACHE_ENTRIES:
+                flows.clear()
+            parts = flows[fl] = FlowParts(src, dst, cid)
+        return parts
+
+    def _endpoint(self, ep: tuple[str, int], encoded: bool) -> Any:
+        """The {"ip", "port"} section of an endpoint, shared in encoded documents."""
+        if not encoded:
+            return {"ip": ep[0], "port": ep[1]}
+        return self._shared_endpoint(ep).section(True)
+
+    def _shared_endpoint(self, ep: tuple[str, int]) -> Shared:
+        e = self._endpoints.get(ep)
+        if e is None:
+            if len(self._endpoints) >= _CACHE_ENTRIES:
+                self._endpoints.clear()
+            e = self._endpoints[ep] = Shared({"ip": ep[0], "port": ep[1]})
+        return e
+
+    def _original(self, text: str, encoded: bool) -> Any:
+        """{"original": text}, shared by text in encoded documents."""
+        if not encoded:
+            return {"original": text}
+        e = self._originals.get(text)
+        if e is None:
+            if len(self._originals) >= _CACHE_ENTRIES:
+                self._originals.clear()
+            e = self._originals[text] = Shared({"original": text})
+        return e.section(True)
 
     def _name_addr(
         self,
@@ -472,44 +564,49 @@ class EventBuilder:
         fl: tuple[str, int, str, int, str] | None = o.flow
         if fl is None and trig is not None:
             fl = (trig.src_ip, trig.src_port, trig.dst_ip, trig.dst_port, trig.transport)
-        if fl is not None:
-            doc["source"] = {"ip": fl[0], "port": fl[1]}
-            doc["destination"] = {"ip": fl[2], "port": fl[3]}
+        # Plain documents get their own endpoint and network dicts, as callers may change them.
+        parts = self._flow_parts(fl) if fl is not None else None
+        if fl is not None and parts is not None:
+            if encoded:
+                doc["source"] = parts.source.section(True)
+                doc["destination"] = parts.destination.section(True)
+            else:
+                doc["source"] = {"ip": fl[0], "port": fl[1]}
+                doc["destination"] = {"ip": fl[2], "port": fl[3]}
             ips.append(fl[0])
             _add(ips, fl[2])
         client = o.client
         if client is not None:
-            doc["client"] = {"ip": client[0], "port": client[1]}
+            doc["client"] = self._endpoint(client, encoded)
             _add(ips, client[0])
         server = o.server
         if server is not None:
-            doc["server"] = {"ip": server[0], "port": server[1]}
+            doc["server"] = self._endpoint(server, encoded)
             _add(ips, server[0])
-        network: dict[str, Any] = {}
+        transport: str | None = None
+        ntype = ""
+        vlan: int | None = None
         if ctx is not None:
-            network["transport"] = ctx.transport
-            network["type"] = "ipv6" if ctx.ip_version == 6 else "ipv4"
+            transport = ctx.transport
+            ntype = "ipv6" if ctx.ip_version == 6 else "ipv4"
+            vlan = ctx.vlan
         elif fl is not None:  # reg-expired: the binding remembers its REGISTER's flow
-            network["transport"] = fl[4]
-            network["type"] = "ipv6" if ":" in fl[0] else "ipv4"
-        if fl is not None:
-            cid = self._community_id(fl)
-            if cid is not None:
-                network["community_id"] = cid
-        network["protocol"] = "sip"
-        if trig is not None and trig.direction:
-            network["direction"] = trig.direction
-        if ctx is not None and ctx.vlan is not None:
-            network["vlan"] = {"id": str(ctx.vlan)}
-        doc["network"] = network
+            transport = fl[4]
+            ntype = "ipv6" if ":" in fl[0] else "ipv4"
+        direction = trig.direction if trig is not None else None
+        if encoded and parts is not None and transport is not None:
+            doc["network"] = parts.network(transport, ntype, direction, vlan).section(True)
+        else:
+            cid = parts.cid if parts is not None else None
+            doc["network"] = _network(transport, ntype, cid, direction, vlan)
         doc["observer"] = self._observer_for(trig, encoded)
 
         if first is not None and first_req:
             if first.uri is not None:
-                doc["url"] = {"original": first.uri.original}
+                doc["url"] = self._original(first.uri.original, encoded)
             ua = first.user_agent
             if ua:
-                doc["user_agent"] = {"original": ua}
+                doc["user_agent"] = self._original(ua, encoded)
         if creds is not None and creds.username:
             doc["user"] = {"name": creds.username}
             _add(users, creds.username)
@@ -620,7 +717,7 @@ class EventBuilder:
         if resp is not None:
             callee_ua = resp.server or resp.user_agent
             if callee_ua:
-                sip["user_agent"] = {"original": callee_ua}
+                sip["user_agent"] = self._original(callee_ua, encoded)
         if first is not None:
             pai = first.pai
             if pai:

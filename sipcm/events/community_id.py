@@ -60,22 +60,30 @@ def _pack(ip: str) -> bytes:
 
 def _dotted_quad(ip: str) -> int:
     """The 32-bit value of an IPv4 address in canonical text (four decimal octets of at most
-    255, no leading zeros: what the decoder prints), or -1 for any other text."""
-    parts = ip.split(".")
-    if len(parts) != 4:
-        return -1
+    255, no leading zeros: what the decoder prints), or -1 for any other text. One pass over
+    the characters: compiled, cheaper than split and int()."""
     n = 0
-    for part in parts:
-        size = len(part)
-        if not (0 < size <= 3 and part.isascii() and part.isdigit()):
+    octet = 0
+    digits = 0
+    dots = 0
+    for ch in ip:
+        if ch == ".":
+            if digits == 0 or dots == 3:
+                return -1
+            n = (n << 8) | octet
+            octet = digits = 0
+            dots += 1
+            continue
+        d = ord(ch) - 48  # "0"
+        if d < 0 or d > 9 or (digits > 0 and octet == 0):  # not a digit, or a leading zero
             return -1
-        if size > 1 and part[0] == "0":
-            return -1
-        octet = int(part)
+        octet = octet * 10 + d
         if octet > 255:
             return -1
-        n = (n << 8) | octet
-    return n
+        digits += 1
+    if dots != 3 or digits == 0:
+        return -1
+    return (n << 8) | octet
 
 
 def _sha1_function() -> Callable[[bytes], Any]:

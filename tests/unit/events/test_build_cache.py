@@ -10,6 +10,7 @@ import json
 import math
 from typing import Any
 
+import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -145,6 +146,40 @@ def test_a_warm_builder_gives_the_documents_of_a_fresh_one() -> None:
         assert json.dumps(doc) == json.dumps(fresh().build(o)), o.action
 
 
+def one_flow_in_many_contexts() -> list[Outcome]:
+    """Messages of one flow whose packets differ in VLAN, direction, transport and IP
+    version (the flow's network section is rebuilt for each), a call ended by timeout, a
+    To tag from the response, and extra fields."""
+    inv = invite()
+    out = []
+    for kw in ({"vlan": 10}, {"vlan": 11, "direction": "egress", "ifindex": 3}, {},
+               {"transport": "tcp"}, {"ip_version": 6}, {"vlan": 10}):  # fmt: skip
+        ok = response(inv, 200, "OK", payload(BOB, ALICE, **kw))
+        out.append(Outcome(
+            "other-ok", T0, msg=ok, request=inv, response=ok, call_id=inv.call_id,
+            method="INVITE", status=200, client=ALICE, server=BOB, flow=Flow(*ALICE, *BOB, "udp"),
+        ))  # fmt: skip
+    out.append(Outcome(
+        "call-end", T0 + 9, request=inv, client=ALICE, server=BOB, start_ns=T0, end_ns=T0 + 9,
+        call=CallMetrics(originator="timeout", duration_ns=9), flow=Flow(*ALICE, *BOB, "udp"),
+    ))  # fmt: skip
+    out.append(Outcome("other-ok", T0, msg=inv, request=inv, extra={"sipcm.rate.exceeded": 3}))
+    return out
+
+
+def test_encoded_documents_give_the_bytes_of_plain_ones() -> None:
+    """`build(o, encoded=True)`, which the shard dumps when anonymization is off, encodes to
+    the bytes of the plain document: cold and warm, whichever form was built first."""
+    outcomes = [make() for make in OUTCOMES] + one_flow_in_many_contexts()
+    encoded_first, plain_first = fresh(), fresh()
+    for o in outcomes * 2:
+        enc = orjson.dumps(encoded_first.build(o, encoded=True))
+        plain = orjson.dumps(encoded_first.build(o))
+        assert orjson.dumps(plain_first.build(o)) == plain, o.action
+        assert orjson.dumps(plain_first.build(o, encoded=True)) == enc == plain, o.action
+        assert orjson.dumps(fresh().build(o, encoded=True)) == plain, o.action
+
+
 def test_repeated_uri_objects_share_one_section() -> None:
     b = fresh()
     o = reg_new()
@@ -188,7 +223,7 @@ def test_caches_are_bounded_and_exact() -> None:
         }  # fmt: skip
         assert doc["network"]["community_id"] == community_id("udp", ip, 5060, "192.0.2.1", 5060)
         assert ip in doc["related"]["ip"]
-    for cache in (b._uris, b._parties, b._contacts, b._cids):
+    for cache in (b._uris, b._parties, b._contacts, b._flows, b._endpoints):
         assert 0 < len(cache) <= build._CACHE_ENTRIES
 
 
