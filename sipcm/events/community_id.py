@@ -24,6 +24,9 @@ VERSION = "1:"
 PROTOCOLS = {"tcp": 6, "udp": 17, "sctp": 132}  # IANA protocol numbers with ports
 
 
+_DOT: Final = ord(".")
+_ZERO: Final = ord("0")
+
 # Address text -> bytes, emptied when full (a dict: an lru_cache call is a generic call).
 _PACKED: dict[str, bytes] = {}
 _PACKED_ENTRIES = 8192
@@ -45,7 +48,7 @@ def _pack(ip: str) -> bytes:
     than ipaddress, and its result is taken only for text in the canonical form it prints
     back, which ipaddress reads the same way; anything else goes to ipaddress."""
     if ":" not in ip:
-        n = _dotted_quad(ip)
+        n = ipv4_value(ip)
         if n >= 0:
             return n.to_bytes(4, "big")
     family = socket.AF_INET6 if ":" in ip else socket.AF_INET
@@ -58,23 +61,27 @@ def _pack(ip: str) -> bytes:
     return ipaddress.ip_address(ip).packed
 
 
-def _dotted_quad(ip: str) -> int:
+def ipv4_value(text: str) -> int:
     """The 32-bit value of an IPv4 address in canonical text (four decimal octets of at most
-    255, no leading zeros: what the decoder prints), or -1 for any other text. One pass over
-    the characters: compiled, cheaper than split and int()."""
+    255 without leading zeros: what ipaddress prints), or -1 for any other text. One pass
+    over the bytes: compiled, several times cheaper than split and int() or a regex."""
+    if not text.isascii():
+        return -1
+    data = text.encode("ascii")
     n = 0
     octet = 0
     digits = 0
     dots = 0
-    for ch in ip:
-        if ch == ".":
+    for i in range(len(data)):
+        c = data[i]
+        if c == _DOT:
             if digits == 0 or dots == 3:
                 return -1
             n = (n << 8) | octet
             octet = digits = 0
             dots += 1
             continue
-        d = ord(ch) - 48  # "0"
+        d = c - _ZERO
         if d < 0 or d > 9 or (digits > 0 and octet == 0):  # not a digit, or a leading zero
             return -1
         octet = octet * 10 + d

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sipcm.events.community_id import _packed, community_id
+from sipcm.events.community_id import _packed, community_id, ipv4_value
 
 # (proto, saddr, sport, daddr, dport, seed 0, seed 1), copied from the spec's baseline files.
 BASELINE = [
@@ -90,3 +90,22 @@ def test_address_bytes_are_those_of_ipaddress(text: str) -> None:
 def test_address_bytes_of_any_address_text(addr: object) -> None:
     text = str(addr)
     assert _fast_packed(text) == _ipaddress_packed(text)
+
+
+def _ipaddress_value(text: str) -> int:
+    try:
+        addr = ipaddress.IPv4Address(text)
+    except ValueError:
+        return -1
+    return int(addr) if str(addr) == text else -1
+
+
+@given(
+    st.one_of(
+        st.ip_addresses(v=4).map(str),
+        st.lists(st.integers(0, 999).map(str), min_size=1, max_size=5).map(".".join),
+        st.text(alphabet="0123456789.\u0661 x", max_size=16),
+    )
+)
+def test_ipv4_value_reads_exactly_canonical_dotted_quads(text: str) -> None:
+    assert ipv4_value(text) == _ipaddress_value(text)
