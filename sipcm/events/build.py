@@ -123,8 +123,8 @@ _ECS_ENC: Final = _encoded(_ECS)
 
 # Second -> "YYYY-MM-DDTHH:MM:SS.": one document's times (start, end, @timestamp) and
 # consecutive documents fall in a few recent seconds. Cleared when it reaches the bound.
-_ts_prefix: dict[int, str] = {}
-_TS_PREFIXES = 4096
+_ts_prefix: Final[dict[int, str]] = {}
+_TS_PREFIXES: Final = 4096
 
 
 def _second_prefix(sec: int) -> str:
@@ -138,16 +138,16 @@ def _second_prefix(sec: int) -> str:
     return prefix
 
 
-def _fraction(ts_ns: int, sec: int) -> str:
+def _fraction(ts_ns: int) -> str:
     """The 9 digits of the nanoseconds: those of 1e9 + ns after its leading 1 (str() of an
-    int and a slice are native in the compiled build, a format spec is a generic call)."""
-    return str(ts_ns - sec * 1_000_000_000 + 1_000_000_000)[1:]
+    int, a slice and % are native in the compiled build; a format spec is a generic call,
+    and so is a product past 31 bits)."""
+    return str(ts_ns % 1_000_000_000 + 1_000_000_000)[1:]
 
 
 def rfc3339(ts_ns: int) -> str:
     """Nanoseconds since the epoch as RFC 3339 UTC with 9 fractional digits."""
-    sec = ts_ns // 1_000_000_000
-    return f"{_second_prefix(sec)}{_fraction(ts_ns, sec)}Z"
+    return f"{_second_prefix(ts_ns // 1_000_000_000)}{_fraction(ts_ns)}Z"
 
 
 def _ip_literal(host: str) -> str | None:
@@ -410,7 +410,7 @@ class EventBuilder:
         if sec != self._last_sec:
             self._last_prefix = _second_prefix(sec)
             self._last_sec = sec
-        ts = self._last_ts = f"{self._last_prefix}{_fraction(ts_ns, sec)}Z"
+        ts = self._last_ts = f"{self._last_prefix}{_fraction(ts_ns)}Z"
         self._last_ns = ts_ns
         return ts
 
@@ -470,10 +470,23 @@ class EventBuilder:
             parts = flows[fl] = FlowParts(src, dst, cid)
         return parts
 
-    def _endpoint(self, ep: tuple[str, int], encoded: bool) -> Any:
-        """The {"ip", "port"} section of an endpoint, shared in encoded documents."""
+    def _endpoint(
+        self,
+        ep: tuple[str, int],
+        fl: tuple[str, int, str, int, str] | None,
+        parts: FlowParts | None,
+        encoded: bool,
+    ) -> Any:
+        """The {"ip", "port"} section of a client or server, shared in encoded documents:
+        usually one end of the flow, whose section `parts` holds."""
+        ip, port = ep
         if not encoded:
-            return {"ip": ep[0], "port": ep[1]}
+            return {"ip": ip, "port": port}
+        if fl is not None and parts is not None:
+            if port == fl[1] and ip == fl[0]:
+                return parts.source.section(True)
+            if port == fl[3] and ip == fl[2]:
+                return parts.destination.section(True)
         return self._shared_endpoint(ep).section(True)
 
     def _shared_endpoint(self, ep: tuple[str, int]) -> Shared:
@@ -591,11 +604,11 @@ class EventBuilder:
             _add(ips, fl[2])
         client = o.client
         if client is not None:
-            doc["client"] = self._endpoint(client, encoded)
+            doc["client"] = self._endpoint(client, fl, parts, encoded)
             _add(ips, client[0])
         server = o.server
         if server is not None:
-            doc["server"] = self._endpoint(server, encoded)
+            doc["server"] = self._endpoint(server, fl, parts, encoded)
             _add(ips, server[0])
         transport: str | None = None
         ntype = ""

@@ -149,7 +149,8 @@ def test_a_warm_builder_gives_the_documents_of_a_fresh_one() -> None:
 def one_flow_in_many_contexts() -> list[Outcome]:
     """Messages of one flow whose packets differ in VLAN, direction, transport and IP
     version (the flow's network section is rebuilt for each), a call ended by timeout, a
-    To tag from the response, and extra fields."""
+    To tag from the response, extra fields, and a client and server that are not the ends of
+    the flow."""
     inv = invite()
     out = []
     for kw in ({"vlan": 10}, {"vlan": 11, "direction": "egress", "ifindex": 3}, {},
@@ -164,6 +165,10 @@ def one_flow_in_many_contexts() -> list[Outcome]:
         call=CallMetrics(originator="timeout", duration_ns=9), flow=Flow(*ALICE, *BOB, "udp"),
     ))  # fmt: skip
     out.append(Outcome("other-ok", T0, msg=inv, request=inv, extra={"sipcm.rate.exceeded": 3}))
+    out.append(Outcome(
+        "other-ok", T0, msg=inv, request=inv, client=("192.0.2.99", 5060), server=(BOB[0], 5099),
+        flow=Flow(*ALICE, *BOB, "udp"),
+    ))  # fmt: skip
     return out
 
 
