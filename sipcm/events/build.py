@@ -104,21 +104,21 @@ def _event_head(
             "outcome": outcome, "dataset": DATASET, "module": MODULE}  # fmt: skip
 
 
-def _event_heads(
-    encoded: bool,
-) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]], dict[str, Any]]:
+class _EventHeads:
     """The fixed start of each action's `event` section, copied into every document (the
     copies share the category and type lists): plain, with credentials, and call-end by
-    timeout."""
-    plain = {a: _event_head(a, *c, encoded) for a, c in _CATEGORISE.items()}
-    auth = {a: _event_head(a, _WITH_AUTH, *_CATEGORISE[a][1:], encoded) for a in _AUTH_ACTIONS}
-    timeout = _event_head("call-end", *_CATEGORISE["call-end"][:2], "unknown", encoded)
-    return plain, auth, timeout
+    timeout; for plain or for encoded documents."""
+
+    def __init__(self, encoded: bool) -> None:
+        cats = _CATEGORISE
+        self.plain = {a: _event_head(a, *c, encoded) for a, c in cats.items()}
+        self.auth = {a: _event_head(a, _WITH_AUTH, *cats[a][1:], encoded) for a in _AUTH_ACTIONS}
+        self.timeout = _event_head("call-end", *cats["call-end"][:2], "unknown", encoded)
 
 
-_HEADS, _HEADS_AUTH, _HEAD_TIMEOUT = _event_heads(False)
-_HEADS_ENC, _HEADS_AUTH_ENC, _HEAD_TIMEOUT_ENC = _event_heads(True)
-_ECS = {"version": ECS_VERSION}  # shared by every document
+_HEADS: Final = _EventHeads(False)
+_HEADS_ENC: Final = _EventHeads(True)
+_ECS: Final = {"version": ECS_VERSION}  # shared by every document
 _ECS_ENC: Final = _encoded(_ECS)
 
 # Second -> "YYYY-MM-DDTHH:MM:SS.": one document's times (start, end, @timestamp) and
@@ -315,7 +315,7 @@ def _network(
 
 # Bound of each cache of shared document parts (URIs, name-addrs, observers, flows): emptied
 # when full.
-_CACHE_ENTRIES = 4096
+_CACHE_ENTRIES: Final = 4096
 
 
 def round_ms(x: float) -> float:
@@ -548,12 +548,13 @@ class EventBuilder:
         creds = first.credentials if first is not None and first_req else None
         call, reg, err = o.call, o.reg, o.error
 
+        heads = _HEADS_ENC if encoded else _HEADS
         if action == "call-end" and call is not None and call.originator == "timeout":
-            event: dict[str, Any] = dict(_HEAD_TIMEOUT_ENC if encoded else _HEAD_TIMEOUT)
-        elif creds is not None and action in _HEADS_AUTH:
-            event = dict((_HEADS_AUTH_ENC if encoded else _HEADS_AUTH)[action])
+            event: dict[str, Any] = dict(heads.timeout)
+        elif creds is not None and action in heads.auth:
+            event = dict(heads.auth[action])
         else:
-            event = dict((_HEADS_ENC if encoded else _HEADS)[action])
+            event = dict(heads.plain[action])
         reason = o.reason
         if not reason and err is not None:
             reason = err.reason

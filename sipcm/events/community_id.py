@@ -20,16 +20,16 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import Any, Final
 
-VERSION = "1:"
-PROTOCOLS = {"tcp": 6, "udp": 17, "sctp": 132}  # IANA protocol numbers with ports
+VERSION: Final = "1:"
+PROTOCOLS: Final = {"tcp": 6, "udp": 17, "sctp": 132}  # IANA protocol numbers with ports
 
 
 _DOT: Final = ord(".")
 _ZERO: Final = ord("0")
 
 # Address text -> bytes, emptied when full (a dict: an lru_cache call is a generic call).
-_PACKED: dict[str, bytes] = {}
-_PACKED_ENTRIES = 8192
+_PACKED: Final[dict[str, bytes]] = {}
+_PACKED_ENTRIES: Final = 8192
 
 
 def _packed(ip: str) -> bytes:
@@ -108,8 +108,8 @@ _SHA1: Final = _sha1_function()
 
 # The hashed record: seed, the two addresses (smaller endpoint first), protocol, a zero pad
 # byte and the two ports; one pack per address family.
-_RECORD = {4: struct.Struct("!H4s4sBBHH"), 16: struct.Struct("!H16s16sBBHH")}
-_WITH_PORTS = frozenset(PROTOCOLS.values())
+_RECORD: Final = {4: struct.Struct("!H4s4sBBHH"), 16: struct.Struct("!H16s16sBBHH")}
+_WITH_PORTS: Final = frozenset(PROTOCOLS.values())
 
 
 def community_id(
