@@ -117,7 +117,7 @@ def _parse(data: bytes) -> SipMessage | ParseError:
     say so: a request in KEYED_METHODS, a 1xx), else the general path. A message the keyed step
     cannot vouch for (folded lines, a bare-LF blank line, no blank line, any error) takes the
     general path too, so errors and their offsets are always the general path's."""
-    if data.startswith(_KEYED_STARTS):
+    if _keyed_start(data):
         msg = _keyed(data)
         if msg is not None:
             return msg
@@ -141,6 +141,28 @@ def _parse_general(data: bytes) -> SipMessage | ParseError:
 # by an event, so its second step would run at once; it is parsed in one step.
 KEYED_METHODS = frozenset({"ACK", "BYE", "CANCEL", "PRACK", "UPDATE", "INFO", "NOTIFY", "REFER"})
 _KEYED_STARTS = (*(m.encode() + b" " for m in sorted(KEYED_METHODS)), b"SIP/2.0 1")
+# _keyed_start reads them as: the first word (up to the first space) is a keyed method, or it
+# is the version and the status code starts with "1".
+_KEYED_WORDS: Final = frozenset(m.encode() for m in KEYED_METHODS)
+_VERSION: Final = b"SIP/2.0"
+_LONGEST_WORD: Final = max(len(_VERSION), *(len(w) for w in _KEYED_WORDS))
+_SPACE: Final = 32  # ord(" ")
+_ONE: Final = 49  # ord("1")
+if sorted(_KEYED_STARTS) != sorted((*(w + b" " for w in _KEYED_WORDS), _VERSION + b" 1")):
+    raise AssertionError("_keyed_start must read the starts in _KEYED_STARTS")
+
+
+def _keyed_start(data: bytes) -> bool:
+    """data.startswith(_KEYED_STARTS), as native byte reads: startswith with a tuple is a
+    generic method call (about 1,500 instructions a message in the compiled build)."""
+    n = len(data)
+    for i in range(min(n, _LONGEST_WORD + 1)):
+        if data[i] == _SPACE:
+            word = data[:i]
+            if word == _VERSION:
+                return i + 1 < n and data[i + 1] == _ONE
+            return word in _KEYED_WORDS
+    return False
 
 # The names the keyed step reads, as the general path reads them (ASCII case-insensitive,
 # blanks before ":"): every spelling in CANON that means one of them, and their lower case.
@@ -192,19 +214,33 @@ if {ord(n[0]) | 32 for n in _KEY_NAME} != {_KF_V, _KF_F, _KF_T, _KF_C, _KF_I}:
     raise AssertionError("_KF_* must be the first letters of the keyed header names")
 
 
+# Their usual spellings start with these letters and go on with these (compared as ints); a
+# name starting with "Co" (Contact, Content-*) is none of them.
+_UC_V: Final = 86  # V
+_UC_F: Final = 70  # F
+_UC_T: Final = 84  # T
+_UC_C: Final = 67  # C
+_UC_S: Final = 83  # S
+_LC_A: Final = 97  # a
+_LC_O: Final = 111  # o
+
+
 def _keyed(data: bytes, vias: bool = True) -> SipMessage | ParseError | None:
     """The keyed step: start line, From, To, Call-ID, CSeq and Vias, checked as the general
     path checks them; None when the general path must decide. Fields in message.DEFERRED are
     left unset for `complete`; without `vias` (shard_key) `vias` is left empty.
 
-    The header block is scanned line by line with str.find (native in the compiled build)
-    rather than split into lines and partitioned: only the name of a line is cut out, and
-    only the values of the five headers read here."""
+    The payload is decoded whole and scanned line by line with str.find (native in the
+    compiled build) up to the blank line, rather than split into lines and partitioned: the
+    usual spellings of the names are compared in place, and only the values of the five
+    headers read here are cut out. A payload that is not UTF-8 throughout is left to the
+    general path (which decodes its header block alone)."""
     start, probe_reason = probe(data)
     if probe_reason is not None:
         return ParseError(probe_reason, start, probe=True)
-    text, end = _header_block(data, start)
-    if end < 0:
+    try:
+        text = (data if start == 0 else data[start:]).decode("utf-8")
+    except UnicodeDecodeError:
         return None
     n = len(text)
     eol = text.find("\n")
@@ -220,6 +256,8 @@ def _keyed(data: bytes, vias: bool = True) -> SipMessage | ParseError | None:
     values: list[str] = []
     pos = eol + 1
     while True:
+        if pos >= n:  # no blank line
+            return None
         nl = text.find("\n", pos)
         if nl < 0:
             nl = n
@@ -227,24 +265,48 @@ def _keyed(data: bytes, vias: bool = True) -> SipMessage | ParseError | None:
         if nl == pos:
             return None
         c = ord(text[pos])
+        if c == 13 and nl == pos + 1:  # the blank line: the header block ends before it
+            break
         if c == 32 or c == 9:
             return None
         # Every keyed name starts with one of the letters of _KEY_FIRST (either case): any
         # other line is skipped without cutting out its name.
         lc = c | 32
         if lc != _KF_V and lc != _KF_F and lc != _KF_T and lc != _KF_C and lc != _KF_I:
-            if nl >= n:
-                break
             pos = nl + 1
             continue
-        colon = text.find(":", pos, nl)
-        name = text[pos:nl] if colon < 0 else text[pos:colon]
-        key = _key_code(name)
-        if key is None and colon >= 0:
-            name = name.rstrip(" \t")
-            if name.isascii():
-                key = _KEYED_NAMES.get(name.lower())
-        if key is not None and key != _K_OTHER:
+        # The usual spellings are compared as slices of their known length (cheaper than
+        # finding the colon and cutting out the name).
+        key = -1  # not known yet
+        colon = -1
+        if c == _UC_V:
+            if text[pos : pos + 4] == "Via:":
+                key, colon = _K_VIA, pos + 3
+        elif c == _UC_F:
+            if text[pos : pos + 5] == "From:":
+                key, colon = _K_FROM, pos + 4
+        elif c == _UC_T:
+            if text[pos : pos + 3] == "To:":
+                key, colon = _K_TO, pos + 2
+        elif c == _UC_C and pos + 1 < nl:
+            c2 = ord(text[pos + 1])
+            if c2 == _LC_O:
+                key = _K_OTHER
+            elif c2 == _LC_A:
+                if text[pos : pos + 8] == "Call-ID:":
+                    key, colon = _K_CALL_ID, pos + 7
+            elif c2 == _UC_S and text[pos : pos + 5] == "CSeq:":
+                key, colon = _K_CSEQ, pos + 4
+        if key < 0:
+            colon = text.find(":", pos, nl)
+            name = text[pos:nl] if colon < 0 else text[pos:colon]
+            code = _key_code(name)
+            if code is None and colon >= 0:
+                name = name.rstrip(" \t")
+                if name.isascii():
+                    code = _KEYED_NAMES.get(name.lower())
+            key = _K_OTHER if code is None else code
+        if key != _K_OTHER:
             if key == _K_VIA:
                 values.append("" if colon < 0 else text[colon + 1 : nl].strip())
             elif key == _K_FROM:
@@ -258,8 +320,6 @@ def _keyed(data: bytes, vias: bool = True) -> SipMessage | ParseError | None:
                     cid_v = "" if colon < 0 else text[colon + 1 : nl].strip()
             elif cseq_v is None:
                 cseq_v = "" if colon < 0 else text[colon + 1 : nl].strip()
-        if nl >= n:
-            break
         pos = nl + 1
     mandatory = _mandatory(from_v, to_v, cid_v, cseq_v)
     if isinstance(mandatory, str) or cid_v is None:
