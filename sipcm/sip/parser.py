@@ -164,6 +164,7 @@ def _keyed_start(data: bytes) -> bool:
             return word in _KEYED_WORDS
     return False
 
+
 # The names the keyed step reads, as the general path reads them (ASCII case-insensitive,
 # blanks before ":"): every spelling in CANON that means one of them, and their lower case.
 _KEY_NAMES = frozenset({"from", "to", "call-id", "cseq", "via"})
