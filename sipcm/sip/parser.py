@@ -309,18 +309,18 @@ def _keyed(data: bytes, vias: bool = True) -> SipMessage | ParseError | None:
             key = _K_OTHER if code is None else code
         if key != _K_OTHER:
             if key == _K_VIA:
-                values.append("" if colon < 0 else text[colon + 1 : nl].strip())
+                values.append("" if colon < 0 else _value(text, colon, nl))
             elif key == _K_FROM:
                 if from_v is None:
-                    from_v = "" if colon < 0 else text[colon + 1 : nl].strip()
+                    from_v = "" if colon < 0 else _value(text, colon, nl)
             elif key == _K_TO:
                 if to_v is None:
-                    to_v = "" if colon < 0 else text[colon + 1 : nl].strip()
+                    to_v = "" if colon < 0 else _value(text, colon, nl)
             elif key == _K_CALL_ID:
                 if cid_v is None:
-                    cid_v = "" if colon < 0 else text[colon + 1 : nl].strip()
+                    cid_v = "" if colon < 0 else _value(text, colon, nl)
             elif cseq_v is None:
-                cseq_v = "" if colon < 0 else text[colon + 1 : nl].strip()
+                cseq_v = "" if colon < 0 else _value(text, colon, nl)
         pos = nl + 1
     mandatory = _mandatory(from_v, to_v, cid_v, cseq_v)
     if isinstance(mandatory, str) or cid_v is None:
@@ -333,6 +333,20 @@ def _keyed(data: bytes, vias: bool = True) -> SipMessage | ParseError | None:
     )  # fmt: skip
     msg._rest = data
     return msg
+
+
+_SP: Final = 32  # ord(" ")
+_CR: Final = 13  # ord("\r")
+
+
+def _value(text: str, colon: int, end: int) -> str:
+    """text[colon + 1 : end].strip(), the value of a header line, with one new string in
+    the usual case: `: value\r` is first cut inside the space and the CR (then strip has
+    nothing to remove and returns its argument)."""
+    i = colon + 1
+    if end - i >= 2 and ord(text[i]) == _SP and ord(text[end - 1]) == _CR:
+        return text[i + 1 : end - 1].strip()
+    return text[i:end].strip()
 
 
 def complete(msg: SipMessage) -> None:
@@ -654,7 +668,7 @@ def _collect(lines: list[str], unfolded: bool, complete: bool) -> _Collected | i
                     bad += 1
                 continue
         key, kind = known
-        value = "" if colon < 0 else line[colon + 1 :].strip()
+        value = "" if colon < 0 else _value(line, colon, len(line))
         if kind is None:
             lst = headers.get(key)
             if lst is None:

@@ -7,7 +7,7 @@ sent-protocol or sent-by is unusable. Never raises.
 from __future__ import annotations
 
 import re
-from typing import Final, cast
+from typing import Any, Final, cast
 
 from sipcm.sip.message import Via
 from sipcm.sip.nameaddr import (
@@ -31,17 +31,17 @@ def parse_via(value: str) -> Via | None:
     """Parse one Via value; `branch` is taken out of `params`, other params stay."""
     m = _FAST.fullmatch(value)
     if m is not None:
-        via = _fast_via(m)
+        via = _fast_via(m.groups())
         if via is not None:
             return via
     return _general_via(value)
 
 
-def _fast_via(m: re.Match[str]) -> Via | None:
-    """The Via of a match of _FAST; None when its port is out of range."""
-    groups = m.groups()
+def _fast_via(groups: tuple[str | Any, ...]) -> Via | None:
+    """The Via of the groups of a match of _FAST; None when its port is out of range."""
     port: str | None = groups[2]
-    if port is not None and int(port) > 65535:
+    port_n = None if port is None else int(port)
+    if port_n is not None and port_n > 65535:
         return None
     transport: str = groups[0]
     host: str = groups[1]
@@ -55,7 +55,7 @@ def _fast_via(m: re.Match[str]) -> Via | None:
     return Via(
         transport.upper(),
         host.lower(),
-        None if port is None else int(port),
+        port_n,
         branch or None,
         params,
     )
@@ -103,9 +103,12 @@ def _without_branch(text: str) -> Via | None:
 
 def _parse_without_branch(text: str) -> Via | None:
     m = _FAST.fullmatch(text)
-    if m is None or m.group(4) != "":
+    if m is None:
         return None
-    via = _fast_via(m)  # what parse_via(text) gives, without matching again
+    groups = m.groups()
+    if groups[3] != "":
+        return None
+    via = _fast_via(groups)  # what parse_via(text) gives, without matching again
     return via if via is not None else _general_via(text)
 
 
