@@ -313,9 +313,14 @@ def _addr_spec(s: str) -> NameAddr | None:
 # every time.
 CACHE_SIZE: Final = 2048
 CACHE_MAX_TEXT: Final = 256
+# Whole name-addr texts: each dialog keeps about three in use for its whole life (its From,
+# its tagged To, a Contact), so this one holds more: with 2 x CACHE_SIZE entries, ~1,000
+# concurrent dialogs (3,000 generated calls, 21,000 messages) already evicted a quarter of
+# the From/To texts before their dialog's last message, and each came back as a full parse.
+NAME_ADDR_CACHE_SIZE: Final = 2 * CACHE_SIZE
 _uris: Final = TextCache(CACHE_SIZE)
 _untagged_cache: Final = TextCache(CACHE_SIZE)
-_name_addrs: Final = TextCache(CACHE_SIZE)
+_name_addrs: Final = TextCache(NAME_ADDR_CACHE_SIZE)
 
 
 def plain_end(s: str, i: int) -> int:
