@@ -116,16 +116,23 @@ def _parse(data: bytes) -> SipMessage | ParseError:
     """The keyed step for the messages that seldom need their other fields (their first bytes
     say so: a request in KEYED_METHODS, a 1xx), else the general path. A message the keyed step
     cannot vouch for (folded lines, a bare-LF blank line, no blank line, any error) takes the
-    general path too, so errors and their offsets are always the general path's."""
-    if _keyed_start(data):
-        msg = _keyed(data)
+    general path too, so errors and their offsets are always the general path's. The payload
+    is checked by `probe` and decoded once, for whichever step runs."""
+    start, probe_reason = probe(data)
+    if probe_reason is not None:
+        return ParseError(probe_reason, start, probe=True)
+    text = _decoded(data, start)
+    if text is not None and start == 0 and _keyed_start(text):
+        msg = _keyed_text(data, text, True)
         if msg is not None:
             return msg
-    return _parse_general(data)
+    return _parse_general(data, start, text)
 
 
-def _parse_general(data: bytes) -> SipMessage | ParseError:
-    got = _general(data)
+def _parse_general(
+    data: bytes, start: int = -1, text: str | None = None
+) -> SipMessage | ParseError:
+    got = _general(data, None, False, start, text)
     if isinstance(got, ParseError):
         return got
     # Positional arguments: SipMessage(*got) would go through the generic call path.
@@ -136,33 +143,31 @@ def _parse_general(data: bytes) -> SipMessage | ParseError:
     )  # fmt: skip
 
 
+def _decoded(data: bytes, start: int) -> str | None:
+    """The payload from `start` as UTF-8 text; None when it is not UTF-8 throughout."""
+    try:
+        return (data if start == 0 else data[start:]).decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
 # Requests the tracker only routes by their keys (in-dialog, or ending a transaction it already
 # holds): with 1xx replies, these take the keyed step. Any other message is stored or described
 # by an event, so its second step would run at once; it is parsed in one step.
 KEYED_METHODS = frozenset({"ACK", "BYE", "CANCEL", "PRACK", "UPDATE", "INFO", "NOTIFY", "REFER"})
 _KEYED_STARTS = (*(m.encode() + b" " for m in sorted(KEYED_METHODS)), b"SIP/2.0 1")
-# _keyed_start reads them as: the first word (up to the first space) is a keyed method, or it
-# is the version and the status code starts with "1".
-_KEYED_WORDS: Final = frozenset(m.encode() for m in KEYED_METHODS)
-_VERSION: Final = b"SIP/2.0"
-_LONGEST_WORD: Final = max(len(_VERSION), *(len(w) for w in _KEYED_WORDS))
-_SPACE: Final = 32  # ord(" ")
-_ONE: Final = 49  # ord("1")
-if sorted(_KEYED_STARTS) != sorted((*(w + b" " for w in _KEYED_WORDS), _VERSION + b" 1")):
-    raise AssertionError("_keyed_start must read the starts in _KEYED_STARTS")
+# The same starts as text, by first letter: str.startswith is a native call in the compiled
+# build (bytes.startswith a generic method call), but each prefix it tries costs a call.
+_KEYED_BY_LETTER: Final = {
+    chr(letter): tuple(s.decode() for s in _KEYED_STARTS if s[0] == letter)
+    for letter in {s[0] for s in _KEYED_STARTS}
+}
 
 
-def _keyed_start(data: bytes) -> bool:
-    """data.startswith(_KEYED_STARTS), as native byte reads: startswith with a tuple is a
-    generic method call (about 1,500 instructions a message in the compiled build)."""
-    n = len(data)
-    for i in range(min(n, _LONGEST_WORD + 1)):
-        if data[i] == _SPACE:
-            word = data[:i]
-            if word == _VERSION:
-                return i + 1 < n and data[i + 1] == _ONE
-            return word in _KEYED_WORDS
-    return False
+def _keyed_start(text: str) -> bool:
+    """text.startswith(_KEYED_STARTS) (decoded), for a non-empty text."""
+    starts = _KEYED_BY_LETTER.get(text[0])
+    return starts is not None and text.startswith(starts)
 
 
 # The names the keyed step reads, as the general path reads them (ASCII case-insensitive,
@@ -239,10 +244,12 @@ def _keyed(data: bytes, vias: bool = True) -> SipMessage | ParseError | None:
     start, probe_reason = probe(data)
     if probe_reason is not None:
         return ParseError(probe_reason, start, probe=True)
-    try:
-        text = (data if start == 0 else data[start:]).decode("utf-8")
-    except UnicodeDecodeError:
-        return None
+    text = _decoded(data, start)
+    return None if text is None else _keyed_text(data, text, vias)
+
+
+def _keyed_text(data: bytes, text: str, vias: bool) -> SipMessage | None:
+    """_keyed once `data` passed the probe and decoded (from the probe's start) to `text`."""
     n = len(text)
     eol = text.find("\n")
     if eol < 0:
@@ -381,17 +388,16 @@ def _decode(raw: bytes) -> str:
         return raw.decode("latin-1")
 
 
-def _header_block(data: bytes, start: int) -> tuple[str, int]:
+def _header_block(data: bytes, start: int, whole: str | None = None) -> tuple[str, int]:
     """(text, end): the header block from `start` to `end`, the offset of the first
     b"\\n\\r\\n", decoded; end is -1 when there is none, and the text runs to the end.
+    `whole`: the payload from `start` decoded as UTF-8, when the caller has it.
 
     The usual message is all ASCII: it is decoded whole and searched as text (a native
     str.find in the compiled build; bytes.find is a generic method call), character offsets
     being byte offsets. Anything else is searched as bytes and its header block decoded."""
-    try:
-        whole: str | None = (data if start == 0 else data[start:]).decode("utf-8")
-    except UnicodeDecodeError:
-        whole = None
+    if whole is None:
+        whole = _decoded(data, start)
     if whole is not None and len(whole) == len(data) - start:
         cend = whole.find("\n\r\n")
         if cend < 0:
@@ -517,16 +523,27 @@ class _Where:
         return self.offset(n)
 
 
-def _general(data: bytes, lf_end: int | None = None, keyed: bool = False) -> tuple | ParseError:
+def _general(
+    data: bytes,
+    lf_end: int | None = None,
+    keyed: bool = False,
+    probed: int = -1,
+    decoded: str | None = None,
+) -> tuple | ParseError:
     """Every SipMessage field in declaration order, or the ParseError (the general path).
     `lf_end`: where a bare-LF blank line ends the header block, once found. `keyed`: the keyed
     step accepted these bytes, so the start line and mandatory headers (fields 0-9) are not
-    checked again and come back as None."""
-    start, probe_reason = probe(data)
-    if probe_reason is not None:
-        return ParseError(probe_reason, start, probe=True)
+    checked again and come back as None. `probed`: the start `probe` gave, when it passed
+    (-1: not probed yet), and `decoded` the payload from there as UTF-8, when it is."""
+    if probed >= 0:
+        start = probed
+    else:
+        start, probe_reason = probe(data)
+        if probe_reason is not None:
+            return ParseError(probe_reason, start, probe=True)
+        decoded = None
     if lf_end is None:
-        text, end = _header_block(data, start)
+        text, end = _header_block(data, start, decoded)
         body_start = end + 3
     else:
         end = lf_end
