@@ -338,6 +338,15 @@ def plain_end(s: str, i: int) -> int:
     return n
 
 
+def plain_tail(s: str, i: int) -> str | None:
+    """s[i:] when plain_end(s, i) == len(s) (no ';', '"' or white space in it), else None.
+    An alphanumeric tail (the usual tag) is known plain without a character loop."""
+    tail = s[i:]
+    if tail.isalnum() or plain_end(s, i) == len(s):
+        return tail
+    return None
+
+
 def _untagged(text: str) -> NameAddr | None:
     """`text` (ending in '>') parsed, when the fast shape takes it with no tag and no header
     parameters; None otherwise (cached)."""
@@ -362,10 +371,12 @@ def _shared_name_addr(text: str) -> NameAddr | None:
     shape takes `address;tag=X` exactly when it takes the bare address and X is a plain tag
     value (no ';', '"' or white space), and then gives the address's fields with tag X."""
     i = text.rfind(";tag=")
-    if i > 0 and text[i - 1] == ">" and plain_end(text, i + 5) == len(text):
-        base = _untagged(text[:i])
-        if base is not None:
-            return NameAddr(base.uri, base.display, text[i + 5 :] or None, {})
+    if i > 0 and text[i - 1] == ">":
+        tag = plain_tail(text, i + 5)
+        if tag is not None:
+            base = _untagged(text[:i])
+            if base is not None:
+                return NameAddr(base.uri, base.display, tag or None, {})
     return parse_name_addr(text)
 
 

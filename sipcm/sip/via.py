@@ -119,10 +119,19 @@ def _shared_via(value: str) -> Via | None:
     the first `;branch=` the same way whatever plain value (no ';', '"', white space) it has."""
     j = value.find(_BRANCH)
     if j > 0:
-        k = plain_end(value, j + 8)
-        base = _without_branch(value[: j + 8] + value[k:])
+        b = j + len(_BRANCH)
+        # The branch ends at the next ';' when it is alphanumeric (the usual branch): no
+        # character loop needed to know that plain_end(value, b) is there.
+        k = value.find(";", b)
+        if k < 0:
+            k = len(value)
+        branch = value[b:k]
+        if not branch.isalnum():
+            k = plain_end(value, b)
+            branch = value[b:k]
+        base = _without_branch(value[:b] + value[k:])
         if base is not None:
-            return Via(base.transport, base.host, base.port, value[j + 8 : k] or None, base.params)
+            return Via(base.transport, base.host, base.port, branch or None, base.params)
     return parse_via(value)
 
 
