@@ -560,12 +560,12 @@ def _general(
         text = _decode(data[start:end])
     complete = end >= 0
     nbytes = (end if complete else len(data)) - start  # of the header block
-    lines = text.split("\n")
-    got = _collect(lines, False, complete)
+    block = text  # the lines collected (unfolded, if any was folded)
+    got = _collect(block, False, complete)
     if got is None:  # a folded line
         if "\n\n" not in text:  # undo the folding (RFC 3261 7.3.1) and collect again
-            lines = _FOLD.sub(" ", text).split("\n")
-            got = _collect(lines, True, complete)
+            block = _FOLD.sub(" ", text)
+            got = _collect(block, True, complete)
         else:
             got = 0  # an empty line comes first: the blank line is there
     if type(got) is int:  # an empty line: a bare-LF "\n\n" ended the headers earlier
@@ -586,7 +586,8 @@ def _general(
     cseq: int | None = None
     cseq_method: str | None = None
     if not keyed:
-        got_first = _cached_start_line(lines[0])
+        eol = block.find("\n")
+        got_first = _cached_start_line(block if eol < 0 else block[:eol])
         if len(got_first) == 2:  # (reason, character offset)
             return ParseError(got_first[0], _Where(start, text, nbytes).offset(got_first[1]))
         is_request, method, ruri, status, reason = cast(_StartLine, got_first)
@@ -660,13 +661,14 @@ _Collected = tuple[
 ]
 
 
-def _collect(lines: list[str], unfolded: bool, complete: bool) -> _Collected | int | None:
-    """Sort header lines by what is done with them.
+def _collect(block: str, unfolded: bool, complete: bool) -> _Collected | int | None:
+    """Sort the header lines of `block` (the lines after its first) by what is done with them.
 
     Returns None at the first folded line unless `unfolded` (the caller unfolds and calls
-    again; after unfolding such a line is only a bad line), and the index of an empty line
+    again; after unfolding such a line is only a bad line), and the offset of an empty line
     (a bare-LF blank line: the block really ended there). A final empty line is the end of
     an unterminated block unless `complete` (then the block ended with "\n" + "\n\r\n").
+    The lines are those of block.split("\n"), read in place by offsets (no list of lines).
     """
     headers: dict[str, list[str]] = {}
     single: list[str | None] = [None, None, None, None, None, None, None, None]  # _SLOT
@@ -676,25 +678,32 @@ def _collect(lines: list[str], unfolded: bool, complete: bool) -> _Collected | i
     auths: list[tuple[str, str]] = []
     reasons: list[str] = []
     bad = 0
-    for idx in range(1, len(lines)):
-        line = lines[idx]
-        colon = line.find(":")
-        name = line if colon < 0 else line[:colon]
+    n = len(block)
+    eol = block.find("\n")
+    pos = n + 1 if eol < 0 else eol + 1  # the line after the start line
+    while pos <= n:
+        line_start = pos
+        end = block.find("\n", pos)
+        if end < 0:
+            end = n
+        pos = end + 1
+        colon = block.find(":", line_start, end)
+        name = block[line_start:end] if colon < 0 else block[line_start:colon]
         known = _EXACT.get(_usual_name(name))
         if known is None:
-            if not line:
-                if idx == len(lines) - 1 and not complete:
+            if end == line_start:
+                if end == n and not complete:
                     continue  # the payload ended with a newline and no blank line
-                return idx
-            if line[0] in " \t" and not unfolded:
+                return line_start
+            if block[line_start] in " \t" and not unfolded:
                 return None
             known = _header_name(name) if colon >= 0 else None
             if known is None:
-                if line.strip(" \t\r"):
+                if colon >= 0 or name.strip(" \t\r"):  # the line holds more than blanks
                     bad += 1
                 continue
         key, kind = known
-        value = "" if colon < 0 else _value(line, colon, len(line))
+        value = "" if colon < 0 else _value(block, colon, end)
         if kind is None:
             lst = headers.get(key)
             if lst is None:
