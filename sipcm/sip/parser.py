@@ -608,11 +608,11 @@ def _general(
         contact_list, star, nbad = addresses(contacts, "contact", headers, allow_star=True)
         bad += nbad
     pai_list: list[NameAddr] = []
-    if pais:
+    if pais is not None:
         pai_list, _, nbad = addresses(pais, "p-asserted-identity", headers, allow_star=False)
         bad += nbad
     creds: Credentials | None = None
-    if auths:
+    if auths is not None:
         creds, nbad = credentials(auths)
         bad += nbad
     expires = clen = None
@@ -630,7 +630,7 @@ def _general(
             expires = None
             headers.setdefault("expires", []).append(value)
             bad += 1
-    if len(reasons) > 1:
+    if reasons is not None and len(reasons) > 1:
         headers.setdefault("reason", []).extend(reasons[1:])
 
     truncated = not complete
@@ -654,9 +654,9 @@ _Collected = tuple[
     list[str | None],  # first value of each _SLOT header, by slot
     list[str],  # Via values
     list[str],  # Contact values
-    list[str],  # P-Asserted-Identity values
-    list[tuple[str, str]],  # (name, value) of Authorization / Proxy-Authorization
-    list[str],  # Reason values
+    list[str] | None,  # P-Asserted-Identity values
+    list[tuple[str, str]] | None,  # (name, value) of Authorization / Proxy-Authorization
+    list[str] | None,  # Reason values
     int,  # malformed headers so far
 ]
 
@@ -674,9 +674,10 @@ def _collect(block: str, unfolded: bool, complete: bool) -> _Collected | int | N
     single: list[str | None] = [None, None, None, None, None, None, None, None]  # _SLOT
     vias: list[str] = []
     contacts: list[str] = []
-    pais: list[str] = []
-    auths: list[tuple[str, str]] = []
-    reasons: list[str] = []
+    # The rare kinds get their list at their first value (None: no such header).
+    pais: list[str] | None = None
+    auths: list[tuple[str, str]] | None = None
+    reasons: list[str] | None = None
     bad = 0
     n = len(block)
     eol = block.find("\n")
@@ -725,9 +726,15 @@ def _collect(block: str, unfolded: bool, complete: bool) -> _Collected | int | N
         elif kind == _ALIST:
             headers.setdefault(key, []).extend(split_values(scrub_passwords(value)))
         elif kind == _PAI:
-            pais.append(value)
+            if pais is None:
+                pais = [value]
+            else:
+                pais.append(value)
         elif kind == _AUTH:
-            auths.append((key, value))
+            if auths is None:
+                auths = [(key, value)]
+            else:
+                auths.append((key, value))
         elif kind == _CHALLENGE:
             red = redact_challenge(value)
             if red is not None:
@@ -735,7 +742,10 @@ def _collect(block: str, unfolded: bool, complete: bool) -> _Collected | int | N
         elif kind == _URI_RAW:
             headers.setdefault(key, []).append(scrub_passwords(value))
         else:
-            reasons.append(value)
+            if reasons is None:
+                reasons = [value]
+            else:
+                reasons.append(value)
     return headers, single, vias, contacts, pais, auths, reasons, bad
 
 

@@ -23,7 +23,15 @@ def addresses(
         if allow_star and value == "*":
             star = True
             continue
-        for piece in split_values(value) if "," in value else (value,):
+        if "," not in value:  # the usual single value: no iteration over a made-up tuple
+            na = cached_name_addr(value)
+            if na is None:
+                headers.setdefault(key, []).append(scrub_passwords(value))
+                bad += 1
+            else:
+                out.append(na)
+            continue
+        for piece in split_values(value):
             na = cached_name_addr(piece)
             if na is None:
                 headers.setdefault(key, []).append(scrub_passwords(piece))
