@@ -106,6 +106,8 @@ def parse_params(s: str) -> dict[str, str]:
     # One plain `name=value` or flag, the usual case: no ';', '"', space or tab
     # (`in` tests are native calls, a regex search is a generic method call).
     if ";" not in s and '"' not in s and " " not in s and "\t" not in s:
+        if "=" not in s:  # a flag (`rport`, `lr`)
+            return {s.lower(): ""} if s else {}
         name, _, value = s.partition("=")
         return {name.lower(): value} if name else {}
     params: dict[str, str] = {}

@@ -604,7 +604,7 @@ def _general(
         bad += len(headers["via"])
     contact_list: list[NameAddr] = []
     star = False
-    if contacts:
+    if contacts is not None:
         contact_list, star, nbad = addresses(contacts, "contact", headers, allow_star=True)
         bad += nbad
     pai_list: list[NameAddr] = []
@@ -653,7 +653,7 @@ _Collected = tuple[
     dict[str, list[str]],  # headers kept raw
     list[str | None],  # first value of each _SLOT header, by slot
     list[str],  # Via values
-    list[str],  # Contact values
+    list[str] | None,  # Contact values
     list[str] | None,  # P-Asserted-Identity values
     list[tuple[str, str]] | None,  # (name, value) of Authorization / Proxy-Authorization
     list[str] | None,  # Reason values
@@ -673,8 +673,8 @@ def _collect(block: str, unfolded: bool, complete: bool) -> _Collected | int | N
     headers: dict[str, list[str]] = {}
     single: list[str | None] = [None, None, None, None, None, None, None, None]  # _SLOT
     vias: list[str] = []
-    contacts: list[str] = []
-    # The rare kinds get their list at their first value (None: no such header).
+    # The less usual kinds get their list at their first value (None: no such header).
+    contacts: list[str] | None = None
     pais: list[str] | None = None
     auths: list[tuple[str, str]] | None = None
     reasons: list[str] | None = None
@@ -722,7 +722,10 @@ def _collect(block: str, unfolded: bool, complete: bool) -> _Collected | int | N
         elif kind == _VIA:
             vias.append(value)
         elif kind == _CONTACT:
-            contacts.append(value)
+            if contacts is None:
+                contacts = [value]
+            else:
+                contacts.append(value)
         elif kind == _ALIST:
             headers.setdefault(key, []).extend(split_values(scrub_passwords(value)))
         elif kind == _PAI:
