@@ -1,3 +1,3 @@
-from sipcm.cli import main
+from sipcm.cli import console
 
-main()
+console()

@@ -6,7 +6,9 @@ non-zero; no traceback reaches the user.
 
 from __future__ import annotations
 
+import atexit
 import json
+import os
 import signal
 import sys
 import threading
@@ -23,6 +25,9 @@ from sipcm.signals import set_soon
 END_MODES = ("conclude", "expire-all", "none")
 STDIN = "-"  # a replay FILE naming standard input
 STDIN_PATH = "/dev/stdin"  # read through its path: the reader maps a regular file, streams a pipe
+# Set by `console` (the `sipcm` command, which ends the process when the command returns): the
+# replay then hands its state here instead of freeing it object by object (see `console`).
+_kept: list[object] | None = None
 
 
 class DeliveryError(SipcmError):
@@ -265,7 +270,7 @@ def replay(
     with stop_on_signals() as stop:
         results = run.replay(
             cfg, paths, make_outputs, end=end or cfg.replay_end, speed=pace, progress=progress,
-            stop=stop, after=serve_state if serve else None,
+            stop=stop, after=serve_state if serve else None, keep=_kept,
         )  # fmt: skip
     truncated = []
     for t in results:
@@ -636,6 +641,49 @@ def test_output(ctx: click.Context, config_path: str | None, overrides: tuple[st
         client.close()
     if failed:
         raise SipcmError(f"{failed} check(s) failed", "fix the errors above, then run again")
+
+
+def console() -> None:
+    """The `sipcm` command: `main`, then an exit that does not free the heap.
+
+    When a command has returned, its outputs are flushed and closed; tearing the interpreter
+    down would then free every object the run still holds, one at a time (a replay's calls,
+    flows and caches: tens of millions of instructions after a long one), for a process that
+    ends anyway. So the replay keeps its state (`_kept`), and once `main` is done this runs
+    the atexit handlers and flushes the standard streams, as Python's own exit does, then
+    ends the process with `os._exit` and the same status. Python's normal exit is used when a
+    non-daemon thread still runs (it would wait for it)."""
+    global _kept
+    _kept = []
+    code: object = 0
+    try:
+        main()
+    except SystemExit as exc:
+        code = exc.code
+    main_thread = threading.main_thread()
+    if any(t is not main_thread and not t.daemon for t in threading.enumerate()):
+        sys.exit(code)
+    os._exit(_exit_status(code))
+
+
+def _exit_status(code: object) -> int:
+    """The status Python's exit gives for `SystemExit(code)`, after the atexit handlers and
+    the flush of the standard streams (120 when that fails, as Python's)."""
+    if code is None:
+        status = 0
+    elif isinstance(code, int):
+        status = code
+    else:
+        print(code, file=sys.stderr)
+        status = 1
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):
+            status = 120
+    return status
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import io
 from collections import Counter, OrderedDict
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from sipcm.capture.rebuild import write_messages
@@ -36,13 +37,22 @@ if TYPE_CHECKING:
 DUP_NAMES: Final = {NEW: "new", RETRANS: "retrans", COPY: "copy"}
 # Accounted bytes of one stored message besides its raw text (its dict and strings).
 OVERHEAD: Final = 400
+# What `FlowStore._account` kept of a message.
+_NOT_KEPT: Final = 0
+_LINE_KEPT: Final = 1
+_RAW_KEPT: Final = 2
 
 
-# One stored message (a tuple while stored, a dict with these keys in `flow()`).
+# One stored message: a dict with these keys in `flow()`. While stored, with anonymization
+# these values; without, the fields of `CLEAR_RECORD` (the payload is kept itself and its
+# fields read when the flow is). A call's records are stored back to back in one list (no
+# tuple per message: one object fewer for every stored message, which the cycle collector
+# would traverse).
 RECORD: Final = (
     "seq", "ts_ns", "src_ip", "src_port", "dst_ip", "dst_port", "transport", "direction",
     "vlan", "tunnel", "reassembled", "leg", "first_line", "dup", "size", "raw",
 )  # fmt: skip
+CLEAR_RECORD: Final = ("seq", "payload", "leg", "dup", "raw_kept")
 
 
 def first_line(data: bytes) -> str:
@@ -55,7 +65,7 @@ class _Flow:
     __slots__ = ("bytes", "dropped", "messages", "raw_dropped")
 
     def __init__(self) -> None:
-        self.messages: list[tuple] = []
+        self.messages: list[object] = []  # the records' values back to back
         self.bytes = 0
         self.dropped = 0
         self.raw_dropped = 0
@@ -81,6 +91,10 @@ class FlowStore:
         self.enabled = max_calls > 0
         self.bytes = 0
         self._flows: OrderedDict[str, _Flow] = OrderedDict()
+        # Bound once (the table is never replaced): compiled, `move_to_end` would be looked up
+        # on the type at every message.
+        self._touch: Callable[[str], None] = self._flows.move_to_end
+        self._stride = len(RECORD) if self.anon is not None else len(CLEAR_RECORD)
 
     def __len__(self) -> int:
         return len(self._flows)
@@ -91,10 +105,10 @@ class FlowStore:
         if p is None or not self.enabled:
             return
         if self.anon is None:
-            # The record keeps the payload itself; its fields are read when the flow is.
-            placed = self._place(msg.call_id, p.data, None, raw_allowed=True)
-            if placed is not None:
-                placed[0].messages.append((seq, p, msg.to.tag, dup, placed[1]))
+            flow = self._flow(msg.call_id)
+            kept = self._account(flow, p.data, None, raw_allowed=True)
+            if kept != _NOT_KEPT:
+                flow.messages.extend((seq, p, msg.to.tag, dup, kept == _RAW_KEPT))
             return
         anon = self.anon
         call_id, src_ip, dst_ip, first = self._anonymized(msg, first_line(p.data))
@@ -106,21 +120,17 @@ class FlowStore:
                 anon.value("sipcm.tunnel.destination.ip", t.dst_ip) or "?",
                 t.src_port, t.dst_port, t.vni,
             )  # fmt: skip
-        placed = self._place(call_id, p.data, first, raw_allowed=False)
-        if placed is not None:
-            placed[0].messages.append(
+        flow = self._flow(call_id)
+        if self._account(flow, p.data, first, raw_allowed=False) != _NOT_KEPT:
+            flow.messages.extend(
                 (seq, p.ts_ns, src_ip, p.src_port, dst_ip, p.dst_port, p.transport, p.direction,
                  p.vlan, tunnel, p.reassembled, msg.to.tag, first, DUP_NAMES[dup],
                  len(p.data), None)
             )  # fmt: skip
 
-    def _place(
-        self, call_id: str, data: bytes, first: str | None, *, raw_allowed: bool
-    ) -> tuple[_Flow, bool] | None:
-        """Account one message to its call's flow (made, evicting the least recently active
-        call, when new): its raw text when allowed and within the call's room, else its first
-        line (`first`, or derived from `data`); older calls are evicted to stay within
-        `max_bytes`. Returns (flow, raw kept), or None when the message is not kept."""
+    def _flow(self, call_id: str) -> _Flow:
+        """The flow of `call_id`, made when new (evicting the least recently active call past
+        `max_calls`), marked most recently active."""
         flows = self._flows
         flow = flows.get(call_id)
         if flow is None:
@@ -128,7 +138,14 @@ class FlowStore:
                 self._evict()
             flow = flows[call_id] = _Flow()
         else:
-            flows.move_to_end(call_id)
+            self._touch(call_id)
+        return flow
+
+    def _account(self, flow: _Flow, data: bytes, first: str | None, *, raw_allowed: bool) -> int:
+        """Account one message to `flow`: its raw text when allowed and within the call's
+        room, else its first line (`first`, or derived from `data`); older calls are evicted
+        to stay within `max_bytes` (never `flow`, the most recently active). Returns
+        _RAW_KEPT, _LINE_KEPT or _NOT_KEPT (counted)."""
         room = self.max_call_bytes - flow.bytes
         keep_raw = raw_allowed and OVERHEAD + len(data) <= room
         if keep_raw:
@@ -138,19 +155,20 @@ class FlowStore:
             if cost > room:
                 flow.dropped += 1
                 self.c["messages_dropped"] += 1
-                return None
+                return _NOT_KEPT
             if raw_allowed:
                 flow.raw_dropped += 1
                 self.c["raw_dropped"] += 1
+        flows = self._flows
         while self.bytes + cost > self.max_bytes and len(flows) > 1:
             self._evict()
         if self.bytes + cost > self.max_bytes:  # one call alone over the total
             flow.dropped += 1
             self.c["messages_dropped"] += 1
-            return None
+            return _NOT_KEPT
         flow.bytes += cost
         self.bytes += cost
-        return flow, keep_raw
+        return _RAW_KEPT if keep_raw else _LINE_KEPT
 
     def _evict(self) -> None:
         _, flow = self._flows.popitem(last=False)
@@ -163,8 +181,10 @@ class FlowStore:
         if flow is None:
             return None
         msgs = []
-        for rec in flow.messages:
-            m = dict(zip(RECORD, rec if len(rec) == len(RECORD) else _expand(rec), strict=True))
+        values, stride = flow.messages, self._stride
+        for i in range(0, len(values), stride):
+            rec = tuple(values[i : i + stride])
+            m = dict(zip(RECORD, rec if stride == len(RECORD) else _expand(rec), strict=True))
             if m["first_line"] is None:
                 m["first_line"] = first_line(m["raw"])
             msgs.append(m)
@@ -199,7 +219,7 @@ class FlowStore:
 
 
 def _expand(rec: tuple) -> tuple:
-    """A record of `_add_clear` (seq, payload, leg, dup, raw kept) as a RECORD tuple."""
+    """A CLEAR_RECORD (seq, payload, leg, dup, raw kept) as a RECORD tuple."""
     seq, p, leg, dup, keep_raw = rec
     t = p.tunnel
     tunnel = None if t is None else (t.kind, t.src_ip, t.dst_ip, t.src_port, t.dst_port, t.vni)

@@ -45,13 +45,16 @@ def replay(
     progress: ReplayProgress | None = None,
     stop: threading.Event | None = None,
     after: Callable[[Pipeline], None] | None = None,
+    keep: list[object] | None = None,
 ) -> list[FileTotals]:
     """Replay `files` in order through one pipeline (state carries over, as for a rotated
     capture); `speed` paces by capture timestamps (1.0 = real time). Returns per-file totals.
     Once `stop` is set (a signal) it stops between batches, publishes what is already decided
     (as a live stop does) and closes the outputs (which flush). `after` gets the pipeline
     once the input is concluded, before it is closed (to read its state: flows, calls, the
-    dashboard history, which is sampled only when `after` is given)."""
+    dashboard history, which is sampled only when `after` is given). `keep`, when given,
+    receives the closed pipeline: a caller that ends the process next keeps its state
+    rather than spend the time to free it."""
     readers = [PcapReader(f) for f in files]  # open all first: a bad file fails before output
     # Dashboard history only when `after` may serve it: sampling drains the workers.
     pipe = Pipeline(
@@ -75,6 +78,8 @@ def replay(
         pipe.close()
         for reader in readers:
             reader.close()
+        if keep is not None:
+            keep.append(pipe)
     return results
 
 

@@ -25,6 +25,7 @@ from array import array
 from collections.abc import Iterator
 from typing import Any
 
+from sipcm.capture.pcapwalk import columns, record_starts
 from sipcm.capture.records import DIR_EGRESS, DIR_INGRESS, DIR_UNKNOWN, RecordBatch
 from sipcm.errors import CaptureFileError
 
@@ -42,9 +43,9 @@ _TS_MAX = (1 << 63) - 1  # timestamps are int64 nanoseconds since the epoch
 _FLAG_DIR = {1: DIR_INGRESS, 2: DIR_EGRESS}
 # array.array type codes of the batch columns (records.py): int64, uint32, uint8.
 _I64, _U32, _U8 = "q", "I", "B"
-# Classic pcap record headers are read one at a time into array.array columns (2,500 more
-# instructions per record than numpy's batch gather) until numpy's import (0.17 G) pays for
-# itself: from the record that passes _NUMPY_RECORDS, or from the start in a regular file of
+# Classic pcap record headers are read one at a time into list columns (compiled:
+# pcapwalk.columns) until numpy's batch gather into array columns pays for its import
+# (0.17 G): from the record that passes _NUMPY_RECORDS, or from the start in a regular file of
 # _NUMPY_BYTES or more. A short replay never loads numpy.
 _NUMPY_RECORDS = 65536
 _NUMPY_BYTES = 24 << 20
@@ -224,36 +225,19 @@ class PcapReader:
     # -- classic pcap --------------------------------------------------------------------------
 
     def _pcap(self, batch_size: int) -> Iterator[RecordBatch]:
-        # The walk only finds where records start (one length per record); their header
-        # fields are then read for the whole batch at once (`_pcap_batch`).
+        # The walk only finds where records start (one length per record, compiled:
+        # pcapwalk.py); their header fields are then read for the whole batch at once
+        # (`_pcap_batch`).
         linktype = struct.unpack_from(self._endian + "I", self._buf, 20)[0] & 0xFFFF
-        incl_at = struct.Struct(self._endian + "I").unpack_from
+        big = self._endian == ">"
         pos = 24
         need = 0  # bytes the record at `pos` needs beyond the window, 0 when none is cut
         while True:
             buf = self._buf
             size = len(buf)
             start = pos
-            offs: list[int] = []
-            add = offs.append
-            n = 0
-            need = 0
-            corrupt = -1
-            while n < batch_size and pos < size:
-                if pos + 16 > size:
-                    need = 16
-                    break
-                incl = incl_at(buf, pos + 8)[0]
-                end = pos + 16 + incl
-                if end > size or incl > _MAX_RECORD:
-                    if incl > _MAX_RECORD:
-                        corrupt = incl
-                    else:
-                        need = 16 + incl
-                    break
-                add(pos)
-                pos = end
-                n += 1
+            offs, pos, need, corrupt = record_starts(buf, pos, size, batch_size, big, _MAX_RECORD)
+            n = len(offs)
             first = self._frame + 1
             self._frame += n
             if n:
@@ -283,12 +267,16 @@ class PcapReader:
             import numpy
 
             self._np = numpy
-        if self._np is None:
-            cols = _pcap_columns(buf, offs, start, self._endian, self._mul)
-        else:
-            cols = _pcap_columns_numpy(self._np, buf, offs, start, self._endian, self._mul)
-        offset, caps, origs, ts, total = cols
         self.records += n
+        if self._np is None:
+            data = buf[start:end]
+            big = self._endian == ">"
+            offset, caps, origs, ts, total = columns(data, offs, start, big, self._mul)
+            self.bytes += total
+            zeros = [0] * n
+            return RecordBatch(data, offset, caps, origs, ts, zeros, zeros[:], linktype, first)
+        cols = _pcap_columns_numpy(self._np, buf, offs, start, self._endian, self._mul)
+        offset, caps, origs, ts, total = cols
         self.bytes += total
         return RecordBatch(
             data=buf[start:end],
@@ -429,25 +417,6 @@ class PcapReader:
         if off is not None:
             ifc.off_ns = struct.unpack(e + "q", off)[0] * 1_000_000_000
         return ifc
-
-
-def _pcap_columns(
-    buf: bytes | mmap.mmap, offs: list[int], start: int, endian: str, mul: int
-) -> tuple[array[int], array[int], array[int], array[int], int]:
-    """Offsets into the batch's data, captured and original lengths and timestamps of the
-    classic pcap records whose headers are at `offs`, read one header at a time, and the
-    captured bytes in all."""
-    header_at = struct.Struct(endian + "IIII").unpack_from
-    sec, frac, caps, origs = zip(*[header_at(buf, o) for o in offs], strict=True)
-    ts = [s * 1_000_000_000 + f * mul for s, f in zip(sec, frac, strict=True)]
-    skip = 16 - start
-    return (
-        array(_I64, [o + skip for o in offs]),
-        array(_U32, caps),
-        array(_U32, origs),
-        array(_I64, ts),
-        sum(caps),
-    )
 
 
 def _pcap_columns_numpy(

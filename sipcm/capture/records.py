@@ -1,10 +1,11 @@
 """RecordBatch: the one shape in which frames leave every capture source.
 
 A batch holds many frames of one link type back to back in `data`; per-frame values live in
-parallel arrays: numpy arrays from the live ring reader, `array.array`s from the pcap reader
-(numpy arrays too once a long capture makes loading numpy worth it: its import is much of a
-short replay's start-up). Consumers use `tolist()`, indexing and `len()`, which both have.
-Nothing here allocates per frame.
+parallel columns: numpy arrays from the live ring reader, lists from the pcap reader (numpy
+arrays once a long capture makes loading numpy worth it: its import is much of a short
+replay's start-up; `array.array`s from pcapng). Consumers use indexing and `len()`, which all
+have, and a list of the values (`tolist()` unless it is one). Nothing here allocates per
+frame.
 """
 
 from __future__ import annotations
@@ -39,12 +40,12 @@ class RecordBatch:
     """Frames of one link type: frame i is `data[offset[i]:offset[i] + caplen[i]]`."""
 
     data: bytes | memoryview
-    offset: np.ndarray | array[int]  # int64, start of each frame in `data`
-    caplen: np.ndarray | array[int]  # uint32, bytes captured
-    origlen: np.ndarray | array[int]  # uint32, length on the wire
-    ts_ns: np.ndarray | array[int]  # int64, capture time, ns since the Unix epoch
-    ifindex: np.ndarray | array[int]  # uint32, 0 when unknown (replay)
-    direction: np.ndarray | array[int]  # uint8, DIR_* codes
+    offset: np.ndarray | array[int] | list[int]  # int64, start of each frame in `data`
+    caplen: np.ndarray | array[int] | list[int]  # uint32, bytes captured
+    origlen: np.ndarray | array[int] | list[int]  # uint32, length on the wire
+    ts_ns: np.ndarray | array[int] | list[int]  # int64, capture time, ns since the Unix epoch
+    ifindex: np.ndarray | array[int] | list[int]  # uint32, 0 when unknown (replay)
+    direction: np.ndarray | array[int] | list[int]  # uint8, DIR_* codes
     linktype: int = LINKTYPE_ETHERNET
     first_frame: int = 0  # 1-based number of frame 0 in its capture file; 0 when live
 

@@ -17,7 +17,7 @@ import socket
 import struct
 from collections import Counter
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from sipcm.capture import records as rec
 from sipcm.decode import ip4, ip6, link, tcp, tunnels, udp
@@ -59,11 +59,26 @@ UDP_PORT_TUNNELS: dict[int, Callable] = {tunnels.GTP_U_PORT: tunnels.gtp_u}
 
 MAX_DEPTH = 24  # nested headers (tags, tunnels) per frame: bounds crafted recursion
 _TCP_CONTROL = 0x07  # FIN, SYN, RST
-# Ethernet + IPv4 (IHL 5) + UDP ports and length; addresses as integers (the cache's keys).
-_FAST = struct.Struct("!12xHBxH2xHxB2xIIHHH")
-_ETH_IP4_UDP_MIN = 42
+# The inline path reads Ethernet (14 bytes) + IPv4 without options (20) + UDP (8) byte by byte:
+# compiled, indexing bytes is a native read, where struct.unpack_from was a generic call
+# returning ten boxed integers. Final: compiled, a constant, not a module dict lookup.
+_ETH_IP4_UDP_MIN: Final = 42
+_UDP_AT: Final = 34  # UDP header offset in such a frame
+# Port classes (`Decoder._port_class`, one byte per port number): a configured SIP port, a
+# UDP tunnel port (VXLAN destination or GTP-U).
+_SIP_PORT: Final = 1
+_TUNNEL_PORT: Final = 2
 # NAT keep-alives: CRLF (RFC 5626 section 3.5.1), spaces or NULs, never a SIP message.
 _KEEPALIVE = frozenset(b"\r\n \t\x00")
+# The same as a table indexed by byte value (the inline path's check of a payload's first byte).
+_FILLER: Final = bytes(1 if b in _KEEPALIVE else 0 for b in range(256))
+
+
+def _as_list(column: object) -> list[int]:
+    """A batch column as a list (the pcap reader's are lists already; arrays convert)."""
+    if isinstance(column, list):
+        return column
+    return column.tolist()  # type: ignore[attr-defined]
 
 
 def is_keepalive(data: bytes, off: int, end: int) -> bool:
@@ -117,7 +132,12 @@ class Decoder:
         self.sip_ports = frozenset(sip_ports)
         self.udp_dport_tunnels = dict.fromkeys(vxlan_ports, tunnels.vxlan)
         self.udp_port_tunnels = dict(UDP_PORT_TUNNELS)
-        self._tunnel_ports = frozenset(self.udp_dport_tunnels) | frozenset(UDP_PORT_TUNNELS)
+        classes = bytearray(65536)
+        for port in self.sip_ports:
+            classes[port] |= _SIP_PORT
+        for port in (*self.udp_dport_tunnels, *UDP_PORT_TUNNELS):
+            classes[port] |= _TUNNEL_PORT
+        self._port_class = bytes(classes)
 
     def expire(self, now_ns: int) -> None:
         """Drop fragment sets and TCP streams that timed out by capture time `now_ns`."""
@@ -139,58 +159,63 @@ class Decoder:
             c["link_unsupported"] += n
             return []
         data = batch.data if isinstance(batch.data, bytes) else bytes(batch.data)
-        offs: list[int] = batch.offset.tolist()
-        caps: list[int] = batch.caplen.tolist()
-        tss: list[int] = batch.ts_ns.tolist()
-        ifxs: list[int] = batch.ifindex.tolist()
-        dirs: list[int] = batch.direction.tolist()
+        offs = _as_list(batch.offset)
+        caps = _as_list(batch.caplen)
+        tss = _as_list(batch.ts_ns)
+        ifxs = _as_list(batch.ifindex)
+        dirs = _as_list(batch.direction)
         first = batch.first_frame
         out: list[Payload] = []
         self.out = out
         fast = self.fast_path and batch.linktype == rec.LINKTYPE_ETHERNET
-        unpack = _FAST.unpack_from
-        sip_ports = self.sip_ports
-        tun_ports = self._tunnel_ports
+        port_class = self._port_class
         heuristic = self.heuristic
         addr = self._addr4
         names = rec.DIRECTION_NAMES
         not_sip = 0
-        # Typed, so the compiled build compares machine integers.
-        et: int
-        vihl: int
+        # Typed, so the compiled build computes with machine integers.
+        s: int
+        e: int
+        u: int
         tot: int
-        frag: int
-        proto: int
-        src: int
-        dst: int
+        ulen: int
         sport: int
         dport: int
-        ulen: int
+        cls: int
+        src: int
+        dst: int
         for i in range(n):
             s = offs[i]
             e = s + caps[i]
-            if fast and e - s >= _ETH_IP4_UDP_MIN:
-                et, vihl, tot, frag, proto, src, dst, sport, dport, ulen = unpack(data, s)
-                if (
-                    et == 0x0800
-                    and vihl == 0x45
-                    and proto == 17
-                    and not frag & 0x3FFF
-                    and 28 <= tot <= e - s - 14
-                    and 8 < ulen <= tot - 20
-                    and sport not in tun_ports
-                    and dport not in tun_ports
-                ):
-                    on = sport in sip_ports or dport in sip_ports
-                    if not on and not (heuristic and looks_sip(data, s + 42)):
+            if (
+                fast
+                and e - s >= _ETH_IP4_UDP_MIN
+                and data[s + 12] == 0x08  # ethertype IPv4
+                and data[s + 13] == 0x00
+                and data[s + 14] == 0x45  # version 4, no options
+                and data[s + 23] == 17  # UDP
+                and not (data[s + 20] & 0x3F or data[s + 21])  # no fragment offset, no MF
+            ):
+                u = s + _UDP_AT
+                tot = data[s + 16] << 8 | data[s + 17]
+                ulen = data[u + 4] << 8 | data[u + 5]
+                sport = data[u] << 8 | data[u + 1]
+                dport = data[u + 2] << 8 | data[u + 3]
+                cls = port_class[sport] | port_class[dport]
+                if 28 <= tot <= e - s - 14 and 8 < ulen <= tot - 20 and not cls & _TUNNEL_PORT:
+                    on = cls & _SIP_PORT != 0
+                    if not on and not (heuristic and looks_sip(data, u + 8)):
                         not_sip += 1
                         continue
-                    if data[s + 42] in _KEEPALIVE and is_keepalive(data, s + 42, s + 34 + ulen):
+                    if _FILLER[data[u + 8]] and is_keepalive(data, u + 8, u + ulen):
                         c["udp_keepalive"] += 1
                         continue
+                    src = data[s + 26] << 24 | data[s + 27] << 16 | data[s + 28] << 8 | data[s + 29]
+                    dst = data[s + 30] << 24 | data[s + 31] << 16 | data[s + 32] << 8 | data[s + 33]
+                    d = dirs[i]
                     out.append(
                         Payload(
-                            data[s + 42 : s + 34 + ulen],
+                            data[u + 8 : u + ulen],
                             tss[i],
                             addr.get(src) or self._ntop4(src),
                             addr.get(dst) or self._ntop4(dst),
@@ -200,7 +225,7 @@ class Decoder:
                             4,
                             on,
                             ifxs[i],
-                            names.get(dirs[i]),
+                            names.get(d) if d else None,
                             None,
                             None,
                             False,
@@ -275,10 +300,12 @@ class Decoder:
         return txt
 
     def _ntop4(self, raw: int) -> str:
-        """`ntop` of an IPv4 address given as an integer (the fast path's cache)."""
+        """`ntop` of an IPv4 address given as an integer (the fast path's cache). Dotted
+        decimal as inet_ntop writes it, formatted here: compiled, native integer formatting,
+        where inet_ntop was two generic calls."""
         if len(self._addr4) > 65536:
             self._addr4.clear()
-        txt = self._addr4[raw] = socket.inet_ntop(socket.AF_INET, raw.to_bytes(4, "big"))
+        txt = self._addr4[raw] = f"{raw >> 24}.{raw >> 16 & 255}.{raw >> 8 & 255}.{raw & 255}"
         return txt
 
     def _payload(
