@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import socket
@@ -54,13 +55,17 @@ def replay(
     once the input is concluded, before it is closed (to read its state: flows, calls, the
     dashboard history, which is sampled only when `after` is given). `keep`, when given,
     receives the closed pipeline: a caller that ends the process next keeps its state
-    rather than spend the time to free it."""
+    rather than spend the time to free it (and start-up's objects are frozen, gc.freeze)."""
     readers = [PcapReader(f) for f in files]  # open all first: a bad file fails before output
     # Dashboard history only when `after` may serve it: sampling drains the workers.
     pipe = Pipeline(
         cfg, [], hostname=socket.gethostname(), heuristic=True, history=after is not None
     )
     pipe.outputs = make_outputs(pipe.counters)
+    if keep is not None:
+        # The process ends after this replay: what start-up built lives until then, so the
+        # cycle collector need never look at it again (its count of new objects restarts).
+        gc.freeze()
     results: list[FileTotals] = []
     try:
         for path, reader in zip(files, readers, strict=True):
