@@ -138,9 +138,9 @@ class Decoder:
         self.udp_port_tunnels = dict(UDP_PORT_TUNNELS)
         classes = bytearray(65536)
         for port in self.sip_ports:
-            classes[port] |= _SIP_PORT
+            classes[port] = _SIP_PORT
         for port in (*self.udp_dport_tunnels, *UDP_PORT_TUNNELS):
-            classes[port] |= _TUNNEL_PORT
+            classes[port] = classes[port] | _TUNNEL_PORT
         self._port_class = bytes(classes)
 
     def expire(self, now_ns: int) -> None:
