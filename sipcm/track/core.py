@@ -297,13 +297,17 @@ class Core:
         if state is obj.state:
             if state is not State.INIT:
                 due = ts + self.tmo_of[state]
-                old = obj.due
+                t: Timed = obj  # compiled, stores through the union are generic setattrs
+                old = t.due
                 if old is None:
-                    self.timers.arm(obj, due)
+                    self.timers.arm(t, due)
                 elif due > old:
-                    obj.due = due  # TimerHeap.extend, inline: most messages come here
+                    t.due = due  # TimerHeap.extend, inline: most messages come here
             return
-        obj.state = state
+        if isinstance(obj, Leg):  # compiled, a store through the union is a generic setattr
+            obj.state = state
+        else:
+            obj.state = state
         if state is State.INIT or state is State.DONE:
             self.timers.cancel(obj)
         else:

@@ -21,9 +21,8 @@ Memory is bounded by `max_entries` (oldest first, counter `dup_evicted`) and by 
 
 from __future__ import annotations
 
-from array import array
 from collections import Counter
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, cast
 
 if TYPE_CHECKING:
     from sipcm.decode.packet import Payload
@@ -33,8 +32,6 @@ NEW: Final = 0
 RETRANS: Final = 1
 COPY: Final = 2
 _MAX_SIGS: Final = 4  # sightings remembered per fingerprint (legs of a proxy chain)
-_GROW: Final = 1024  # slots added to the first-seen times when they are full
-_GROW_BYTES: Final = bytes(8 * _GROW)
 
 
 class MsgKey:
@@ -83,8 +80,7 @@ class DupFilter:
     """Fingerprint table with a time window and a size cap, oldest first-sighting first out."""
 
     __slots__ = (
-        "_cap", "_fps", "_head", "_len", "_oldest", "_seen", "_times", "c", "max_entries",
-        "window_ns",
+        "_fps", "_head", "_len", "_oldest", "_seen", "_times", "c", "max_entries", "window_ns",
     )  # fmt: skip
 
     def __init__(self, window_ns: int, max_entries: int, counters: Counter[str]) -> None:
@@ -94,20 +90,21 @@ class DupFilter:
         # hash(fingerprint) -> hash((branch, via count, direction)) of its first sighting, or a
         # tuple of up to _MAX_SIGS of them once a copy was seen. Hashes keep entries small and
         # hold no message strings; a 64-bit collision is negligible at these table sizes.
-        # (Typed `object`: compiled, an int would be unboxed and boxed again at every use.)
+        # (Typed `object` and boxed once, see check_key: compiled, an int would be unboxed
+        # and boxed again at every use, a new int object each time.)
         self._seen: dict[object, object] = {}
         # First-seen ns and fingerprint of every entry, in arrival order from `_head` on (no
-        # tuple per entry: the table is ~45,000 entries at 200 calls/s). The times are a
-        # machine-word array (8 bytes each, not an int object apiece); the fingerprints are
-        # the `_seen` keys themselves. A fingerprint is only re-added after its entry left
-        # both, so each key has exactly one position.
-        # The array is grown ahead, _GROW slots at a time (`_cap` of them): storing into a
-        # slot is a plain item assignment, `append` a generic method call per message.
-        self._times: array[int] = array("q")
+        # tuple per entry: the table is ~45,000 entries at 200 calls/s). The fingerprints are
+        # the `_seen` keys themselves (the same objects). A fingerprint is only re-added after
+        # its entry left both, so each key has exactly one position.
+        # The times are plain lists: compiled, appending to a list is native, while storing
+        # into an `array("q")` (8 bytes a slot, not 32 for an int object) is a generic item
+        # assignment that parses its argument (~500 instructions per message); sharing the
+        # fingerprint object between `_seen` and `_fps` pays for the difference in memory.
+        self._times: list[int] = []
         self._fps: list[object] = []
         self._head = 0  # entries before it left the table
-        self._len = 0  # entries in use in self._times (from 0: those before _head are gone)
-        self._cap = 0  # len(self._times), kept here: the array's own is a generic call
+        self._len = 0  # len(self._times) (from 0: those before _head are gone)
         self._oldest = 0  # self._times[self._head] while head < len: the next to expire
 
     def __len__(self) -> int:
@@ -122,22 +119,22 @@ class DupFilter:
         seen = self._seen
         if self._head < self._len and self._oldest < ts - self.window_ns:
             self._expire(ts - self.window_ns)  # about one per message
+        # cast(object, ...) boxes each hash once (a plain `fp: object` is narrowed to int).
         fp: object
         if k.is_request:
-            fp = hash((k.call_id, k.cseq, k.method, k.from_tag, k.to_tag))
+            fp = cast(object, hash((k.call_id, k.cseq, k.method, k.from_tag, k.to_tag)))
         else:
-            fp = hash((k.call_id, k.cseq, k.cseq_method, k.status, k.from_tag, k.to_tag))
-        sig: object = hash((k.branch, k.nvias, k.direction))
+            fp = cast(
+                object, hash((k.call_id, k.cseq, k.cseq_method, k.status, k.from_tag, k.to_tag))
+            )
+        sig = cast(object, hash((k.branch, k.nvias, k.direction)))
         rec = seen.get(fp)
         if rec is None:
             while len(seen) >= self.max_entries:
                 self._drop_oldest()
                 self.c["dup_evicted"] += 1
             seen[fp] = sig
-            if self._len == self._cap:
-                self._times.frombytes(_GROW_BYTES)
-                self._cap += _GROW
-            self._times[self._len] = ts
+            self._times.append(ts)
             self._fps.append(fp)
             if self._head == self._len:
                 self._oldest = ts
@@ -167,7 +164,6 @@ class DupFilter:
             del self._times[:head]
             del self._fps[:head]
             self._len -= head
-            self._cap -= head
             head = 0
         self._head = head
         if head < self._len:
