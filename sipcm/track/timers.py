@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from heapq import heapify, heappop, heappush  # module attributes are generic lookups
+from typing import cast
 
 from mypy_extensions import mypyc_attr
 
@@ -128,5 +129,13 @@ class TimerHeap:
         return [o for _, _, o in items]
 
     def _compact(self) -> None:
-        self._heap = [t for t in self._heap if t[1] == t[2].hseq]
+        # The live items themselves are kept: compiled, keeping the typed tuple read from the
+        # list would box it again (a new tuple and two new ints per item).
+        items: list[object] = self._heap  # type: ignore[assignment]
+        kept: list[object] = []
+        for o in items:
+            t = cast(tuple[int, int, Timed], o)
+            if t[1] == t[2].hseq:
+                kept.append(o)
+        self._heap = kept  # type: ignore[assignment]
         heapify(self._heap)
