@@ -295,6 +295,59 @@ class FlowParts:
         return net
 
 
+class SipHead:
+    """The start of an encoded sip section (call_id to auth: `EventBuilder._sip_head`), the
+    URIs it adds to related.*, and what it was made from. A call-start's is kept for its
+    call-end, which shows the same call-id, method, status, INVITE and answer (the objects
+    are held here: the dialog holds them too, and no other object can take their id())."""
+
+    __slots__ = ("call_id", "contact", "doc", "first", "method", "reason", "resp", "status",
+                 "uris")  # fmt: skip
+
+    def __init__(
+        self,
+        first: SipMessage,
+        resp: SipMessage | None,
+        contact: NameAddr | None,
+        call_id: str | None,
+        method: str | None,
+        status: int | None,
+        reason: str | None,
+        doc: dict[str, Any],
+        uris: list[UriDoc],
+    ) -> None:
+        self.first = first
+        self.resp = resp
+        self.contact = contact
+        self.call_id = call_id
+        self.method = method
+        self.status = status
+        self.reason = reason
+        self.doc = doc
+        self.uris = uris
+
+    def shows(
+        self,
+        first: SipMessage,
+        resp: SipMessage | None,
+        contact: NameAddr | None,
+        call_id: str | None,
+        method: str | None,
+        status: int | None,
+        reason: str | None,
+    ) -> bool:
+        """Whether this head is the one of a sip section made from these."""
+        return (
+            first is self.first
+            and resp is self.resp
+            and contact is self.contact
+            and call_id == self.call_id
+            and method == self.method
+            and status == self.status
+            and reason == self.reason
+        )
+
+
 def _network(
     transport: str | None, ntype: str, cid: str | None, direction: str | None, vlan: int | None
 ) -> dict[str, Any]:
@@ -395,6 +448,7 @@ class EventBuilder:
         self._flows: dict[tuple[str, int, str, int, str], FlowParts] = {}
         self._endpoints: dict[tuple[str, int], Shared] = {}  # {"ip": .., "port": ..}
         self._originals: dict[str, Shared] = {}  # {"original": ..} of user agents and URLs
+        self._sip_heads: dict[int, SipHead] = {}  # id(request) -> a call-start's sip head
         # The last time rendered (an event's start or end is often its @timestamp), and the
         # last second's prefix (consecutive events fall in the same second).
         self._last_ns = -1
@@ -509,16 +563,12 @@ class EventBuilder:
         return e.section(True)
 
     def _name_addr(
-        self,
-        na: NameAddr,
-        tag: str | None,
-        users: list[str],
-        hosts: list[str],
-        ips: list[str],
-        encoded: bool,
+        self, na: NameAddr, tag: str | None, uris: list[UriDoc], encoded: bool
     ) -> dict[str, Any]:
+        """A From/To/Contact section with `tag` (not the name-addr's own); its URI joins
+        `uris` (for related.*)."""
         e = self._uri_doc(na.uri)
-        e.relate(users, hosts, ips)
+        uris.append(e)
         uri = e.section(encoded)
         display = na.display
         if display:
@@ -652,7 +702,7 @@ class EventBuilder:
             if hosts:
                 related["hosts"] = hosts
             doc["related"] = related
-        if sip:
+        if sip is not None:
             doc["sip"] = sip
         if sipcm:
             doc["sipcm"] = sipcm
@@ -681,90 +731,160 @@ class EventBuilder:
         hosts: list[str],
         ips: list[str],
         encoded: bool,
-    ) -> dict[str, Any]:
-        sip: dict[str, Any] = {}
+    ) -> Any:
+        """The sip section, None when empty (`_sip_encoded` for an encoded document about a
+        message)."""
         call_id = o.call_id
         if not call_id and first is not None:
             call_id = first.call_id
-        if call_id:
-            sip["call_id"] = call_id
         method = o.method
         if not method and first is not None:
             method = first.cseq_method
+        reg = o.reg
+        if encoded and first is not None:
+            return self._sip_encoded(o, call_id, method, first, first_req, resp, users, hosts, ips)
+        uris: list[UriDoc] = []
+        sip = self._sip_head(o, call_id, method, first, first_req, resp, uris, encoded)
+        if first is None and reg is not None:
+            # reg-expired keeps no message: the binding names its address-of-record and contact.
+            # The parsed AOR is new each time, so its UriDoc is not cached.
+            aor = parse_uri(reg.aor)
+            if aor is not None:
+                e = UriDoc(aor)
+                uris.append(e)
+                sip["to"] = {"uri": e.doc}
+            if reg.contact is not None:
+                sip["contact"] = self._name_addr(reg.contact, None, uris, encoded)
+        for e in uris:
+            e.relate(users, hosts, ips)
+        self._sip_tail(o, sip)
+        return sip or None
+
+    def _sip_encoded(
+        self,
+        o: Outcome,
+        call_id: str | None,
+        method: str | None,
+        first: SipMessage,
+        first_req: bool,
+        resp: SipMessage | None,
+        users: list[str],
+        hosts: list[str],
+        ips: list[str],
+    ) -> dict[str, Any]:
+        """The sip section of an encoded document about a message: the head (`SipHead`) of
+        its call-start when this is the call-end, then `_sip_tail`."""
+        reg = o.reg
+        contact = reg.contact if reg is not None else None
+        status = o.status
+        reason = o.reason
+        heads = self._sip_heads
+        key = id(first)
+        h = heads.get(key)
+        if h is not None and h.shows(first, resp, contact, call_id, method, status, reason):
+            del heads[key]  # a call-end: the dialog has no further event, `h.doc` is its own
+            sip = h.doc
+            uris = h.uris
+        else:
+            uris = []
+            sip = self._sip_head(o, call_id, method, first, first_req, resp, uris, True)
+            if o.action == "call-start":
+                if len(heads) >= _CACHE_ENTRIES:
+                    heads.clear()
+                heads[key] = SipHead(
+                    first, resp, contact, call_id, method, status, reason, dict(sip), uris
+                )
+        for e in uris:
+            e.relate(users, hosts, ips)
+        self._sip_tail(o, sip)
+        return sip
+
+    def _sip_head(
+        self,
+        o: Outcome,
+        call_id: str | None,
+        method: str | None,
+        first: SipMessage | None,
+        first_req: bool,
+        resp: SipMessage | None,
+        uris: list[UriDoc],
+        encoded: bool,
+    ) -> dict[str, Any]:
+        """The sip section from call_id to auth: what the Outcome's call-id, method and status
+        and its request and answer show (the same for a call's start and end); the URIs it
+        shows join `uris`, in order, for related.*."""
+        sip: dict[str, Any] = {}
+        if call_id:
+            sip["call_id"] = call_id
         if method:
             sip["method"] = method
         if o.status is not None:
             sip["code"] = o.status
         if o.reason:
             sip["status"] = o.reason
+        if first is None:
+            return sip
         reg = o.reg
-        if first is not None:
-            if first_req:
-                ruri = first.uri
-                if ruri is not None:
-                    e = self._uri_doc(ruri)
-                    e.relate(users, hosts, ips)
-                    sip["uri"] = e.section(encoded)
-            p = self._section(self._parties, first.from_, False)
-            p.uri.relate(users, hosts, ips)
-            sip["from"] = p.section(encoded)
-            to = first.to
-            resp_tag = resp.to.tag if resp is not None and not to.tag else None
-            if resp_tag:  # To of a request sent before the dialog had its tag
-                sip["to"] = self._name_addr(to, resp_tag, users, hosts, ips, encoded)
-            else:
-                p = self._section(self._parties, to, False)
-                p.uri.relate(users, hosts, ips)
-                sip["to"] = p.section(encoded)
-            contact = reg.contact if reg is not None else None
-            if contact is None:
-                contacts = first.contacts
-                if contacts:
-                    contact = contacts[0]
-            if contact is not None:
-                p = self._section(self._contacts, contact, True)
-                p.uri.relate(users, hosts, ips)
-                sip["contact"] = p.section(encoded)
-            elif first.contact_star:
-                sip["contact"] = {"uri": {"original": "*"}}
-            cseq_method = first.cseq_method
-            if cseq_method:
-                sip["cseq"] = {"code": first.cseq, "method": cseq_method}
-            else:
-                sip["cseq"] = {"code": first.cseq}
-        elif reg is not None:
-            # reg-expired keeps no message: the binding names its address-of-record and contact.
-            # The parsed AOR is new each time, so its UriDoc is not cached.
-            aor = parse_uri(reg.aor)
-            if aor is not None:
-                e = UriDoc(aor)
-                e.relate(users, hosts, ips)
-                sip["to"] = {"uri": e.doc}
-            if reg.contact is not None:
-                sip["contact"] = self._name_addr(reg.contact, None, users, hosts, ips, encoded)
+        if first_req:
+            ruri = first.uri
+            if ruri is not None:
+                e = self._uri_doc(ruri)
+                uris.append(e)
+                sip["uri"] = e.section(encoded)
+        p = self._section(self._parties, first.from_, False)
+        uris.append(p.uri)
+        sip["from"] = p.section(encoded)
+        to = first.to
+        resp_tag = resp.to.tag if resp is not None and not to.tag else None
+        if resp_tag:  # To of a request sent before the dialog had its tag
+            sip["to"] = self._name_addr(to, resp_tag, uris, encoded)
+        else:
+            p = self._section(self._parties, to, False)
+            uris.append(p.uri)
+            sip["to"] = p.section(encoded)
+        contact = reg.contact if reg is not None else None
+        if contact is None:
+            contacts = first.contacts
+            if contacts:
+                contact = contacts[0]
+        if contact is not None:
+            p = self._section(self._contacts, contact, True)
+            uris.append(p.uri)
+            sip["contact"] = p.section(encoded)
+        elif first.contact_star:
+            sip["contact"] = {"uri": {"original": "*"}}
+        cseq_method = first.cseq_method
+        if cseq_method:
+            sip["cseq"] = {"code": first.cseq, "method": cseq_method}
+        else:
+            sip["cseq"] = {"code": first.cseq}
         if resp is not None:
             callee_ua = resp.server or resp.user_agent
             if callee_ua:
                 sip["user_agent"] = self._original(callee_ua, encoded)
-        if first is not None:
-            pai = first.pai
-            if pai:
-                pai_docs = [self._uri_doc(p.uri) for p in pai]
-                sip["pai"] = [e.doc["original"] for e in pai_docs]
-                for e in pai_docs:
-                    e.relate(users, hosts, ips)
-            creds = first.credentials
-            if creds is not None:
-                auth = {}
-                if creds.scheme:
-                    auth["scheme"] = creds.scheme
-                if creds.realm:
-                    auth["realm"] = creds.realm
-                if auth:
-                    sip["auth"] = auth
+        pai = first.pai
+        if pai:
+            pai_docs = [self._uri_doc(p.uri) for p in pai]
+            sip["pai"] = [e.doc["original"] for e in pai_docs]
+            uris.extend(pai_docs)
+        creds = first.credentials
+        if creds is not None:
+            auth = {}
+            if creds.scheme:
+                auth["scheme"] = creds.scheme
+            if creds.realm:
+                auth["realm"] = creds.realm
+            if auth:
+                sip["auth"] = auth
+        return sip
+
+    @staticmethod
+    def _sip_tail(o: Outcome, sip: dict[str, Any]) -> None:
+        """Add the sip section's call metrics and registration (they change within a call)."""
         call = o.call
         if call is not None:
             sip["call"] = _call_metrics(call)
+        reg = o.reg
         if reg is not None:
             rg: dict[str, Any] = {}
             if reg.aor:
@@ -775,7 +895,6 @@ class EventBuilder:
                 rg["lifetime"] = reg.lifetime_ns // 1_000_000_000
             if rg:
                 sip["reg"] = rg
-        return sip
 
     @staticmethod
     def _sipcm(
