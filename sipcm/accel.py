@@ -28,6 +28,7 @@ from pathlib import Path
 # The per-message path (capture clock to encoded row) and what it calls. One mypyc group:
 # `scripts/build_accel.py` compiles exactly these.
 COMPILED: tuple[str, ...] = (
+    "sipcm.callstats",
     "sipcm.capture.pcapwalk",
     "sipcm.collector",
     "sipcm.decode.decoder",
