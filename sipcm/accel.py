@@ -35,6 +35,7 @@ COMPILED: tuple[str, ...] = (
     "sipcm.decode.packet",
     "sipcm.events.build",
     "sipcm.events.community_id",
+    "sipcm.events.filters",
     "sipcm.events.rates",
     "sipcm.flows",
     "sipcm.shard",
