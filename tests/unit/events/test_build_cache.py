@@ -261,3 +261,42 @@ def test_round_ms_is_round_to_three_digits(x: float) -> None:
     got = round_ms(x)
     assert got == want
     assert math.copysign(1.0, got) == math.copysign(1.0, want)
+
+
+def one_call_start_and_ends() -> list[Outcome]:
+    """A call-start, then call-ends of the same INVITE and answer: one that shows exactly
+    what the call-start showed (its sip head is reused), one with another status (it is not)."""
+    start = call_start()
+    inv, ok = start.request, start.response
+    assert inv is not None
+    assert ok is not None
+
+    def end(status: int, reason: str) -> Outcome:
+        return Outcome(
+            "call-end", T0 + 5, request=inv, response=ok, call_id=inv.call_id, method="INVITE",
+            status=status, reason=reason, client=ALICE, server=BOB, start_ns=T0, end_ns=T0 + 5,
+            flow=Flow(*ALICE, *BOB, "udp"),
+            call=CallMetrics(originator="caller", duration_ns=5, pdd_ms=1.5),
+        )  # fmt: skip
+
+    return [start, end(200, "OK"), start, end(487, "Request Terminated")]
+
+
+def test_a_call_end_shows_its_call_starts_sip_head() -> None:
+    """The encoded call-end reuses the call-start's sip section head (then forgets it) and
+    gives the bytes of the plain document; a call-end that differs builds its own."""
+    b = fresh()
+    start, same, _, other = one_call_start_and_ends()
+    plain = [orjson.dumps(fresh().build(o)) for o in (start, same, other)]
+    assert orjson.dumps(b.build(start, encoded=True)) == plain[0]
+    assert len(b._sip_heads) == 1
+    assert orjson.dumps(b.build(same, encoded=True)) == plain[1]
+    assert b._sip_heads == {}
+    assert orjson.dumps(b.build(start, encoded=True)) == plain[0]
+    assert orjson.dumps(b.build(other, encoded=True)) == plain[2]
+    assert len(b._sip_heads) == 1  # kept: this call-end was not the one the head shows
+    doc = b.build(same)
+    assert_valid(doc)
+    assert doc["sip"]["call"]["originator"] == "caller"
+    assert doc["sip"]["code"] == 200
+    assert json.loads(plain[2])["sip"]["code"] == 487
