@@ -21,7 +21,7 @@ from sipcm.sip.nameaddr import aor_of, cached_name_addr
 
 # First header of each name, as the parser sees header lines: the name (any case, compact
 # form, blanks before the colon) at the start of a line, the value to the end of the line.
-# Lines are found with `bytes.find` and only their first bytes are compared, compiled; the
+# Lines are found with `str.find` and only their first bytes are compared, compiled; the
 # scan stops once the headers the key needs are found (no list of every line, no method call
 # per value): 15% less CPU than splitting the payload into lines.
 _CASE: Final = 32  # upper-case ASCII letter + 32 = lower-case
@@ -70,10 +70,8 @@ def _value(data: bytes, colon: int, eol: int) -> bytes | None:
         i += 1
     while j > i and _blank(data[j - 1]):
         j -= 1
-    for k in range(i, j):
-        if data[k] >= 128:
-            return None
-    return data[i:j]
+    value = data[i:j]
+    return value if value.isascii() else None
 
 
 def _word_at(data: bytes, i: int, word: bytes) -> bool:
@@ -98,7 +96,10 @@ def shard_key(data: bytes) -> bytes | None:
     message a parse error (no key needed) or leaves the first match the parser's too."""
     if not data or not 65 <= data[0] <= 90:
         return None  # leading CRLF keep-alives, a lower-case method, not SIP at all
-    end = data.find(b"\n\r\n")  # the line feed before the blank line ending the headers
+    # Lines are found in a Latin-1 copy (same offsets): compiled, `str.find` is a direct C
+    # call, where `bytes.find` parses its arguments from a tuple (~1,000 instructions each).
+    text = data.decode("latin-1")
+    end = text.find("\n\r\n")  # the line feed before the blank line ending the headers
     if end < 0:
         return None
     response = _word_at(data, 0, _SIP)
@@ -116,10 +117,10 @@ def shard_key(data: bytes) -> bytes | None:
     # The first line of each name the key needs: its colon and its line feed.
     call_id = cseq = to = -1
     call_id_end = cseq_end = to_end = -1
-    pos = data.find(b"\n")
+    pos = text.find("\n")
     while pos < end:
         i = pos + 1
-        pos = data.find(b"\n", i)
+        pos = text.find("\n", i)
         c = data[i]
         if c < 97:
             c += _CASE
