@@ -1,6 +1,11 @@
 """A chunk between the dispatcher and the workers: payloads as plain tuples, so a whole part
 marshals in one C call (no pickling), split between shards by shard key in one pass (the
-main process's own part stays as it is)."""
+main process's own part stays as it is).
+
+Times go as differences that fit marshal's 32-bit integers: the clock as the step from the
+previous payload's clock in the part (the clock never goes back), the capture time as how
+far it is behind the clock. A nanosecond timestamp itself is a multi-digit long, several
+hundred instructions more to write and to read back, twice per payload."""
 
 from __future__ import annotations
 
@@ -11,19 +16,25 @@ from sipcm.sip.parser import parse
 from sipcm.sip.shardkey import BUCKETS, message_shard_key, shard_in, shard_key
 
 
-def _packed(seq: int, clk: int, p: Payload) -> tuple:
+def _packed(seq: int, clk: int, prev: int, p: Payload) -> tuple:
+    """One payload, `prev` the clock of the part's previous one (0 for the first)."""
     t = p.tunnel
     return (
-        seq, clk, p.data, p.ts_ns, p.src_ip, p.dst_ip, p.src_port, p.dst_port, p.transport,
-        p.ip_version, p.on_sip_port, p.ifindex, p.direction, p.vlan,
+        seq, clk - prev, p.data, clk - p.ts_ns, p.src_ip, p.dst_ip, p.src_port, p.dst_port,
+        p.transport, p.ip_version, p.on_sip_port, p.ifindex, p.direction, p.vlan,
         None if t is None else (t.kind, t.src_ip, t.dst_ip, t.src_port, t.dst_port, t.vni),
         p.reassembled, p.frame_no,
     )  # fmt: skip
 
 
 def pack_items(items: list[Item]) -> list[tuple]:
-    """(seq, clock, Payload) items -> flat tuples."""
-    return [_packed(seq, clk, p) for seq, clk, p in items]
+    """(seq, clock, Payload) items -> flat tuples (one part)."""
+    out: list[tuple] = []
+    prev = 0
+    for seq, clk, p in items:
+        out.append(_packed(seq, clk, prev, p))
+        prev = clk
+    return out
 
 
 def route(items: list[Item], table: bytes, n: int, local: int) -> tuple[list[list[tuple]], int]:
@@ -33,6 +44,7 @@ def route(items: list[Item], table: bytes, n: int, local: int) -> tuple[list[lis
     payload with no key at all (not SIP) goes by its sequence number: it only makes a
     parse error."""
     parts: list[list[tuple]] = [[] for _ in range(n)]
+    clocks = [0] * n  # each part's last clock
     by_parse = 0
     for item in items:
         seq, clk, p = item
@@ -43,18 +55,24 @@ def route(items: list[Item], table: bytes, n: int, local: int) -> tuple[list[lis
             msg = parse(data)
             key = message_shard_key(msg) if isinstance(msg, SipMessage) else None
         i = shard_in(key, table) if key is not None else table[seq % BUCKETS]
-        parts[i].append(item if i == local else _packed(seq, clk, p))
+        if i == local:
+            parts[i].append(item)
+        else:
+            parts[i].append(_packed(seq, clk, clocks[i], p))
+            clocks[i] = clk
     return parts, by_parse
 
 
 def unpack_items(rows: list[tuple]) -> list[Item]:
     """The inverse of `pack_items`."""
     out: list[Item] = []
+    clk = 0
     for r in rows:
+        clk += r[1]
         t = r[14]
         p = Payload(
-            r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12], r[13],
+            r[2], clk - r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12], r[13],
             None if t is None else Tunnel(*t), r[15], r[16],
         )  # fmt: skip
-        out.append((r[0], r[1], p))
+        out.append((r[0], clk, p))
     return out
