@@ -12,10 +12,11 @@ depend on how the input arrives (`mode`):
     f = (SHARD_US + CHANNEL_US - (N - 1) * DISPATCH_US) / (N * SHARD_US + CHANNEL_US)
 
 Replay reads a capture file in chunks of thousands of payloads (`python -m bench.workers`):
-40% of the keys with 2 shards, 18% with 3, 6% with 4 and none from 5 on. Live capture reads
-the kernel's ring, one small chunk per poll, so both sides pay the per-chunk costs (notices,
-wake-ups, the web API's counter reads) on fewer messages (`python -m bench.live --workers 2`
-reports each process's CPU per message): 34% with 2 shards, 8% with 3, none from 4 on.
+41% of the keys with 2 shards, 20% with 3, 8% with 4, 1% with 5 and none from 6 on. Live
+capture reads the kernel's ring, one small chunk per poll, so both sides pay the per-chunk
+costs (notices, wake-ups, the web API's counter reads) on fewer messages (`python -m
+bench.live --workers 2` reports each process's CPU per message): 34% with 2 shards, 8%
+with 3, none from 4 on.
 The split is a fixed table of hash buckets (sipcm.sip.shardkey.shard_table), so the same
 input, worker count and mode always map a key to the same shard; which shard holds a key
 never changes what is published, only which process does the work.
@@ -31,7 +32,7 @@ REPLAY: Final = "replay"
 LIVE: Final = "live"
 # Main-process CPU per message besides its shard: reading (pcap file or kernel ring),
 # decode, shard key, packing the workers' parts, merge, rates, NDJSON output.
-DISPATCH_US: Final = {REPLAY: 4.9, LIVE: 7.9}
+DISPATCH_US: Final = {REPLAY: 4.4, LIVE: 7.9}
 # The shard stage per message (parse, track, build, encode), in whichever process.
 SHARD_US: Final = 15.9
 # What a worker adds per message it handles: unpacking, the channel, the notices.
