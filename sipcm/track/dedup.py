@@ -21,6 +21,7 @@ Memory is bounded by `max_entries` (oldest first, counter `dup_evicted`) and by 
 
 from __future__ import annotations
 
+from array import array
 from collections import Counter
 from typing import TYPE_CHECKING, Final, cast
 
@@ -32,6 +33,8 @@ NEW: Final = 0
 RETRANS: Final = 1
 COPY: Final = 2
 _MAX_SIGS: Final = 4  # sightings remembered per fingerprint (legs of a proxy chain)
+_GROW: Final = 1024  # slots added to the first-seen times when they are full
+_GROW_BYTES: Final = bytes(8 * _GROW)
 
 
 class MsgKey:
@@ -80,7 +83,8 @@ class DupFilter:
     """Fingerprint table with a time window and a size cap, oldest first-sighting first out."""
 
     __slots__ = (
-        "_fps", "_head", "_len", "_oldest", "_seen", "_times", "c", "max_entries", "window_ns",
+        "_cap", "_fps", "_head", "_len", "_oldest", "_seen", "_times", "c", "max_entries",
+        "window_ns",
     )  # fmt: skip
 
     def __init__(self, window_ns: int, max_entries: int, counters: Counter[str]) -> None:
@@ -97,14 +101,16 @@ class DupFilter:
         # tuple per entry: the table is ~45,000 entries at 200 calls/s). The fingerprints are
         # the `_seen` keys themselves (the same objects). A fingerprint is only re-added after
         # its entry left both, so each key has exactly one position.
-        # The times are plain lists: compiled, appending to a list is native, while storing
-        # into an `array("q")` (8 bytes a slot, not 32 for an int object) is a generic item
-        # assignment that parses its argument (~500 instructions per message); sharing the
-        # fingerprint object between `_seen` and `_fps` pays for the difference in memory.
-        self._times: list[int] = []
+        # The times are a machine-word array (8 bytes each, not an int object apiece: a
+        # list of ints costs ~20 B more per entry, i.e. per message in the window). Compiled,
+        # storing into it is a generic item assignment (~500 instructions) where a list's
+        # append is native; memory per dialog was chosen over those instructions.
+        # The array is grown ahead, _GROW slots at a time (`_cap` of them).
+        self._times: array[int] = array("q")
         self._fps: list[object] = []
         self._head = 0  # entries before it left the table
-        self._len = 0  # len(self._times) (from 0: those before _head are gone)
+        self._len = 0  # entries in use in self._times (from 0: those before _head are gone)
+        self._cap = 0  # len(self._times), kept here: the array's own is a generic call
         self._oldest = 0  # self._times[self._head] while head < len: the next to expire
 
     def __len__(self) -> int:
@@ -134,7 +140,10 @@ class DupFilter:
                 self._drop_oldest()
                 self.c["dup_evicted"] += 1
             seen[fp] = sig
-            self._times.append(ts)
+            if self._len == self._cap:
+                self._times.frombytes(_GROW_BYTES)
+                self._cap += _GROW
+            self._times[self._len] = ts
             self._fps.append(fp)
             if self._head == self._len:
                 self._oldest = ts
@@ -164,6 +173,7 @@ class DupFilter:
             del self._times[:head]
             del self._fps[:head]
             self._len -= head
+            self._cap -= head
             head = 0
         self._head = head
         if head < self._len:
