@@ -15,6 +15,10 @@ Layout of `directory`:
   409 (they carry deterministic ids), never loses one.
 - `.lock` (flock) keeps a second process off the same directory.
 
+No file of the queue is opened through a symbolic link (O_NOFOLLOW), and a segment name that is
+not a regular file is left alone on load, so a link planted in the directory cannot make the
+sensor write, trim or delete elsewhere.
+
 Durability (fsync policy): `fsync_interval_s == 0` fsyncs the segment after every `append()`
 before returning; `> 0` leaves the fsync to a small thread of the queue that runs `sync_due()`
 every interval (on a duplicate descriptor, so appends never wait for the disk): a power failure
@@ -35,6 +39,7 @@ import fcntl
 import logging
 import os
 import re
+import stat
 import threading
 import time
 from collections import Counter
@@ -228,7 +233,8 @@ class Spool:
     def _take_lock(self) -> int:
         try:
             self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd = os.open(self.dir / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+            fd = os.open(self.dir / ".lock", flags, 0o600)
         except OSError as e:
             raise SipcmError(
                 f"cannot use spool directory {self.dir}: {e.strerror}",
@@ -249,6 +255,9 @@ class Spool:
         for p in sorted(self.dir.iterdir()):
             m = _NAME.fullmatch(p.name)
             if m is None:
+                continue
+            if not stat.S_ISREG(p.lstat().st_mode):
+                log.warning("spool %s: %s is not a regular file; left alone", self.dir, p.name)
                 continue
             sid = int(m.group(1))
             size = self._trim_torn(p)
@@ -299,7 +308,12 @@ class Spool:
         sid, off = (head, self._segs[head].acked) if head is not None else (self._tail_id + 1, 0)
         tmp = self.dir / "ack.tmp"
         try:
-            tmp.write_text(f"{sid} {off}\n")
+            tmp.unlink(missing_ok=True)  # O_EXCL below: never written through a planted link
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            try:
+                os.write(fd, f"{sid} {off}\n".encode())
+            finally:
+                os.close(fd)
             os.replace(tmp, self.dir / "ack")
         except OSError as e:  # only costs resends (409s) after a restart
             log.warning("spool %s: cannot record progress: %s", self.dir, e)
@@ -384,7 +398,7 @@ class Spool:
         if self._tail_fd is None:
             self._tail_id += 1
             path = self._path(self._tail_id)
-            flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+            flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW
             self._tail_fd = os.open(path, flags, 0o600)
             self._segs[self._tail_id] = _Segment(path, 0, 0)
             self._fsync_dir()

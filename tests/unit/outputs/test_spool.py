@@ -199,3 +199,25 @@ def test_disk_error_counts_lost_lines(tmp_path: Path, monkeypatch: pytest.Monkey
     # The torn bytes were cut off: the queue holds whole lines only and takes more.
     sp.append(lines(5, 6))
     assert drain(sp) == lines(0, 2) + lines(5, 6)
+
+
+def test_planted_links_are_never_followed(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious\n")
+    d = tmp_path / "spool"
+    c: Counter[str] = Counter()
+    sp = Spool(d, max_bytes=10_000, counters=c)
+    sp.append(lines(0, 2))
+    sp.close()
+    (tail,) = segments(d)
+    nxt = tail.replace(tail[4:-7], f"{int(tail[4:-7]) + 1:0{len(tail) - 11}d}")
+    (d / nxt).symlink_to(victim)  # where the next segment will be written
+    (d / "ack.tmp").symlink_to(victim)  # where the next ack will be staged
+    c = Counter()
+    sp = Spool(d, max_bytes=10_000, counters=c)
+    assert sp.append(lines(2, 3)) == 0  # the link is refused and the line counted as lost
+    assert c["dropped_spool_error"] == 1
+    assert drain(sp) == lines(0, 2)  # acking writes the ack file, never the link's target
+    sp.close()
+    assert victim.read_bytes() == b"precious\n"
+    assert (d / nxt).is_symlink()  # left alone, not trimmed or deleted
