@@ -190,3 +190,49 @@ def test_serve_needs_the_web_interface(tmp_path: Path) -> None:
     assert res.stderr.splitlines()[-1] == (
         "Error: Invalid value for --serve: needs the web interface (http_port is 0)"
     )
+
+
+def test_call_page_shows_times_in_the_zone_the_dashboard_chose(tmp_path: Path, serve) -> None:
+    from tests.browser.cdp import Browser
+
+    path = proxied_call().write(tmp_path / "p.pcap")
+    served = serve(path)
+    flow = Client(served.url).get(f"/api/calls/{quote(CALL, safe='')}/flow").json()
+    first = flow["messages"][0]["time"]  # RFC 3339 UTC with microseconds
+    day, clock = first[:10], first[11:-1]
+    events = Client(served.url).get("/api/events?call_id=" + quote(CALL)).json()["events"]
+    stamps = sorted(d["@timestamp"] for d in events)
+
+    def shifted(iso: str) -> str:  # the same instant in Asia/Kolkata (UTC+05:30), no suffix
+        import datetime as dt
+
+        head, frac = iso[:19], iso[19:-1]
+        t = dt.datetime.fromisoformat(head) + dt.timedelta(hours=5, minutes=30)
+        return t.strftime("%Y-%m-%d %H:%M:%S") + frac
+
+    b = Browser(tmp_path, 1280, 900, tz="Asia/Kolkata")
+    try:
+        loaded = "document.getElementById('status').textContent === 'loaded'"
+        filled = loaded + " && document.querySelectorAll('#events tbody tr').length === 2"
+        b.goto(f"{served.url}/call?id={quote(CALL, safe='')}")
+        b.wait(filled)
+        first_label = "document.querySelector('#msg-0 text.time').textContent"
+        assert b.text("tz") == "UTC"
+        assert b.eval(first_label) == clock[:12] + "Z"
+        assert b.text("summary") == f"first message {day} {clock}Z"
+        assert sorted(r[0] for r in b.rows("events")) == [s.replace("T", " ") for s in stamps]
+        b.eval("document.getElementById('tz').click()")  # as on the dashboard: remembered
+        assert b.text("tz") == "local time"
+        local = shifted(first)
+        assert b.eval(first_label) == local[11:23]
+        assert b.text("summary") == f"first message {local}"
+        assert sorted(r[0] for r in b.rows("events")) == sorted(shifted(s) for s in stamps)
+        b.reload()
+        b.wait(filled)
+        assert b.text("tz") == "local time"
+        assert b.eval(first_label) == local[11:23]
+    finally:
+        b.close()
+    served.proc.send_signal(signal.SIGINT)
+    served.proc.communicate(timeout=60)
+    assert served.proc.returncode == 0

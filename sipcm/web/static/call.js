@@ -3,6 +3,7 @@
 // its SDP on click, and the call's events. Values from the API go in with textContent only.
 (function () {
   const TOKEN_KEY = "sipcm-token";
+  const TZ_KEY = "sipcm-tz";       // shared with the dashboard: "utc" or "local"
   const SVG = "http://www.w3.org/2000/svg";
   const LEFT = 200, COL = 240, TOP = 56, ROW = 32, LABEL_MAX = 46;
   const MARKS = { retrans: " [retransmission]", copy: " [copy]" };
@@ -15,6 +16,8 @@
     try { history.replaceState(null, "", location.pathname + "?" + params.toString()); } catch (e) { /* */ }
   }
   const callId = params.get("id") || "";
+  let utc = localStorage.getItem(TZ_KEY) !== "local";
+  let shown = { flow: null, events: null };  // redrawn when the time zone is toggled
 
   async function api(path) {
     const opts = { headers: {}, cache: "no-store" };
@@ -33,7 +36,20 @@
     return e;
   }
   function td(text) { const e = document.createElement("td"); e.textContent = text == null ? "" : String(text); return e; }
-  function clock(iso) { return iso.slice(11, 23); }
+  function pad(n) { return String(n).padStart(2, "0"); }
+  // An RFC 3339 UTC time from the API in UTC ("Z") or the browser's zone (no suffix), as the
+  // dashboard shows times; the fraction is kept as sent (Date holds milliseconds only).
+  function fmtIso(iso) {
+    const m = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?Z$/.exec(iso == null ? "" : String(iso));
+    if (!m) return iso == null ? "" : String(iso);
+    const d = new Date(m[1] + "Z");
+    const p = utc
+      ? [d.getUTCFullYear(), d.getUTCMonth() + 1, d.getUTCDate(), d.getUTCHours(), d.getUTCMinutes(), d.getUTCSeconds()]
+      : [d.getFullYear(), d.getMonth() + 1, d.getDate(), d.getHours(), d.getMinutes(), d.getSeconds()];
+    return p[0] + "-" + pad(p[1]) + "-" + pad(p[2]) + " " + pad(p[3]) + ":" + pad(p[4]) + ":" + pad(p[5]) +
+      (m[2] || "") + (utc ? "Z" : "");
+  }
+  function clock(iso) { return fmtIso(iso).slice(11, 23) + (utc ? "Z" : ""); }
   function rel(ns) { return "+" + (ns / 1e9).toFixed(3) + "s"; }
   function setStatus(cls, text) { const s = $("status"); s.className = "status " + cls; s.textContent = text; }
 
@@ -75,7 +91,7 @@
       g.appendChild(svg("text", { class: "label", x: (x1 + x2) / 2 + (x1 === x2 ? 60 : 0), y: y - 5 },
         label + (MARKS[m.dup] || "")));
       g.appendChild(svg("title", {}, m.first_line + " \u2014 " + m.src + " \u2192 " + m.dst + " " +
-        m.transport.toUpperCase() + ", " + m.size + " bytes, " + m.time));
+        m.transport.toUpperCase() + ", " + m.size + " bytes, " + fmtIso(m.time)));
       g.addEventListener("click", () => {
         show(flow, j);
         try { history.replaceState(null, "", location.pathname + location.search + "#msg-" + j); } catch (e) { /* */ }
@@ -88,7 +104,7 @@
     const m = flow.messages[j];
     document.querySelectorAll("g.msg.selected").forEach((g) => g.classList.remove("selected"));
     $("msg-" + j).classList.add("selected");
-    $("msg-title").textContent = "#" + (j + 1) + " " + m.src + " \u2192 " + m.dst + " at " + m.time;
+    $("msg-title").textContent = "#" + (j + 1) + " " + m.src + " \u2192 " + m.dst + " at " + fmtIso(m.time);
     if (m.raw === null) {
       $("raw").textContent = flow.anonymized ? "(not kept: anonymization is on)" : "(not kept: flow limits)";
       $("sdp").textContent = "";
@@ -101,6 +117,7 @@
   }
 
   function drawEvents(resp) {
+    shown.events = resp;
     const body = $("events").tBodies[0];
     body.textContent = "";
     const docs = resp.events.slice().reverse();
@@ -108,10 +125,42 @@
     for (const d of docs) {
       const sip = d.sip || {}, ev = d.event || {};
       const tr = document.createElement("tr");
-      [d["@timestamp"], ev.action, sip.method, sip.code, ev.reason].forEach((v) => tr.appendChild(td(v)));
+      [fmtIso(d["@timestamp"]), ev.action, sip.method, sip.code, ev.reason].forEach((v) => tr.appendChild(td(v)));
       body.appendChild(tr);
     }
   }
+
+  function flowCut(flow) {
+    const cut = [];
+    if (flow.messages_dropped) cut.push(flow.messages_dropped + " messages not kept");
+    if (flow.raw_dropped) cut.push(flow.raw_dropped + " without their text");
+    return cut;
+  }
+
+  function drawFlow(flow) {
+    shown.flow = flow;
+    drawLadder(flow);
+    $("flow-count").textContent = "(" + flow.messages.length + " messages, " + flow.hosts.length + " hosts)";
+    const cut = flowCut(flow);
+    $("summary").textContent = flow.messages.length ? "first message " + fmtIso(flow.messages[0].time) +
+      (cut.length ? " \u2014 flow limits: " + cut.join(", ") : "") : "";
+    const pick = /^#msg-(\d+)$/.exec(location.hash);  // a link to one message, or the one clicked
+    if (pick && Number(pick[1]) < flow.messages.length) show(flow, Number(pick[1]));
+  }
+
+  function showZone() {
+    const b = $("tz");
+    b.textContent = utc ? "UTC" : "local time";
+    b.setAttribute("aria-pressed", utc ? "false" : "true");
+  }
+  $("tz").addEventListener("click", () => {
+    utc = !utc;
+    localStorage.setItem(TZ_KEY, utc ? "utc" : "local");
+    showZone();
+    if (shown.flow) drawFlow(shown.flow);
+    if (shown.events) drawEvents(shown.events);
+  });
+  showZone();
 
   async function load() {
     $("call-id").textContent = callId;
@@ -119,20 +168,13 @@
     const path = "/api/calls/" + encodeURIComponent(callId);
     try {
       const flow = await api(path + "/flow");
-      drawLadder(flow);
-      $("flow-count").textContent = "(" + flow.messages.length + " messages, " + flow.hosts.length + " hosts)";
-      const cut = [];
-      if (flow.messages_dropped) cut.push(flow.messages_dropped + " messages not kept");
-      if (flow.raw_dropped) cut.push(flow.raw_dropped + " without their text");
-      $("summary").textContent = flow.messages.length ? "first message " + flow.messages[0].time +
-        (cut.length ? " \u2014 flow limits: " + cut.join(", ") : "") : "";
+      drawFlow(flow);
+      const cut = flowCut(flow);
       if (!flow.anonymized && !cut.length) {
         const token = sessionStorage.getItem(TOKEN_KEY);
         $("pcap").href = path + "/pcap" + (token ? "?token=" + encodeURIComponent(token) : "");
         $("pcap").hidden = false;
       }
-      const pick = /^#msg-(\d+)$/.exec(location.hash);  // a link to one message
-      if (pick && Number(pick[1]) < flow.messages.length) show(flow, Number(pick[1]));
       setStatus("ok", "loaded");
     } catch (e) {
       setStatus("bad", e.message);
