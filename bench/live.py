@@ -52,6 +52,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.bpfcost import (  # noqa: E402
+    RunStats,
+    enable_stats,
+    isolated_cost,
+    restore_stats,
+    sipcm_programs,
+)
 from bench.senders import SENDERS  # noqa: E402
 
 MSGS_PER_CALL = 7
@@ -199,6 +206,8 @@ class Step:
     main_cpu_s: float = 0.0  # the sensor's main process, over the step (sending and settling)
     workers_cpu_s: float = 0.0  # its worker processes, added up
     veth: dict[str, int] = field(default_factory=dict)  # v0 tx / v1 rx packets and drops
+    batches: int = 0  # ring reads that returned records (the sensor's chunks)
+    bpf: dict[str, tuple[int, int]] = field(default_factory=dict)  # prog: (run ns, runs)
 
     @property
     def main_us(self) -> float:
@@ -214,6 +223,11 @@ class Step:
     def sender_us(self) -> float:
         """The sender's CPU per frame, µs (user and system, kernel delivery included)."""
         return (self.sender_user_s + self.sender_sys_s) / max(self.frames, 1) * 1e6
+
+    def bpf_ns(self, prog: str = "sipcm_xdp") -> float:
+        """The kernel program's mean ns per packet it ran on over the step (0: no stats)."""
+        ns, runs = self.bpf.get(prog, (0, 0))
+        return ns / runs if runs else 0.0
 
     @property
     def expected_messages(self) -> int:
@@ -235,6 +249,7 @@ def _sums(c: dict) -> dict[str, int]:
         "messages": c.get("sip", {}).get("messages", 0),
         "events": c.get("events", {}).get("published", 0),
         "records": c.get("capture", {}).get("ring_records", 0),
+        "batches": c.get("capture", {}).get("ring_batches", 0),
         "ring_lost": k.get("ring_full_lost", 0),
         "seen": k.get("seen", 0),
         "selected": k.get("selected", 0),
@@ -281,7 +296,7 @@ def softirqd_seconds() -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def run_step(sensor: Sensor, sender, step: Step, label: str, args, veth) -> Step:
+def run_step(sensor: Sensor, sender, step: Step, label: str, args, veth, bpf) -> Step:
     """Send one step's calls at its rate and wait (bounded) until every message is parsed.
 
     Events are checked from the counters here and per Call-ID from the events file at the
@@ -292,7 +307,7 @@ def run_step(sensor: Sensor, sender, step: Step, label: str, args, veth) -> Step
     pps = step.target * len(frames) / step.expected_messages
     before = settle(sensor)
     cpu0 = sensor.cpu()
-    veth0, softirqd0 = veth(), softirqd_seconds()
+    veth0, softirqd0, bpf0 = veth(), softirqd_seconds(), bpf.read()
     sent = sender.send(frames, pps, timeout=60 + 3 * len(frames) / pps)
     step.softirqd_s = softirqd_seconds() - softirqd0
     t_end = sent.end  # the last frame; the first one left `sent.seconds` before
@@ -316,6 +331,7 @@ def run_step(sensor: Sensor, sender, step: Step, label: str, args, veth) -> Step
     cpu1 = sensor.cpu()
     step.main_cpu_s, step.workers_cpu_s = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
     step.veth = {k: v - veth0[k] for k, v in veth().items()}
+    step.bpf = {k: (v[0] - bpf0[k][0], v[1] - bpf0[k][1]) for k, v in bpf.read().items()}
     if done_at is not None:
         step.done_s = done_at - t0
         step.lag_s = done_at - t_end
@@ -369,16 +385,18 @@ def row(s: Step) -> str:
     return (
         f"{s.target:>9,.0f} {s.offered:>9,.0f} {rate} {ev} {s.lag_s:>6.2f} "
         f"{s.ring_lost:>6} {s.seen - s.selected:>8} {s.non_sip_user:>8} {s.sender_us:>6.2f} "
-        f"{s.main_us:>6.1f} {s.workers_us:>6.1f}  "
+        f"{s.bpf_ns():>5.0f} {s.main_us:>6.1f} {s.workers_us:>6.1f} "
+        f"{s.messages / max(s.batches, 1):>5.0f}  "
         f"{verdict}"
     )
 
 
 HEADER = (
     f"{'target':>9} {'offered':>9} {'msgs/s':>9} {'events/s':>8} {'lag s':>6} "
-    f"{'lost':>6} {'nonSIP@k':>8} {'nonSIP@u':>8} {'snd µs':>6} {'main':>6} {'wkrs':>6}  "
-    "verdict\n"
-    f"{'':>9} {'(SIP messages per second)':^37} {'':>24} {'/frame':>6} {'µs/SIP msg':>13}"
+    f"{'lost':>6} {'nonSIP@k':>8} {'nonSIP@u':>8} {'snd µs':>6} {'XDP':>5} {'main':>6} "
+    f"{'wkrs':>6} {'msgs':>5}  verdict\n"
+    f"{'':>9} {'(SIP messages per second)':^37} {'':>24} {'/frame':>6} {'ns/p':>5} "
+    f"{'µs/SIP msg':>13} {'/read':>5}"
 )
 
 
@@ -402,19 +420,21 @@ def measure(args, net, tx: str, rx: str, events_path: Path) -> list[Step]:
         ),
         flush=True,
     )
+    loaded = set(sipcm_programs())
     sensor = Sensor(net, rx, events_path, sensor_cpu, args.workers)
     steps: list[Step] = []
     try:
+        bpf = RunStats(loaded)
         sender = make_sender(args.sender, tx, "v0", events_path.parent)
         veth = functools.partial(veth_counters, net, tx, rx)
-        warm = run_step(sensor, sender, Step(args.start, 100), "warm", args, veth)
+        warm = run_step(sensor, sender, Step(args.start, 100), "warm", args, veth, bpf)
         if not warm.ok:
             raise SystemExit(f"warm-up failed ({warm.why}); the sensor does not work here")
         print(HEADER, flush=True)
 
         def one(rate: float) -> Step:
             calls = max(50, int(rate * args.seconds / MSGS_PER_CALL))
-            s = run_step(sensor, sender, Step(rate, calls), f"s{len(steps)}", args, veth)
+            s = run_step(sensor, sender, Step(rate, calls), f"s{len(steps)}", args, veth, bpf)
             steps.append(s)
             print(row(s), flush=True)
             return s
@@ -477,6 +497,19 @@ def summarize(steps: list[Step]) -> None:
         f"while sending); ksoftirqd while sending "
         f"{softirqd / max(frames, 1) * 1e6:.2f} µs per frame; veth drops {dropped}"
     )
+    progs = sorted({p for s in steps for p in s.bpf})
+    for prog in progs:
+        ns = sum(s.bpf[prog][0] for s in steps if prog in s.bpf)
+        runs = sum(s.bpf[prog][1] for s in steps if prog in s.bpf)
+        print(
+            f"kernel program {prog}: {runs} runs, {ns / max(runs, 1):.0f} ns per packet "
+            f"(kernel.bpf_stats_enabled; SIP and non-SIP as sent)"
+        )
+    batches = sum(s.batches for s in steps)
+    print(
+        f"sensor: {sum(s.records for s in steps) / max(batches, 1):.0f} records per ring read "
+        f"({batches} reads with records)"
+    )
     print(
         f"non-SIP: {noise} datagrams sent; {non_sip_k} packets seen by the kernel program and "
         f"not selected; {non_sip_sel} selected beyond the SIP frames; {non_sip_u} reaching "
@@ -525,6 +558,15 @@ def main() -> None:
     if why:
         print(f"bench.live skipped: {why}")
         return
+    frames = call_frames("cost", 1, 1, 1.0)
+    cost = isolated_cost(frames[0], frames[1])
+    print(
+        f"XDP program alone (BPF_PROG_TEST_RUN, unattached copy): {cost.sip_ns:.0f} ns per SIP "
+        f"frame ({cost.sip_bytes} B, copied to the ring), {cost.non_sip_ns:.0f} ns per non-SIP "
+        f"frame",
+        flush=True,
+    )
+    old_stats = enable_stats()
     from tests.netns.conftest import Net
 
     net = Net()
@@ -540,6 +582,7 @@ def main() -> None:
     finally:
         signal.signal(signal.SIGTERM, old)
         net.cleanup()
+        restore_stats(old_stats)
 
 
 if __name__ == "__main__":
