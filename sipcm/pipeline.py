@@ -280,11 +280,13 @@ class Pipeline:
         # live capture names interfaces, and a replay does without numpy (start-up time).
         import numpy as np
 
-        keys, counts = np.unique(
-            np.asarray(batch.ifindex, np.int64) * 4 + np.asarray(batch.direction),
-            return_counts=True,
-        )
         grp = self._ifaces
+        keyed = np.asarray(batch.ifindex, np.int64) * 4 + np.asarray(batch.direction)
+        first = int(keyed[0])
+        if int(keyed.min()) == int(keyed.max()):  # one interface and direction: no sort
+            keys, counts = np.asarray([first]), np.asarray([len(keyed)])
+        else:
+            keys, counts = np.unique(keyed, return_counts=True)
         for key, n in zip(keys.tolist(), counts.tolist(), strict=True):
             ifindex, direction = divmod(key, 4)
             name = self.ifnames.get(ifindex, str(ifindex))
