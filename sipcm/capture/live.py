@@ -46,6 +46,17 @@ def clock_offset_ns() -> int:
     return offset
 
 
+def poll_wait(left_s: float, pending: int, eager: int, rate: float) -> float:
+    """Seconds to sleep before the next poll: `left_s` (what is left of the interval), cut
+    to the time the ring takes to hold `eager` bytes at `rate` bytes per second from the
+    `pending` it holds; 0 when it holds that much already or the interval is over."""
+    if pending >= eager or left_s <= 0:
+        return 0.0
+    if rate > 0:
+        return min(left_s, (eager - pending) / rate)
+    return left_s
+
+
 class LiveCapture:
     """Context manager: attach on enter, detach always on exit; `batches()` drains the ring."""
 
@@ -176,10 +187,6 @@ class LiveCapture:
             yield batch
             if self._ring is None:
                 return
-            pending = ring.pending()
-            left = began + interval - time.monotonic()
-            if pending >= eager or left <= 0:
-                continue
-            if rate > 0:
-                left = min(left, (eager - pending) / rate)
-            stop.wait(left)
+            wait = poll_wait(began + interval - time.monotonic(), ring.pending(), eager, rate)
+            if wait > 0:
+                stop.wait(wait)

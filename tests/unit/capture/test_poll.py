@@ -1,0 +1,35 @@
+"""When the live capture polls its ring next (sipcm.capture.live.poll_wait)."""
+
+from __future__ import annotations
+
+import pytest
+
+from sipcm.capture.live import EAGER_FRACTION, poll_wait
+
+RING = 16 << 20
+EAGER = RING // EAGER_FRACTION
+INTERVAL = 0.005
+
+
+def test_idle_ring_waits_out_the_interval():
+    assert poll_wait(INTERVAL, 0, EAGER, 0.0) == INTERVAL
+    assert poll_wait(0.002, 0, EAGER, 0.0) == 0.002
+
+
+def test_slow_arrivals_wait_out_the_interval():
+    # 30,000 records of 550 bytes a second fill 4 MiB in 0.25 s: the interval comes first
+    assert poll_wait(INTERVAL, 4096, EAGER, 30_000 * 550.0) == INTERVAL
+
+
+def test_fast_arrivals_poll_before_the_ring_reaches_a_quarter():
+    rate = 2e9  # bytes per second: 4 MiB in about 2 ms
+    wait = poll_wait(INTERVAL, 1 << 20, EAGER, rate)
+    assert wait == pytest.approx((EAGER - (1 << 20)) / rate)
+    assert wait < INTERVAL
+
+
+def test_no_wait_once_a_quarter_is_pending_or_the_interval_is_over():
+    assert poll_wait(INTERVAL, EAGER, EAGER, 0.0) == 0.0
+    assert poll_wait(INTERVAL, RING, EAGER, 1e6) == 0.0
+    assert poll_wait(0.0, 0, EAGER, 0.0) == 0.0
+    assert poll_wait(-0.001, 100, EAGER, 1e6) == 0.0
