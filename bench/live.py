@@ -52,13 +52,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.bpfcost import (  # noqa: E402
-    RunStats,
-    enable_stats,
-    isolated_cost,
-    restore_stats,
-    sipcm_programs,
-)
 from bench.senders import SENDERS  # noqa: E402
 
 MSGS_PER_CALL = 7
@@ -405,6 +398,7 @@ def plan_rates(args) -> list[float]:
 
 
 def measure(args, net, tx: str, rx: str, events_path: Path) -> list[Step]:
+    from bench.bpfcost import RunStats, sipcm_programs  # libbpf: loaded only to measure
     from bench.senders import make_sender
 
     cpus = sorted(os.sched_getaffinity(0))
@@ -558,6 +552,8 @@ def main() -> None:
     if why:
         print(f"bench.live skipped: {why}")
         return
+    from bench.bpfcost import enable_stats, isolated_cost, restore_stats
+
     frames = call_frames("cost", 1, 1, 1.0)
     cost = isolated_cost(frames[0], frames[1])
     print(
