@@ -30,6 +30,12 @@ the sensor and the sender are pinned to different cores when there are two, so t
 per core; with `--workers N` the sensor's processes run on every core, sharing them with the
 sender.
 
+The kernel program's cost (`bench/bpfcost.py`): before the steps, an unattached copy runs on
+one SIP and one non-SIP frame with `BPF_PROG_TEST_RUN`; during them `kernel.bpf_stats_enabled`
+is on (restored after) and each step reports the attached XDP program's ns per packet
+(`run_time_ns / run_cnt`, column `XDP`). Column `msgs/read` is the SIP messages per ring read
+that returned records (the sensor's chunk size).
+
 Root only; prints why and exits 0 when not root or BPF is unavailable. `--quick` is a smoke run.
 Event rate limits are disabled (`evr_limits=[0,0,0]`) and stats events off, so every event the
 calls produce is published and counted.
