@@ -169,7 +169,8 @@ class LiveCapture:
         """Yield a batch per poll until `stop` is set: a poll `poll_interval` after the
         previous one began, sooner when the ring may reach a quarter of its size first at
         the arrival rate of the last interval (at once when a batch was cut at
-        MAX_BATCH_BYTES or the caller took longer than the interval)."""
+        MAX_BATCH_BYTES or the caller took longer than the interval); after the stop, one
+        last batch of what the ring holds."""
         ring = self._ring
         if ring is None:
             raise RuntimeError("capture not started")
@@ -190,3 +191,8 @@ class LiveCapture:
             wait = poll_wait(began + interval - time.monotonic(), ring.pending(), eager, rate)
             if wait > 0:
                 stop.wait(wait)
+        # Stopping: what the ring held when the stop came is read too (one bounded read, so
+        # traffic that keeps arriving cannot hold the stop up): a capture stops with nothing
+        # it already copied left behind.
+        if self._ring is not None and ring.pending():
+            yield self.read()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+from collections import Counter
+
 import pytest
 
-from sipcm.capture.live import EAGER_FRACTION, poll_wait
+from sipcm.capture.live import EAGER_FRACTION, LiveCapture, poll_wait
 
 RING = 16 << 20
 EAGER = RING // EAGER_FRACTION
@@ -33,3 +36,44 @@ def test_no_wait_once_a_quarter_is_pending_or_the_interval_is_over():
     assert poll_wait(INTERVAL, RING, EAGER, 1e6) == 0.0
     assert poll_wait(0.0, 0, EAGER, 0.0) == 0.0
     assert poll_wait(-0.001, 100, EAGER, 1e6) == 0.0
+
+
+class FakeRing:
+    """A ring that holds `records` (ints); each read takes them all."""
+
+    def __init__(self) -> None:
+        self.records: list[int] = []
+
+    def pending(self) -> int:
+        return 100 * len(self.records)
+
+    def read(self, _offset: int, _max_bytes: int) -> list[int]:
+        out, self.records = self.records, []
+        return out
+
+
+def test_records_in_the_ring_at_the_stop_are_read():
+    cap = LiveCapture(["x"], counters=Counter(), poll_interval_s=0.001)
+    ring = FakeRing()
+    cap._ring = ring  # type: ignore[assignment]
+    stop = threading.Event()
+    ring.records = [1, 2]
+    got = []
+    for batch in cap.batches(stop):
+        got.append(list(batch))
+        if len(got) == 2:
+            ring.records = [3, 4]  # copied by the kernel while the stop comes
+            stop.set()
+    assert got == [[1, 2], [], [3, 4]]
+    assert cap.counters == Counter(ring_records=4, ring_batches=2)
+
+
+def test_an_empty_ring_at_the_stop_gives_no_last_batch():
+    cap = LiveCapture(["x"], counters=Counter(), poll_interval_s=0.001)
+    cap._ring = FakeRing()  # type: ignore[assignment]
+    stop = threading.Event()
+    got = []
+    for batch in cap.batches(stop):
+        got.append(list(batch))
+        stop.set()
+    assert got == [[]]
