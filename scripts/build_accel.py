@@ -61,6 +61,9 @@ def main() -> int:
         # Compiled in a copy: the digests are of what was compiled, and a package root such
         # as site-packages (make install) holds modules that mypy must not mistake for ours.
         src = Path(tmp) / "src"
+        # Stamped before the copy: a source edited meanwhile gets a newer stamp, so `check`
+        # hashes it and finds it differs from what was compiled.
+        stamps = {m: accel.stamp(accel.source_path(m, pkg)) for m in accel.COMPILED}
         shutil.copytree(pkg, src / "sipcm", ignore=shutil.ignore_patterns("__pycache__"))
         sources = [
             str(accel.source_path(m, src / "sipcm").relative_to(src)) for m in accel.COMPILED
@@ -94,6 +97,7 @@ def main() -> int:
             "sources": {
                 m: accel.digest(accel.source_path(m, src / "sipcm")) for m in accel.COMPILED
             },
+            "stamps": stamps,
         }
     (pkg / accel.MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     problem = accel.check(pkg)

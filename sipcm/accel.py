@@ -78,6 +78,14 @@ def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def stamp(path: Path) -> list[int]:
+    """A file's size and modification time (ns). A source whose stamp is the one recorded at
+    the build is taken as unchanged (the test Python's bytecode cache makes too), so `check`
+    hashes only the sources whose stamp moved (an edit, a checkout), not all at start-up."""
+    st = path.stat()
+    return [st.st_size, st.st_mtime_ns]
+
+
 def check(package_dir: Path = PACKAGE_DIR) -> str | None:
     """None when the compiled build is present and matches every source; else why not."""
     try:
@@ -87,11 +95,15 @@ def check(package_dir: Path = PACKAGE_DIR) -> str | None:
     except (OSError, ValueError) as exc:
         return f"unreadable {MANIFEST}: {exc}"
     sources = manifest.get("sources", {})
+    stamps = manifest.get("stamps", {})
     if manifest.get("python") != sys.implementation.cache_tag or set(sources) != set(COMPILED):
         return "built for another Python or module list; rebuild with make setup"
     for module in COMPILED:
         try:
-            if digest(source_path(module, package_dir)) != sources[module]:
+            path = source_path(module, package_dir)
+            if stamps.get(module) == stamp(path):
+                continue
+            if digest(path) != sources[module]:
                 return f"stale: {module} changed since the build; rebuild with make setup"
         except OSError as exc:
             return f"cannot read {module}: {exc}"

@@ -455,7 +455,7 @@ def _index() -> tuple[dict[tuple[str, str], CounterDef], dict[str, list[CounterD
     plain: dict[tuple[str, str], CounterDef] = {}
     patterns: dict[str, list[CounterDef]] = {}
     for d in COUNTERS:
-        if d.labels:
+        if "{" in d.name and d.labels:  # the brace test spares most names a regex search
             patterns.setdefault(d.group, []).append(d)
         else:
             assert (d.group, d.name) not in plain, f"{d.group}.{d.name} declared twice"
@@ -464,7 +464,9 @@ def _index() -> tuple[dict[tuple[str, str], CounterDef], dict[str, list[CounterD
 
 
 PLAIN, PATTERNS = _index()
-_COMPILED = {g: [(d, d.pattern()) for d in ds] for g, ds in PATTERNS.items()}
+# The labelled names' regexes, compiled at the first `lookup` (/metrics, tests): compiling them
+# is most of this module's import, which every run pays at start-up.
+_COMPILED: dict[str, list[tuple[CounterDef, re.Pattern[str]]]] = {}
 
 
 def lookup(group: str, name: str) -> tuple[CounterDef, dict[str, str]] | None:
@@ -472,6 +474,8 @@ def lookup(group: str, name: str) -> tuple[CounterDef, dict[str, str]] | None:
     d = PLAIN.get((group, name))
     if d is not None:
         return d, {}
+    if not _COMPILED and PATTERNS:
+        _COMPILED.update({g: [(d, d.pattern()) for d in ds] for g, ds in PATTERNS.items()})
     for d, rx in _COMPILED.get(group, ()):
         m = rx.match(name)
         if m is not None:

@@ -83,8 +83,8 @@ class DupFilter:
     """Fingerprint table with a time window and a size cap, oldest first-sighting first out."""
 
     __slots__ = (
-        "_cap", "_fps", "_head", "_len", "_oldest", "_seen", "_times", "c", "max_entries",
-        "window_ns",
+        "_cap", "_fps", "_head", "_len", "_oldest", "_seen", "_slots", "_times", "c",
+        "max_entries", "window_ns",
     )  # fmt: skip
 
     def __init__(self, window_ns: int, max_entries: int, counters: Counter[str]) -> None:
@@ -102,11 +102,13 @@ class DupFilter:
         # the `_seen` keys themselves (the same objects). A fingerprint is only re-added after
         # its entry left both, so each key has exactly one position.
         # The times are a machine-word array (8 bytes each, not an int object apiece: a
-        # list of ints costs ~20 B more per entry, i.e. per message in the window). Compiled,
-        # storing into it is a generic item assignment (~500 instructions) where a list's
-        # append is native; memory per dialog was chosen over those instructions.
-        # The array is grown ahead, _GROW slots at a time (`_cap` of them).
+        # list of ints costs ~20 B more per entry, i.e. per message in the window). The array
+        # is grown ahead, _GROW slots at a time (`_cap` of them), and written through
+        # `_slots`, a memoryview of it: an array's item assignment converts the int with
+        # PyArg_Parse (~500 instructions), a memoryview's directly (~100). The view pins the
+        # array's size, so it is released around every resize (once per _GROW entries).
         self._times: array[int] = array("q")
+        self._slots = memoryview(self._times)
         self._fps: list[object] = []
         self._head = 0  # entries before it left the table
         self._len = 0  # entries in use in self._times (from 0: those before _head are gone)
@@ -141,9 +143,11 @@ class DupFilter:
                 self.c["dup_evicted"] += 1
             seen[fp] = sig
             if self._len == self._cap:
+                self._slots.release()
                 self._times.frombytes(_GROW_BYTES)
+                self._slots = memoryview(self._times)
                 self._cap += _GROW
-            self._times[self._len] = ts
+            self._slots[self._len] = ts
             self._fps.append(fp)
             if self._head == self._len:
                 self._oldest = ts
@@ -170,7 +174,9 @@ class DupFilter:
         del self._seen[self._fps[head]]
         head += 1
         if head >= 1024 and 2 * head >= self._len:  # reclaim the consumed front
+            self._slots.release()
             del self._times[:head]
+            self._slots = memoryview(self._times)
             del self._fps[:head]
             self._len -= head
             self._cap -= head

@@ -55,7 +55,6 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Final, cast
 
 from sipcm import counterdefs
-from sipcm.track import persist
 from sipcm.track.calls import Calls
 from sipcm.track.core import NS, CallSet, Core, Leg, Trans
 from sipcm.track.dedup import NEW, RETRANS, DupFilter
@@ -313,6 +312,8 @@ class Tracker:
     def export_state(self) -> list[dict]:
         """Every entry as a JSON-able record (`persist.py`): pending entries, established calls,
         then bindings, each least recently used first. Bounded by the entry limits."""
+        from sipcm.track import persist  # state files only: not imported at every start-up
+
         core = self._core
         recs = [persist.encode(e) for e in core.pending.values()]
         recs += [persist.encode(cs) for cs in core.dialogs.values()]
@@ -329,6 +330,8 @@ class Tracker:
         and a timer that expired meanwhile fires at the next `advance`/`process` with its own
         expiry as the event time, as if no restart had happened. Per budget the most recently
         used entries are kept; the rest, and keys already tracked, are discarded."""
+        from sipcm.track import persist  # state files only: not imported at every start-up
+
         # (entry, its timers) by key; a key given twice: the later record
         entries: dict[object, tuple[CallSet | Trans, list[tuple[Timed, int]]]] = {}
         bindings: dict[tuple, tuple[Binding, list[tuple[Timed, int]]]] = {}

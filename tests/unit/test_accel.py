@@ -76,6 +76,24 @@ def test_a_changed_source_makes_the_build_stale(tmp_path: Path) -> None:
     )
 
 
+def test_a_source_with_its_build_stamp_is_not_hashed_again(tmp_path: Path) -> None:
+    """The manifest's stamps (size, mtime) spare the hashing of unchanged sources at start-up;
+    a source whose stamp moved is hashed, however small the edit."""
+    pkg = _fake_package(tmp_path)
+    manifest = json.loads((pkg / accel.MANIFEST).read_text())
+    parser = accel.source_path("sipcm.sip.parser", pkg)
+    stamps = {m: accel.stamp(accel.source_path(m, pkg)) for m in accel.COMPILED}
+    manifest["sources"]["sipcm.sip.parser"] = "0" * 64  # a digest only hashing would refute
+    (pkg / accel.MANIFEST).write_text(json.dumps(manifest | {"stamps": stamps}))
+    assert accel.check(pkg) is None
+    size, mtime_ns = stamps["sipcm.sip.parser"]
+    os.utime(parser, ns=(mtime_ns + 1_000_000, mtime_ns + 1_000_000))  # same size and text
+    assert accel.stamp(parser) == [size, mtime_ns + 1_000_000]
+    assert accel.check(pkg) == (
+        "stale: sipcm.sip.parser changed since the build; rebuild with make setup"
+    )
+
+
 def test_no_manifest_or_another_python_is_not_used(tmp_path: Path) -> None:
     pkg = _fake_package(tmp_path)
     manifest = json.loads((pkg / accel.MANIFEST).read_text())
