@@ -11,11 +11,17 @@ a new item and leaves the old one stale; the heap is compacted when stale items 
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterator
-from heapq import heapify, heappop, heappush  # module attributes are generic lookups
-from typing import cast
+from typing import Final, cast
 
 from mypy_extensions import mypyc_attr
+
+# Compiled, a Final name loads from a C static; an imported function is a module dict lookup at
+# every call (a push per timer armed earlier, a pop per timer due).
+heapify: Final = heapq.heapify
+heappop: Final = heapq.heappop
+heappush: Final = heapq.heappush
 
 
 # Compiled (sipcm.accel), a class defined in plain Python may still carry a timer.

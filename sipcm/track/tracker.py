@@ -81,7 +81,6 @@ OTHER: Final = counterdefs.OTHER
 REQUEST_KEYS: Final = counterdefs.REQUEST_KEYS
 RESPONSE_KEYS: Final = counterdefs.RESPONSE_KEYS
 RESPONSE_OTHER: Final = counterdefs.RESPONSE_OTHER
-_CALL_METHODS: Final = frozenset({"INVITE", "BYE", "CANCEL", "ACK", "PRACK", "UPDATE"})
 # Retransmissions and proxy copies of one message arrive within a transaction's lifetime
 # (RFC 3261 17: Timer B/F/H = 64*T1 = 32 s).
 DUP_WINDOW_S: Final = 32.0
@@ -178,7 +177,9 @@ class Tracker:
             ] += 1
         if method == "REGISTER":
             target = self._trans
-        elif method in _CALL_METHODS:
+        # the INVITE family, spelled out: compiled, `in` a literal tuple is a chain of native
+        # string compares (a frozenset was a generic PySet_Contains per message)
+        elif method in ("INVITE", "ACK", "BYE", "CANCEL", "PRACK", "UPDATE"):
             target = self._calls
         elif isinstance(core.peek(k.call_id), CallSet):
             target = self._calls  # in-dialog request or reply of a known call
