@@ -16,11 +16,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import click
-
 from sipcm import __version__
 from sipcm.errors import CaptureFileError, SipcmError
+from sipcm.gcpolicy import tune_gc
 from sipcm.signals import set_soon
+
+tune_gc()  # before click and the rest of start-up (see sipcm.gcpolicy)
+
+import click  # noqa: E402
 
 END_MODES = ("conclude", "expire-all", "none")
 STDIN = "-"  # a replay FILE naming standard input

@@ -9,7 +9,6 @@ only some runs need are imported where they are built, so a worker starts light.
 
 from __future__ import annotations
 
-import gc
 import os
 import socket
 import sys
@@ -21,6 +20,7 @@ from sipcm.events.anonymize import Anonymizer
 from sipcm.events.build import EventBuilder
 from sipcm.events.filters import TypeBlacklist
 from sipcm.flows import FlowStore, pcap_bytes
+from sipcm.gcpolicy import _GC_GEN0, tune_gc  # noqa: F401 (pipeline, workers import them here)
 from sipcm.shard import Shard
 from sipcm.track.tracker import Tracker
 
@@ -34,21 +34,6 @@ if TYPE_CHECKING:
     from sipcm.pipeline import Pipeline
     from sipcm.web.server import WebServer
     from sipcm.web.state import WebState
-
-
-# The hot path makes no reference cycles: its ~30 containers per message die by reference
-# counting, while dialogs, slim messages and fingerprints live for seconds. At the default
-# gen0 threshold (700) the cycle collector ran ~16 times per 1,000 messages and its gen1/gen2
-# passes re-scanned that live set: about 20% of replay time, growing with the active entries.
-# A large young generation keeps collection (still on, for rare cycles) to a few passes.
-_GC_GEN0 = 100_000
-
-
-def tune_gc() -> None:
-    """Raise the cycle collector's gen0 threshold once per process (never lowers it)."""
-    gen0, gen1, gen2 = gc.get_threshold()
-    if 0 < gen0 < _GC_GEN0:
-        gc.set_threshold(_GC_GEN0, gen1, gen2)
 
 
 def worker_count(cfg: Config) -> int:
