@@ -27,7 +27,6 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
-from sipcm.capture.rebuild import write_messages
 from sipcm.track.dedup import COPY, NEW, RETRANS
 
 if TYPE_CHECKING:
@@ -249,6 +248,8 @@ def merge_flows(parts: list[dict[str, Any] | None]) -> dict[str, Any] | None:
 
 def pcap_bytes(messages: list[dict[str, Any]]) -> bytes:
     """A pcap of stored messages (with their raw text), in the given order."""
+    from sipcm.capture.rebuild import write_messages  # pcap exports only, not at start-up
+
     buf = io.BytesIO()
     write_messages(buf, messages)
     return buf.getvalue()

@@ -8,7 +8,6 @@ This module never reads files and never prints values.
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import math
 import re
@@ -257,6 +256,8 @@ def choice(options: Sequence[str]) -> Kind:
     def conv(value: Any) -> str:
         if isinstance(value, str) and value.lower() in options:
             return value.lower()
+        import difflib  # errors only: not imported at every start-up
+
         close = difflib.get_close_matches(str(value).lower(), options, n=1)
         raise Invalid(expected + (f" (did you mean '{close[0]}'?)" if close else ""))
 
@@ -326,6 +327,8 @@ def fixed_map(item: Kind, table: Mapping[str, tuple[Any, str]], what: str = "nam
             raise Invalid(expected)
         for name in value or {}:
             if name not in table:
+                import difflib  # errors only: not imported at every start-up
+
                 close = difflib.get_close_matches(str(name), list(table), n=1)
                 hint = f"did you mean '{{path}}.{close[0]}'?" if close else (
                     f"valid {what}s: {', '.join(table)}")  # fmt: skip
@@ -359,6 +362,8 @@ def list_or_map(
         out = dict(defaults)
         for name, elem in value.items():
             if name not in allowed:
+                import difflib  # errors only: not imported at every start-up
+
                 close = difflib.get_close_matches(str(name), allowed, n=1)
                 hint = f" (did you mean '{close[0]}'?)" if close else ""
                 raise Invalid(f"one of {', '.join(allowed)}{hint}", f".{name}", name,

@@ -10,7 +10,6 @@ text, never a snippet of the file.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import functools
 import json
 from typing import TYPE_CHECKING, Any
@@ -118,10 +117,14 @@ def _read_file(path: str) -> dict:
 def _suggest(cls: type, prefix: str, name: str) -> str:
     """A hint with the closest valid spelling of `prefix + name`."""
     siblings = [f.name for f in dataclasses.fields(cls)]
+    import difflib  # errors only: not imported at every start-up
+
     close = difflib.get_close_matches(name, siblings, n=1)
     if close:
         return f"did you mean '{prefix}{close[0]}'?"
     by_leaf = {d.path.rsplit(".", 1)[-1]: d.path for d in key_docs()}
+    import difflib  # errors only: not imported at every start-up
+
     close = difflib.get_close_matches(name, list(by_leaf), n=1)
     if close:
         return f"did you mean '{by_leaf[close[0]]}'?"

@@ -49,7 +49,6 @@ auth_retry_new_call_id, auth_retry_unmatched, reg_refreshes, reg_contact_not_in_
 
 from __future__ import annotations
 
-import difflib
 from collections import ChainMap, Counter
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Final, cast
@@ -113,6 +112,8 @@ class Tracker:
         tmo = {**DEFAULT_TIMEOUTS, "dup_window": DUP_WINDOW_S}
         for name, value in (timeouts or {}).items():
             if name not in tmo:
+                import difflib  # errors only: not imported at every start-up
+
                 close = difflib.get_close_matches(name, self.timeout_names, n=1, cutoff=0.0)
                 raise ValueError(f"unknown timeout {name!r}, did you mean {close[0]!r}?")
             if float(value) > 0:  # 0 or less restores the default (reference notes 1.4)
