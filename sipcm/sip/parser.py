@@ -114,7 +114,8 @@ def parse_full(data: bytes | bytearray | memoryview) -> SipMessage | ParseError:
 
 def _parse(data: bytes) -> SipMessage | ParseError:
     """The keyed step for the messages that seldom need their other fields (their first bytes
-    say so: a request in KEYED_METHODS, a 1xx), else the general path. A message the keyed step
+    say so: a request in KEYED_METHODS, a 1xx; or their CSeq: a final reply to such a
+    request), else the general path. A message the keyed step
     cannot vouch for (folded lines, a bare-LF blank line, no blank line, any error) takes the
     general path too, so errors and their offsets are always the general path's. The payload
     is checked by `probe` and decoded once, for whichever step runs."""
@@ -152,7 +153,7 @@ def _decoded(data: bytes, start: int) -> str | None:
 
 
 # Requests the tracker only routes by their keys (in-dialog, or ending a transaction it already
-# holds): with 1xx replies, these take the keyed step. Any other message is stored or described
+# holds): with 1xx replies and the final replies to them, these take the keyed step. Any other message is stored or described
 # by an event, so its second step would run at once; it is parsed in one step.
 KEYED_METHODS = frozenset({"ACK", "BYE", "CANCEL", "PRACK", "UPDATE", "INFO", "NOTIFY", "REFER"})
 _KEYED_STARTS = (*(m.encode() + b" " for m in sorted(KEYED_METHODS)), b"SIP/2.0 1")
@@ -165,9 +166,30 @@ _KEYED_BY_LETTER: Final = {
 
 
 def _keyed_start(text: str) -> bool:
-    """text.startswith(_KEYED_STARTS) (decoded), for a non-empty text."""
+    """text.startswith(_KEYED_STARTS) (decoded), or a final response to a request in
+    KEYED_METHODS (see _keyed_reply), for a non-empty text."""
     starts = _KEYED_BY_LETTER.get(text[0])
-    return starts is not None and text.startswith(starts)
+    if starts is None:
+        return False
+    return text.startswith(starts) or (text.startswith(_REPLY) and _keyed_reply(text))
+
+
+_REPLY: Final = "SIP/2.0 "
+_CSEQ_LINE: Final = "\nCSeq: "
+
+
+def _keyed_reply(text: str) -> bool:
+    """The CSeq line, as usually written, names a method in KEYED_METHODS (the 200 to a
+    BYE): the tracker only routes such a reply by its keys. Only a hint for choosing the
+    step (a reply it misreads is parsed right by either step), so no other spelling is read."""
+    i = text.find(_CSEQ_LINE)
+    if i < 0:
+        return False
+    sp = text.find(" ", i + len(_CSEQ_LINE))
+    if sp < 0:
+        return False
+    eol = text.find("\r", sp)
+    return eol >= 0 and text[sp + 1 : eol] in KEYED_METHODS
 
 
 # The names the keyed step reads, as the general path reads them (ASCII case-insensitive,
