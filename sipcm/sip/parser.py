@@ -153,8 +153,9 @@ def _decoded(data: bytes, start: int) -> str | None:
 
 
 # Requests the tracker only routes by their keys (in-dialog, or ending a transaction it already
-# holds): with 1xx replies and the final replies to them, these take the keyed step. Any other message is stored or described
-# by an event, so its second step would run at once; it is parsed in one step.
+# holds): with 1xx replies and the final replies to them, these take the keyed step. Any other
+# message is stored or described by an event, so its second step would run at once; it is
+# parsed in one step.
 KEYED_METHODS = frozenset({"ACK", "BYE", "CANCEL", "PRACK", "UPDATE", "INFO", "NOTIFY", "REFER"})
 _KEYED_STARTS = (*(m.encode() + b" " for m in sorted(KEYED_METHODS)), b"SIP/2.0 1")
 # The same starts as text, by first letter: str.startswith is a native call in the compiled
@@ -251,6 +252,7 @@ _UC_C: Final = 67  # C
 _UC_S: Final = 83  # S
 _LC_A: Final = 97  # a
 _LC_O: Final = 111  # o
+_COLON: Final = 58  # :
 
 
 def _keyed(data: bytes, vias: bool = True) -> SipMessage | ParseError | None:
@@ -305,27 +307,53 @@ def _keyed_text(data: bytes, text: str, vias: bool) -> SipMessage | None:
         if lc != _KF_V and lc != _KF_F and lc != _KF_T and lc != _KF_C and lc != _KF_I:
             pos = nl + 1
             continue
-        # The usual spellings are compared as slices of their known length (cheaper than
-        # finding the colon and cutting out the name).
+        # The usual spellings are compared in place, character by character (native int
+        # reads: cheaper than cutting out a slice, or finding the colon and the name).
         key = -1  # not known yet
         colon = -1
+        ll = nl - pos  # the line's length, its "\n" excluded
         if c == _UC_V:
-            if text[pos : pos + 4] == "Via:":
+            if (
+                ll > 3
+                and ord(text[pos + 1]) == 105  # i
+                and ord(text[pos + 2]) == 97  # a
+                and ord(text[pos + 3]) == _COLON
+            ):
                 key, colon = _K_VIA, pos + 3
         elif c == _UC_F:
-            if text[pos : pos + 5] == "From:":
+            if (
+                ll > 4
+                and ord(text[pos + 1]) == 114  # r
+                and ord(text[pos + 2]) == 111  # o
+                and ord(text[pos + 3]) == 109  # m
+                and ord(text[pos + 4]) == _COLON
+            ):
                 key, colon = _K_FROM, pos + 4
         elif c == _UC_T:
-            if text[pos : pos + 3] == "To:":
+            if ll > 2 and ord(text[pos + 1]) == 111 and ord(text[pos + 2]) == _COLON:  # o:
                 key, colon = _K_TO, pos + 2
-        elif c == _UC_C and pos + 1 < nl:
+        elif c == _UC_C and ll > 1:
             c2 = ord(text[pos + 1])
             if c2 == _LC_O:
                 key = _K_OTHER
             elif c2 == _LC_A:
-                if text[pos : pos + 8] == "Call-ID:":
+                if (
+                    ll > 7
+                    and ord(text[pos + 2]) == 108  # l
+                    and ord(text[pos + 3]) == 108  # l
+                    and ord(text[pos + 4]) == 45  # -
+                    and ord(text[pos + 5]) == 73  # I
+                    and ord(text[pos + 6]) == 68  # D
+                    and ord(text[pos + 7]) == _COLON
+                ):
                     key, colon = _K_CALL_ID, pos + 7
-            elif c2 == _UC_S and text[pos : pos + 5] == "CSeq:":
+            elif (
+                c2 == _UC_S
+                and ll > 4
+                and ord(text[pos + 2]) == 101  # e
+                and ord(text[pos + 3]) == 113  # q
+                and ord(text[pos + 4]) == _COLON
+            ):
                 key, colon = _K_CSEQ, pos + 4
         if key < 0:
             colon = text.find(":", pos, nl)
@@ -366,6 +394,7 @@ def _keyed_text(data: bytes, text: str, vias: bool) -> SipMessage | None:
 
 _SP: Final = 32  # ord(" ")
 _CR: Final = 13  # ord("\r")
+_DEL: Final = 127
 
 
 def _value(text: str, colon: int, end: int) -> str:
@@ -373,7 +402,13 @@ def _value(text: str, colon: int, end: int) -> str:
     the usual case: `: value\r` is first cut inside the space and the CR (then strip has
     nothing to remove and returns its argument)."""
     i = colon + 1
-    if end - i >= 2 and ord(text[i]) == _SP and ord(text[end - 1]) == _CR:
+    if end - i >= 3 and ord(text[i]) == _SP and ord(text[end - 1]) == _CR:
+        # Printable ASCII at both ends: nothing for strip to remove (str.strip removes
+        # Unicode white space, which includes the controls 0x1c-0x1f and 0x85).
+        first = ord(text[i + 1])
+        last = ord(text[end - 2])
+        if _SP < first < _DEL and _SP < last < _DEL:
+            return text[i + 1 : end - 1]
         return text[i + 1 : end - 1].strip()
     return text[i:end].strip()
 
@@ -468,41 +503,70 @@ def _small_int(s: str, digits: int) -> int | None:
     return value
 
 
-def _usual_name(name: str) -> str:
-    """`name`, or an equal constant string for the usual spellings: a constant's hash is
-    computed once, a new string's on every dict lookup (compared as literals, after a switch
-    on the length: cheaper)."""
-    n = len(name)
-    if n == 3:
-        if name == "Via":
-            return "Via"
-    elif n == 4:
-        if name == "From":
-            return "From"
-        if name == "CSeq":
-            return "CSeq"
-    elif n == 2:
-        if name == "To":
-            return "To"
-    elif n == 7:
-        if name == "Call-ID":
-            return "Call-ID"
-        if name == "Contact":
-            return "Contact"
-    elif n == 14:
-        if name == "Content-Length":
-            return "Content-Length"
-    elif n == 12:
-        if name == "Content-Type":
-            return "Content-Type"
-        if name == "Max-Forwards":
-            return "Max-Forwards"
-    elif n == 10:
-        if name == "User-Agent":
-            return "User-Agent"
-    elif n == 6 and name == "Server":
-        return "Server"
-    return name
+# The usual spellings `_usual_at` recognises in place, and what the header loop does with each.
+_USUAL: Final = (
+    "Via", "From", "To", "Call-ID", "CSeq", "Contact", "Content-Length", "Content-Type",
+    "Max-Forwards", "User-Agent", "Server",
+)  # fmt: skip
+_U_VIA: Final = 0
+_U_FROM: Final = 1
+_U_TO: Final = 2
+_U_CALL_ID: Final = 3
+_U_CSEQ: Final = 4
+_U_CONTACT: Final = 5
+_U_CONTENT_LENGTH: Final = 6
+_U_CONTENT_TYPE: Final = 7
+_U_MAX_FORWARDS: Final = 8
+_U_USER_AGENT: Final = 9
+_U_SERVER: Final = 10
+_USUAL_KEY: Final = tuple(_EXACT[n][0] for n in _USUAL)
+_RAW: Final = -1  # the kind of a header kept raw (None in _EXACT)
+_USUAL_KIND: Final[tuple[int, ...]] = tuple(_EXACT[n][1] or _RAW for n in _USUAL)
+_USUAL_COLON: Final = tuple(len(n) for n in _USUAL)
+
+
+def _usual_at(text: str, pos: int, end: int) -> int:
+    """Index in _USUAL of the spelling `text[pos:end]` starts with, followed by its colon;
+    -1 for any other line (pos < end). Compared in place (native int reads, or one slice
+    once the colon is where the spelling would end): no name is cut out and hashed."""
+    n = end - pos
+    c = ord(text[pos])
+    if c == 86:  # V
+        if (
+            n > 3
+            and ord(text[pos + 3]) == _COLON
+            and ord(text[pos + 1]) == 105  # i
+            and ord(text[pos + 2]) == 97  # a
+        ):
+            return _U_VIA
+    elif c == 70:  # F
+        if n > 4 and ord(text[pos + 4]) == _COLON and text[pos : pos + 4] == "From":
+            return _U_FROM
+    elif c == 84:  # T
+        if n > 2 and ord(text[pos + 2]) == _COLON and ord(text[pos + 1]) == 111:  # o
+            return _U_TO
+    elif c == 67:  # C
+        if n > 4 and ord(text[pos + 4]) == _COLON and text[pos : pos + 4] == "CSeq":
+            return _U_CSEQ
+        if n > 7 and ord(text[pos + 7]) == _COLON:
+            name = text[pos : pos + 7]
+            if name == "Call-ID":
+                return _U_CALL_ID
+            if name == "Contact":
+                return _U_CONTACT
+        elif n > 14 and ord(text[pos + 14]) == _COLON and text[pos : pos + 14] == "Content-Length":
+            return _U_CONTENT_LENGTH
+        if n > 12 and ord(text[pos + 12]) == _COLON and text[pos : pos + 12] == "Content-Type":
+            return _U_CONTENT_TYPE
+    elif c == 77:  # M
+        if n > 12 and ord(text[pos + 12]) == _COLON and text[pos : pos + 12] == "Max-Forwards":
+            return _U_MAX_FORWARDS
+    elif c == 85:  # U
+        if n > 10 and ord(text[pos + 10]) == _COLON and text[pos : pos + 10] == "User-Agent":
+            return _U_USER_AGENT
+    elif c == 83 and n > 6 and ord(text[pos + 6]) == _COLON and text[pos : pos + 6] == "Server":
+        return _U_SERVER
+    return -1
 
 
 def _header_name(name: str) -> tuple[str, int | None] | None:
@@ -710,24 +774,33 @@ def _collect(block: str, unfolded: bool, complete: bool) -> _Collected | int | N
         if end < 0:
             end = n
         pos = end + 1
-        colon = block.find(":", line_start, end)
-        name = block[line_start:end] if colon < 0 else block[line_start:colon]
-        known = _EXACT.get(_usual_name(name))
-        if known is None:
-            if end == line_start:
-                if end == n and not complete:
-                    continue  # the payload ended with a newline and no blank line
-                return line_start
-            if block[line_start] in " \t" and not unfolded:
-                return None
-            known = _header_name(name) if colon >= 0 else None
+        # (key, kind): from the usual spelling's index without a tuple (a tuple of an
+        # optional int is boxed), else from the tables.
+        usual = _usual_at(block, line_start, end) if end > line_start else -1
+        if usual >= 0:
+            key = _USUAL_KEY[usual]
+            kind = _USUAL_KIND[usual]
+            colon = line_start + _USUAL_COLON[usual]
+        else:
+            colon = block.find(":", line_start, end)
+            name = block[line_start:end] if colon < 0 else block[line_start:colon]
+            known = _EXACT.get(name)
             if known is None:
-                if colon >= 0 or name.strip(" \t\r"):  # the line holds more than blanks
-                    bad += 1
-                continue
-        key, kind = known
+                if end == line_start:
+                    if end == n and not complete:
+                        continue  # the payload ended with a newline and no blank line
+                    return line_start
+                if block[line_start] in " \t" and not unfolded:
+                    return None
+                known = _header_name(name) if colon >= 0 else None
+                if known is None:
+                    if colon >= 0 or name.strip(" \t\r"):  # the line holds more than blanks
+                        bad += 1
+                    continue
+            key = known[0]
+            kind = _RAW if known[1] is None else known[1]
         value = "" if colon < 0 else _value(block, colon, end)
-        if kind is None:
+        if kind == _RAW:
             lst = headers.get(key)
             if lst is None:
                 headers[key] = [value]
