@@ -366,6 +366,64 @@ def _parse_untagged(text: str) -> NameAddr | None:
     return parse_name_addr(text)
 
 
+def _is_host_char(c: int) -> bool:
+    """[A-Za-z0-9._-] (an ord)."""
+    return 97 <= c <= 122 or 65 <= c <= 90 or 48 <= c <= 57 or c == 46 or c == 95 or c == 45
+
+
+def host_port_end(s: str, i: int, n: int) -> int:
+    """Where a plain `host[:port]` starting at s[i] ends (before n): host [A-Za-z0-9._-]+,
+    port 1 to 5 digits; -1 if s[i:] starts otherwise or the port is over 65535 (as the fast
+    shapes read them: the callers fall back on their regex for anything else)."""
+    j = i
+    while j < n and _is_host_char(ord(s[j])):
+        j += 1
+    if j == i:
+        return -1
+    if j < n and ord(s[j]) == 58:  # ":" port
+        k = j + 1
+        port = 0
+        while k < n and 48 <= ord(s[k]) <= 57:
+            port = port * 10 + ord(s[k]) - 48
+            k += 1
+            if k - j > 6:
+                return -1
+        if k == j + 1 or port > 65535:
+            return -1
+        return k
+    return j
+
+
+def _plain_contact(text: str) -> NameAddr | None:
+    """`<sip:user@host:port>` (user [A-Za-z0-9._-]*, plain host, optional port, nothing
+    else) parsed without the regex; None for any other text. Equal to parse_name_addr(text)
+    for the texts it takes (tested against it): a new UA's Contact is always new text."""
+    n = len(text)
+    if n < 7 or ord(text[n - 1]) != 62 or not text.startswith("<sip:"):  # ">"
+        return None
+    at = text.find("@", 5, n - 1)
+    user: str | None = None
+    i = 5
+    if at >= 0:
+        for k in range(5, at):
+            if not _is_host_char(ord(text[k])):
+                return None
+        user = text[5:at] or None
+        i = at + 1
+    end = host_port_end(text, i, n - 1)
+    if end != n - 1:
+        return None
+    colon = text.find(":", i, end)
+    if colon < 0:
+        host = text[i:end]
+        port: int | None = None
+    else:
+        host = text[i:colon]
+        port = int(text[colon + 1 : end])
+    uri = Uri(text[1 : n - 1], "sip", user, host.lower(), port, {})
+    return NameAddr(uri, None, None, {})
+
+
 def _shared_name_addr(text: str) -> NameAddr | None:
     """parse_name_addr, sharing the work between the values that differ only by their tag:
     `<sip:bob@example.com>;tag=X` is the cached `<sip:bob@example.com>` plus X (every dialog
@@ -379,7 +437,8 @@ def _shared_name_addr(text: str) -> NameAddr | None:
             base = _untagged(text[:i])
             if base is not None:
                 return NameAddr(base.uri, base.display, tag or None, {})
-    return parse_name_addr(text)
+    plain = _plain_contact(text)
+    return plain if plain is not None else parse_name_addr(text)
 
 
 def cached_name_addr(text: str) -> NameAddr | None:

@@ -13,6 +13,7 @@ from sipcm.sip.message import Via
 from sipcm.sip.nameaddr import (
     CACHE_MAX_TEXT,
     CACHE_SIZE,
+    host_port_end,
     parse_hostport,
     parse_params,
     plain_end,
@@ -101,7 +102,47 @@ def _without_branch(text: str) -> Via | None:
     return cast("Via | None", got)
 
 
+_PLAIN_HEAD: Final = "SIP/2.0/"
+
+
+def _plain_without_branch(text: str) -> Via | None:
+    """`SIP/2.0/T host[:port];branch=[;params]` (T letters, one space, a plain host, an empty
+    branch) read without the regex, as _FAST reads it; None for any other text (then the
+    regex decides). A new host's Via is always new text."""
+    n = len(text)
+    if not text.startswith(_PLAIN_HEAD):
+        return None
+    i = len(_PLAIN_HEAD)
+    t = i
+    while t < n and (65 <= ord(text[t]) <= 90 or 97 <= ord(text[t]) <= 122):
+        t += 1
+    if t == i or t >= n or ord(text[t]) != 32:
+        return None
+    h = t + 1
+    end = host_port_end(text, h, n)
+    if end < 0 or text[end : end + len(_BRANCH)] != _BRANCH:
+        return None
+    rest = end + len(_BRANCH)
+    params: dict[str, str] = {}
+    if rest < n:
+        if ord(text[rest]) != 59:  # ";": the branch is not empty
+            return None
+        if rest + 1 < n:
+            ptext = text[rest + 1 :]
+            if "\n" in ptext:  # _FAST's `.` stops there
+                return None
+            params = parse_params(ptext)
+            params.pop("branch", None)  # a second branch: the first (empty) one wins
+    colon = text.find(":", h, end)
+    port = None if colon < 0 else int(text[colon + 1 : end])
+    host = text[h:end] if colon < 0 else text[h:colon]
+    return Via(text[i:t].upper(), host.lower(), port, None, params)
+
+
 def _parse_without_branch(text: str) -> Via | None:
+    plain = _plain_without_branch(text)
+    if plain is not None:
+        return plain
     m = _FAST.fullmatch(text)
     if m is None:
         return None

@@ -18,10 +18,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sipcm.sip.message import DEFERRED, FIELD_NAMES, ParseError, SipMessage
-from sipcm.sip.nameaddr import _shared_name_addr, parse_name_addr
+from sipcm.sip.nameaddr import _plain_contact, _shared_name_addr, parse_name_addr
 from sipcm.sip.parser import KEYED_METHODS, _keyed, _parse, parse, parse_full
 from sipcm.sip.shardkey import message_shard_key
-from sipcm.sip.via import _shared_via, parse_via
+from sipcm.sip.via import (
+    _FAST,
+    _fast_via,
+    _general_via,
+    _parse_without_branch,
+    _plain_without_branch,
+    _shared_via,
+    parse_via,
+)
 from tests.conftest import CORPUS
 from tests.fuzz.test_parser_fuzz import SPECIAL, VALID, address, mutated
 from tests.sipgen import Leg
@@ -138,6 +146,50 @@ def test_shared_tag_and_branch_parses_agree(tagged, via_head) -> None:
     assert _shared_name_addr(text) == parse_name_addr(text)
     for value in (f"{via_head};branch={tail}{mid}", f"{via_head}{mid};branch={tail};rport"):
         assert _shared_via(value) == parse_via(value)
+
+
+_PLAIN = st.text(alphabet='aZ09._-:@;=<>" \t\n/\u00a0', max_size=12)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    st.sampled_from(["<sip:", "<sips:", "<SIP:", "sip:", "<sip:a@", "<sip:@"]),
+    _PLAIN,
+    st.sampled_from(["h", "10.0.0.1", "Host.Example", "h:5060", "h:65535", "h:65536", "h:"]),
+    st.sampled_from([">", "", ">;x", "> ", ";p>"]),
+)
+def test_plain_shapes_read_as_the_regexes_read_them(head, mid, host, tail) -> None:
+    """Contacts and branchless Vias of new hosts skip the regexes; same values."""
+    text = head + mid + host + tail
+    plain = _plain_contact(text)
+    assert plain is None or plain == parse_name_addr(text)
+    assert _shared_name_addr(text) == parse_name_addr(text)
+    for via in (
+        f"SIP/2.0/UDP {mid}{host};branch=",
+        f"SIP/2.0/{mid} {host};branch=;rport{tail}",
+        f"SIP/2.0/tcp {host};branch={mid};received=1.2.3.4",
+        f"SIP/2.0/UDP {host}{mid};branch=;{mid}",
+    ):
+        m = _FAST.fullmatch(via)
+        ref = None  # what _parse_without_branch gave with the regex alone
+        if m is not None and m.groups()[3] == "":
+            ref = _fast_via(m.groups()) or _general_via(via)
+        plain_via = _plain_without_branch(via)
+        assert plain_via is None or plain_via == ref, via
+        assert _parse_without_branch(via) == ref, via
+
+
+def test_plain_shapes_taken() -> None:
+    """The usual new texts do take the plain readers."""
+    na = _plain_contact("<sip:alice@10.0.0.7:5060>")
+    assert na == parse_name_addr("<sip:alice@10.0.0.7:5060>")
+    assert na is not None
+    assert (na.uri.user, na.uri.host, na.uri.port, na.display) == ("alice", "10.0.0.7", 5060, None)
+    via = _plain_without_branch("SIP/2.0/UDP 10.0.0.7:5060;branch=;rport")
+    assert via == parse_via("SIP/2.0/UDP 10.0.0.7:5060;branch=;rport")
+    assert via is not None
+    assert (via.transport, via.host, via.port, via.branch) == ("UDP", "10.0.0.7", 5060, None)
+    assert via.params == {"rport": ""}
 
 
 def test_keyed_step_defers_the_other_headers() -> None:
