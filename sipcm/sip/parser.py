@@ -394,7 +394,6 @@ def _keyed_text(data: bytes, text: str, vias: bool) -> SipMessage | None:
 
 _SP: Final = 32  # ord(" ")
 _CR: Final = 13  # ord("\r")
-_DEL: Final = 127
 
 
 def _value(text: str, colon: int, end: int) -> str:
@@ -402,13 +401,7 @@ def _value(text: str, colon: int, end: int) -> str:
     the usual case: `: value\r` is first cut inside the space and the CR (then strip has
     nothing to remove and returns its argument)."""
     i = colon + 1
-    if end - i >= 3 and ord(text[i]) == _SP and ord(text[end - 1]) == _CR:
-        # Printable ASCII at both ends: nothing for strip to remove (str.strip removes
-        # Unicode white space, which includes the controls 0x1c-0x1f and 0x85).
-        first = ord(text[i + 1])
-        last = ord(text[end - 2])
-        if _SP < first < _DEL and _SP < last < _DEL:
-            return text[i + 1 : end - 1]
+    if end - i >= 2 and ord(text[i]) == _SP and ord(text[end - 1]) == _CR:
         return text[i + 1 : end - 1].strip()
     return text[i:end].strip()
 

@@ -132,7 +132,8 @@ def _plain_without_branch(text: str) -> Via | None:
             if "\n" in ptext:  # _FAST's `.` stops there
                 return None
             params = parse_params(ptext)
-            params.pop("branch", None)  # a second branch: the first (empty) one wins
+            if "branch" in params:  # a second branch: the first (empty) one wins
+                del params["branch"]
     colon = text.find(":", h, end)
     port = None if colon < 0 else int(text[colon + 1 : end])
     host = text[h:end] if colon < 0 else text[h:colon]
