@@ -180,6 +180,8 @@ def message_shard_key(msg: SipMessage) -> bytes:
 
 # Hash buckets of a shard table: a shard's weight is how many it owns.
 BUCKETS = 1024
+# A Final copy: compiled, `zlib.crc32` would be looked up in the module's dict on every call.
+_CRC32: Final = zlib.crc32
 
 
 def shard_table(weights: list[int]) -> bytes:
@@ -192,4 +194,4 @@ def shard_table(weights: list[int]) -> bytes:
 
 def shard_in(key: bytes, table: bytes) -> int:
     """Shard index of a key in a `shard_table` (stable across runs and processes)."""
-    return table[zlib.crc32(key) % BUCKETS]
+    return table[_CRC32(key) % BUCKETS]

@@ -6,7 +6,7 @@ import marshal
 
 from sipcm.decode.packet import Payload, Tunnel
 from sipcm.sip.shardkey import shard_table
-from sipcm.workers.wire import pack_items, route, unpack_items
+from sipcm.workers.wire import NUMBERS, OBJECTS, pack_items, route, unpack_items
 
 FIELDS = (
     "data", "ts_ns", "src_ip", "dst_ip", "src_port", "dst_port", "transport", "ip_version",
@@ -60,7 +60,14 @@ def test_route_packs_every_part_but_the_local_one() -> None:
     _same(sorted(back + local, key=lambda i: i[0]), items)
 
 
-def test_times_travel_as_small_integers() -> None:
-    rows = pack_items(_items())
+def test_a_part_is_three_columns_with_times_as_small_integers() -> None:
+    data, nums, objs = pack_items(_items())
+    assert data == b"INVITE aBYE b"  # every payload's bytes, concatenated
+    assert len(nums) == 3 * NUMBERS and len(objs) == 3 * OBJECTS
+    rows = [nums[k : k + NUMBERS] for k in range(0, len(nums), NUMBERS)]
+    # the clock as its step from the previous one, the capture time as its lag behind it
     assert [r[1] for r in rows] == [T0, 9_000_000_000_000, 0]
-    assert [r[3] for r in rows] == [0, 9_000_000_000_000 - 5, 9_000_000_000_000 + 1]
+    assert [r[2] for r in rows] == [0, 9_000_000_000_000 - 5, 9_000_000_000_000 + 1]
+    assert [r[3] for r in rows] == [8, 5, 0]  # each payload's length
+    assert objs[:5] == ["10.0.0.1", "10.0.0.2", "udp", None, None]
+    assert objs[8:10] == ["ingress", ("vxlan", "192.0.2.1", "192.0.2.2", 4789, 4789, 77)]
