@@ -63,7 +63,8 @@ def test_route_packs_every_part_but_the_local_one() -> None:
 def test_a_part_is_three_columns_with_times_as_small_integers() -> None:
     data, nums, objs = pack_items(_items())
     assert data == b"INVITE aBYE b"  # every payload's bytes, concatenated
-    assert len(nums) == 3 * NUMBERS and len(objs) == 3 * OBJECTS
+    assert len(nums) == 3 * NUMBERS
+    assert len(objs) == 3 * OBJECTS
     rows = [nums[k : k + NUMBERS] for k in range(0, len(nums), NUMBERS)]
     # the clock as its step from the previous one, the capture time as its lag behind it
     assert [r[1] for r in rows] == [T0, 9_000_000_000_000, 0]
