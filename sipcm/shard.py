@@ -152,10 +152,8 @@ class Shard:
         if not self.blacklist.allows(o.action):
             return None
         if self.anonymizer.enabled:
-            doc = self.anonymizer.apply(self.builder.build(o))
-        else:
-            doc = self.builder.build(o, encoded=True)
-        return _DUMPS(doc, option=NDJSON_OPTION)
+            return _DUMPS(self.anonymizer.apply(self.builder.build(o)), option=NDJSON_OPTION)
+        return self.builder.line(o)
 
     def _message_rows(self, outcomes: list[Outcome], seq: int, out: list[Emitted]) -> None:
         for sub, o in enumerate(outcomes):

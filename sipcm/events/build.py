@@ -33,10 +33,11 @@ ECS has no tunnel fields (`network.inner` only describes an inner VLAN), so the 
 and the VNI go under `sipcm.tunnel.*`. `Outcome.extra` maps dotted field names (declared in
 `schema.py`, e.g. `sipcm.rate.exceeded`) to values; they are set last, nested.
 
-`build(o, encoded=True)` gives the same document for `orjson.dumps` only: the sections it
-shares between documents (`ecs`, `observer`, the event categories and types, URIs, From, To
-and Contact) are `orjson.Fragment`s holding their JSON, encoded once instead of per document.
-Such a document is not for reading or changing (the anonymizer needs the plain one).
+`line(o)` gives the bytes `orjson.dumps(build(o), option=OPT_APPEND_NEWLINE)` would give (what
+the shard writes when anonymization is off), without building the document: it joins JSON
+pieces encoded once for the documents that share them (the event heads, `ecs`, `observer`,
+flows and endpoints, URIs, From, To and Contact, user agents, a call-start's sip section head
+for its call-end) with the values of the event, each encoded by orjson.
 """
 
 from __future__ import annotations
@@ -53,11 +54,12 @@ import orjson
 from sipcm import __version__
 from sipcm.events.community_id import community_id, ipv4_value
 from sipcm.events.schema import ECS_VERSION
+from sipcm.outputs.base import NDJSON_OPTION
 from sipcm.sip.nameaddr import parse_uri
 
 if TYPE_CHECKING:
     from sipcm.decode.packet import Payload
-    from sipcm.sip.message import NameAddr, SipMessage, Uri
+    from sipcm.sip.message import Credentials, NameAddr, SipMessage, Uri
     from sipcm.track.outcome import CallMetrics, Outcome
 
 DATASET = "sipcm.sip"
@@ -88,38 +90,48 @@ _AUTH_ACTIONS = ("call-start", "reg-new")  # +authentication when the request ha
 # Final copies of orjson's names (compiled: a C static instead of a module attribute lookup).
 _DUMPS: Final = orjson.dumps
 _FRAGMENT: Final = orjson.Fragment
-
-
-def _encoded(doc: object) -> orjson.Fragment:
-    """A shared section for encoded documents: its JSON, which orjson copies as it is."""
-    return _FRAGMENT(_DUMPS(doc))
+_NDJSON: Final = NDJSON_OPTION
 
 
 def _event_head(
-    action: str, cats: tuple[str, ...], types: tuple[str, ...], outcome: str, encoded: bool
+    action: str, cats: tuple[str, ...], types: tuple[str, ...], outcome: str
 ) -> dict[str, Any]:
-    cat: Any = _encoded(list(cats)) if encoded else list(cats)
-    typ: Any = _encoded(list(types)) if encoded else list(types)
-    return {"action": action, "kind": "event", "category": cat, "type": typ,
+    return {"action": action, "kind": "event", "category": list(cats), "type": list(types),
             "outcome": outcome, "dataset": DATASET, "module": MODULE}  # fmt: skip
 
 
-class _EventHeads:
-    """The fixed start of each action's `event` section, copied into every document (the
-    copies share the category and type lists): plain, with credentials, and call-end by
-    timeout; for plain or for encoded documents."""
-
-    def __init__(self, encoded: bool) -> None:
-        cats = _CATEGORISE
-        self.plain = {a: _event_head(a, *c, encoded) for a, c in cats.items()}
-        self.auth = {a: _event_head(a, _WITH_AUTH, *cats[a][1:], encoded) for a in _AUTH_ACTIONS}
-        self.timeout = _event_head("call-end", *cats["call-end"][:2], "unknown", encoded)
+_TIMEOUT_HEAD: Final = "call-end timeout"
+_AUTH_PREFIX: Final = "auth "
 
 
-_HEADS: Final = _EventHeads(False)
-_HEADS_ENC: Final = _EventHeads(True)
+def _event_heads() -> dict[str, dict[str, Any]]:
+    """The fixed start of each `event` section (`_head_key` names them): each action's, the
+    two with credentials, and call-end by timeout; documents copy them (the copies share
+    the category and type lists)."""
+    cats = _CATEGORISE
+    heads = {a: _event_head(a, *c) for a, c in cats.items()}
+    for a in _AUTH_ACTIONS:
+        heads[_AUTH_PREFIX + a] = _event_head(a, _WITH_AUTH, *cats[a][1:])
+    heads[_TIMEOUT_HEAD] = _event_head("call-end", *cats["call-end"][:2], "unknown")
+    return heads
+
+
+def _head_key(action: str, call: CallMetrics | None, creds: object) -> str:
+    """The key of an event's fixed head in `_HEADS`."""
+    if action == "call-end" and call is not None and call.originator == "timeout":
+        return _TIMEOUT_HEAD
+    if creds is not None and action in _AUTH_ACTIONS:
+        return _AUTH_PREFIX + action
+    return action
+
+
+_HEADS: Final = _event_heads()
+# The same as the JSON that opens an encoded event section (no closing brace).
+_HEADS_JSON: Final = {k: _DUMPS(h)[:-1] for k, h in _HEADS.items()}
 _ECS: Final = {"version": ECS_VERSION}  # shared by every document
-_ECS_ENC: Final = _encoded(_ECS)
+# An encoded document up to its @timestamp's value, and from there to its event section.
+_OPEN: Final = b'{"@timestamp":"'
+_TO_EVENT: Final = b'","ecs":' + _DUMPS(_ECS) + b',"event":'
 
 # Second -> "YYYY-MM-DDTHH:MM:SS.": one document's times (start, end, @timestamp) and
 # consecutive documents fall in a few recent seconds. Cleared when it reaches the bound.
@@ -175,20 +187,28 @@ class Shared:
     anonymizer replaces the dicts it changes instead). Its JSON is encoded at the first use
     in an encoded document: measured, that already pays when a flow's two events share it."""
 
-    __slots__ = ("_json", "doc")
+    __slots__ = ("_frag", "_json", "doc")
 
     def __init__(self, doc: dict[str, Any]) -> None:
         self.doc = doc
-        self._json: orjson.Fragment | None = None
+        self._json: bytes | None = None
+        self._frag: orjson.Fragment | None = None
 
-    def section(self, encoded: bool) -> Any:
-        """`doc`, or for an encoded document its JSON."""
-        if not encoded:
-            return self.doc
+    def json(self) -> bytes:
+        """`doc` as JSON (orjson's bytes), encoded at the first use."""
         j = self._json
         if j is None:
-            j = self._json = _encoded(self.doc)
+            j = self._json = _DUMPS(self.doc)
         return j
+
+    def section(self, encoded: bool) -> Any:
+        """`doc`, or for an encoded section around it its JSON, as an orjson Fragment."""
+        if not encoded:
+            return self.doc
+        f = self._frag
+        if f is None:
+            f = self._frag = _FRAGMENT(self.json())
+        return f
 
 
 class UriDoc(Shared):
@@ -268,7 +288,7 @@ class FlowParts:
     `destination`, the Community ID, and the `network` section last built for it (rebuilt
     when the packet's transport, IP version, direction or VLAN differ)."""
 
-    __slots__ = ("_net", "_net_of", "cid", "destination", "source")
+    __slots__ = ("_ends", "_net", "_net_of", "cid", "destination", "source")
 
     def __init__(self, source: Shared, destination: Shared, cid: str | None) -> None:
         self.source = source
@@ -276,6 +296,16 @@ class FlowParts:
         self.cid = cid
         self._net: Shared | None = None
         self._net_of: tuple[str, str, str | None, int | None] = ("", "", None, None)
+        self._ends: bytes | None = None
+
+    def ends_json(self) -> bytes:
+        """`,"source":{..},"destination":{..}` of an encoded document (made at the first use)."""
+        j = self._ends
+        if j is None:
+            j = self._ends = (
+                b',"source":' + self.source.json() + b',"destination":' + self.destination.json()
+            )
+        return j
 
     def network(
         self, transport: str, ntype: str, direction: str | None, vlan: int | None
@@ -296,12 +326,13 @@ class FlowParts:
 
 
 class SipHead:
-    """The start of an encoded sip section (call_id to auth: `EventBuilder._sip_head`), the
-    URIs it adds to related.*, and what it was made from. A call-start's is kept for its
-    call-end, which shows the same call-id, method, status, INVITE and answer (the objects
-    are held here: the dialog holds them too, and no other object can take their id())."""
+    """The start of an encoded sip section (call_id to auth: `EventBuilder._sip_head`, as JSON
+    without its closing brace), the URIs it adds to related.*, and what it was made from. A
+    call-start's is kept for its call-end, which shows the same call-id, method, status,
+    INVITE and answer (the objects are held here: the dialog holds them too, and no other
+    object can take their id())."""
 
-    __slots__ = ("call_id", "contact", "doc", "first", "method", "reason", "resp", "status",
+    __slots__ = ("call_id", "contact", "first", "method", "opening", "reason", "resp", "status",
                  "uris")  # fmt: skip
 
     def __init__(
@@ -313,7 +344,7 @@ class SipHead:
         method: str | None,
         status: int | None,
         reason: str | None,
-        doc: dict[str, Any],
+        opening: bytes,
         uris: list[UriDoc],
     ) -> None:
         self.first = first
@@ -323,7 +354,7 @@ class SipHead:
         self.method = method
         self.status = status
         self.reason = reason
-        self.doc = doc
+        self.opening = opening
         self.uris = uris
 
     def shows(
@@ -406,6 +437,104 @@ def _add(items: list[str], x: str) -> None:
     items.append(x)
 
 
+def _duration(o: Outcome) -> int | None:
+    """event.duration: the call's, else the binding's lifetime."""
+    call = o.call
+    if call is not None and call.duration_ns is not None:
+        return call.duration_ns
+    reg = o.reg
+    if reg is not None:
+        return reg.lifetime_ns
+    return None
+
+
+def _related(ips: list[str], users: list[str], hosts: list[str]) -> dict[str, list[str]] | None:
+    """The related section, None when empty."""
+    if not (ips or users or hosts):
+        return None
+    related: dict[str, list[str]] = {}
+    if ips:
+        related["ip"] = ips
+    if users:
+        related["user"] = users
+    if hosts:
+        related["hosts"] = hosts
+    return related
+
+
+def _call_id_method(o: Outcome, first: SipMessage | None) -> tuple[str | None, str | None]:
+    """sip.call_id and sip.method: the Outcome's, else the first message's."""
+    call_id = o.call_id
+    if not call_id and first is not None:
+        call_id = first.call_id
+    method = o.method
+    if not method and first is not None:
+        method = first.cseq_method
+    return call_id, method
+
+
+class _Facts:
+    """What a document about an Outcome is made from, the same for `build` and `line`: its
+    first message (the request, else the message, else the response) and response, the
+    request's credentials, the reason, the triggering packet (`trig`) and the packet that
+    gives the network context (`ctx`), the flow and the network section's values.
+    A timer event of an entry rebuilt from replies has only the response: its From/To are
+    the request's too."""
+
+    __slots__ = ("creds", "ctx", "direction", "first", "first_req", "flow", "ntype", "reason",
+                 "resp", "transport", "trig", "vlan")  # fmt: skip
+
+    def __init__(self, o: Outcome) -> None:
+        msg = o.msg
+        resp = o.response
+        first = o.request
+        if first is None:
+            first = msg if msg is not None else resp
+        if resp is None and msg is not None and not msg.is_request:
+            resp = msg
+        self.first: SipMessage | None = first
+        self.resp: SipMessage | None = resp
+        self.first_req: bool = first is not None and first.is_request
+        first_req = self.first_req
+        self.creds: Credentials | None = (
+            first.credentials if first is not None and first_req else None
+        )
+        err = o.error
+        reason = o.reason
+        if not reason and err is not None:
+            reason = err.reason
+        self.reason: str | None = reason
+        trig = msg.payload if msg is not None else None
+        if trig is None:
+            trig = o.payload
+            if trig is None and err is not None:
+                trig = err.payload
+        self.trig: Payload | None = trig
+        ctx = trig
+        if ctx is None:
+            req = o.request
+            if req is not None and req.payload is not None:
+                ctx = req.payload
+            elif o.response is not None:
+                ctx = o.response.payload
+        self.ctx: Payload | None = ctx
+        fl: tuple[str, int, str, int, str] | None = o.flow
+        if fl is None and trig is not None:
+            fl = (trig.src_ip, trig.src_port, trig.dst_ip, trig.dst_port, trig.transport)
+        self.flow: tuple[str, int, str, int, str] | None = fl
+        self.transport: str | None = None
+        self.ntype: str = ""
+        self.vlan: int | None = None
+        if ctx is not None:
+            self.transport = ctx.transport
+            self.ntype = "ipv6" if ctx.ip_version == 6 else "ipv4"
+            self.vlan = ctx.vlan
+        elif fl is not None:  # reg-expired: the binding remembers its REGISTER's flow
+            self.transport = fl[4]
+            self.ntype = "ipv6" if ":" in fl[0] else "ipv4"
+        self.direction: str | None = trig.direction if trig is not None else None
+
+
 def _put(doc: dict[str, Any], dotted: str, value: object) -> None:
     """Set a dotted field name in a nested document."""
     *parents, last = dotted.split(".")
@@ -439,9 +568,9 @@ class EventBuilder:
         self._observer.update(
             product="sipcm", vendor="sipcm", version=product_version, type="sensor"
         )
-        self._observer_enc = _encoded(self._observer)
-        # (direction, ifindex) -> the observer section, plain and encoded
-        self._observers: dict[tuple[str, int], tuple[dict[str, Any], orjson.Fragment]] = {}
+        self._observer_shared = Shared(self._observer)
+        # (direction, ifindex) -> the observer section
+        self._observers: dict[tuple[str, int], Shared] = {}
         self._uris: dict[str, UriDoc] = {}
         self._parties: dict[int, NameAddrDoc] = {}  # From and To with their own tag
         self._contacts: dict[int, NameAddrDoc] = {}
@@ -468,17 +597,17 @@ class EventBuilder:
         self._last_ns = ts_ns
         return ts
 
-    def _observer_for(self, pl: Payload | None, encoded: bool) -> Any:
+    def _observer_for(self, pl: Payload | None) -> Shared:
         """The observer section (shared): the interface and direction of the packet, if any."""
         if pl is None:
-            return self._observer_enc if encoded else self._observer
+            return self._observer_shared
         direction = pl.direction
         ifindex = pl.ifindex
         if not ifindex or (direction != "ingress" and direction != "egress"):
-            return self._observer_enc if encoded else self._observer
+            return self._observer_shared
         key = (direction, ifindex)
-        both = self._observers.get(key)
-        if both is None:
+        e = self._observers.get(key)
+        if e is None:
             obs = dict(self._observer)
             iface = {"id": str(ifindex)}
             name = self.ifnames.get(ifindex)
@@ -487,8 +616,8 @@ class EventBuilder:
             obs[direction] = {"interface": iface}
             if len(self._observers) >= _CACHE_ENTRIES:
                 self._observers.clear()
-            both = self._observers[key] = (obs, _encoded(obs))
-        return both[1] if encoded else both[0]
+            e = self._observers[key] = Shared(obs)
+        return e
 
     def _uri_doc(self, u: Uri) -> UriDoc:
         """The shared UriDoc of a parsed URI, by its text: the parser gives the same text the
@@ -529,19 +658,16 @@ class EventBuilder:
         ep: tuple[str, int],
         fl: tuple[str, int, str, int, str] | None,
         parts: FlowParts | None,
-        encoded: bool,
-    ) -> Any:
-        """The {"ip", "port"} section of a client or server, shared in encoded documents:
-        usually one end of the flow, whose section `parts` holds."""
+    ) -> Shared:
+        """The shared {"ip", "port"} section of a client or server: usually one end of the
+        flow, whose section `parts` holds."""
         ip, port = ep
-        if not encoded:
-            return {"ip": ip, "port": port}
         if fl is not None and parts is not None:
             if port == fl[1] and ip == fl[0]:
-                return parts.source.section(True)
+                return parts.source
             if port == fl[3] and ip == fl[2]:
-                return parts.destination.section(True)
-        return self._shared_endpoint(ep).section(True)
+                return parts.destination
+        return self._shared_endpoint(ep)
 
     def _shared_endpoint(self, ep: tuple[str, int]) -> Shared:
         e = self._endpoints.get(ep)
@@ -552,15 +678,18 @@ class EventBuilder:
         return e
 
     def _original(self, text: str, encoded: bool) -> Any:
-        """{"original": text}, shared by text in encoded documents."""
+        """{"original": text}, shared by text in encoded sections."""
         if not encoded:
             return {"original": text}
+        return self._shared_original(text).section(True)
+
+    def _shared_original(self, text: str) -> Shared:
         e = self._originals.get(text)
         if e is None:
             if len(self._originals) >= _CACHE_ENTRIES:
                 self._originals.clear()
             e = self._originals[text] = Shared({"original": text})
-        return e.section(True)
+        return e
 
     def _name_addr(
         self, na: NameAddr, tag: str | None, uris: list[UriDoc], encoded: bool
@@ -579,128 +708,63 @@ class EventBuilder:
             return {"tag": tag, "uri": uri}
         return {"uri": uri}
 
-    def build(self, o: Outcome, encoded: bool = False) -> dict[str, Any]:
-        """The ECS document for one Outcome (any action in ACTIONS); `encoded`: with its
-        shared sections as orjson Fragments, for `orjson.dumps` only (module docstring)."""
-        if o.extra:
-            encoded = False  # extra fields are set in place, in sections that must be dicts
-        action = o.action
-        msg = o.msg
-        resp = o.response
-        # A timer event of an entry rebuilt from replies has only the response: its From/To
-        # are the request's too.
-        first = o.request
-        if first is None:
-            first = msg if msg is not None else resp
-        if resp is None and msg is not None and not msg.is_request:
-            resp = msg
-        first_req = first is not None and first.is_request
-        creds = first.credentials if first is not None and first_req else None
-        call, reg, err = o.call, o.reg, o.error
-
-        heads = _HEADS_ENC if encoded else _HEADS
-        if action == "call-end" and call is not None and call.originator == "timeout":
-            event: dict[str, Any] = dict(heads.timeout)
-        elif creds is not None and action in heads.auth:
-            event = dict(heads.auth[action])
-        else:
-            event = dict(heads.plain[action])
-        reason = o.reason
-        if not reason and err is not None:
-            reason = err.reason
-        if reason:
-            event["reason"] = reason
-        if call is not None and call.duration_ns is not None:
-            event["duration"] = call.duration_ns
-        elif reg is not None and reg.lifetime_ns is not None:
-            event["duration"] = reg.lifetime_ns
+    def build(self, o: Outcome) -> dict[str, Any]:
+        """The ECS document for one Outcome (any action in ACTIONS)."""
+        f = _Facts(o)
+        first: SipMessage | None = f.first
+        creds: Credentials | None = f.creds
+        trig: Payload | None = f.trig
+        err = o.error
+        event = dict(_HEADS[_head_key(o.action, o.call, creds)])
+        if f.reason:
+            event["reason"] = f.reason
+        duration = _duration(o)
+        if duration is not None:
+            event["duration"] = duration
         if o.start_ns is not None:
             event["start"] = self._time(o.start_ns)
         if o.end_ns is not None:
             event["end"] = self._time(o.end_ns)
-        doc: dict[str, Any] = {
-            "@timestamp": self._time(o.ts_ns),
-            "ecs": _ECS_ENC if encoded else _ECS,
-            "event": event,
-        }
+        doc: dict[str, Any] = {"@timestamp": self._time(o.ts_ns), "ecs": _ECS, "event": event}
 
         ips: list[str] = []
         users: list[str] = []
         hosts: list[str] = []
-        trig = msg.payload if msg is not None else None
-        if trig is None:
-            trig = o.payload
-            if trig is None and err is not None:
-                trig = err.payload
-        ctx = trig
-        if ctx is None:
-            req = o.request
-            if req is not None and req.payload is not None:
-                ctx = req.payload
-            elif o.response is not None:
-                ctx = o.response.payload
-        fl: tuple[str, int, str, int, str] | None = o.flow
-        if fl is None and trig is not None:
-            fl = (trig.src_ip, trig.src_port, trig.dst_ip, trig.dst_port, trig.transport)
+        fl = f.flow
         # Plain documents get their own endpoint and network dicts, as callers may change them.
         parts = self._flow_parts(fl) if fl is not None else None
-        if fl is not None and parts is not None:
-            if encoded:
-                doc["source"] = parts.source.section(True)
-                doc["destination"] = parts.destination.section(True)
-            else:
-                doc["source"] = {"ip": fl[0], "port": fl[1]}
-                doc["destination"] = {"ip": fl[2], "port": fl[3]}
+        if fl is not None:
+            doc["source"] = {"ip": fl[0], "port": fl[1]}
+            doc["destination"] = {"ip": fl[2], "port": fl[3]}
             ips.append(fl[0])
             _add(ips, fl[2])
         client = o.client
         if client is not None:
-            doc["client"] = self._endpoint(client, fl, parts, encoded)
+            doc["client"] = {"ip": client[0], "port": client[1]}
             _add(ips, client[0])
         server = o.server
         if server is not None:
-            doc["server"] = self._endpoint(server, fl, parts, encoded)
+            doc["server"] = {"ip": server[0], "port": server[1]}
             _add(ips, server[0])
-        transport: str | None = None
-        ntype = ""
-        vlan: int | None = None
-        if ctx is not None:
-            transport = ctx.transport
-            ntype = "ipv6" if ctx.ip_version == 6 else "ipv4"
-            vlan = ctx.vlan
-        elif fl is not None:  # reg-expired: the binding remembers its REGISTER's flow
-            transport = fl[4]
-            ntype = "ipv6" if ":" in fl[0] else "ipv4"
-        direction = trig.direction if trig is not None else None
-        if encoded and parts is not None and transport is not None:
-            doc["network"] = parts.network(transport, ntype, direction, vlan).section(True)
-        else:
-            cid = parts.cid if parts is not None else None
-            doc["network"] = _network(transport, ntype, cid, direction, vlan)
-        doc["observer"] = self._observer_for(trig, encoded)
-
-        if first is not None and first_req:
+        cid = parts.cid if parts is not None else None
+        doc["network"] = _network(f.transport, f.ntype, cid, f.direction, f.vlan)
+        doc["observer"] = self._observer_for(trig).doc
+        if first is not None and f.first_req:
             if first.uri is not None:
-                doc["url"] = self._original(first.uri.original, encoded)
+                doc["url"] = {"original": first.uri.original}
             ua = first.user_agent
             if ua:
-                doc["user_agent"] = self._original(ua, encoded)
+                doc["user_agent"] = {"original": ua}
         if creds is not None and creds.username:
             doc["user"] = {"name": creds.username}
             _add(users, creds.username)
         if err is not None:
             doc["error"] = self._error(o, trig)
 
-        sip = self._sip(o, first, first_req, resp, users, hosts, ips, encoded)
-        sipcm = self._sipcm(trig, ctx, err, ips)
-        if ips or users or hosts:
-            related: dict[str, list[str]] = {}
-            if ips:
-                related["ip"] = ips
-            if users:
-                related["user"] = users
-            if hosts:
-                related["hosts"] = hosts
+        sip = self._sip(o, first, f.first_req, f.resp, users, hosts, ips)
+        sipcm = self._sipcm(trig, f.ctx, err, ips)
+        related = _related(ips, users, hosts)
+        if related is not None:
             doc["related"] = related
         if sip is not None:
             doc["sip"] = sip
@@ -709,6 +773,102 @@ class EventBuilder:
         for dotted, value in o.extra.items():
             _put(doc, dotted, value)
         return doc
+
+    def line(self, o: Outcome) -> bytes:
+        """`build(o)` as one NDJSON line: exactly the bytes of `orjson.dumps(build(o),
+        option=OPT_APPEND_NEWLINE)`, written from JSON pieces that are encoded once for the
+        documents that share them (the event heads, flows, endpoints, observers, URIs and
+        user agents, and a call-start's sip section head for its call-end); the values of
+        each event are encoded by orjson one by one. With extra fields, `build`'s document."""
+        if o.extra:
+            return _DUMPS(self.build(o), option=_NDJSON)
+        f = _Facts(o)
+        first: SipMessage | None = f.first
+        creds: Credentials | None = f.creds
+        trig: Payload | None = f.trig
+        err = o.error
+        out = [_OPEN, self._time(o.ts_ns).encode(), _TO_EVENT]
+        out.append(_HEADS_JSON[_head_key(o.action, o.call, creds)])
+        if f.reason:
+            out.append(b',"reason":')
+            out.append(_DUMPS(f.reason))
+        duration = _duration(o)
+        if duration is not None:
+            out.append(b',"duration":')
+            out.append(str(duration).encode())
+        if o.start_ns is not None:
+            out.append(b',"start":"')
+            out.append(self._time(o.start_ns).encode())
+            out.append(b'"')
+        if o.end_ns is not None:
+            out.append(b',"end":"')
+            out.append(self._time(o.end_ns).encode())
+            out.append(b'"')
+        out.append(b"}")
+
+        ips: list[str] = []
+        users: list[str] = []
+        hosts: list[str] = []
+        fl = f.flow
+        parts = self._flow_parts(fl) if fl is not None else None
+        if fl is not None and parts is not None:
+            out.append(parts.ends_json())
+            ips.append(fl[0])
+            _add(ips, fl[2])
+        client = o.client
+        if client is not None:
+            out.append(b',"client":')
+            out.append(self._endpoint(client, fl, parts).json())
+            _add(ips, client[0])
+        server = o.server
+        if server is not None:
+            out.append(b',"server":')
+            out.append(self._endpoint(server, fl, parts).json())
+            _add(ips, server[0])
+        out.append(b',"network":')
+        transport = f.transport
+        if parts is not None and transport is not None:
+            out.append(parts.network(transport, f.ntype, f.direction, f.vlan).json())
+        else:
+            cid = parts.cid if parts is not None else None
+            out.append(_DUMPS(_network(transport, f.ntype, cid, f.direction, f.vlan)))
+        out.append(b',"observer":')
+        out.append(self._observer_for(trig).json())
+        if first is not None and f.first_req:
+            if first.uri is not None:
+                out.append(b',"url":')
+                out.append(self._shared_original(first.uri.original).json())
+            ua = first.user_agent
+            if ua:
+                out.append(b',"user_agent":')
+                out.append(self._shared_original(ua).json())
+        if creds is not None and creds.username:
+            out.append(b',"user":{"name":')
+            out.append(_DUMPS(creds.username))
+            out.append(b"}")
+            _add(users, creds.username)
+        if err is not None:
+            out.append(b',"error":')
+            out.append(_DUMPS(self._error(o, trig)))
+
+        if first is not None:
+            sip = self._sip_line(o, first, f.first_req, f.resp, users, hosts, ips)
+        else:
+            plain = self._sip(o, first, f.first_req, f.resp, users, hosts, ips)
+            sip = b"" if plain is None else _DUMPS(plain)
+        sipcm = self._sipcm(trig, f.ctx, err, ips)
+        related = _related(ips, users, hosts)
+        if related is not None:
+            out.append(b',"related":')
+            out.append(_DUMPS(related))
+        if sip:
+            out.append(b',"sip":')
+            out.append(sip)
+        if sipcm:
+            out.append(b',"sipcm":')
+            out.append(_DUMPS(sipcm))
+        out.append(b"}\n")
+        return b"".join(out)
 
     @staticmethod
     def _error(o: Outcome, pl: Payload | None) -> dict[str, Any]:
@@ -730,21 +890,12 @@ class EventBuilder:
         users: list[str],
         hosts: list[str],
         ips: list[str],
-        encoded: bool,
-    ) -> Any:
-        """The sip section, None when empty (`_sip_encoded` for an encoded document about a
-        message)."""
-        call_id = o.call_id
-        if not call_id and first is not None:
-            call_id = first.call_id
-        method = o.method
-        if not method and first is not None:
-            method = first.cseq_method
+    ) -> dict[str, Any] | None:
+        """The sip section, None when empty."""
+        call_id, method = _call_id_method(o, first)
         reg = o.reg
-        if encoded and first is not None:
-            return self._sip_encoded(o, call_id, method, first, first_req, resp, users, hosts, ips)
         uris: list[UriDoc] = []
-        sip = self._sip_head(o, call_id, method, first, first_req, resp, uris, encoded)
+        sip = self._sip_head(o, call_id, method, first, first_req, resp, uris, False)
         if first is None and reg is not None:
             # reg-expired keeps no message: the binding names its address-of-record and contact.
             # The parsed AOR is new each time, so its UriDoc is not cached.
@@ -754,26 +905,26 @@ class EventBuilder:
                 uris.append(e)
                 sip["to"] = {"uri": e.doc}
             if reg.contact is not None:
-                sip["contact"] = self._name_addr(reg.contact, None, uris, encoded)
+                sip["contact"] = self._name_addr(reg.contact, None, uris, False)
         for e in uris:
             e.relate(users, hosts, ips)
         self._sip_tail(o, sip)
         return sip or None
 
-    def _sip_encoded(
+    def _sip_line(
         self,
         o: Outcome,
-        call_id: str | None,
-        method: str | None,
         first: SipMessage,
         first_req: bool,
         resp: SipMessage | None,
         users: list[str],
         hosts: list[str],
         ips: list[str],
-    ) -> dict[str, Any]:
-        """The sip section of an encoded document about a message: the head (`SipHead`) of
-        its call-start when this is the call-end, then `_sip_tail`."""
+    ) -> bytes:
+        """The JSON of the sip section of a document about a message (`_sip`; b"" when
+        empty): its head, the call-start's (`SipHead`) when this is the call-end, then the
+        `_sip_tail`."""
+        call_id, method = _call_id_method(o, first)
         reg = o.reg
         contact = reg.contact if reg is not None else None
         status = o.status
@@ -782,22 +933,29 @@ class EventBuilder:
         key = id(first)
         h = heads.get(key)
         if h is not None and h.shows(first, resp, contact, call_id, method, status, reason):
-            del heads[key]  # a call-end: the dialog has no further event, `h.doc` is its own
-            sip = h.doc
+            del heads[key]  # a call-end: the dialog has no further event
+            opening = h.opening
             uris = h.uris
         else:
             uris = []
-            sip = self._sip_head(o, call_id, method, first, first_req, resp, uris, True)
+            head = self._sip_head(o, call_id, method, first, first_req, resp, uris, True)
+            opening = _DUMPS(head)[:-1]
             if o.action == "call-start":
                 if len(heads) >= _CACHE_ENTRIES:
                     heads.clear()
                 heads[key] = SipHead(
-                    first, resp, contact, call_id, method, status, reason, dict(sip), uris
+                    first, resp, contact, call_id, method, status, reason, opening, uris
                 )
         for e in uris:
             e.relate(users, hosts, ips)
-        self._sip_tail(o, sip)
-        return sip
+        tail: dict[str, Any] = {}
+        self._sip_tail(o, tail)
+        if not tail:
+            return opening + b"}" if len(opening) > 1 else b""
+        rest = _DUMPS(tail)
+        if len(opening) == 1:
+            return rest
+        return b"".join((opening, b",", rest[1:]))
 
     def _sip_head(
         self,

@@ -172,17 +172,21 @@ def one_flow_in_many_contexts() -> list[Outcome]:
     return out
 
 
+def ndjson(doc: dict[str, Any]) -> bytes:
+    return orjson.dumps(doc, option=orjson.OPT_APPEND_NEWLINE)
+
+
 def test_encoded_documents_give_the_bytes_of_plain_ones() -> None:
-    """`build(o, encoded=True)`, which the shard dumps when anonymization is off, encodes to
-    the bytes of the plain document: cold and warm, whichever form was built first."""
+    """`line(o)`, which the shard writes when anonymization is off, gives the bytes of the
+    plain document: cold and warm, whichever form was built first."""
     outcomes = [make() for make in OUTCOMES] + one_flow_in_many_contexts()
     encoded_first, plain_first = fresh(), fresh()
     for o in outcomes * 2:
-        enc = orjson.dumps(encoded_first.build(o, encoded=True))
-        plain = orjson.dumps(encoded_first.build(o))
-        assert orjson.dumps(plain_first.build(o)) == plain, o.action
-        assert orjson.dumps(plain_first.build(o, encoded=True)) == enc == plain, o.action
-        assert orjson.dumps(fresh().build(o, encoded=True)) == plain, o.action
+        enc = encoded_first.line(o)
+        plain = ndjson(encoded_first.build(o))
+        assert ndjson(plain_first.build(o)) == plain, o.action
+        assert plain_first.line(o) == enc == plain, o.action
+        assert fresh().line(o) == plain, o.action
 
 
 def test_repeated_uri_objects_share_one_section() -> None:
@@ -287,13 +291,13 @@ def test_a_call_end_shows_its_call_starts_sip_head() -> None:
     gives the bytes of the plain document; a call-end that differs builds its own."""
     b = fresh()
     start, same, _, other = one_call_start_and_ends()
-    plain = [orjson.dumps(fresh().build(o)) for o in (start, same, other)]
-    assert orjson.dumps(b.build(start, encoded=True)) == plain[0]
+    plain = [ndjson(fresh().build(o)) for o in (start, same, other)]
+    assert b.line(start) == plain[0]
     assert len(b._sip_heads) == 1
-    assert orjson.dumps(b.build(same, encoded=True)) == plain[1]
+    assert b.line(same) == plain[1]
     assert b._sip_heads == {}
-    assert orjson.dumps(b.build(start, encoded=True)) == plain[0]
-    assert orjson.dumps(b.build(other, encoded=True)) == plain[2]
+    assert b.line(start) == plain[0]
+    assert b.line(other) == plain[2]
     assert len(b._sip_heads) == 1  # kept: this call-end was not the one the head shows
     doc = b.build(same)
     assert_valid(doc)
