@@ -130,8 +130,27 @@ _HEADS: Final = _event_heads()
 _HEADS_JSON: Final = {k: _DUMPS(h)[:-1] for k, h in _HEADS.items()}
 _ECS: Final = {"version": ECS_VERSION}  # shared by every document
 # An encoded document up to its @timestamp's value, and from there to its event section.
-_OPEN: Final = b'{"@timestamp":"'
-_TO_EVENT: Final = b'","ecs":' + _DUMPS(_ECS) + b',"event":'
+_OPEN: Final = b'{"@timestamp":'
+_TO_EVENT: Final = b',"ecs":' + _DUMPS(_ECS) + b',"event":'
+# `,"name":` of the sections of an encoded document, in their order.
+_REASON: Final = b',"reason":'
+_DURATION: Final = b',"duration":'
+_START: Final = b',"start":'
+_END: Final = b',"end":'
+_SOURCE: Final = b',"source":'
+_DESTINATION: Final = b',"destination":'
+_CLIENT: Final = b',"client":'
+_SERVER: Final = b',"server":'
+_NETWORK: Final = b',"network":'
+_OBSERVER: Final = b',"observer":'
+_URL: Final = b',"url":'
+_USER_AGENT: Final = b',"user_agent":'
+_USER: Final = b',"user":{"name":'
+_ERROR: Final = b',"error":'
+_RELATED: Final = b',"related":'
+_SIP: Final = b',"sip":'
+_SIPCM: Final = b',"sipcm":'
+_FRAME: Final = b',"sipcm":{"frame":'
 
 # Second -> "YYYY-MM-DDTHH:MM:SS.": one document's times (start, end, @timestamp) and
 # consecutive documents fall in a few recent seconds. Cleared when it reaches the bound.
@@ -187,12 +206,21 @@ class Shared:
     anonymizer replaces the dicts it changes instead). Its JSON is encoded at the first use
     in an encoded document: measured, that already pays when a flow's two events share it."""
 
-    __slots__ = ("_frag", "_json", "doc")
+    __slots__ = ("_frag", "_json", "_key", "_keyed", "doc")
 
     def __init__(self, doc: dict[str, Any]) -> None:
         self.doc = doc
         self._json: bytes | None = None
         self._frag: orjson.Fragment | None = None
+        self._key = b""
+        self._keyed = b""
+
+    def keyed(self, key: bytes) -> bytes:
+        """`key` (`,"name":`) and `json()`, one piece (the last key's is kept)."""
+        if key is not self._key:
+            self._keyed = key + self.json()
+            self._key = key
+        return self._keyed
 
     def json(self) -> bytes:
         """`doc` as JSON (orjson's bytes), encoded at the first use."""
@@ -288,7 +316,7 @@ class FlowParts:
     `destination`, the Community ID, and the `network` section last built for it (rebuilt
     when the packet's transport, IP version, direction or VLAN differ)."""
 
-    __slots__ = ("_ends", "_net", "_net_of", "cid", "destination", "source")
+    __slots__ = ("_ends", "_net", "_net_of", "_with_ends", "cid", "destination", "source")
 
     def __init__(self, source: Shared, destination: Shared, cid: str | None) -> None:
         self.source = source
@@ -297,13 +325,22 @@ class FlowParts:
         self._net: Shared | None = None
         self._net_of: tuple[str, str, str | None, int | None] = ("", "", None, None)
         self._ends: bytes | None = None
+        self._with_ends: bytes | None = None
 
     def ends_json(self) -> bytes:
         """`,"source":{..},"destination":{..}` of an encoded document (made at the first use)."""
         j = self._ends
         if j is None:
-            j = self._ends = (
-                b',"source":' + self.source.json() + b',"destination":' + self.destination.json()
+            j = self._ends = _SOURCE + self.source.json() + _DESTINATION + self.destination.json()
+        return j
+
+    def ends_json_with_ends(self) -> bytes:
+        """`ends_json()` then the same ends as `client` and `server` (the request's sender is
+        the caller side), one piece."""
+        j = self._with_ends
+        if j is None:
+            j = self._with_ends = (
+                self.ends_json() + _CLIENT + self.source.json() + _SERVER + self.destination.json()
             )
         return j
 
@@ -582,6 +619,9 @@ class EventBuilder:
         # last second's prefix (consecutive events fall in the same second).
         self._last_ns = -1
         self._last_ts = rfc3339(-1)
+        self._last_json_ns = -1
+        self._last_json = b'"' + self._last_ts.encode() + b'"'
+        self._reasons: dict[str, bytes] = {}  # reason -> `,"reason":` and its JSON
         self._last_sec = -1
         self._last_prefix = _second_prefix(-1)
 
@@ -787,23 +827,20 @@ class EventBuilder:
         creds: Credentials | None = f.creds
         trig: Payload | None = f.trig
         err = o.error
-        out = [_OPEN, self._time(o.ts_ns).encode(), _TO_EVENT]
+        out = [_OPEN, self._time_json(o.ts_ns), _TO_EVENT]
         out.append(_HEADS_JSON[_head_key(o.action, o.call, creds)])
         if f.reason:
-            out.append(b',"reason":')
-            out.append(_DUMPS(f.reason))
+            out.append(self._reason_json(f.reason))
         duration = _duration(o)
         if duration is not None:
-            out.append(b',"duration":')
+            out.append(_DURATION)
             out.append(str(duration).encode())
         if o.start_ns is not None:
-            out.append(b',"start":"')
-            out.append(self._time(o.start_ns).encode())
-            out.append(b'"')
+            out.append(_START)
+            out.append(self._time_json(o.start_ns))
         if o.end_ns is not None:
-            out.append(b',"end":"')
-            out.append(self._time(o.end_ns).encode())
-            out.append(b'"')
+            out.append(_END)
+            out.append(self._time_json(o.end_ns))
         out.append(b"}")
 
         ips: list[str] = []
@@ -811,44 +848,55 @@ class EventBuilder:
         hosts: list[str] = []
         fl = f.flow
         parts = self._flow_parts(fl) if fl is not None else None
+        client = o.client
+        server = o.server
         if fl is not None and parts is not None:
-            out.append(parts.ends_json())
+            if (
+                client is not None
+                and server is not None
+                and client[1] == fl[1]
+                and server[1] == fl[3]
+                and client[0] == fl[0]
+                and server[0] == fl[2]
+            ):
+                out.append(parts.ends_json_with_ends())
+                client = server = None  # written
+            else:
+                out.append(parts.ends_json())
             ips.append(fl[0])
             _add(ips, fl[2])
-        client = o.client
         if client is not None:
-            out.append(b',"client":')
+            out.append(_CLIENT)
             out.append(self._endpoint(client, fl, parts).json())
-            _add(ips, client[0])
-        server = o.server
         if server is not None:
-            out.append(b',"server":')
+            out.append(_SERVER)
             out.append(self._endpoint(server, fl, parts).json())
-            _add(ips, server[0])
-        out.append(b',"network":')
+        if o.client is not None:
+            _add(ips, o.client[0])
+        if o.server is not None:
+            _add(ips, o.server[0])
         transport = f.transport
         if parts is not None and transport is not None:
-            out.append(parts.network(transport, f.ntype, f.direction, f.vlan).json())
+            net = parts.network(transport, f.ntype, f.direction, f.vlan)
+            out.append(net.keyed(_NETWORK))
         else:
             cid = parts.cid if parts is not None else None
+            out.append(_NETWORK)
             out.append(_DUMPS(_network(transport, f.ntype, cid, f.direction, f.vlan)))
-        out.append(b',"observer":')
-        out.append(self._observer_for(trig).json())
+        out.append(self._observer_for(trig).keyed(_OBSERVER))
         if first is not None and f.first_req:
             if first.uri is not None:
-                out.append(b',"url":')
-                out.append(self._shared_original(first.uri.original).json())
+                out.append(self._shared_original(first.uri.original).keyed(_URL))
             ua = first.user_agent
             if ua:
-                out.append(b',"user_agent":')
-                out.append(self._shared_original(ua).json())
+                out.append(self._shared_original(ua).keyed(_USER_AGENT))
         if creds is not None and creds.username:
-            out.append(b',"user":{"name":')
+            out.append(_USER)
             out.append(_DUMPS(creds.username))
             out.append(b"}")
             _add(users, creds.username)
         if err is not None:
-            out.append(b',"error":')
+            out.append(_ERROR)
             out.append(_DUMPS(self._error(o, trig)))
 
         if first is not None:
@@ -859,16 +907,40 @@ class EventBuilder:
         sipcm = self._sipcm(trig, f.ctx, err, ips)
         related = _related(ips, users, hosts)
         if related is not None:
-            out.append(b',"related":')
+            out.append(_RELATED)
             out.append(_DUMPS(related))
         if sip:
-            out.append(b',"sip":')
+            out.append(_SIP)
             out.append(sip)
         if sipcm:
-            out.append(b',"sipcm":')
+            frame = sipcm.get("frame")
+            if len(sipcm) == 1 and frame is not None:
+                out.append(_FRAME)
+                out.append(str(frame).encode())
+                out.append(b"}}\n")
+                return b"".join(out)
+            out.append(_SIPCM)
             out.append(_DUMPS(sipcm))
         out.append(b"}\n")
         return b"".join(out)
+
+    def _time_json(self, ts_ns: int) -> bytes:
+        """`_time(ts_ns)` as a JSON string; the last one is kept (an event's start or end is
+        often its @timestamp)."""
+        if ts_ns == self._last_json_ns:
+            return self._last_json
+        j = self._last_json = b'"' + self._time(ts_ns).encode() + b'"'
+        self._last_json_ns = ts_ns
+        return j
+
+    def _reason_json(self, reason: str) -> bytes:
+        """`,"reason":` and the reason as JSON (cached by text: a few phrases repeat)."""
+        j = self._reasons.get(reason)
+        if j is None:
+            if len(self._reasons) >= _CACHE_ENTRIES:
+                self._reasons.clear()
+            j = self._reasons[reason] = _REASON + _DUMPS(reason)
+        return j
 
     @staticmethod
     def _error(o: Outcome, pl: Payload | None) -> dict[str, Any]:
