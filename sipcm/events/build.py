@@ -621,6 +621,7 @@ class EventBuilder:
         self._last_ts = rfc3339(-1)
         self._last_json_ns = -1
         self._last_json = b'"' + self._last_ts.encode() + b'"'
+        self._json_prefixes: dict[int, bytes] = {}  # second -> '"YYYY-MM-DDTHH:MM:SS.'
         self._reasons: dict[str, bytes] = {}  # reason -> `,"reason":` and its JSON
         self._last_sec = -1
         self._last_prefix = _second_prefix(-1)
@@ -926,10 +927,17 @@ class EventBuilder:
 
     def _time_json(self, ts_ns: int) -> bytes:
         """`_time(ts_ns)` as a JSON string; the last one is kept (an event's start or end is
-        often its @timestamp)."""
+        often its @timestamp). The prefixes of the seconds seen are kept as JSON: a call-end
+        goes back to its start's second and forth again."""
         if ts_ns == self._last_json_ns:
             return self._last_json
-        j = self._last_json = b'"' + self._time(ts_ns).encode() + b'"'
+        sec = ts_ns // 1_000_000_000
+        prefix = self._json_prefixes.get(sec)
+        if prefix is None:
+            if len(self._json_prefixes) >= _TS_PREFIXES:
+                self._json_prefixes.clear()
+            prefix = self._json_prefixes[sec] = b'"' + _second_prefix(sec).encode()
+        j = self._last_json = b"".join((prefix, _fraction(ts_ns).encode(), b'Z"'))
         self._last_json_ns = ts_ns
         return j
 
