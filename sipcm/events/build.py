@@ -54,7 +54,6 @@ import orjson
 from sipcm import __version__
 from sipcm.events.community_id import community_id, ipv4_value
 from sipcm.events.schema import ECS_VERSION
-from sipcm.outputs.base import NDJSON_OPTION
 from sipcm.sip.nameaddr import parse_uri
 
 if TYPE_CHECKING:
@@ -90,7 +89,8 @@ _AUTH_ACTIONS = ("call-start", "reg-new")  # +authentication when the request ha
 # Final copies of orjson's names (compiled: a C static instead of a module attribute lookup).
 _DUMPS: Final = orjson.dumps
 _FRAGMENT: Final = orjson.Fragment
-_NDJSON: Final = NDJSON_OPTION
+# A line ends with a newline, like the outputs' NDJSON (events sit left of outputs: no import).
+_NDJSON: Final = orjson.OPT_APPEND_NEWLINE
 
 
 def _event_head(
