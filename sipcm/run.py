@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import logging
 import signal
@@ -57,6 +58,12 @@ def replay(
     receives the closed pipeline: a caller that ends the process next keeps its state
     rather than spend the time to free it (and start-up's objects are frozen, gc.freeze)."""
     readers = [PcapReader(f) for f in files]  # open all first: a bad file fails before output
+    if after is None and cfg.flow_max_calls:
+        # Only `after` can read a replay's stored messages (call pages and per-call pcaps of
+        # --serve, `sipcm ladder`): without it the flow store would hold up to
+        # flow_max_calls calls' payloads that nothing reads (20,000 generated calls: ~8% of
+        # the time, in copies and cycle-collector passes over them, and 44 MB).
+        cfg = dataclasses.replace(cfg, flow_max_calls=0)
     # Dashboard history only when `after` may serve it: sampling drains the workers.
     pipe = Pipeline(
         cfg, [], hostname=socket.gethostname(), heuristic=True, history=after is not None
