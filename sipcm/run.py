@@ -37,6 +37,15 @@ def _delta(before: dict[str, int], after: dict[str, int], key: str) -> int:
     return after.get(key, 0) - before.get(key, 0)
 
 
+def without_flows(cfg: Config) -> Config:
+    """`cfg` with the flow store off (flow_max_calls 0), for a run in which nothing can read
+    the stored messages (call pages and per-call pcaps are served by the web interface;
+    `sipcm ladder` reads them after its replay). Kept, they would hold up to flow_max_calls
+    calls' payloads for nothing: on 20,000 generated calls ~8% of a replay's time, in
+    copies and cycle-collector passes over them, and 44 MB."""
+    return dataclasses.replace(cfg, flow_max_calls=0)
+
+
 def replay(
     cfg: Config,
     files: Sequence[str],
@@ -59,11 +68,7 @@ def replay(
     rather than spend the time to free it (and start-up's objects are frozen, gc.freeze)."""
     readers = [PcapReader(f) for f in files]  # open all first: a bad file fails before output
     if after is None and cfg.flow_max_calls:
-        # Only `after` can read a replay's stored messages (call pages and per-call pcaps of
-        # --serve, `sipcm ladder`): without it the flow store would hold up to
-        # flow_max_calls calls' payloads that nothing reads (20,000 generated calls: ~8% of
-        # the time, in copies and cycle-collector passes over them, and 44 MB).
-        cfg = dataclasses.replace(cfg, flow_max_calls=0)
+        cfg = without_flows(cfg)  # only `after` (--serve, `sipcm ladder`) can read them
     # Dashboard history only when `after` may serve it: sampling drains the workers.
     pipe = Pipeline(
         cfg, [], hostname=socket.gethostname(), heuristic=True, history=after is not None
@@ -182,6 +187,8 @@ def live(
     ifnames = ifindexes(ifaces)
     capture = build_capture(cfg, ifaces, counters)
     web = reserve_web(cfg)  # bound now: a privileged port still works after the drop
+    if web is None and cfg.flow_max_calls:
+        cfg = without_flows(cfg)  # no web interface: no call page can show them
     pipe: Pipeline | None = None
     helper = None
     old = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)}
