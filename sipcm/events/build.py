@@ -226,7 +226,9 @@ class Shared:
         """`doc` as JSON (orjson's bytes), encoded at the first use."""
         j = self._json
         if j is None:
-            j = self._json = _DUMPS(self.doc)
+            # orjson's bytes keep its 4 KiB working buffer whatever their length: a cached
+            # section is copied to its own size (thousands are cached at once).
+            j = self._json = bytes(memoryview(_DUMPS(self.doc)))
         return j
 
     def section(self, encoded: bool) -> Any:

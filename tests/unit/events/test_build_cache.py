@@ -304,3 +304,22 @@ def test_a_call_end_shows_its_call_starts_sip_head() -> None:
     assert doc["sip"]["call"]["originator"] == "caller"
     assert doc["sip"]["code"] == 200
     assert json.loads(plain[2])["sip"]["code"] == 487
+
+
+def test_cached_section_json_holds_only_its_own_bytes() -> None:
+    """orjson's bytes keep its 4 KiB working buffer; thousands of sections are cached at once
+    (per URI, party, flow), so each keeps a copy of its own size (c20k: 34 MiB less)."""
+    import tracemalloc
+
+    from sipcm.events.build import Shared
+
+    sections = [Shared({"uri": f"sip:user{i}@example.com", "port": i}) for i in range(200)]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        held = [s.json() for s in sections]
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held[7] == b'{"uri":"sip:user7@example.com","port":7}'
+    assert grown < 200 * 200  # about 80 B each, not 4 KiB
