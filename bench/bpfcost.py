@@ -95,44 +95,12 @@ def restore_stats(old: str | None) -> None:
             pass
 
 
-class _TestRunOpts(ctypes.Structure):
-    """struct bpf_test_run_opts (libbpf)."""
-
-    _fields_ = [
-        ("sz", ctypes.c_size_t),
-        ("data_in", ctypes.c_void_p),
-        ("data_out", ctypes.c_void_p),
-        ("data_size_in", ctypes.c_uint32),
-        ("data_size_out", ctypes.c_uint32),
-        ("ctx_in", ctypes.c_void_p),
-        ("ctx_out", ctypes.c_void_p),
-        ("ctx_size_in", ctypes.c_uint32),
-        ("ctx_size_out", ctypes.c_uint32),
-        ("retval", ctypes.c_uint32),
-        ("repeat", ctypes.c_int),
-        ("duration", ctypes.c_uint32),
-        ("flags", ctypes.c_uint32),
-        ("cpu", ctypes.c_uint32),
-        ("batch_size", ctypes.c_uint32),
-    ]
-
-
-LIBBPF.bpf_prog_test_run_opts.argtypes = [ctypes.c_int, ctypes.POINTER(_TestRunOpts)]
-
-
 def _test_run(prog_fd: int, frame: bytes, repeat: int) -> float:
-    """Mean ns per run of the program on `frame`, `repeat` runs in the kernel's loop."""
-    buf = ctypes.create_string_buffer(frame, len(frame))
-    opts = _TestRunOpts(
-        sz=ctypes.sizeof(_TestRunOpts),
-        data_in=ctypes.cast(buf, ctypes.c_void_p),
-        data_size_in=len(frame),
-        repeat=repeat,
-    )
-    rc = LIBBPF.bpf_prog_test_run_opts(prog_fd, ctypes.byref(opts))
-    if rc != 0:
-        raise OSError(-rc, f"BPF_PROG_TEST_RUN: {os.strerror(-rc)}")
-    return float(opts.duration)
+    """Mean ns per run of the program on `frame`, `repeat` runs in the kernel's loop (the
+    kernel program tests' BPF_PROG_TEST_RUN runner)."""
+    from tests.unit.capture.bpf_frames import prog_run
+
+    return float(prog_run(prog_fd, frame, repeat)[1])
 
 
 @dataclass
