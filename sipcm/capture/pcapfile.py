@@ -97,6 +97,8 @@ class PcapReader:
         self._buf: bytes | mmap.mmap = b""
         self._large = False  # a regular file of _NUMPY_BYTES or more
         self._np: Any = None  # numpy, once the reader uses it
+        self._read_to = 0  # a mapped file: where the last yielded batch ends
+        self._released = 0  # a mapped file: pages before this are dropped from the mapping
         self._buf = self._load()
         magic = self._buf[:4]
         if len(magic) < 4:
@@ -191,9 +193,22 @@ class PcapReader:
                 size = len(self._buf)
                 self._stop(size, f"truncated pcap file header ({size} of 24 bytes)")
                 return
-            yield from self._pcap(batch_size)
+            walk = self._pcap(batch_size)
         else:
-            yield from self._pcapng(batch_size)
+            walk = self._pcapng(batch_size)
+        for batch in walk:
+            yield batch
+            self._release()
+
+    def _release(self) -> None:
+        """A mapped file: drop the pages before the last yielded batch's end from the mapping,
+        so the process's RSS does not grow with the file (the pages stay in the page cache;
+        a batch that still views them faults them back in)."""
+        buf = self._buf
+        upto = self._read_to - self._read_to % mmap.PAGESIZE
+        if isinstance(buf, mmap.mmap) and upto > self._released:
+            buf.madvise(mmap.MADV_DONTNEED, self._released, upto - self._released)
+            self._released = upto
 
     def _stop(self, pos: int, problem: str) -> None:
         if self.truncated is None:
@@ -208,6 +223,7 @@ class PcapReader:
 
     def _flush(self, b: _Batch, end: int) -> RecordBatch:
         n = len(b.offs)
+        self._read_to = self._base + end
         self.records += n
         self.bytes += sum(b.caps)
         return RecordBatch(
@@ -263,6 +279,7 @@ class PcapReader:
     ) -> RecordBatch:  # fmt: skip
         """The batch of the classic pcap records at `offs` (header positions in `buf`)."""
         n = len(offs)
+        self._read_to = self._base + end
         if self._np is None and (self._large or self.records + n > _NUMPY_RECORDS):
             import numpy
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -347,3 +349,45 @@ def test_a_short_replay_does_not_import_numpy(tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout == "5 False\n"
+
+
+def _mapped_rss_kb(path: str) -> int:
+    """Resident kB of this process's mappings of `path` (/proc/self/smaps)."""
+    total, inside = 0, False
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            head = line.split()
+            if head and "-" in head[0] and len(head) >= 5:  # a mapping's first line
+                inside = len(head) >= 6 and head[-1] == path
+            elif inside and head[:1] == ["Rss:"]:
+                total += int(head[1])
+    return total
+
+
+@pytest.mark.parametrize("fmt", ["pcap", "pcapng"])
+def test_a_mapped_file_stays_out_of_rss_behind_the_batches(tmp_path, fmt) -> None:
+    from tests.sipgen import MS, T0, Capture, Leg, basic_call
+
+    cap = Capture()
+    for i in range(400):
+        basic_call(cap, Leg(f"rss-{i}@example.com", from_tag=f"r{i}"), T0 + i * 5 * MS)
+    path = str(cap.write(tmp_path / "calls.pcap"))
+    if fmt == "pcapng":
+        editcap = shutil.which("editcap")
+        if editcap is None:
+            pytest.skip("editcap (wireshark-common) is not installed: no pcapng to read")
+        subprocess.run([editcap, "-F", "pcapng", path, path + "ng"], check=True)
+        path += "ng"
+    size_kb = os.path.getsize(path) // 1024
+    reader = PcapReader(path)
+    try:
+        seen, peak = 0, 0
+        for batch in reader.batches(64):
+            seen += len(batch)
+            peak = max(peak, _mapped_rss_kb(path))
+        assert seen == 400 * 7
+        assert size_kb > 1000
+        # Only the pages of about the last batch stay mapped (64 records, ~40 kB), not the file.
+        assert peak < 200, (peak, size_kb)
+    finally:
+        reader.close()
