@@ -20,7 +20,6 @@ from sipcm.events.anonymize import Anonymizer
 from sipcm.events.build import EventBuilder
 from sipcm.events.filters import TypeBlacklist
 from sipcm.flows import FlowStore, pcap_bytes
-from sipcm.gcpolicy import _GC_GEN0, tune_gc  # noqa: F401 (pipeline, workers import them here)
 from sipcm.shard import Shard
 from sipcm.track.tracker import Tracker
 

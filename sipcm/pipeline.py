@@ -19,17 +19,16 @@ from typing import TYPE_CHECKING
 
 from sipcm.capture.records import DIRECTION_NAMES, RecordBatch
 from sipcm.compose import (
-    _GC_GEN0,
     build_collector,
     build_decoder,
     build_shard,
     check_shard_config,
-    tune_gc,
     worker_count,
 )
 from sipcm.counters import Counters
 from sipcm.events.build import EventBuilder
 from sipcm.events.filters import TypeBlacklist
+from sipcm.gcpolicy import tune_gc
 from sipcm.history import History
 from sipcm.outputs.base import Output
 from sipcm.shard import Emitted, Item, Shard
@@ -39,7 +38,7 @@ if TYPE_CHECKING:
     from sipcm.track.tracker import Tracker
     from sipcm.workers.pool import WorkerPool
 
-__all__ = ["FINISH_CHUNK", "NS", "_GC_GEN0", "FileTotals", "Pipeline"]
+__all__ = ["FINISH_CHUNK", "NS", "FileTotals", "Pipeline"]
 
 NS = 1_000_000_000
 # Outcomes concluded at the end of input are built and published this many at a time.

@@ -43,7 +43,7 @@ def without_flows(cfg: Config) -> Config:
     `sipcm ladder` reads them after its replay). Kept, they would hold up to flow_max_calls
     calls' payloads for nothing: on 20,000 generated calls ~8% of a replay's time, in
     copies and cycle-collector passes over them, and 44 MB."""
-    return dataclasses.replace(cfg, flow_max_calls=0)
+    return dataclasses.replace(cfg, flow_max_calls=0) if cfg.flow_max_calls else cfg
 
 
 def replay(
@@ -67,7 +67,7 @@ def replay(
     receives the closed pipeline: a caller that ends the process next keeps its state
     rather than spend the time to free it (and start-up's objects are frozen, gc.freeze)."""
     readers = [PcapReader(f) for f in files]  # open all first: a bad file fails before output
-    if after is None and cfg.flow_max_calls:
+    if after is None:
         cfg = without_flows(cfg)  # only `after` (--serve, `sipcm ladder`) can read them
     # Dashboard history only when `after` may serve it: sampling drains the workers.
     pipe = Pipeline(
@@ -187,7 +187,7 @@ def live(
     ifnames = ifindexes(ifaces)
     capture = build_capture(cfg, ifaces, counters)
     web = reserve_web(cfg)  # bound now: a privileged port still works after the drop
-    if web is None and cfg.flow_max_calls:
+    if web is None:
         cfg = without_flows(cfg)  # no web interface: no call page can show them
     pipe: Pipeline | None = None
     helper = None

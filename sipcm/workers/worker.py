@@ -21,8 +21,9 @@ import traceback
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from sipcm.compose import build_shard, tune_gc
+from sipcm.compose import build_shard
 from sipcm.counters import Counters
+from sipcm.gcpolicy import tune_gc
 from sipcm.shard import Shard
 from sipcm.workers.channel import Link, Ring, get_block, put_block, recv, send
 from sipcm.workers.wire import unpack_items

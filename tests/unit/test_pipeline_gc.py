@@ -10,7 +10,8 @@ from collections.abc import Iterator
 import pytest
 
 from sipcm.config import load_config
-from sipcm.pipeline import _GC_GEN0, Pipeline
+from sipcm.gcpolicy import _GC_GEN0
+from sipcm.pipeline import Pipeline
 
 
 @pytest.fixture
