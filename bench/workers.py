@@ -8,6 +8,12 @@ build, encode of the keys it owns) and the rest, the dispatcher (pcap read, deco
 keys, chunk marshalling, merge, rates, output); and the worker processes' CPU added up.
 From the dispatcher's cost and a worker's cost per message it handles, the rate on N cores
 (N shards: `sipcm.workers.shares` gives the main process's share) is estimated for 8 and 16.
+
+`--pair` also measures what this machine gives two processes with nothing shared: two
+independent `workers: 1` replays of the same capture started together (forked), their
+combined messages/s against one alone. That is the ceiling of any split of the work in two
+on these cores (sharding's own costs excluded), the figure to read the `workers: 2` ratio
+against on a VM whose cores slow each other down.
 """
 
 from __future__ import annotations
@@ -89,6 +95,39 @@ def run_once(path: str, workers: int) -> tuple[float, float, float, float, int, 
     return wall, main_cpu, own, kids, msgs, out.counters["published"]
 
 
+def run_pair(path: str) -> tuple[float, float, int]:
+    """(wall s until both finished, wall s of the faster, SIP messages of both) of two
+    independent single-process replays of `path` started together in two forked children."""
+    pids: list[tuple[int, int]] = []
+    t0 = time.perf_counter()
+    for _ in range(2):
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: one plain replay, its (wall, messages) to the parent
+            code = 1
+            try:
+                os.close(r)
+                wall, _, _, _, msgs, _ = run_once(path, 1)
+                os.write(w, f"{wall} {msgs}".encode())
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(w)
+        pids.append((pid, r))
+    walls, total = [], 0
+    for pid, r in pids:
+        with os.fdopen(r) as fh:
+            text = fh.read()
+        _, status = os.waitpid(pid, 0)
+        if status != 0 or not text:
+            raise RuntimeError(f"a paired replay failed (status {status})")
+        wall, msgs = text.split()
+        walls.append(float(wall))
+        total += int(msgs)
+    both = time.perf_counter() - t0
+    return both, min(walls), total
+
+
 def dispatcher_breakdown(path: str) -> list[tuple[str, float]]:
     """CPU us/message of each dispatcher step on its own, over the same capture: what a
     kernel program steering UDP to per-worker rings would take off the main process (read,
@@ -137,6 +176,11 @@ def main() -> None:
     ap.add_argument(
         "--repeat", type=int, default=2, help="runs per count, counts alternating (best is kept)"
     )
+    ap.add_argument(
+        "--pair",
+        action="store_true",
+        help="also run two independent workers=1 replays at once: the cores' own ceiling",
+    )
     args = ap.parse_args()
     counts = [int(w) for w in args.workers.split(",")]
     print(f"cores usable: {len(os.sched_getaffinity(0))}")
@@ -149,9 +193,12 @@ def main() -> None:
         # then the counts in turn, so the VM's drift over minutes reaches every count alike.
         run_once(path, counts[0])
         runs: dict[int, list[tuple]] = {w: [] for w in counts}
+        pairs: list[tuple[float, float, int]] = []
         for _ in range(args.repeat):
             for w in counts:
                 runs[w].append(run_once(path, w))
+            if args.pair:
+                pairs.append(run_pair(path))
         for w in counts:
             assert all(r[4] == n for r in runs[w]), [r[4] for r in runs[w]]
             best = min(runs[w], key=lambda r: r[0])
@@ -168,6 +215,13 @@ def main() -> None:
             f"{w:7d} {msgs / wall:8.0f} {base / wall:5.2f} {events:7d} "
             f"{main_cpu / msgs * 1e6:11.1f} {own / msgs * 1e6:9.1f} {kids / msgs * 1e6:23.1f} "
             f"{spread[w]:6.0%}"
+        )
+    if pairs:
+        both, fastest, msgs = min(pairs)
+        print(
+            f"two independent workers=1 replays at once: {msgs / both:8.0f} msgs/s combined "
+            f"({msgs / both / (rows[0][5] / base):.2f}x one alone; the faster finished in "
+            f"{fastest / both:.0%} of the time of the slower)"
         )
     print("dispatcher steps alone: " + ", ".join(f"{name} {us:.1f}" for name, us in parts))
     multi = [r for r in rows if r[0] > 1]
