@@ -35,7 +35,7 @@ from bench.run import gen_calls  # noqa: E402
 from sipcm.config import load_config  # noqa: E402
 from sipcm.outputs.console import ConsoleOutput  # noqa: E402
 from sipcm.run import replay  # noqa: E402
-from sipcm.workers.shares import local_share  # noqa: E402
+from sipcm.workers.shares import balanced_share, local_share  # noqa: E402
 
 
 def _children_cpu() -> float:
@@ -230,8 +230,17 @@ def main() -> None:
         d_us = (main_cpu - own) / msgs * 1e6
         # A worker's cost per message it handles (its share of the keys: 1 - the local one).
         k_us = kids / msgs * 1e6 / (1 - local_share(w))
+        s_us = own / msgs * 1e6 / local_share(w) if local_share(w) else k_us
         print(f"dispatcher alone: {d_us:.1f} us/msg, ceiling {1e6 / d_us:,.0f} msgs/s")
         print(f"worker: {k_us:.1f} us per message it handles")
+        # What sipcm.workers.shares would hold if this run's costs were its constants.
+        f = balanced_share(w, d_us, s_us, k_us - s_us)
+        print(
+            f"main's own shard: {s_us:.1f} us per message it owns; from this run's costs "
+            f"(DISPATCH_US {d_us:.1f}, SHARD_US {s_us:.1f}, CHANNEL_US {k_us - s_us:.1f}) the "
+            f"balanced share of the main process is {f:.1%} (sipcm.workers.shares: "
+            f"{local_share(w):.1%})"
+        )
         for cores in (8, 16):
             f = local_share(cores)
             main_us = d_us + f * k_us

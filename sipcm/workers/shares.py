@@ -39,14 +39,20 @@ SHARD_US: Final = 15.9
 CHANNEL_US: Final = {REPLAY: 2.9, LIVE: 4.2}
 
 
+def balanced_share(shards: int, dispatch_us: float, shard_us: float, channel_us: float) -> float:
+    """The main process's share of the keys at which it is as busy as each of the
+    `shards - 1` workers, given the costs per message (see the module docstring)."""
+    if shards <= 1:
+        return 1.0
+    remote = shard_us + channel_us
+    f = (remote - (shards - 1) * dispatch_us) / (shards * shard_us + channel_us)
+    return max(0.0, f)
+
+
 def local_share(shards: int, mode: str = REPLAY) -> float:
     """The share of the keys the main process's shard owns among `shards` (the rest split
     evenly between the workers)."""
-    if shards <= 1:
-        return 1.0
-    remote = SHARD_US + CHANNEL_US[mode]
-    f = (remote - (shards - 1) * DISPATCH_US[mode]) / (shards * SHARD_US + CHANNEL_US[mode])
-    return max(0.0, f)
+    return balanced_share(shards, DISPATCH_US[mode], SHARD_US, CHANNEL_US[mode])
 
 
 def weights(shards: int, *, local: bool, mode: str = REPLAY) -> list[int]:

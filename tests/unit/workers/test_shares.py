@@ -6,7 +6,7 @@ import pytest
 
 from sipcm.sip.shardkey import BUCKETS
 from sipcm.workers import shares
-from sipcm.workers.shares import local_share, weights
+from sipcm.workers.shares import balanced_share, local_share, weights
 
 
 def test_local_share_balances_the_measured_costs() -> None:
@@ -23,6 +23,15 @@ def test_local_share_balances_the_measured_costs() -> None:
     assert local_share(6) == local_share(16) == 0.0  # dispatching is a worker's load already
     assert local_share(4, shares.LIVE) == 0.0
     assert local_share(1) == local_share(1, shares.LIVE) == 1.0
+
+
+def test_balanced_share_of_free_dispatching_is_an_equal_one() -> None:
+    assert balanced_share(4, 0.0, 10.0, 0.0) == pytest.approx(0.25)
+    # a worker's message costs more than the main process's own: the main process takes more
+    assert balanced_share(2, 0.0, 10.0, 2.0) > 0.5
+    # the main process's reading and merging leave it fewer keys, down to none
+    assert balanced_share(2, 4.0, 10.0, 0.0) == pytest.approx(0.3)
+    assert balanced_share(3, 20.0, 10.0, 0.0) == 0.0
 
 
 def test_weights_cover_every_bucket_once() -> None:
