@@ -533,7 +533,7 @@ def main() -> None:
     ap.add_argument("--start", type=float, default=2000, help="first rate, SIP messages/s")
     ap.add_argument("--seconds", type=float, default=2.0, help="sending time per step")
     ap.add_argument("--max-steps", type=int, default=7, help="rate doublings at most")
-    ap.add_argument("--refine", type=int, default=2, help="bisection steps after a failure")
+    ap.add_argument("--refine", type=int, default=4, help="bisection steps after a failure")
     ap.add_argument("--noise", type=float, default=1.0, help="non-SIP datagrams per SIP one")
     ap.add_argument("--concurrency", type=int, default=500, help="calls up at once")
     ap.add_argument(
