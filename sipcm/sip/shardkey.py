@@ -16,36 +16,53 @@ from __future__ import annotations
 import zlib
 from typing import Final
 
+from mypy_extensions import i64
+
 from sipcm.sip.message import SipMessage
 from sipcm.sip.nameaddr import aor_of, cached_name_addr
 
 # First header of each name, as the parser sees header lines: the name (any case, compact
 # form, blanks before the colon) at the start of a line, the value to the end of the line.
-# Lines are found with `str.find` and only their first bytes are compared, compiled; the
-# scan stops once the headers the key needs are found (no list of every line, no method call
-# per value): 15% less CPU than splitting the payload into lines.
-_CASE: Final = 32  # upper-case ASCII letter + 32 = lower-case
+# Compiled, the cost is one `str.find("\n")` per header line up to the last one the key needs
+# (~220 instructions each, a direct C call; bytes.find is a generic method call, ~960) plus
+# the Latin-1 copy it searches (~490 for a 330-byte payload); each line's first byte picks
+# the few lines whose name is compared, in i64 arithmetic, inline. Lower-casing a copy to
+# search for "\ncall-id" costs more than the whole walk (str.lower ~6.5 instructions a
+# character, a multi-character find ~370 plus ~2.7 a character).
+_CASE: Final = 32  # an ASCII letter | 32 = the letter in lower case
 _SP: Final = 32
 _HT: Final = 9
+_LF: Final = 10
+_CR: Final = 13
 _COLON: Final = 58
+_HYPHEN: Final = 45
+# Lower-case letters of the names compared (after | _CASE).
+_A: Final = 97
+_C: Final = 99
+_D: Final = 100
+_E: Final = 101
+_I: Final = 105
+_L: Final = 108
+_O: Final = 111
+_Q: Final = 113
+_R: Final = 114
+_S: Final = 115
+_T: Final = 116
+# Upper-case first letters of the start lines told apart (a request's method is upper case).
+_UPPER_R: Final = 82
+_UPPER_S: Final = 83
 _REGISTER: Final = b"REGISTER"
 _SIP: Final = b"SIP/"
 _RESPONSE: Final = b"SIP/2.0 "
+# A Final copy: compiled, `text.isascii()` would look the method up on every call.
+_IS_ASCII: Final = str.isascii
 
 
-def _colon(data: bytes, i: int, name: bytes) -> int:
-    """Where the colon is if the line at `i` starts with header name `name` (lower case; its
-    letters match either case) followed by blanks and a colon; else -1. The caller's data
-    has a line feed after the line, where any scan here stops."""
-    n = len(name)
-    for k in range(n):
-        c = data[i + k]
-        w = name[k]
-        if c != w and not (w >= 97 and c + _CASE == w):
-            return -1
-    j = i + n
+def _colon(data: bytes, j: i64) -> i64:
+    """Where the colon is if blanks and a colon follow the name that ends at `j`; else -1.
+    The caller's data has a line feed after the line, where the scan stops."""
     while True:
-        c = data[j]
+        c: i64 = data[j]
         if c == _COLON:
             return j
         if c != _SP and c != _HT:
@@ -53,38 +70,61 @@ def _colon(data: bytes, i: int, name: bytes) -> int:
         j += 1
 
 
-def _blank(c: int) -> bool:
-    """str.strip()'s ASCII whitespace (bytes.strip() leaves out \x1c-\x1f)."""
-    return c == _SP or 9 <= c <= 13 or 28 <= c <= 31
+def _trimmed(data: bytes, i: i64, j: i64) -> tuple[i64, i64]:
+    """The span [i, j) without the ASCII whitespace str.strip() takes off either end
+    (bytes.strip() leaves out \x1c-\x1f); written out twice, as a call per byte costs more."""
+    while i < j:
+        c: i64 = data[i]
+        if not (c == _SP or 9 <= c <= 13 or 28 <= c <= 31):
+            break
+        i += 1
+    while j > i:
+        c = data[j - 1]
+        if not (c == _SP or 9 <= c <= 13 or 28 <= c <= 31):
+            break
+        j -= 1
+    return i, j
 
 
-def _value(data: bytes, colon: int, eol: int, ascii: bool) -> bytes | None:
+def _folded(data: bytes, eol: i64) -> bool:
+    """Whether the line ending at line feed `eol` continues on the next (the parser joins
+    them); the caller's data has bytes after `eol`."""
+    nxt: i64 = data[eol + 1]
+    return nxt in (_SP, _HT)
+
+
+def _blank_line_after(data: bytes, text: str, pos: i64) -> bool:
+    """Whether a blank line follows line feed `pos` (b"\n\r\n" at `pos` or later): where a
+    body-less message ends, else found in `text`, the Latin-1 copy of `data`."""
+    n: i64 = len(data)
+    if n - 3 >= pos and data[n - 3] == _LF and data[n - 2] == _CR and data[n - 1] == _LF:
+        return True
+    return text.find("\r\n\r\n", pos - 1) >= 0 or text.find("\n\r\n", pos) >= 0
+
+
+def _value(data: bytes, colon: i64, eol: i64, ascii: bool) -> bytes | None:
     """The value of the header line whose colon is at `colon` and line feed at `eol`, as the
     parser keeps it; None if the line is folded or not ASCII (`ascii`: the whole payload is,
     so the value need not be checked)."""
-    nxt = data[eol + 1]
-    if nxt in (_SP, _HT):
-        return None  # a line starting with a blank continues this one
-    i = colon + 1
-    j = eol
-    while i < j and _blank(data[i]):
-        i += 1
-    while j > i and _blank(data[j - 1]):
-        j -= 1
+    if _folded(data, eol):
+        return None
+    i, j = _trimmed(data, colon + 1, eol)
     value = data[i:j]
     return value if ascii or value.isascii() else None
 
 
-def _word_at(data: bytes, i: int, word: bytes) -> bool:
+def _word_at(data: bytes, i: i64, word: bytes) -> bool:
     """Whether `data` has `word` (upper case) at `i`, its letters in any case."""
-    n = len(word)
+    n: i64 = len(word)
     if i < 0 or i + n > len(data):
         return False
-    for k in range(n):
-        c = data[i + k]
-        w = word[k]
+    k: i64 = 0
+    while k < n:
+        c: i64 = data[i + k]
+        w: i64 = word[k]
         if c != w and not (65 <= w <= 90 and c == w + _CASE):
             return False
+        k += 1
     return True
 
 
@@ -95,76 +135,104 @@ def shard_key(data: bytes) -> bytes | None:
     Only the lines read are checked: an ASCII value decodes the same whether the parser
     takes the block as UTF-8 or Latin-1, and a bare-LF blank line before a header makes the
     message a parse error (no key needed) or leaves the first match the parser's too."""
-    if not data or not 65 <= data[0] <= 90:
-        return None  # leading CRLF keep-alives, a lower-case method, not SIP at all
-    # Lines are found in a Latin-1 copy (same offsets): compiled, `str.find` is a direct C
-    # call, where `bytes.find` parses its arguments from a tuple (~1,000 instructions each).
-    text = data.decode("latin-1")
-    # A decoded str knows whether it is all ASCII (no scan), where each value's
-    # `bytes.isascii` would be a method call.
-    ascii = text.isascii()
-    end = text.find("\n\r\n")  # the line feed before the blank line ending the headers
-    if end < 0:
+    n: i64 = len(data)
+    if n == 0:
         return None
-    response = _word_at(data, 0, _SIP)
-    if response:  # the key needs the CSeq method
-        if not data.startswith(_RESPONSE):
+    first: i64 = data[0]
+    if not 65 <= first <= 90:
+        return None  # leading CRLF keep-alives, a lower-case method, not SIP at all
+    response = False
+    register = False
+    if first == _UPPER_S:
+        if data.startswith(_RESPONSE):
+            response = True  # the key needs the CSeq method
+        elif _word_at(data, 0, _SIP):
             return None  # a status line the parser splits its own way
-        register = False
-    else:
-        register = _word_at(data, 0, _REGISTER)
-        if register and data[8:9] != b" ":
+    elif first == _UPPER_R and _word_at(data, 0, _REGISTER):
+        register = True
+        if data[8:9] != b" ":
             if data[8:9].isspace() or data[8:9] in (b"\x1c", b"\x1d", b"\x1e", b"\x1f"):
                 return None  # the parser would split the start line on this blank too
             register = False  # a longer method name
     want_to = register or response  # a reply to REGISTER: known from its CSeq
+    # Lines are found in a Latin-1 copy (same offsets); bytes are read from `data`.
+    text = data.decode("latin-1")
     # The first line of each name the key needs: its colon and its line feed.
-    call_id = cseq = to = -1
-    call_id_end = cseq_end = to_end = -1
-    pos = text.find("\n")
-    while pos < end:
-        i = pos + 1
+    call_id: i64 = -1
+    cseq: i64 = -1
+    to: i64 = -1
+    call_id_end: i64 = -1
+    cseq_end: i64 = -1
+    to_end: i64 = -1
+    pos: i64 = text.find("\n")
+    if pos < 0:
+        return None
+    while True:
+        i = pos + 1  # a line starts here, the first header line's or a later one's
         pos = text.find("\n", i)
-        c = data[i]
-        if c < 97:
-            c += _CASE
-        if c == 99:  # c
-            colon = _colon(data, i, b"call-id") if call_id < 0 else -1
-            if colon >= 0:
-                call_id, call_id_end = colon, pos
-            elif response and cseq < 0:
-                colon = _colon(data, i, b"cseq")
-                if colon >= 0:
-                    cseq, cseq_end = colon, pos
-        elif c == 105:  # i
+        if pos < 0:
+            return None  # no blank line
+        c: i64 = data[i]
+        if c == _CR and pos == i + 1:
+            break  # the blank line ending the headers: the key's lines are not all there
+        c |= _CASE
+        if c == _C:  # Call-ID, or a response's CSeq
+            if (
+                call_id < 0
+                and data[i + 1] | _CASE == _A
+                and data[i + 2] | _CASE == _L
+                and data[i + 3] | _CASE == _L
+                and data[i + 4] == _HYPHEN
+                and data[i + 5] | _CASE == _I
+                and data[i + 6] | _CASE == _D
+            ):
+                call_id = _colon(data, i + 7)
+                call_id_end = pos
+            elif (
+                response
+                and cseq < 0
+                and data[i + 1] | _CASE == _S
+                and data[i + 2] | _CASE == _E
+                and data[i + 3] | _CASE == _Q
+            ):
+                cseq = _colon(data, i + 4)
+                cseq_end = pos
+        elif c == _I:  # compact Call-ID
             if call_id < 0:
-                colon = _colon(data, i, b"i")
-                if colon >= 0:
-                    call_id, call_id_end = colon, pos
-        elif c == 116:  # t
+                call_id = _colon(data, i + 1)
+                call_id_end = pos
+        elif c == _T:  # To, or compact To
             if want_to and to < 0:
-                colon = _colon(data, i, b"to")
-                if colon < 0:
-                    colon = _colon(data, i, b"t")
-                if colon >= 0:
-                    to, to_end = colon, pos
+                if data[i + 1] | _CASE == _O:
+                    to = _colon(data, i + 2)
+                if to < 0:
+                    to = _colon(data, i + 1)
+                to_end = pos
         else:
             continue
         if call_id >= 0 and (cseq >= 0 or not response) and (to >= 0 or not want_to):
+            if not _blank_line_after(data, text, pos):
+                return None  # header lines only if a blank line follows
             break
-    if call_id < 0:
+    if call_id < 0 or _folded(data, call_id_end):
         return None
-    key = _value(data, call_id, call_id_end, ascii)
-    if not key:
+    start, end = _trimmed(data, call_id + 1, call_id_end)
+    if start == end:
+        return None
+    # A decoded str knows whether it is all ASCII (no scan): then no value needs a check.
+    ascii = _IS_ASCII(text)
+    key = data[start:end]
+    if not ascii and not key.isascii():
         return None
     if response:
-        if cseq < 0:
-            return None
-        value = _value(data, cseq, cseq_end, ascii)
-        if value is None:
+        if cseq < 0 or _folded(data, cseq_end):
             return None  # no CSeq, or a folded one (the parser joins the next line)
-        if _word_at(value, len(value) - len(_REGISTER), _REGISTER):
-            parts = value.split()
+        start, end = _trimmed(data, cseq + 1, cseq_end)  # e.g. "1 INVITE"
+        if not ascii and not data[start:end].isascii():
+            return None
+        # Sliced and split only when it ends with the method the key depends on.
+        if end - start >= len(_REGISTER) and _word_at(data, end - len(_REGISTER), _REGISTER):
+            parts = data[start:end].split()
             register = len(parts) == 2 and parts[1].upper() == _REGISTER
     if not register:
         return key

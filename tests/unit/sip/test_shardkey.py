@@ -132,3 +132,56 @@ def test_shard_table_gives_each_shard_its_weight_in_buckets() -> None:
     assert 0.39 < local / len(keys) < 0.44  # the weight, give or take the hash's spread
     with pytest.raises(ValueError, match="sum to 1024"):
         shard_table([600, 400])
+
+
+def test_first_call_id_line_of_any_spelling_is_the_key() -> None:
+    # Any case, blanks before the colon, the compact form; the first such line wins.
+    lower = INVITE.replace(b"Call-ID:   abc@a.example  ", b"call-id \t:abc@a.example")
+    assert both(lower) == (b"abc@a.example", b"abc@a.example")
+    upper = INVITE.replace(b"Call-ID:   abc@a.example  ", b"CALL-ID : abc@a.example")
+    assert both(upper) == (b"abc@a.example", b"abc@a.example")
+    compact_first = INVITE.replace(b"To: ", b"I: first@x\r\nTo: ")
+    assert both(compact_first) == (b"first@x", b"first@x")
+
+
+def test_lines_that_only_look_like_call_id_are_skipped() -> None:
+    # A name that starts like Call-ID or i, a Call-ID inside another header's value, and one
+    # after the blank line (in the body) are not the key.
+    lookalikes = INVITE.replace(
+        b"To: ",
+        b"Identity: abc\r\nCall-IDs: no\r\ncall-id2: no\r\nI-Extra: no\r\n"
+        b"Subject: Call-ID: no\r\nTo: ",
+    )
+    assert both(lookalikes) == (b"abc@a.example", b"abc@a.example")
+    identity_then_compact = INVITE.replace(b"Call-ID:   abc@a.example  ", b"i : xyz@a")
+    identity_then_compact = identity_then_compact.replace(b"To: ", b"Identity: q\r\nTo: ")
+    assert both(identity_then_compact) == (b"xyz@a", b"xyz@a")
+    body = INVITE[:-2] + b"Content-Length: 16\r\n\r\nCall-ID: no@body"
+    assert both(body) == (b"abc@a.example", b"abc@a.example")
+    only_in_body = body.replace(b"Call-ID:   abc@a.example  \r\n", b"")
+    assert shard_key(only_in_body) is None
+    after_blank = INVITE.replace(b"Call-ID:   abc@a.example  \r\n", b"") + b"Call-ID: x@y\r\n"
+    assert shard_key(after_blank) is None
+
+
+def test_register_keys_read_the_first_to_and_cseq_lines() -> None:
+    # A REGISTER request with Timestamp (a t-line that is not To) before its compact To.
+    timestamp = REGISTER.replace(b"t: ", b"Timestamp: 5\r\nt : ")
+    assert both(timestamp) == (b"sip:alice@a.example:5060", b"sip:alice@a.example:5060")
+    # A reply: the first CSeq decides; a later CSeq REGISTER does not make it a REGISTER reply.
+    invite_reply = REG_200.replace(b"cseq: 8 register", b"CSeq: 8 INVITE\r\nCSeq: 9 REGISTER")
+    assert both(invite_reply) == (b"reg-2@a.example", b"reg-2@a.example")
+    # Blanks around the method, \x1c among them (str.strip takes it off, bytes.split does not).
+    blanks = REG_200.replace(b"cseq: 8 register", b"cseq:\x1c 8  register\x1c ")
+    assert both(blanks) == (b"sip:alice@a.example:5060", b"sip:alice@a.example:5060")
+
+
+def test_a_body_after_the_blank_line_still_needs_the_blank_line() -> None:
+    sdp = b"v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\n"
+    with_body = INVITE[:-2] + b"Content-Length: %d\r\n\r\n" % len(sdp) + sdp
+    assert both(with_body) == (b"abc@a.example", b"abc@a.example")
+    # Header lines only, the last one running into a body-like line: no blank line at all.
+    no_blank = INVITE[:-2] + b"Content-Length: 4\r\nv=0\r\n"
+    assert shard_key(no_blank) is None
+    bare_lf_blank = INVITE[:-4] + b"\n\r\n"  # "\n\r\n" after a line ending in a bare LF
+    assert both(bare_lf_blank) == (b"abc@a.example", b"abc@a.example")
