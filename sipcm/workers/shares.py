@@ -6,17 +6,21 @@ process the bottleneck, so its shard is given the share `f` of the keys at which
 busy as each worker, from the costs per message measured on the compiled build, which
 depend on how the input arrives (`mode`):
 
-    main:   DISPATCH_US[mode] + f * SHARD_US
-    worker: (1 - f) / (N - 1) * (SHARD_US + CHANNEL_US[mode])
+    main:   DISPATCH_US[mode] + f * SHARD_US[mode]
+    worker: (1 - f) / (N - 1) * (SHARD_US[mode] + CHANNEL_US[mode])
 
-    f = (SHARD_US + CHANNEL_US - (N - 1) * DISPATCH_US) / (N * SHARD_US + CHANNEL_US)
+    f = (S + C - (N - 1) * D) / (N * S + C)
 
-Replay reads a capture file in chunks of thousands of payloads (`python -m bench.workers`):
-41% of the keys with 2 shards, 20% with 3, 8% with 4, 1% with 5 and none from 6 on. Live
-capture reads the kernel's ring, one small chunk per poll, so both sides pay the per-chunk
-costs (notices, wake-ups, the web API's counter reads) on fewer messages (`python -m
-bench.live --workers 2` reports each process's CPU per message): 34% with 2 shards, 8%
-with 3, none from 4 on.
+Replay reads a capture file in chunks of thousands of payloads; `python -m bench.workers`
+prints the three costs of each run and the share they give (2026-12-07, after the shard
+key's inline name comparison: D 3.6-3.9, S 14.7, C 2.1-2.3 µs): 41% of the keys with 2
+shards, 20% with 3, 9% with 4, 2% with 5 and none from 6 on. Live capture reads the
+kernel's ring, one chunk per poll interval, with the web interface's flow store and history
+on, so a message's shard stage costs more there (`python -m bench.live --workers 2`
+reports each process's CPU per message; at its top steps, 48,000-60,000 SIP messages/s,
+with and without non-SIP traffic, the workers spent 13-18 µs per message against the main
+process's 11-15 at a 34% share, so D 5.2, S 21.8, C 2.0 against 24-26 µs per message in one
+process): 41% with 2 shards, 20% with 3, 9% with 4, 3% with 5, none from 6 on.
 The split is a fixed table of hash buckets (sipcm.sip.shardkey.shard_table), so the same
 input, worker count and mode always map a key to the same shard; which shard holds a key
 never changes what is published, only which process does the work.
@@ -32,11 +36,12 @@ REPLAY: Final = "replay"
 LIVE: Final = "live"
 # Main-process CPU per message besides its shard: reading (pcap file or kernel ring),
 # decode, shard key, packing the workers' parts, merge, rates, NDJSON output.
-DISPATCH_US: Final = {REPLAY: 4.4, LIVE: 7.9}
-# The shard stage per message (parse, track, build, encode), in whichever process.
-SHARD_US: Final = 15.9
+DISPATCH_US: Final = {REPLAY: 3.8, LIVE: 5.2}
+# The shard stage per message (parse, track, build, encode), in whichever process; live
+# capture keeps the flow store and the dashboard's history for the web interface.
+SHARD_US: Final = {REPLAY: 14.7, LIVE: 21.8}
 # What a worker adds per message it handles: unpacking, the channel, the notices.
-CHANNEL_US: Final = {REPLAY: 2.9, LIVE: 4.2}
+CHANNEL_US: Final = {REPLAY: 2.2, LIVE: 2.0}
 
 
 def balanced_share(shards: int, dispatch_us: float, shard_us: float, channel_us: float) -> float:
@@ -52,7 +57,7 @@ def balanced_share(shards: int, dispatch_us: float, shard_us: float, channel_us:
 def local_share(shards: int, mode: str = REPLAY) -> float:
     """The share of the keys the main process's shard owns among `shards` (the rest split
     evenly between the workers)."""
-    return balanced_share(shards, DISPATCH_US[mode], SHARD_US, CHANNEL_US[mode])
+    return balanced_share(shards, DISPATCH_US[mode], SHARD_US[mode], CHANNEL_US[mode])
 
 
 def weights(shards: int, *, local: bool, mode: str = REPLAY) -> list[int]:
