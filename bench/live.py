@@ -22,7 +22,9 @@ frame, i.e. the veth, the sensor's XDP program and the host stack, which run in 
 core's softirq), and fails unless the sender sent every frame and the veth dropped none.
 
 Each rate step sends a bounded number of calls paced at the target SIP message rate, then
-waits (bounded) until the pipeline has parsed every message and published every event. A step
+waits (bounded) until the step's last event is in the events file (watched from the file, not
+by asking the sensor's web API, which answers under the pipeline's lock) and the counters
+show every message parsed and every event published. A step
 keeps up when the kernel's `ring_full_lost` did not move, every message and event arrived, and
 the last event came within 10% of the step's sending time (plus 0.2 s) after the last frame.
 Rates double until a step fails, then a few bisection steps narrow the figure. With one worker
@@ -295,6 +297,25 @@ def softirqd_seconds() -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+class EventsTail:
+    """Lines appended to the events file since it was made: how the end of a step is seen
+    without asking the sensor (its web API answers under the pipeline's lock, so polling it
+    every few milliseconds while the last messages are processed would slow them down)."""
+
+    def __init__(self, path: Path) -> None:
+        self.fh = open(path, "rb")  # noqa: SIM115 (closed when the step is over)
+        self.fh.seek(0, os.SEEK_END)
+        self.lines = 0
+
+    def count(self) -> int:
+        chunk = self.fh.read()
+        self.lines += chunk.count(b"\n")
+        return self.lines
+
+    def close(self) -> None:
+        self.fh.close()
+
+
 def run_step(sensor: Sensor, sender, step: Step, label: str, args, veth, bpf) -> Step:
     """Send one step's calls at its rate and wait (bounded) until every message is parsed.
 
@@ -305,6 +326,7 @@ def run_step(sensor: Sensor, sender, step: Step, label: str, args, veth, bpf) ->
     step.noise = len(frames) - step.expected_messages
     pps = step.target * len(frames) / step.expected_messages
     before = settle(sensor)
+    events = EventsTail(sensor.events_path)
     cpu0 = sensor.cpu()
     veth0, softirqd0, bpf0 = veth(), softirqd_seconds(), bpf.read()
     sent = sender.send(frames, pps, timeout=60 + 3 * len(frames) / pps)
@@ -317,14 +339,15 @@ def run_step(sensor: Sensor, sender, step: Step, label: str, args, veth, bpf) ->
     allowed = 0.1 * step.send_s + 0.2
     deadline = t_end + max(allowed * 3, 2.0)
     done_at = None
-    while True:
+    while True:  # until the step's last event is in the file (each call ends with one)
         now = time.perf_counter()
-        if _sums(sensor.counters())["messages"] - before["messages"] >= step.expected_messages:
+        if events.count() >= step.expected_events:
             done_at = now
             break
         if now > deadline:
             break
-        time.sleep(0.02)
+        time.sleep(0.005)
+    events.close()
     for k, v in settle(sensor).items():
         setattr(step, k, v - before[k])
     cpu1 = sensor.cpu()
