@@ -214,6 +214,9 @@ def _profile(path: str) -> list[tuple[str, float, float]]:
 
 
 def main() -> None:
+    from sipcm.gcpolicy import freeze_survivors
+
+    freeze_survivors()  # the replays run in this process as in the `sipcm` command
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument(
         "--calls",

@@ -170,6 +170,9 @@ def dispatcher_breakdown(path: str) -> list[tuple[str, float]]:
 
 
 def main() -> None:
+    from sipcm.gcpolicy import freeze_survivors
+
+    freeze_survivors()  # the replays run in this process as in the `sipcm` command
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--calls", type=int, default=20000, help="generated calls (7 msgs each)")
     ap.add_argument("--workers", default="1,2", help="worker counts to compare (comma list)")

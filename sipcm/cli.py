@@ -18,7 +18,7 @@ from typing import Any
 
 from sipcm import __version__
 from sipcm.errors import CaptureFileError, SipcmError
-from sipcm.gcpolicy import tune_gc
+from sipcm.gcpolicy import freeze_survivors, tune_gc
 from sipcm.signals import set_soon
 
 tune_gc()  # before click and the rest of start-up (see sipcm.gcpolicy)
@@ -658,6 +658,7 @@ def console() -> None:
     non-daemon thread still runs (it would wait for it)."""
     global _kept
     _kept = []
+    freeze_survivors()  # this process's state is the pipeline's (see sipcm.gcpolicy)
     code: object = 0
     try:
         main()

@@ -28,7 +28,7 @@ from sipcm.compose import (
 from sipcm.counters import Counters
 from sipcm.events.build import EventBuilder
 from sipcm.events.filters import TypeBlacklist
-from sipcm.gcpolicy import tune_gc
+from sipcm.gcpolicy import SurvivorFreezer, tune_gc
 from sipcm.history import History
 from sipcm.outputs.base import Output
 from sipcm.shard import Emitted, Item, Shard
@@ -131,6 +131,7 @@ class Pipeline:
         live: bool = False,
     ) -> None:
         tune_gc()
+        self._freezer = SurvivorFreezer()
         self.cfg = cfg
         self.counters = counters or Counters()
         # Extra counter sources (e.g. the kernel program's per-CPU counters) for snapshots.
@@ -235,6 +236,7 @@ class Pipeline:
             else:
                 self.backend.poll()
             self._publish(self.backend.results())
+            self._freezer.after_batch()
 
     def _dispatch(self, payloads: list) -> None:
         """Number the payloads, stamp each with the capture clock and submit them in chunks

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from sipcm.compose import build_shard
 from sipcm.counters import Counters
-from sipcm.gcpolicy import tune_gc
+from sipcm.gcpolicy import SurvivorFreezer, tune_gc
 from sipcm.shard import Shard
 from sipcm.workers.channel import Link, Ring, get_block, put_block, recv, send
 from sipcm.workers.wire import unpack_items
@@ -76,6 +76,7 @@ def serve(conn: Link, in_mem: mmap.mmap, out_mem: mmap.mmap, setup: Setup) -> No
     share = (table.count(index), len(table))
     shard = build_shard(cfg, counters, hostname=hostname, ifnames=ifnames, share=share)
     out_ring = Ring(out_mem)
+    freezer = SurvivorFreezer()
     session: dict[str, Any] = {}
     send(conn, ("ready", index, os.getpid()))
     while True:
@@ -88,6 +89,7 @@ def serve(conn: Link, in_mem: mmap.mmap, out_mem: mmap.mmap, setup: Setup) -> No
             rows = shard.run(items, advance_to)
             roff, rn, rinline = put_block(out_ring, no, rows)
             send(conn, ("res", no, roff, rn, rinline))
+            freezer.after_batch()
         elif kind == "ctl":
             send(conn, ("ctl", control(shard, counters, msg[1], msg[2], session)))
         elif kind == "stop":
