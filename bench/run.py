@@ -56,9 +56,9 @@ class NullOutput:
         pass
 
 
-def gen_calls(path: Path, calls: int, talk_s: int = 3) -> int:
-    """Write `calls` UDP calls starting 5 ms apart (7 messages each, so about
-    (2 + talk_s) / 0.005 calls are up at once whatever `calls` is); returns the message count."""
+def gen_calls(path: Path, calls: int, talk_s: int = 3, gap_ms: float = 5.0) -> int:
+    """Write `calls` UDP calls starting `gap_ms` apart (7 messages each, so about
+    (2 + talk_s) / gap_s calls are up at once whatever `calls` is); returns the message count."""
     cap = Capture()
     for i in range(calls):
         leg = Leg(
@@ -66,7 +66,7 @@ def gen_calls(path: Path, calls: int, talk_s: int = 3) -> int:
             a_ip=f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}",
             from_tag=f"ft{i}",  # unique per call, as RFC 3261 19.3 wants (no cross-call sharing)
         )
-        basic_call(cap, leg, T0 + i * 5 * MS, talk_s=talk_s)
+        basic_call(cap, leg, T0 + round(i * gap_ms * MS), talk_s=talk_s)
     cap.write(path)
     return calls * 7
 
