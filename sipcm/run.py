@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import logging
+import os
 import signal
 import socket
 import threading
@@ -257,6 +258,12 @@ def restore_state(cfg: Config, pipe: Pipeline, progress: Progress) -> None:
 
     if not cfg.state_file:
         return
+    why = snapshot.unwritable(cfg.state_file)
+    if why is not None:  # said now rather than when the sensor stops
+        progress(
+            f"warning: state file {cfg.state_file} cannot be written as {_user()} ({why}): "
+            "open calls and registrations will not be saved on stop"
+        )
     now = time.time_ns()
     got = snapshot.load(cfg.state_file, max_age_ns=int(cfg.state_max_age * NS), now_ns=now)
     track = pipe.counters.group("track")
@@ -292,6 +299,17 @@ def restore_state(cfg: Config, pipe: Pipeline, progress: Progress) -> None:
         f"restored {_kinds(kinds)} from {where} (saved {age:.1f} s ago): "
         f"{restored} entries restored, {discarded} discarded"
     )
+
+
+def _user() -> str:
+    """This process's user name (its uid when it has none)."""
+    import pwd
+
+    uid = os.geteuid()
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
 
 
 def save_state(cfg: Config, pipe: Pipeline, progress: Progress) -> None:

@@ -67,6 +67,19 @@ def save(path: str | Path, records: Sequence[dict], saved_ns: int) -> None:
         os.close(dfd)
 
 
+def unwritable(path: str | Path) -> str | None:
+    """Why this process could not `save` to `path` (None: it can): the directory, or the
+    nearest ancestor `save` would create it in, must be a directory it may write to."""
+    parent = Path(path).parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"{parent} is not a directory"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"no permission to write in {parent}"
+    return None
+
+
 def load(path: str | Path, *, max_age_ns: int, now_ns: int) -> Loaded:
     """Open the state file at `path` and remove it (it is read once); no file is an empty
     result without a problem. The header is checked here; `records` yields the records one at

@@ -183,3 +183,23 @@ def test_state_moves_between_worker_counts(tmp_path: Path, before: int, after: i
     for d in second:
         assert d["event"]["duration"] == 10_000_000_000
         assert d["sip"]["call"]["reconstructed"] is False
+
+
+def test_a_state_file_that_cannot_be_written_is_said_at_start(tmp_path: Path) -> None:
+    """Not only when the sensor stops: where `save` would create the directory is a file."""
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    path = blocker / "sub" / "state.json"
+    pipe, said = pipeline(path), []
+    restore_state(pipe.cfg, pipe, said.append)
+    assert said[0].startswith(f"warning: state file {path} cannot be written as ")
+    assert said[0].endswith(
+        f"({blocker} is not a directory): open calls and registrations will not be saved on stop"
+    )
+    # and, as before, that it cannot be read either
+    assert said[1:] == [
+        f"warning: state file {path} is not usable, starting clean: cannot read it: Not a directory"
+    ]
+    ok, said = pipeline(tmp_path / "new-dir" / "state.json"), []
+    restore_state(ok.cfg, ok, said.append)  # a directory save will create: nothing to say
+    assert said == []
