@@ -12,7 +12,7 @@ every object then alive to the permanent generation, so no later collection scan
 At high message rates the state that outlives a collection is large (33,000 calls up at
 47,000 msgs/s: 180,000 tracked objects in gen1 at its first collection, calls' messages,
 payloads, name-addrs, legs), and the older generations' passes over it cost 16-18% of a
-replay's CPU with pauses of 0.45-0.55 s (live, a pause fills the kernel's ring). Frozen
+replay's CPU with pauses of 0.39-0.58 s (live, such a pause fills the kernel's ring). Frozen
 objects are still freed by reference counting; what the collector no longer does is find
 reference cycles among them, and the pipeline makes none (a replay with the collector off
 leaves no cyclic garbage: tests/unit/test_gcpolicy.py).
