@@ -214,16 +214,13 @@ def shard_key(data: bytes) -> bytes | None:
             if not _blank_line_after(data, text, pos):
                 return None  # header lines only if a blank line follows
             break
-    if call_id < 0 or _folded(data, call_id_end):
-        return None
-    start, end = _trimmed(data, call_id + 1, call_id_end)
-    if start == end:
+    if call_id < 0:
         return None
     # A decoded str knows whether it is all ASCII (no scan): then no value needs a check.
     ascii = _IS_ASCII(text)
-    key = data[start:end]
-    if not ascii and not key.isascii():
-        return None
+    key = _value(data, call_id, call_id_end, ascii)
+    if not key:
+        return None  # folded, not ASCII, or empty
     if response:
         if cseq < 0 or _folded(data, cseq_end):
             return None  # no CSeq, or a folded one (the parser joins the next line)
