@@ -12,6 +12,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sipcm.capture.pcapfile import PcapReader
@@ -196,6 +197,7 @@ def live(
     old[signal.SIGHUP] = signal.signal(signal.SIGHUP, _hup if reload else signal.SIG_IGN)
     try:
         with capture:
+            make_run_as_dirs(cfg, run_as, _state_log)  # still root: where run_as will write
             helper = privileges.secure(capture, run_as)
             pipe = Pipeline(
                 cfg,
@@ -249,6 +251,39 @@ def _state_log(msg: str) -> None:
 
 def _kinds(kinds: Counter) -> str:
     return f"{kinds['call']} calls, {kinds['binding']} registrations, {kinds['trans']} transactions"
+
+
+def make_run_as_dirs(cfg: Config, run_as: RunAs | None, progress: Progress) -> None:
+    """Create the missing directories the sensor writes in once it runs as `run_as` (the
+    state file's, the Elasticsearch spool, the event file's), owned by that user, while this
+    process is still root: the defaults under /var/lib/sipcm do not exist on a fresh host, and
+    after the drop the sensor could not create them there. Directories that exist are never
+    changed. A failure is one warning line (the output or the state file then says why it
+    cannot write)."""
+    from sipcm.capture.privileges import make_dirs
+
+    if run_as is None:
+        return
+    es, file = cfg.outputs.elasticsearch, cfg.outputs.file
+    wanted = [
+        (cfg.state_file, Path(cfg.state_file).parent, 0o750, "the state file"),
+        (es.enabled, Path(es.spool_dir), 0o700, "the Elasticsearch spool"),
+        (file.enabled and file.path, Path(file.path).parent, 0o750, "the event file"),
+    ]
+    for on, path, mode, what in wanted:
+        if not on:
+            continue
+        try:
+            created = make_dirs(path, run_as, mode)
+        except OSError as exc:
+            why = exc.strerror or str(exc)
+            if exc.filename:
+                why += f": {exc.filename}"
+            progress(f"warning: could not create {path} for {what}: {why}")
+            continue
+        if created:
+            dirs = ", ".join(map(str, created))
+            progress(f"created {dirs} for {what} (owner {run_as.name}, mode {mode:04o})")
 
 
 def restore_state(cfg: Config, pipe: Pipeline, progress: Progress) -> None:

@@ -28,6 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sipcm.errors import CaptureError
@@ -164,6 +165,24 @@ def resolve(run_as: str) -> RunAs | None:
             "set run_as to the user sipcm runs as, or '' to keep it",
         )
     return target
+
+
+def make_dirs(path: Path, owner: RunAs, mode: int) -> list[Path]:
+    """Create directory `path` and its missing parents, outermost first, each with `mode` and
+    owned by `owner` (what systemd's `StateDirectory=` does for a service's user); those that
+    exist are left as they are. Returns the ones created (OSError as soon as one cannot be)."""
+    missing: list[Path] = []
+    d = path
+    while not d.exists() and d != d.parent:
+        missing.append(d)
+        d = d.parent
+    created: list[Path] = []
+    for d in reversed(missing):
+        d.mkdir(mode=mode)
+        created.append(d)
+        os.chown(d, owner.uid, owner.gid)
+        os.chmod(d, mode)  # mkdir's mode is masked by the umask
+    return created
 
 
 def _groups_of(pw: pwd.struct_passwd) -> tuple[int, ...]:

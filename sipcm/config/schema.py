@@ -164,7 +164,9 @@ class ElasticsearchOutput(_Section):
     batch_size: int = key(_POS, 500, "events per bulk request")
     flush_interval: float = key(k.duration(0, above=True), "1s", "send a partial batch after this")
     spool_dir: str = key(
-        _PATH, "/var/lib/sipcm/spool", "write-ahead queue directory: every event waits here"
+        _PATH,
+        "/var/lib/sipcm/spool",
+        "write-ahead queue directory: every event waits here (created for run_as if missing)",
     )
     spool_max_bytes: int = key(
         k.size(1), "1GiB", "queue size cap; beyond it the oldest events are dropped (counted)"
@@ -296,7 +298,8 @@ class Config(_Section):
         _PATH,
         "/var/lib/sipcm/state.json",
         "attach: open calls, registrations and pending transactions are saved here on stop "
-        "and restored on the next start (empty disables)",
+        "and restored on the next start (empty disables); a missing directory is created for "
+        "run_as at start",
     )
     state_max_age: float = key(
         k.duration(0, above=True), "5m", "a saved state older than this is discarded at start"

@@ -36,9 +36,11 @@ def by_id(events: list[dict], action: str) -> dict[str, dict]:
 def test_calls_and_registrations_survive_a_restart(net, procs) -> None:  # noqa: F811
     need("sipp")
     with tempfile.TemporaryDirectory(prefix="sipcm-state-") as d:
-        # the sensor saves and restores after dropping to its run_as user
-        os.chmod(d, 0o1777)
-        restart(net, procs, Path(d) / "state.json")
+        # The sensor saves and restores after dropping to its run_as user, which may not write
+        # in `d` (root's, 0755): it creates the state file's directory for that user while it
+        # is still root, as it must for the default /var/lib/sipcm on a fresh host.
+        os.chmod(d, 0o755)
+        restart(net, procs, Path(d) / "sipcm" / "state.json")
 
 
 def restart(net, procs, state: Path) -> None:  # noqa: F811
@@ -67,6 +69,7 @@ def restart(net, procs, state: Path) -> None:  # noqa: F811
     assert actions(before) == {"call-start": CALLS, "reg-new": REGS}
     assert uac.poll() is None, "the calls ended before the sensor restarted"
     err = first.stderr()
+    assert f"created {state.parent} for the state file (owner " in err, err[-800:]
     # The REGISTER transactions were answered (non_inv_fin, decided): concluded at the stop.
     assert f"saved {CALLS} calls, {REGS} registrations, 0 transactions to state file" in err
 

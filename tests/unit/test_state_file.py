@@ -203,3 +203,58 @@ def test_a_state_file_that_cannot_be_written_is_said_at_start(tmp_path: Path) ->
     ok, said = pipeline(tmp_path / "new-dir" / "state.json"), []
     restore_state(ok.cfg, ok, said.append)  # a directory save will create: nothing to say
     assert said == []
+
+
+def test_the_directories_run_as_writes_in_are_made_for_it(tmp_path: Path) -> None:
+    """`attach` creates the missing directories of the state file, the Elasticsearch spool
+    and the event file before dropping to run_as, owned by that user (the defaults under
+    /var/lib/sipcm do not exist on a fresh host), and leaves those that exist as they were."""
+    import os
+    import pwd
+
+    from sipcm.capture.privileges import RunAs
+    from sipcm.run import make_run_as_dirs
+
+    uid, gid = os.getuid(), os.getgid()
+    if uid == 0:  # as root, hand them to another account, as attach does
+        pw = pwd.getpwnam("nobody")
+        uid, gid = pw.pw_uid, pw.pw_gid
+    user = RunAs("someone", uid, gid, (gid,))
+    tmp_path.chmod(0o711)
+    before = tmp_path.stat()
+    lib = tmp_path / "lib"
+    cfg = pipeline(
+        lib / "sipcm" / "state.json",
+        "outputs.elasticsearch.enabled=true",
+        f"outputs.elasticsearch.spool_dir={lib / 'sipcm' / 'spool'}",
+        "outputs.file.enabled=true",
+        f"outputs.file.path={tmp_path / 'log' / 'events.ndjson'}",
+    ).cfg
+    said: list[str] = []
+    make_run_as_dirs(cfg, user, said.append)
+    assert said == [
+        f"created {lib}, {lib / 'sipcm'} for the state file (owner someone, mode 0750)",
+        f"created {lib / 'sipcm' / 'spool'} for the Elasticsearch spool (owner someone, mode 0700)",
+        f"created {tmp_path / 'log'} for the event file (owner someone, mode 0750)",
+    ]
+    for d, mode in ((lib, 0o750), (lib / "sipcm", 0o750), (lib / "sipcm" / "spool", 0o700)):
+        st = d.stat()
+        assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (uid, gid, mode)
+    after = tmp_path.stat()
+    assert (after.st_uid, after.st_gid, after.st_mode) == (
+        before.st_uid,
+        before.st_gid,
+        before.st_mode,
+    )
+    said.clear()
+    make_run_as_dirs(cfg, user, said.append)  # there now: nothing to do, nothing said
+    make_run_as_dirs(pipeline(tmp_path / "other" / "state.json").cfg, None, said.append)
+    assert said == []  # run_as '': the sensor stays root and creates what it needs itself
+    assert not (tmp_path / "other").exists()
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    make_run_as_dirs(pipeline(blocker / "sub" / "state.json").cfg, user, said.append)
+    assert said == [
+        f"warning: could not create {blocker / 'sub'} for the state file: "
+        f"Not a directory: {blocker / 'sub'}"
+    ]
