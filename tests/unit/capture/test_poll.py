@@ -7,7 +7,14 @@ from collections import Counter
 
 import pytest
 
-from sipcm.capture.live import EAGER_FRACTION, LiveCapture, poll_wait
+from sipcm.capture.live import (
+    EAGER_FRACTION,
+    IDLE_POLL_S,
+    IDLE_POLLS,
+    LiveCapture,
+    poll_interval,
+    poll_wait,
+)
 
 RING = 16 << 20
 EAGER = RING // EAGER_FRACTION
@@ -77,3 +84,34 @@ def test_an_empty_ring_at_the_stop_gives_no_last_batch():
         got.append(list(batch))
         stop.set()
     assert got == [[]]
+
+
+def test_an_idle_ring_is_polled_less_often_until_a_record_comes():
+    assert [poll_interval(INTERVAL, n) for n in (0, 1, IDLE_POLLS - 1)] == [INTERVAL] * 3
+    assert poll_interval(INTERVAL, IDLE_POLLS) == IDLE_POLL_S > INTERVAL
+    assert poll_interval(1.0, IDLE_POLLS) == 1.0  # never shorter than the configured interval
+
+
+def test_the_capture_backs_off_while_idle_and_not_after_a_record():
+    cap = LiveCapture(["x"], counters=Counter(), poll_interval_s=0.001)
+    ring = FakeRing()
+    cap._ring = ring  # type: ignore[assignment]
+    stop = threading.Event()
+    waits: list[float] = []
+    real_wait = stop.wait
+
+    def wait(timeout: float | None = None) -> bool:
+        waits.append(timeout or 0.0)
+        return real_wait(0)
+
+    stop.wait = wait  # type: ignore[method-assign]
+    for polls, _ in enumerate(cap.batches(stop), 1):
+        if polls == IDLE_POLLS + 2:
+            ring.records = [1]  # a record after the quiet spell, read by the next poll
+        if polls == IDLE_POLLS + 5:
+            stop.set()
+    idle = [i + 1 for i, w in enumerate(waits) if w > 0.002]  # the polls they followed
+    # from the 40th empty poll in a row to the last empty one the waits are long; from the
+    # poll that read the record on they are the interval again
+    assert idle == [IDLE_POLLS, IDLE_POLLS + 1, IDLE_POLLS + 2]
+    assert all(w <= IDLE_POLL_S for w in waits)
