@@ -14,16 +14,12 @@ from typing import Any, BinaryIO, TextIO
 
 import orjson
 
-from sipcm.outputs.base import ndjson_line
+from sipcm.outputs.base import CONTROLS, ndjson_line, terminal_safe
 
 _ACTION_WIDTH = 13  # len("other-timeout")
 
-# Characters a terminal acts on rather than shows: C0 and C1 controls (ESC starts the escape
-# sequences that move the cursor, retitle the window or write to the clipboard), DEL, and the
-# bidirectional overrides that reorder what is shown. Pretty lines show them as \xNN / \uNNNN.
-_CONTROLS = [*range(0x20), *range(0x7F, 0xA0), 0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F),
-             *range(0x2066, 0x206A)]  # fmt: skip
-_ESCAPES = {c: (f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}") for c in _CONTROLS}
+# Pretty lines show the characters a terminal acts on as \xNN / \uNNNN.
+_ESCAPES = {c: (f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}") for c in CONTROLS}
 
 
 def escape_controls(text: str) -> str:
@@ -153,6 +149,8 @@ class ConsoleOutput:
             return
         render = self._render
         text = "".join([render(e) for e in events])
+        if not self.pretty:  # pretty lines escape them (and C0) themselves
+            text = terminal_safe(text.encode()).decode()
         try:
             self.stream.write(text)
             self.stream.flush()
@@ -171,12 +169,13 @@ class ConsoleOutput:
         if not lines:
             return
         try:
+            data = terminal_safe(b"".join(lines))
             if self._bytes is not None:
                 self.stream.flush()  # anything written as text goes first
-                self._bytes.write(b"".join(lines))
+                self._bytes.write(data)
                 self._bytes.flush()
             else:
-                self.stream.write(b"".join(lines).decode())
+                self.stream.write(data.decode())
                 self.stream.flush()
         except OSError:
             self.counters["write_errors"] += 1

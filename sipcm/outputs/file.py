@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from sipcm.errors import SipcmError
-from sipcm.outputs.base import ndjson_bytes
+from sipcm.outputs.base import ndjson_bytes, terminal_safe_lines
 
 
 class FileOutput:
@@ -114,6 +114,7 @@ class FileOutput:
         reopened on the next batch; it never raises, so a full disk does not stop capture.
         """
         done = 0
+        lines = terminal_safe_lines(lines)
         try:
             if self._fd is None:
                 self._open()

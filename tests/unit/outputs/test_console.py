@@ -177,3 +177,28 @@ def test_lines_to_a_text_stream_of_another_encoding_go_through_the_text_layer() 
     con = ConsoleOutput(io.TextIOWrapper(raw, encoding="utf-16-le"))
     con.write_lines([b'{"a":"x"}\n'])
     assert raw.getvalue() == '{"a":"x"}\n'.encode("utf-16-le")
+
+
+def test_ndjson_escapes_what_terminals_act_on_and_keeps_the_documents() -> None:
+    """NDJSON on the console (`sipcm attach` with no output configured, a `tail -f` of the
+    event file) carries attacker-chosen SIP text: JSON escapes C0 controls, but a C1 CSI or a
+    bidi override is valid raw inside a JSON string. They are written as escapes; the
+    documents decode to the same values, and other non-ASCII text stays as it is."""
+    doc = call_start()
+    doc["sip"]["call_id"] = "x\x9b2Jy"  # C1 CSI: "clear the screen" to a terminal taking it
+    doc["sip"]["from"]["uri"]["username"] = "al\u202eecila"  # shown reversed
+    doc["sip"]["status"] = "OK \u2066\u061c\u200f\u2069 caf\u00e9 \u2019\u20ac\u4e2d\U0001f600\x7f"
+    raw = io.BytesIO()
+    con = ConsoleOutput(io.TextIOWrapper(raw, encoding="utf-8"))
+    con.write_lines([ndjson_line(doc).encode(), b'{"plain":1}\n'])
+    con.write([doc])  # the same, from documents
+    lines = raw.getvalue().splitlines()
+    assert [json.loads(line) for line in lines] == [doc, {"plain": 1}, doc]
+    assert lines[0] == lines[2]
+    assert b"x\\u009b2Jy" in lines[0]
+    assert b"al\\u202eecila" in lines[0]
+    assert b"OK \\u2066\\u061c\\u200f\\u2069 caf\xc3\xa9 \xe2\x80\x99\xe2\x82\xac" in lines[0]
+    assert b"\\u007f" in lines[0]
+    for line in lines:
+        text = line.decode()
+        assert not [c for c in text if not c.isprintable() or 0x2066 <= ord(c) <= 0x2069]

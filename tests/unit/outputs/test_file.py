@@ -137,3 +137,21 @@ def test_fifo_at_the_path_is_refused(tmp_path) -> None:
     os.mkfifo(fifo)
     with pytest.raises(SipcmError, match=r"cannot open .*ev\.json: not a regular file"):
         FileOutput(fifo)
+
+
+def test_terminal_controls_in_sip_text_are_written_as_json_escapes(tmp_path) -> None:
+    """As on the console: a `tail -f` of the file must not hand a terminal a C1 control or a
+    bidi override taken from a SIP message; the documents read back unchanged."""
+    from sipcm.outputs.base import ndjson_bytes
+
+    docs = [{"a": "\x9b31m\u202e\u2067"}, {"b": "caf\u00e9 \u2019"}, {"c": 1}]
+    out = FileOutput(tmp_path / "e.ndjson")
+    out.write_lines([ndjson_bytes(d) for d in docs])
+    out.write([{"d": "\u200e"}])
+    out.close()
+    data = (tmp_path / "e.ndjson").read_bytes()
+    assert data == (
+        b'{"a":"\\u009b31m\\u202e\\u2067"}\n{"b":"caf\xc3\xa9 \xe2\x80\x99"}\n{"c":1}\n'
+        b'{"d":"\\u200e"}\n'
+    )
+    assert [json.loads(x) for x in data.splitlines()] == [*docs, {"d": "\u200e"}]
