@@ -122,7 +122,11 @@ class FileOutput(_Section):
     """NDJSON files with size-based rotation."""
 
     enabled: bool = key(k.boolean(), False, "write events to an NDJSON file")
-    path: str = key(_PATH, "", "the NDJSON file (required when enabled)")
+    path: str = key(
+        _PATH,
+        "",
+        "the NDJSON file (required when enabled; attach creates its directory for run_as)",
+    )
     rotate_bytes: int = key(k.size(1), "100MiB", "rotate the file when it reaches this size")
     keep: int = key(k.integer(0), 7, "rotated files to keep (older ones are deleted)")
 
