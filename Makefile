@@ -69,8 +69,7 @@ bench: setup
 	$(PY) -m bench.run
 	$(PY) -m bench.parser_bench
 	$(PY) -m bench.workers
-	$(PY) -m bench.live
-	$(PY) -m bench.live --workers 2
+	$(PY) -m bench.live --workers 1,2
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -30,7 +30,9 @@ the last event came within 10% of the step's sending time (plus 0.2 s) after the
 Rates double until a step fails, then a few bisection steps narrow the figure. With one worker
 the sensor and the sender are pinned to different cores when there are two, so the figure is
 per core; with `--workers N` the sensor's processes run on every core, sharing them with the
-sender.
+sender. `--workers 1,2` (what `make bench` runs) measures each count in turn with a fresh
+sensor and then compares their top steps: the ratio, the CPU per message of each, and the
+ratio the sender's share of the same cores leaves possible even if sharding cost nothing.
 
 The kernel program's cost (`bench/bpfcost.py`): before the steps, an unattached copy runs on
 one SIP and one non-SIP frame with `BPF_PROG_TEST_RUN`; during them `kernel.bpf_stats_enabled`
@@ -493,17 +495,16 @@ def measure(args, net, tx: str, rx: str, events_path: Path) -> list[Step]:
 
 
 def summarize(steps: list[Step]) -> None:
-    ok = [s for s in steps if s.ok]
+    top = best(steps)
     noise = sum(s.noise for s in steps)
     non_sip_k = sum(s.seen - s.selected for s in steps)
     non_sip_sel = sum(s.selected - s.expected_messages for s in steps)
     non_sip_u = sum(s.non_sip_user for s in steps)
-    if ok:
-        best = max(ok, key=lambda s: s.offered)
+    if top is not None:
         print(
-            f"sustained: {best.expected_messages / best.done_s:,.0f} SIP messages/s "
-            f"({best.events / best.done_s:,.0f} events/s) at {best.offered:,.0f} offered, "
-            f"ring loss {best.ring_lost}, last event {best.lag_s:.2f} s after the last frame"
+            f"sustained: {top.expected_messages / top.done_s:,.0f} SIP messages/s "
+            f"({top.events / top.done_s:,.0f} events/s) at {top.offered:,.0f} offered, "
+            f"ring loss {top.ring_lost}, last event {top.lag_s:.2f} s after the last frame"
         )
     else:
         print("sustained: no step kept up")
@@ -540,6 +541,65 @@ def summarize(steps: list[Step]) -> None:
     )
 
 
+def worker_counts(text: str) -> list[int]:
+    """`--workers`: one count or a comma list of counts, each at least 1."""
+    try:
+        counts = [int(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a count or a comma list of counts: {text!r}"
+        ) from None
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"worker counts must be 1 or more: {text!r}")
+    return counts
+
+
+def best(steps: list[Step]) -> Step | None:
+    """The step that kept up at the highest offered rate (None: none did)."""
+    ok = [s for s in steps if s.ok]
+    return max(ok, key=lambda s: s.offered) if ok else None
+
+
+def compare(runs: list[tuple[int, list[Step]]], cores: int) -> None:
+    """Each worker count's top step against the first count's, and the ratio the cores allow
+    when the sender shares them: with one worker the sensor has a core and the sender
+    another, with more the sensor's processes and the sender share all `cores`, so N workers
+    can give at most cores x C1 / (C1 + s f) times one worker's rate even if sharding cost
+    nothing (C1: one worker's CPU per SIP message, s: the sender's CPU per frame, f: frames
+    per SIP message)."""
+    print(
+        f"{'workers':>7} {'msgs/s':>9} {'offered':>9} {'sensor µs/msg':>14} "
+        f"{'sender µs/frame':>15} {'frames/msg':>10}"
+    )
+    top = [(n, best(steps)) for n, steps in runs]
+    for n, s in top:
+        if s is None:
+            print(f"{n:>7} {'-':>9} {'-':>9}  no step kept up")
+            continue
+        cpu = f"{s.main_us:.1f}" + (f" + {s.workers_us:.1f}" if n > 1 else "")
+        print(
+            f"{n:>7} {s.expected_messages / s.done_s:>9,.0f} {s.offered:>9,.0f} {cpu:>14} "
+            f"{s.sender_us:>15.2f} {s.frames / max(s.expected_messages, 1):>10.2f}"
+        )
+    n1, first = top[0]
+    if first is None or n1 != 1:
+        return
+    c1 = first.main_us
+    for n, s in top[1:]:
+        if s is None:
+            continue
+        ratio = (s.expected_messages / s.done_s) / (first.expected_messages / first.done_s)
+        sf = s.sender_us * s.frames / max(s.expected_messages, 1)
+        bound = min(n, cores) * c1 / (c1 + sf)
+        print(
+            f"workers {n} / 1: {ratio:.2f}x sustained ({s.offered / first.offered:.2f}x by the "
+            f"offered rates); CPU per message {s.main_us + s.workers_us:.1f} µs against "
+            f"{c1:.1f} ({(s.main_us + s.workers_us) / c1 - 1:+.0%}); the sender's {sf:.1f} µs "
+            f"per SIP message on the same {min(n, cores)} cores caps the ratio at "
+            f"{bound:.2f}x even if sharding cost nothing"
+        )
+
+
 def on_sigterm(owner: int, *_) -> None:
     """SIGTERM: exit through the `finally` that removes the namespaces, in this process only.
     pyroute2 forks helpers that inherit the handler and are ended with SIGTERM: raising
@@ -568,12 +628,14 @@ def main() -> None:
     )
     ap.add_argument(
         "--workers",
-        type=int,
-        default=1,
-        help="correlation workers of the sensor; with 1 it is pinned to one core and the "
-        "sender to the other, with more it runs on every core, shared with the sender",
+        type=worker_counts,
+        default=[1],
+        help="correlation workers of the sensor, or a comma list measured one after the "
+        "other and compared (e.g. 1,2); with 1 it is pinned to one core and the sender to "
+        "the other, with more it runs on every core, shared with the sender",
     )
     args = ap.parse_args()
+    counts = args.workers
     if args.quick:
         args.start, args.seconds, args.max_steps, args.refine = 1000, 1.0, 2, 0
         args.concurrency = min(args.concurrency, 100)
@@ -599,11 +661,24 @@ def main() -> None:
     try:
         tx, rx = net.ns("peer"), net.ns("host")
         net.veth(tx, "v0", ("10.99.0.1/24",), rx, "v1", (f"{SERVER}/24",))
-        with tempfile.TemporaryDirectory() as tmp:
-            os.chmod(tmp, 0o1777)  # the sensor writes events as its run_as user
-            steps = measure(args, net, tx, rx, Path(tmp, "events.ndjson"))
-        print()
-        summarize(steps)
+        affinity = os.sched_getaffinity(0)
+        runs: list[tuple[int, list[Step]]] = []
+        for n in counts:
+            args.workers = n
+            if len(counts) > 1:
+                print(f"\n== workers: {n}", flush=True)
+            with tempfile.TemporaryDirectory() as tmp:
+                os.chmod(tmp, 0o1777)  # the sensor writes events as its run_as user
+                try:
+                    steps = measure(args, net, tx, rx, Path(tmp, "events.ndjson"))
+                finally:
+                    os.sched_setaffinity(0, affinity)  # one worker pinned this process
+            print()
+            summarize(steps)
+            runs.append((n, steps))
+        if len(runs) > 1:
+            print()
+            compare(runs, len(affinity))
     finally:
         signal.signal(signal.SIGTERM, old)
         net.cleanup()
