@@ -14,7 +14,7 @@ from typing import Any, BinaryIO, TextIO
 
 import orjson
 
-from sipcm.outputs.base import CONTROLS, ndjson_line, terminal_safe
+from sipcm.outputs.base import CONTROLS, ndjson_bytes, terminal_safe
 
 _ACTION_WIDTH = 13  # len("other-timeout")
 
@@ -140,17 +140,17 @@ class ConsoleOutput:
         self.stream = stream if stream is not None else sys.stdout
         self.pretty = pretty
         self.counters: Counter[str] = counters if counters is not None else Counter()
-        self._render = pretty_line if pretty else ndjson_line
         self._bytes = _utf8_buffer(self.stream)
 
     def write(self, events: list[dict[str, Any]]) -> None:
-        """Write a batch as one string (one syscall when the stream is unbuffered)."""
+        """Write a batch as one string (one syscall when the stream is unbuffered); NDJSON
+        goes through `write_lines`, like the documents the collector hands over encoded."""
         if not events:
             return
-        render = self._render
-        text = "".join([render(e) for e in events])
-        if not self.pretty:  # pretty lines escape them (and C0) themselves
-            text = terminal_safe(text.encode()).decode()
+        if not self.pretty:
+            self.write_lines([ndjson_bytes(e) for e in events])
+            return
+        text = "".join([pretty_line(e) for e in events])
         try:
             self.stream.write(text)
             self.stream.flush()
